@@ -1,0 +1,162 @@
+"""The shard format is readable by independent tools and fails loudly when damaged."""
+
+import hashlib
+import io
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from shards.format import (
+    CorruptShardError,
+    ShardWriter,
+    TruncatedShardError,
+    iter_tar_samples,
+    make_key,
+    read_dali_index,
+    read_sample_at,
+)
+
+
+def _samples(n=5):
+    out = []
+    for i in range(n):
+        key = make_key("voxceleb2", f"id0001{i % 3}", "-ab_cd.EF12", f"{i:05d}")
+        members = {
+            "f0.jpg": bytes([i]) * (100 + 37 * i),
+            "f1.jpg": bytes([i + 1]) * (513 + i),
+            "flac": bytes(range(256)) * (i + 1),
+            "json": f'{{"i": {i}}}'.encode(),
+        }
+        out.append((key, members))
+    return out
+
+
+@pytest.fixture
+def shard(tmp_path):
+    path = tmp_path / "shard-000000.tar"
+    with ShardWriter(path) as w:
+        for key, members in _samples():
+            w.add(key, members)
+    return path, w.records
+
+
+def test_key_is_dot_free_and_prefixed():
+    key = make_key("voxceleb2", "id00012", "_a.b/c-d", "00001")
+    assert key == "vox2_id00012__a-b-c-d_00001"
+    assert "." not in key and not key.startswith("_")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        make_key("vgg", "a", "b", "c")
+
+
+def test_roundtrip_with_tarfile_and_our_reader(shard):
+    path, records = shard
+    expected = _samples()
+    with tarfile.open(path) as tf:
+        names = tf.getnames()
+        assert names == [f"{k}.{e}" for k, m in expected for e in m]
+        for k, m in expected:
+            for e, payload in m.items():
+                assert tf.extractfile(f"{k}.{e}").read() == payload
+    ours = list(iter_tar_samples(path))
+    assert [(k, m) for k, m, _ in ours] == expected
+    assert [off for _, _, off in ours] == [r.offset for r in records]
+    assert path.stat().st_size % 512 == 0
+
+
+def test_roundtrip_with_webdataset(shard):
+    import webdataset as wds
+
+    path, _ = shard
+    got = [(s["__key__"], s["flac"]) for s in wds.WebDataset(str(path), shardshuffle=False)]
+    assert got == [(k, m["flac"]) for k, m in _samples()]
+
+
+def test_dali_index_equals_wds2idx(shard, tmp_path):
+    path, _ = shard
+    ref = tmp_path / "ref.idx"
+    subprocess.run([sys.executable, "-m", "wds2idx", str(path), str(ref)], check=True,
+                   capture_output=True)
+    assert read_dali_index(path.with_suffix(".idx")) == read_dali_index(ref)
+
+
+def test_random_access_and_resume_offsets(shard):
+    path, records = shard
+    expected = _samples()
+    for rec, (key, members) in zip(records, expected):
+        assert read_sample_at(path, rec.offset, rec.size) == (key, members)
+        assert rec.sha1 == hashlib.sha1(b"".join(members.values())).hexdigest()
+    resumed = [k for k, _, _ in iter_tar_samples(path, start=records[3].offset)]
+    assert resumed == [k for k, _ in expected[3:]]
+
+
+def test_deterministic_bytes(tmp_path):
+    blobs = []
+    for name in ("a.tar", "b.tar"):
+        with ShardWriter(tmp_path / name) as w:
+            for key, members in _samples():
+                w.add(key, members)
+        blobs.append((tmp_path / name).read_bytes())
+    assert blobs[0] == blobs[1]
+
+
+def test_failed_write_publishes_nothing(tmp_path):
+    path = tmp_path / "shard-000001.tar"
+    with pytest.raises(RuntimeError):
+        with ShardWriter(path) as w:
+            w.add("vox2_a_b_c", {"json": b"{}"})
+            raise RuntimeError("worker died")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_and_corrupt_shards_raise(shard, tmp_path):
+    path, records = shard
+    data = path.read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[: records[2].offset + 700])
+    with pytest.raises(TruncatedShardError, match="ends inside member"):
+        list(iter_tar_samples(cut))
+    bad = bytearray(data)
+    bad[records[1].offset + 10] ^= 0xFF
+    with pytest.raises(CorruptShardError, match="checksum"):
+        list(iter_tar_samples(io.BytesIO(bytes(bad))))
+
+
+def test_rejects_keys_that_would_break_webdataset(tmp_path):
+    with ShardWriter(tmp_path / "x.tar") as w:
+        with pytest.raises(ValueError, match="must not contain"):
+            w.add("vox2.id", {"json": b"{}"})
+        w.add("ok", {"json": b"{}"})
+
+
+def test_eval_store_roundtrip(tmp_path):
+    import numpy as np
+
+    from shards.evalstore import EvalStore, EvalStoreWriter
+
+    rng = np.random.default_rng(0)
+    rows = []
+    w = EvalStoreWriter(tmp_path / "eval.zarr", num_faces=2, face_size=8, flush_every=3)
+    for i in range(7):
+        faces = rng.integers(0, 255, size=(2, 8, 8, 3), dtype=np.uint8)
+        audio = rng.integers(-3000, 3000, size=100 + 13 * i).astype(np.int16)
+        row = dict(key=f"vox1_id1000{i}_v_{i:05d}", identity=f"id1000{i % 3}", video="v",
+                   clip=f"{i:05d}", gender="mf"[i % 2], nationality=None)
+        w.append(faces=faces, audio=audio, **row)
+        rows.append((row, faces, audio))
+    assert not (tmp_path / "eval.zarr").exists(), "store must not be visible before close()"
+    w.close()
+    store = EvalStore(tmp_path / "eval.zarr")
+    assert len(store) == 7
+    for i, (row, faces, audio) in enumerate(rows):
+        j = store.index_of(row["key"])
+        assert j == i and store.identities[j] == row["identity"] and store.genders[j] == row["gender"]
+        np.testing.assert_array_equal(store.faces(j), faces)
+        np.testing.assert_array_equal(store.audio(j), audio)
+    with pytest.raises(ValueError, match="faces must be uint8"):
+        EvalStoreWriter(tmp_path / "x.zarr", 2, 8).append(
+            key="k", identity="i", video="v", clip="c", faces=np.zeros((1, 8, 8, 3), np.uint8),
+            audio=np.ones(3, np.int16))
+    with pytest.raises(FileNotFoundError, match="pipeline.ingest"):
+        EvalStore(tmp_path / "missing.zarr")
