@@ -1,0 +1,122 @@
+"""Preprocessing shared by training and evaluation (ARCHITECTURE.md §4).
+
+Both the streaming loader and the evaluation harness call these two functions, so a model never
+sees faces or voices prepared one way in training and another way in evaluation.
+
+* `faces_to_tensor`: uint8 crops -> float32 `[N, 3, S, S]` in [-1, 1]. The resize is antialiased
+  bilinear because crops are usually *downscaled* (224 -> 112/128) and plain bilinear aliases.
+* `LogMel`: a `torch.nn.Module`, so the filterbank and window live on the waveform's device and
+  features are computed there (GPU when training on GPU). It is written directly with
+  `torch.stft` and an HTK mel filterbank rather than `torchaudio.transforms.MelSpectrogram`:
+  the result must equal `librosa.feature.melspectrogram(..., htk=True, norm=None)` (the reference
+  the papers' Python code used), and writing the filterbank out makes that equality explicit and
+  independent of torchaudio's deprecations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["faces_to_tensor", "LogMel", "hz_to_mel_htk", "mel_filterbank_htk"]
+
+
+def faces_to_tensor(faces, size: int | None = None) -> torch.Tensor:
+    """uint8 `[N, H, W, 3]` or `[N, 3, H, W]` (numpy or torch) -> float32 `[N, 3, size, size]`.
+
+    Layout is detected from the channel position (last dim 3 -> NHWC). The tensor stays on the
+    input's device, so a batch decoded on GPU is normalised there. `size=None` keeps H, W.
+    """
+    x = torch.as_tensor(faces)
+    if x.dtype != torch.uint8:
+        raise TypeError(f"faces must be uint8 (decoded JPEG pixels), got {x.dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"faces must be 4-D [N, H, W, 3] or [N, 3, H, W], got shape {tuple(x.shape)}")
+    if x.shape[-1] == 3:
+        x = x.permute(0, 3, 1, 2)
+    elif x.shape[1] != 3:
+        raise ValueError(f"faces need 3 RGB channels first or last, got shape {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"refusing an empty face batch {tuple(x.shape)}")
+    x = x.float()
+    if size is not None and (x.shape[2] != size or x.shape[3] != size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = x.clamp_(0.0, 255.0)
+    return (x / 255.0 - 0.5) / 0.5
+
+
+def hz_to_mel_htk(hz):
+    """HTK mel scale: 2595 * log10(1 + f / 700) (what `librosa` uses with `htk=True`)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz_htk(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank_htk(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """Triangular HTK-mel filters without area normalisation (librosa `norm=None`): `[n_mels, n_fft//2+1]`.
+
+    Same construction as librosa: `n_mels + 2` points equally spaced in mel between f_min and
+    f_max, triangles evaluated on the FFT bin centre frequencies.
+    """
+    fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    mel_points = np.linspace(hz_to_mel_htk(f_min), hz_to_mel_htk(f_max), n_mels + 2)
+    hz_points = _mel_to_hz_htk(mel_points)
+    widths = np.diff(hz_points)
+    ramps = hz_points[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    return np.maximum(0.0, np.minimum(lower, upper))
+
+
+class LogMel(torch.nn.Module):
+    """Waveform `[N, samples]` (float, [-1, 1]) -> `log(mel_power + eps)` `[N, 1, n_mels, T]`.
+
+    Framing matches librosa with `center=True, pad_mode="constant"` (zero padding, librosa 0.11's
+    default): `T = 1 + samples // hop_length`. The window is the periodic Hamming window of
+    `win_length`, zero-padded to `n_fft` in the centre, as both librosa and `torch.stft` do.
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400,
+                 hop_length: int = 160, n_mels: int = 40, window: str = "hamming",
+                 f_min: float = 0.0, f_max: float | None = 8000.0, eps: float = 1e-6):
+        super().__init__()
+        windows = {"hamming": torch.hamming_window, "hann": torch.hann_window}
+        if window not in windows:
+            raise ValueError(f"window must be one of {sorted(windows)}, got {window!r}")
+        if win_length > n_fft:
+            raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
+        f_max = sample_rate / 2.0 if f_max is None else float(f_max)
+        if not 0 <= f_min < f_max <= sample_rate / 2.0:
+            raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2, got {f_min}, {f_max}")
+        self.sample_rate, self.n_fft, self.win_length = sample_rate, n_fft, win_length
+        self.hop_length, self.n_mels, self.eps = hop_length, n_mels, eps
+        self.register_buffer("window", windows[window](win_length, periodic=True, dtype=torch.float32),
+                             persistent=False)
+        fbank = mel_filterbank_htk(sample_rate, n_fft, n_mels, f_min, f_max)
+        self.register_buffer("fbank", torch.from_numpy(fbank).float(), persistent=False)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for a waveform of `num_samples` (centre padding)."""
+        return 1 + num_samples // self.hop_length
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.ndim != 2:
+            raise ValueError(f"waveform must be [N, samples], got shape {tuple(waveform.shape)}")
+        if waveform.shape[0] == 0 or waveform.shape[1] == 0:
+            raise ValueError(f"refusing an empty waveform batch {tuple(waveform.shape)}")
+        x = waveform.float()
+        pad = self.n_fft // 2
+        x = F.pad(x, (pad, pad), mode="constant")
+        spec = torch.stft(x, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
+                          window=self.window, center=False, return_complex=True)
+        power = spec.real.square() + spec.imag.square()  # power=2.0
+        mel = torch.matmul(self.fbank, power)  # [N, n_mels, T]
+        return torch.log(mel + self.eps).unsqueeze(1)
+
+    def extra_repr(self) -> str:
+        return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "
+                f"hop_length={self.hop_length}, n_mels={self.n_mels}, eps={self.eps}")
+
