@@ -1,0 +1,199 @@
+"""AICANet (Wang et al., IEEE TIFS 2025): adaptive interaction (AIA) and correction (ACA) attention.
+
+Where each equation lives:
+
+* Eq. 1  relevance R of a (voice, face) pair: :class:`RelevanceNet` (compact bilinear pooling + FC + tanh).
+* Eq. 2  relevance loss: :func:`models.losses.relevance_loss`, added in :meth:`AICANet.extra_losses`.
+* Eq. 3  correlation E between the pair's pooled shared features: :meth:`InteractionCorrection.pairs`.
+* Eqs. 4-5, 10  sign(R) (.) clamp(E, +-eps): same place (``relevance_guidance``, ``aca_inter``).
+* Eqs. 6, 11  softmax(delta E) f: ``_first_order``; Eq. 7 self-support: ``_self_support``.
+* Eq. 8  dynamic estimation fusion with SE masks and IN: :meth:`InteractionCorrection.fuse`.
+* Eq. 9  adaptive threshold eps: :class:`models.attention.AdaptiveThreshold`.
+* Eqs. 12-16: :mod:`models.losses` and :meth:`models.base.MatchingModel.loss`.
+
+The intra-modal ACA branch depends on one item only, so it runs once per unique face/voice; the
+inter-modal AIA branch depends on the (anchor, candidate) pair and runs batched over all B*K pairs
+in one pass. As in the authors' code the anchor embedding is the generator applied to the mean of
+the anchor's K pair-specific fused maps (reference_code_study.md §2.4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import losses
+from .attention import AdaptiveThreshold, SEMask, attend, channel_affinity, instance_norm, shrink
+from .base import MatchingModel, one_hot_match, pair_indices
+from .batch import TupleIndex
+from .cbp import CompactBilinearPooling
+
+MODALITIES = ("voice", "face")
+
+
+def _conv1x1(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, bias=False)
+
+
+class RelevanceNet(nn.Module):
+    """Eq. 1: R = FC(CBP(f_a, f_v)) in (-1, 1) for every pair; input ``[P, C', 9]`` pooled maps."""
+
+    def __init__(self, channels: int, cbp_dim: int, hidden: int, seed: int):
+        super().__init__()
+        self.cbp = CompactBilinearPooling(channels, channels, cbp_dim, seed)
+        self.fc1 = nn.Linear(cbp_dim, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, q_voice: torch.Tensor, q_face: torch.Tensor) -> torch.Tensor:
+        z = self.cbp(F.normalize(q_voice, dim=-1), F.normalize(q_face, dim=-1))
+        return torch.tanh(self.fc2(F.leaky_relu(self.bn(self.fc1(z)), 0.2))).squeeze(-1)
+
+
+class InteractionCorrection(nn.Module):
+    """AIA (Eqs. 1, 3-8) and ACA (Eqs. 9-11) for both modalities, switchable part by part."""
+
+    def __init__(self, cfg: dict, channels: int):
+        super().__init__()
+        self.cfg = cfg
+        c2 = cfg["attn_channels"]
+        fixed = None if cfg["aca_epsilon"] == "learned" else float(cfg["aca_epsilon"])
+        self.use_aia = cfg["aia"]
+        self.use_intra = cfg["aca_intra"]
+        if self.use_aia:
+            self.shared = nn.ModuleDict({m: _conv1x1(channels, c2) for m in MODALITIES})
+            self.decode_inter = _conv1x1(c2, channels)
+            self.mask_inter = SEMask(channels, cfg["se_reduction"])
+            if cfg["first_order"] and (cfg["relevance_guidance"] or cfg["rel_loss"]):
+                self.relevance = RelevanceNet(c2, cfg["cbp_dim"], cfg["relevance_hidden"], cfg["cbp_seed"])
+            if cfg["first_order"] and cfg["aca_inter"]:
+                self.inter_threshold = AdaptiveThreshold(c2, fixed)
+        if self.use_intra:
+            self.private = nn.ModuleDict({m: _conv1x1(channels, c2) for m in MODALITIES})
+            self.decode_intra = nn.ModuleDict({m: _conv1x1(c2, channels) for m in MODALITIES})
+            self.mask_intra = SEMask(channels, cfg["se_reduction"])
+            self.intra_threshold = AdaptiveThreshold(c2, fixed)
+
+    @property
+    def pairwise(self) -> bool:
+        return self.use_aia
+
+    # ---- per-item intra-modal correction (ACA, G = Intra) ---------------------------------------
+    def intra(self, modality: str, x: torch.Tensor) -> torch.Tensor | None:
+        """f~ of Eq. 8: softmax(delta clamp(E_intra, +-eps)) P, decoded back to C channels; ``[N, C, H, W]``."""
+        if not self.use_intra:
+            return None
+        n, _, h, w = x.shape
+        p = self.private[modality](x).flatten(2)
+        e = channel_affinity(p, p)
+        e = shrink(e, self.intra_threshold(e), self.cfg["aca_threshold"])
+        f = attend(torch.softmax(self.cfg["delta"] * e, dim=-1), p)
+        return self.decode_intra[modality](f.view(n, -1, h, w))
+
+    # ---- per-pair inter-modal interaction (AIA + ACA, G = Inter) --------------------------------
+    def _first_order(self, e: torch.Tensor, s: torch.Tensor, sign_r: torch.Tensor | None) -> torch.Tensor:
+        if hasattr(self, "inter_threshold"):
+            e = shrink(e, self.inter_threshold(e), self.cfg["aca_threshold"])     # Eq. 10 clamp
+        if sign_r is not None:
+            e = sign_r[:, None, None] * e                                          # Eq. 4 / 10 sign(R)
+        return attend(torch.softmax(self.cfg["delta"] * e, dim=-1), s)              # Eq. 6 / 11
+
+    @staticmethod
+    def _self_support(s: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """Eq. 7: softmax(f (f->)^T) f with f as query/value and the first-order output as key.
+
+        Scaled by 1/sqrt(H W) (the contraction length): the paper gives no scale, and raw dot
+        products over 49-100 positions saturate the softmax.
+        """
+        logits = s @ key.transpose(1, 2) / math.sqrt(s.shape[-1])
+        return attend(torch.softmax(logits, dim=-1), s)
+
+    def pairs(self, voice_maps: torch.Tensor, face_maps: torch.Tensor, vi: torch.Tensor, fi: torch.Tensor):
+        """Interaction features f^ of every (voice vi[p], face fi[p]) pair and the relevance R [P] (or None)."""
+        cfg = self.cfg
+        s_v, s_f = self.shared["voice"](voice_maps), self.shared["face"](face_maps)
+        hv, wv = s_v.shape[2:]
+        hf, wf = s_f.shape[2:]
+        sv_p, sf_p = s_v.flatten(2)[vi], s_f.flatten(2)[fi]
+        relevance = None
+        first_v, first_f = sv_p, sf_p
+        if cfg["first_order"]:
+            q_v = F.adaptive_max_pool2d(s_v, 3).flatten(2)[vi]
+            q_f = F.adaptive_max_pool2d(s_f, 3).flatten(2)[fi]
+            if hasattr(self, "relevance"):
+                relevance = self.relevance(q_v, q_f)
+            sign_r = torch.sign(relevance) if cfg["relevance_guidance"] else None
+            e_vf = channel_affinity(q_v, q_f)                                          # Eq. 3
+            first_v = self._first_order(e_vf, sv_p, sign_r)
+            first_f = self._first_order(e_vf.transpose(1, 2), sf_p, sign_r)
+        if cfg["self_support"]:
+            hat_v, hat_f = self._self_support(sv_p, first_v), self._self_support(sf_p, first_f)
+        else:
+            hat_v, hat_f = first_v, first_f
+        p = vi.shape[0]
+        dec_v = self.decode_inter(hat_v.reshape(p, -1, hv, wv))
+        dec_f = self.decode_inter(hat_f.reshape(p, -1, hf, wf))
+        return dec_v, dec_f, relevance
+
+    def fuse(self, x: torch.Tensor, inter: torch.Tensor | None, intra: torch.Tensor | None) -> torch.Tensor:
+        """Eq. 8 (DEF): (1 - m_inter - m_intra) x + m_inter IN(f^) + m_intra IN(f~); without DEF a plain skip."""
+        out = x
+        if not self.cfg["def_fusion"]:
+            for part in (inter, intra):
+                if part is not None:
+                    out = out + instance_norm(part)
+            return out
+        keep = torch.ones_like(x[:, :, :1, :1])
+        mixed = 0
+        if inter is not None:
+            m = self.mask_inter(inter)
+            keep = keep - m
+            mixed = mixed + m * instance_norm(inter)
+        if intra is not None:
+            m = self.mask_intra(intra)
+            keep = keep - m
+            mixed = mixed + m * instance_norm(intra)
+        return keep * x + mixed
+
+
+class AICANet(MatchingModel):
+    def __init__(self, cfg: dict):
+        super().__init__(cfg)
+        if cfg["aia"] or cfg["aca_intra"]:
+            self.attention["aia_aca"] = InteractionCorrection(cfg, self.channels)
+
+    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
+        if "aia_aca" not in self.attention:
+            h_a, h_c = self.generator(anchor_maps), self.generator(cand_maps)
+            return {"h_anchor": h_a[idx.anchor_index], "h_cand": h_c[idx.candidate_index], "relevance": None}
+        block: InteractionCorrection = self.attention["aia_aca"]
+        m_anchor, m_cand = ("voice", "face") if idx.anchor_is_voice else ("face", "voice")
+        intra_anchor, intra_cand = block.intra(m_anchor, anchor_maps), block.intra(m_cand, cand_maps)
+        if not block.pairwise:
+            fused_a = block.fuse(anchor_maps, None, intra_anchor)
+            fused_c = block.fuse(cand_maps, None, intra_cand)
+            h_a, h_c = self.generator(fused_a), self.generator(fused_c)
+            return {"h_anchor": h_a[idx.anchor_index], "h_cand": h_c[idx.candidate_index], "relevance": None}
+        b, k = idx.candidate_index.shape
+        ai, ci = pair_indices(idx)
+        if idx.anchor_is_voice:
+            dec_a, dec_c, relevance = block.pairs(anchor_maps, cand_maps, ai, ci)
+        else:
+            dec_c, dec_a, relevance = block.pairs(cand_maps, anchor_maps, ci, ai)
+        fused_a = block.fuse(anchor_maps[ai], dec_a, None if intra_anchor is None else intra_anchor[ai])
+        fused_c = block.fuse(cand_maps[ci], dec_c, None if intra_cand is None else intra_cand[ci])
+        anchor_mean = fused_a.view(b, k, *fused_a.shape[1:]).mean(dim=1)
+        h_anchor = self.generator(anchor_mean)
+        h_cand = self.generator(fused_c).view(b, k, -1)
+        return {"h_anchor": h_anchor, "h_cand": h_cand,
+                "relevance": None if relevance is None else relevance.view(b, k)}
+
+    def extra_losses(self, out: dict, idx: TupleIndex, epoch: float) -> dict:
+        if not self.cfg["rel_loss"] or out.get("relevance") is None:
+            return {}
+        target = one_hot_match(idx.label, idx.num_candidates)
+        rel = losses.relevance_loss(out["relevance"], target, epoch, self.cfg["total_epochs"], self.cfg["tau"])
+        return {"rel": (self.cfg["gamma"], rel)}

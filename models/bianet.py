@@ -1,0 +1,152 @@
+"""BIANet (Wang et al., Pattern Recognition 2025): bidirectional intervention attention + counterfactual inference.
+
+No code was published (reference_code_study.md §8); this follows the paper's equations:
+
+* Eq. 9   intra-modal affinity A = Q K^T (cosine, per item): :meth:`IntervenedAttention.forward`.
+* Eq. 10  strong part  A^ = clamp(A, min=eps)          -> PIA.
+* Eq. 11  weak part    A~ = ReLU(-(ReLU(A) - eps))       -> NIA.
+* Eq. 12  X^ = softmax(tau1 A^) X (the printed ``softmax(tau1 A^ X)`` is read as a typo).
+* Eq. 14  X- = (1 - mask) X + mask IN(X^), mask from an SE gate.
+* Eqs. 15, 17  X~ = softmax(A~ + d) X, d = -inf with probability p (training only; DropKey).
+* Eqs. 18-19  X~ <- softmax(tau2 X~X~^T) X~ + softmax(-tau2 X~X~^T) X~.
+* Eqs. 20-21  P_cp, P_cn: the shared generator and classifier on the PIA and NIA features.
+* Eq. 22  L_cls = -mean log(P_cp - w(epoch) P_cn), w = 1 - cos(pi epoch / N); the same
+  ``P_cp - w P_cn`` scores at test time, with the last trained epoch kept in a buffer.
+
+Choices where the paper is silent (exposed as config keys, argued in docs/MODELS.md): eps is a
+per-row learned threshold (the AICANet Eq. 9 layer) or a constant; tau2 = 20; p = 0.1; the log
+argument is kept positive by a softplus (``cf_positivity``). Every attention step works on one
+item, so PIA/NIA and the generator run once per unique face/voice and tuples gather embeddings.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import losses
+from .attention import AdaptiveThreshold, SEMask, attend, channel_affinity, instance_norm
+from .base import MatchingModel
+from .batch import TupleIndex
+
+MODALITIES = ("voice", "face")
+
+
+def dropkey_mask(shape: torch.Size, p: float, device, dtype, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Eq. 17: 0 with probability 1 - p, -inf with probability p. The diagonal is never masked so
+    no softmax row can be all -inf (a channel can always attend to itself)."""
+    drop = torch.rand(shape, device=device, generator=generator) < p
+    eye = torch.eye(shape[-1], dtype=torch.bool, device=device)
+    drop = drop & ~eye
+    return torch.zeros(shape, device=device, dtype=dtype).masked_fill(drop, float("-inf"))
+
+
+class IntervenedAttention(nn.Module):
+    """PIA and NIA for one modality: ``X [N, C, H, W] -> (X- positive features, X~ negative features)``."""
+
+    def __init__(self, cfg: dict, channels: int):
+        super().__init__()
+        self.cfg = cfg
+        c2 = cfg["attn_channels"]
+        self.query = nn.Conv2d(channels, c2, 1, bias=False)
+        self.key = nn.Conv2d(channels, c2, 1, bias=False)
+        self.value = nn.Conv2d(channels, c2, 1, bias=False)
+        fixed = None if cfg["epsilon"] == "learned" else float(cfg["epsilon"])
+        self.threshold = AdaptiveThreshold(c2, fixed)
+        if cfg["pia"]:
+            self.decode_pos = nn.Conv2d(c2, channels, 1, bias=False)
+            self.mask = SEMask(channels, cfg["se_reduction"])
+        if cfg["nia"]:
+            self.decode_neg = nn.Conv2d(c2, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cfg = self.cfg
+        n, _, h, w = x.shape
+        v = self.value(x).flatten(2)
+        a = channel_affinity(self.query(x).flatten(2), self.key(x).flatten(2))      # Eq. 9
+        eps = self.threshold(a)
+        positive = x
+        if cfg["pia"]:
+            strong = torch.maximum(a, eps)                                            # Eq. 10
+            x_hat = attend(torch.softmax(cfg["tau1"] * strong, dim=-1), v)             # Eq. 12
+            dec = self.decode_pos(x_hat.view(n, -1, h, w))
+            mask = self.mask(dec)
+            positive = (1 - mask) * x + mask * instance_norm(dec)                     # Eq. 14
+        negative = None
+        if cfg["nia"]:
+            weak = torch.relu(-(torch.relu(a) - eps))                                 # Eq. 11
+            if self.training and cfg["dropkey_p"] > 0:
+                weak = weak + dropkey_mask(weak.shape, cfg["dropkey_p"], weak.device, weak.dtype)  # Eq. 17
+            x_tilde = attend(torch.softmax(weak, dim=-1), v)                           # Eq. 15
+            aff = channel_affinity(x_tilde, x_tilde)                                   # Eq. 18
+            x_tilde = (attend(torch.softmax(cfg["tau2"] * aff, dim=-1), x_tilde)
+                       + attend(torch.softmax(-cfg["tau2"] * aff, dim=-1), x_tilde))   # Eq. 19
+            negative = instance_norm(self.decode_neg(x_tilde.view(n, -1, h, w)))
+        return positive, negative
+
+
+def _as_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over K candidates; for K = 1 the two-class distribution [1 - p, p] of the match logit."""
+    if logits.dim() == 1:
+        p = torch.sigmoid(logits)
+        return torch.stack([1 - p, p], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
+class BIANet(MatchingModel):
+    def __init__(self, cfg: dict):
+        super().__init__(cfg)
+        if cfg["pia"] or cfg["nia"]:
+            self.attention["voice"] = IntervenedAttention(cfg, self.channels)
+            self.attention["face"] = IntervenedAttention(cfg, self.channels)
+
+    def cf_weight(self, epoch: float) -> float:
+        """Eq. 22 weight of the reverse prediction (``cf_schedule='constant'``: a fixed weight, Table 7 'w/o CLS')."""
+        if not self.cfg["nia"]:
+            return 0.0
+        if self.cfg["cf_schedule"] == "constant":
+            return float(self.cfg["cf_constant_weight"])
+        return losses.curriculum_weight(epoch, self.cfg["total_epochs"])
+
+    def _branch(self, modality: str, maps: torch.Tensor):
+        if modality not in self.attention:
+            return maps, None
+        return self.attention[modality](maps)
+
+    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
+        m_anchor, m_cand = ("voice", "face") if idx.anchor_is_voice else ("face", "voice")
+        pos_a, neg_a = self._branch(m_anchor, anchor_maps)
+        pos_c, neg_c = self._branch(m_cand, cand_maps)
+        out = {"h_anchor": self.generator(pos_a)[idx.anchor_index],
+               "h_cand": self.generator(pos_c)[idx.candidate_index]}
+        if neg_a is not None:
+            out["h_anchor_neg"] = self.generator(neg_a)[idx.anchor_index]
+            out["h_cand_neg"] = self.generator(neg_c)[idx.candidate_index]
+        return out
+
+    def score(self, out: dict) -> torch.Tensor:
+        """P_cp - w P_cn (Eq. 22 with w at the last trained epoch); P_cp alone without NIA."""
+        out["logits_cp"] = self.classifier(out["h_anchor"], out["h_cand"])              # Eq. 20
+        if "h_anchor_neg" not in out:
+            return out["logits_cp"]
+        out["logits_cn"] = self.classifier(out["h_anchor_neg"], out["h_cand_neg"])      # Eq. 21
+        p_cp, p_cn = _as_probabilities(out["logits_cp"]), _as_probabilities(out["logits_cn"])
+        scores = p_cp - self.cf_weight(float(self.trained_epoch)) * p_cn
+        return scores[:, 1] if out["logits_cp"].dim() == 1 else scores
+
+    def classification_loss(self, out: dict, label: torch.Tensor, epoch: float) -> dict:
+        if "logits_cn" not in out:
+            return {"cls": losses.matching_loss(out["logits_cp"], label)}
+        cfg = self.cfg
+        cls = losses.counterfactual_loss(
+            _as_probabilities(out["logits_cp"]), _as_probabilities(out["logits_cn"]), label, self.cf_weight(epoch),
+            cfg["cf_positivity"], cfg["cf_softplus_beta"], cfg["cf_clamp_floor"],
+            logits_cp=_two_class_logits(out["logits_cp"]), logits_cn=_two_class_logits(out["logits_cn"]))
+        return {"cls": cls, "cf_weight": torch.tensor(self.cf_weight(epoch))}
+
+
+def _two_class_logits(logits: torch.Tensor) -> torch.Tensor:
+    """K = 1 match logit z as two-class logits [0, z] (softmax gives [1 - sigmoid z, sigmoid z])."""
+    if logits.dim() == 1:
+        return torch.stack([torch.zeros_like(logits), logits], dim=1)
+    return logits

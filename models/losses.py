@@ -1,0 +1,210 @@
+"""Loss terms of AICANet (Eqs. 2, 12-16) and BIANet (Eq. 22), plus the metric-loss alternatives.
+
+Conventions: ``anchor [B, D]``, ``candidates [B, K, D]``, ``label [B]`` (index of the positive
+for K >= 2). Metric losses are written on distances (``d_ac [B, K]`` anchor-candidate and
+``d_cc [B, K, K]`` candidate-candidate) so tests can feed hand-chosen distances.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+METRIC_LOSSES = ("rdsm", "structure", "lifted", "triplet", "none")
+
+
+def cosine_anneal(epoch: float, total_epochs: float) -> float:
+    """0.5 (1 + cos(pi epoch / N)): 1 at the start, 0 at the end (the Eq. 2 schedule, simulated annealing)."""
+    e = min(max(float(epoch), 0.0), float(total_epochs))
+    return 0.5 * (1.0 + math.cos(math.pi * e / total_epochs))
+
+
+def curriculum_weight(epoch: float, total_epochs: float) -> float:
+    """BIANet Eq. 22 weight of the reverse prediction: 1 - cos(pi epoch / N), rising 0 -> 2."""
+    e = min(max(float(epoch), 0.0), float(total_epochs))
+    return 1.0 - math.cos(math.pi * e / total_epochs)
+
+
+def relevance_loss(relevance: torch.Tensor, match: torch.Tensor, epoch: float, total_epochs: float,
+                   tau: float = 5.0) -> torch.Tensor:
+    """AICANet Eq. 2, per tuple: (1/2k)(1 + cos(pi e/N)) sum_j (sigmoid(tau R_0j) - l_j)^2, mean over tuples.
+
+    ``relevance [B, K]`` is R of every (anchor, candidate) pair and ``match [B, K]`` is 1 for the
+    matching candidate. Each R is compared with its own pair's label; the authors' code compares
+    every R with every label of the batch (a B x B broadcast, reference_code_study.md §3.1).
+    """
+    if relevance.shape != match.shape:
+        raise ValueError(f"relevance {tuple(relevance.shape)} and match {tuple(match.shape)} must have the same shape")
+    k = relevance.shape[1]
+    sq = (torch.sigmoid(tau * relevance) - match.to(relevance.dtype)).pow(2).sum(dim=1)
+    return (cosine_anneal(epoch, total_epochs) * 2.0 / (2 * k) * sq).mean()
+
+
+def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance over the last axis, with a tiny floor so the gradient at 0 stays finite."""
+    return ((a - b).pow(2).sum(-1) + 1e-12).sqrt()
+
+
+def tuple_distances(anchor: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``d_ac [B, K]`` (anchor to each candidate) and ``d_cc [B, K, K]`` (candidate to candidate)."""
+    if anchor.dim() == 3:
+        d_ac = euclidean(anchor, candidates)
+    else:
+        d_ac = euclidean(anchor.unsqueeze(1), candidates)
+    d_cc = euclidean(candidates.unsqueeze(2), candidates.unsqueeze(1))
+    return d_ac, d_cc
+
+
+def _positive_and_negatives(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor):
+    if d_ac.shape[1] < 2:
+        raise ValueError("tuple metric losses need K >= 2 candidates (one positive and at least one negative)")
+    d_ap = d_ac.gather(1, label[:, None]).squeeze(1)
+    d_pq = d_cc.gather(1, label[:, None, None].expand(-1, 1, d_cc.shape[2])).squeeze(1)
+    negative = ~F.one_hot(label, d_ac.shape[1]).bool()
+    return d_ap, d_pq, negative
+
+
+def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return x.masked_fill(~mask, float("-inf")).amax(dim=1)
+
+
+def _masked_logsumexp(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return x.masked_fill(~mask, float("-inf")).logsumexp(dim=1)
+
+
+def rdsm_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor, theta: float = 1.2,
+                        mu1: float = 10.0, mu2: float = 4.0) -> torch.Tensor:
+    """AICANet Eqs. 14-15 (relative distance stretching metric).
+
+    D_i = mu1 log(1 + mu2 (max_j w_j e^{theta - d_0j} e^{d_0p - d_0j}
+                            + max_q w_q e^{theta - d_pq} e^{d_0p - d_pq})) + d_0p,
+    L = (1 / 2M) sum_i max(D_i, 0). The maxima run over negatives only (w = 1 for
+    non-matching candidates); the log is evaluated as a logsumexp so large exponents cannot overflow.
+    """
+    d_ap, d_pq, neg = _positive_and_negatives(d_ac, d_cc, label)
+    t_anchor = _masked_max(theta - 2 * d_ac + d_ap[:, None], neg)
+    t_positive = _masked_max(theta - 2 * d_pq + d_ap[:, None], neg)
+    log_mu2 = math.log(mu2)
+    inner = torch.stack([torch.zeros_like(t_anchor), log_mu2 + t_anchor, log_mu2 + t_positive], dim=1)
+    d = mu1 * inner.logsumexp(dim=1) + d_ap
+    return d.clamp_min(0).sum() / (2 * d.shape[0])
+
+
+def structure_metric_from_distances(d_ac, d_cc, label, theta: float = 1.2) -> torch.Tensor:
+    """Structure metric L_SM (AML, TMM 2022; the ACIENet/baseline metric, AICANet Table X):
+
+    D_i = d_0p + log(max_j e^{theta - d_0j} + max_q e^{theta - d_pq}), L = (1/2M) sum max(D_i, 0).
+    """
+    d_ap, d_pq, neg = _positive_and_negatives(d_ac, d_cc, label)
+    a = _masked_max(theta - d_ac, neg)
+    p = _masked_max(theta - d_pq, neg)
+    d = d_ap + torch.logaddexp(a, p)
+    return d.clamp_min(0).sum() / (2 * d.shape[0])
+
+
+def lifted_structure_from_distances(d_ac, d_cc, label, theta: float = 1.2) -> torch.Tensor:
+    """Lifted structured loss L_LM (Song et al. 2016) on a tuple: all negatives, squared hinge.
+
+    J_i = log(sum_j e^{theta - d_0j} + sum_q e^{theta - d_pq}) + d_0p, L = (1/2M) sum max(J_i, 0)^2.
+    """
+    d_ap, d_pq, neg = _positive_and_negatives(d_ac, d_cc, label)
+    j = torch.logaddexp(_masked_logsumexp(theta - d_ac, neg), _masked_logsumexp(theta - d_pq, neg)) + d_ap
+    return j.clamp_min(0).pow(2).sum() / (2 * j.shape[0])
+
+
+def triplet_from_distances(d_ac, d_cc, label, theta: float = 1.2) -> torch.Tensor:
+    """Triplet loss L_Trip (Schroff et al. 2015): mean over (anchor, positive, negative) of max(d_0p - d_0j + margin, 0)."""
+    d_ap, _, neg = _positive_and_negatives(d_ac, d_cc, label)
+    hinge = (d_ap[:, None] - d_ac + theta).clamp_min(0) * neg
+    return hinge.sum() / neg.sum()
+
+
+def contrastive_verification(anchor: torch.Tensor, candidates: torch.Tensor, label: torch.Tensor,
+                             margin: float = 1.2) -> torch.Tensor:
+    """K = 1 stand-in for every tuple metric (they need a positive and a negative in one tuple):
+    a contrastive loss 0.5 [l d + (1 - l) max(margin - d, 0)], mean over pairs. Linear in d, like
+    the d_0p term of Eq. 15, so its scale matches the K >= 2 metrics on the same embeddings."""
+    d = euclidean(anchor, candidates[:, 0]) if anchor.dim() == 2 else euclidean(anchor[:, 0], candidates[:, 0])
+    lab = label.to(d.dtype)
+    return 0.5 * (lab * d + (1 - lab) * (margin - d).clamp_min(0)).mean()
+
+
+def metric_loss(name: str, anchor: torch.Tensor, candidates: torch.Tensor, label: torch.Tensor, theta: float = 1.2,
+                mu1: float = 10.0, mu2: float = 4.0) -> torch.Tensor:
+    """Dispatch on the configured metric loss (``rdsm`` | ``structure`` | ``lifted`` | ``triplet`` | ``none``)."""
+    if name == "none":
+        return anchor.new_zeros(())
+    if candidates.shape[1] == 1:
+        return contrastive_verification(anchor, candidates, label, theta)
+    d_ac, d_cc = tuple_distances(anchor, candidates)
+    if name == "rdsm":
+        return rdsm_from_distances(d_ac, d_cc, label, theta, mu1, mu2)
+    if name == "structure":
+        return structure_metric_from_distances(d_ac, d_cc, label, theta)
+    if name == "lifted":
+        return lifted_structure_from_distances(d_ac, d_cc, label, theta)
+    if name == "triplet":
+        return triplet_from_distances(d_ac, d_cc, label, theta)
+    raise ValueError(f"metric_loss {name!r} unknown; allowed: {list(METRIC_LOSSES)}")
+
+
+def modality_loss(logits_anchor: torch.Tensor, logits_cand: torch.Tensor, anchor_modality: int,
+                  flip: bool = False) -> torch.Tensor:
+    """Eq. 12: -(1/M) sum_i sum_{j=0..k} log D_{N_ij}(h_ij), i.e. cross-entropy summed over the k+1
+    members of a tuple and averaged over tuples. ``flip=True`` gives the generator's adversarial
+    term (labels swapped, as in the authors' code) that enters Eq. 16.
+
+    ``logits_anchor [B, 2]`` (or ``[B, K, 2]`` when anchors are per pairing; those are averaged
+    over K so each tuple still counts one anchor), ``logits_cand [B, K, 2]``.
+    """
+    cand_modality = 1 - anchor_modality
+    if flip:
+        anchor_modality, cand_modality = cand_modality, anchor_modality
+    b, k = logits_cand.shape[:2]
+    if logits_anchor.dim() == 3:
+        ce_anchor = F.cross_entropy(logits_anchor.flatten(0, 1), logits_anchor.new_full((b * logits_anchor.shape[1],), anchor_modality, dtype=torch.long), reduction="none").view(b, -1).mean(1)
+    else:
+        ce_anchor = F.cross_entropy(logits_anchor, logits_anchor.new_full((b,), anchor_modality, dtype=torch.long), reduction="none")
+    ce_cand = F.cross_entropy(logits_cand.flatten(0, 1), logits_cand.new_full((b * k,), cand_modality, dtype=torch.long),
+                              reduction="none").view(b, k).sum(1)
+    return (ce_anchor + ce_cand).mean()
+
+
+def matching_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Eq. 13: cross-entropy over K candidates; K = 1: binary cross-entropy on the match logit."""
+    if logits.dim() == 1:
+        return F.binary_cross_entropy_with_logits(logits, label.to(logits.dtype))
+    return F.cross_entropy(logits, label)
+
+
+CF_POSITIVITY = ("softplus", "clamp", "logit")
+
+
+def counterfactual_loss(p_cp: torch.Tensor, p_cn: torch.Tensor, label: torch.Tensor, weight: float,
+                        positivity: str = "softplus", beta: float = 10.0, floor: float = 1e-4,
+                        logits_cp: torch.Tensor | None = None, logits_cn: torch.Tensor | None = None) -> torch.Tensor:
+    """BIANet Eq. 22: -(1/M) sum_i log(P_cp[y_i] - w P_cn[y_i]), w = ``weight`` (Eq. 22 curriculum).
+
+    The argument can be <= 0 (w reaches 2); the paper does not say how it stays positive. Choices:
+
+    * ``softplus`` (default): log(softplus_beta(x)), softplus_beta(x) = log(1 + e^{beta x}) / beta.
+      Equals log(x) to within e^{-beta x}/beta for x >> 1/beta, and below zero it becomes a linear
+      penalty of slope beta instead of -inf, so every tuple keeps a finite, useful gradient.
+    * ``clamp``: log(max(x, floor)); tuples below the floor get no gradient.
+    * ``logit``: cross-entropy on the counterfactual logits z_cp - w z_cn (a logit-space TIE);
+      needs ``logits_cp``/``logits_cn``.
+
+    ``p_cp``/``p_cn`` are ``[B, C]`` class probabilities (C = K, or 2 for verification).
+    """
+    if positivity == "logit":
+        if logits_cp is None or logits_cn is None:
+            raise ValueError("cf_positivity='logit' needs the classifier logits")
+        return F.cross_entropy(logits_cp - weight * logits_cn, label)
+    x = (p_cp - weight * p_cn).gather(1, label[:, None]).squeeze(1)
+    if positivity == "softplus":
+        return -torch.log(F.softplus(x, beta=beta)).mean()
+    if positivity == "clamp":
+        return -torch.log(x.clamp_min(floor)).mean()
+    raise ValueError(f"cf_positivity {positivity!r} unknown; allowed: {list(CF_POSITIVITY)}")
