@@ -1,0 +1,147 @@
+"""Render one clip: the utterance audio, the face frames in sync with it, and the face-box track.
+
+Everything is a pure function of (seed, identity plan, video plan, clip plan), so any worker can
+render any clip and get the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from .faces import background, render_face_layers
+from .nuisance import FaceNuisance, VoiceNuisance, apply_voice_nuisance, draw_face_nuisance, draw_voice_nuisance, light_map
+from .plan import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, ClipPlan, IdentityPlan, VideoPlan, clip_rng
+from .seeding import rng_for
+from .voices import synthesise
+
+FRAME_SIZE = 224
+MOUTH_LEVELS = 6
+#: The virtual source video that VoxCeleb txt boxes refer to (VoxCeleb1 boxes are pixels of a
+#: 360-high frame; VoxCeleb2 boxes are fractions of width/height).
+SOURCE_W, SOURCE_H = 640, 360
+
+
+@dataclass(frozen=True)
+class VideoLook:
+    """Per-video appearance shared by all clips of one YouTube video."""
+
+    background: np.ndarray  # float32 [S, S, 3]
+    clothing_rgb: tuple[int, int, int]
+    box_centre: tuple[float, float]  # face centre in the source frame (pixels)
+    box_size: float  # face box side in source pixels
+
+
+def video_look(seed: int, identity: IdentityPlan, video: VideoPlan) -> VideoLook:
+    rng = rng_for(seed, "video", identity.dataset, identity.identity, video.ytid)
+    return VideoLook(
+        background=background(rng, FRAME_SIZE),
+        clothing_rgb=tuple(int(v) for v in rng.uniform(10, 230, 3)),
+        box_centre=(float(rng.uniform(200, 440)), float(rng.uniform(120, 210))),
+        box_size=float(rng.uniform(110, 190)),
+    )
+
+
+class ClipRenderer:
+    """Lazily renders the audio and any requested frames of one clip."""
+
+    def __init__(self, seed: int, identity: IdentityPlan, video: VideoPlan, clip: ClipPlan, look: VideoLook | None = None):
+        self.seed, self.identity, self.video, self.clip = seed, identity, video, clip
+        self.look = look or video_look(seed, identity, video)
+        self.face_nuisance: FaceNuisance = draw_face_nuisance(clip_rng(seed, identity, video, clip, "face-nuisance"))
+        self.voice_nuisance: VoiceNuisance = draw_voice_nuisance(clip_rng(seed, identity, video, clip, "voice-nuisance"))
+        bob = np.random.default_rng(self.face_nuisance.bob_seed)
+        t = np.arange(clip.num_frames) / FPS
+        self._bob = [
+            sum(a * np.sin(2 * np.pi * f * t + p) for a, f, p in zip(bob.uniform(0.5, amp, 3), bob.uniform(0.1, 0.9, 3), bob.uniform(0, 6.3, 3)))
+            for amp in (2.5, 2.0, 1.5)  # dx px, dy px, roll degrees
+        ]
+
+    @cached_property
+    def _utterance(self):
+        rng = clip_rng(self.seed, self.identity, self.video, self.clip, "speech")
+        return synthesise(self.identity.voice, self.clip.num_frames * SAMPLES_PER_FRAME, FPS, rng)
+
+    @cached_property
+    def audio(self) -> np.ndarray:
+        """float32 [num_frames * 640] at 16 kHz with voice nuisance applied."""
+        rng = clip_rng(self.seed, self.identity, self.video, self.clip, "voice-nuisance-noise")
+        return apply_voice_nuisance(self._utterance.waveform, self.voice_nuisance, rng, SAMPLE_RATE)
+
+    @property
+    def mouth(self) -> np.ndarray:
+        return self._utterance.mouth
+
+    @cached_property
+    def _layers(self) -> list[np.ndarray]:
+        n = self.face_nuisance
+        layers = render_face_layers(self.identity.face, n.pose, FRAME_SIZE, MOUTH_LEVELS, self.look.clothing_rgb,
+                                    sunglasses=n.occlusion == "sunglasses")
+        return layers
+
+    @cached_property
+    def _overlay(self) -> np.ndarray | None:
+        """Static occluder in frame coordinates as float32 RGBA [S, S, 4], or None."""
+        n = self.face_nuisance
+        if n.occlusion not in ("microphone", "hand", "caption"):
+            return None
+        s = FRAME_SIZE
+        img = Image.new("RGBA", (s * 2, s * 2), (0, 0, 0, 0))
+        d = ImageDraw.Draw(img)
+        px, py = n.occlusion_pos[0] * 2 * s, n.occlusion_pos[1] * 2 * s
+        if n.occlusion == "microphone":
+            d.rounded_rectangle((px - 14, py, px + 14, 2 * s + 10), radius=8, fill=(40, 40, 44, 255))
+            d.ellipse((px - 34, py - 50, px + 34, py + 18), fill=(70, 70, 76, 255))
+            for k in range(-30, 31, 10):
+                d.line((px + k, py - 45, px + k, py + 12), fill=(50, 50, 55, 255), width=2)
+        elif n.occlusion == "hand":
+            skin = self.identity.face.skin_rgb
+            d.ellipse((px - 70, py - 60, px + 70, py + 110), fill=skin + (255,))
+            for k in range(4):
+                d.rounded_rectangle((px - 66 + 34 * k, py - 130, px - 42 + 34 * k, py - 20), radius=11, fill=skin + (255,))
+        else:  # caption bar, as in TV interviews
+            rng = clip_rng(self.seed, self.identity, self.video, self.clip, "caption")
+            colour = tuple(int(v) for v in rng.uniform(0, 200, 3)) + (235,)
+            d.rectangle((0, int(1.62 * s), 2 * s, int(1.86 * s)), fill=colour)
+            x = 16
+            while x < 2 * s - 40:
+                w = int(rng.integers(10, 40))
+                d.rectangle((x, int(1.68 * s), x + w, int(1.8 * s)), fill=(245, 245, 245, 255))
+                x += w + int(rng.integers(6, 14))
+        return np.asarray(img.resize((s, s), Image.Resampling.BOX), dtype=np.float32)
+
+    @cached_property
+    def _light(self) -> np.ndarray:
+        return light_map(self.face_nuisance, FRAME_SIZE)
+
+    def frame(self, i: int) -> np.ndarray:
+        """uint8 [224, 224, 3] RGB video frame i (0-based within the clip)."""
+        level = int(round(float(self.mouth[min(i, len(self.mouth) - 1)]) * (MOUTH_LEVELS - 1)))
+        layer = self._layers[level]
+        dx, dy, droll = (float(track[i]) for track in self._bob)
+        moved = layer.rotate(droll, resample=Image.Resampling.BILINEAR, translate=(dx, dy),
+                             center=(FRAME_SIZE / 2, FRAME_SIZE * 0.54))
+        fg = np.asarray(moved, dtype=np.float32)
+        alpha = fg[..., 3:] / 255.0
+        img = self.look.background * (1 - alpha) + fg[..., :3] * alpha
+        if self._overlay is not None:
+            a2 = self._overlay[..., 3:] / 255.0
+            img = img * (1 - a2) + self._overlay[..., :3] * a2
+        img = np.clip(img * self._light, 0, 255).astype(np.uint8)
+        if self.face_nuisance.blur_radius > 0:
+            img = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(self.face_nuisance.blur_radius)))
+        return img
+
+    def box(self, i: int) -> tuple[float, float, float, float]:
+        """Face box (x, y, w, h) in pixels of the 640x360 source frame for frame i."""
+        cx, cy = self.look.box_centre
+        size = self.look.box_size
+        scale = size / FRAME_SIZE
+        x = cx + self._bob[0][i] * scale - size / 2
+        y = cy + self._bob[1][i] * scale - size / 2
+        x = float(np.clip(x, 0, SOURCE_W - size))
+        y = float(np.clip(y, 0, SOURCE_H - size))
+        return (x, y, size, size)

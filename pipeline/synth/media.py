@@ -1,0 +1,112 @@
+"""Byte-deterministic writers for the corpus's media files (mp4, m4a, wav, jpg).
+
+Determinism: libx264 and the native AAC encoder run single-threaded with the `bitexact` flags, so
+no encoder version strings or timestamps vary between runs, and the container carries no creation
+time. Every file is written to `<name>.tmp` and renamed, so an interrupted run never leaves a
+half-written file under a real name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import av
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+AAC_FRAME = 1024
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def _finish(tmp: Path, path: Path) -> int:
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
+def _bitexact(stream) -> None:
+    stream.codec_context.flags |= av.codec.context.Flags.bitexact
+
+
+def _add_audio(container, sample_rate: int):
+    stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+    stream.bit_rate = 48000
+    stream.codec_context.thread_count = 1
+    _bitexact(stream)
+    return stream
+
+
+def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> None:
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    for start in range(0, len(audio), AAC_FRAME):
+        frame = av.AudioFrame.from_ndarray(audio[None, start : start + AAC_FRAME], format="fltp", layout="mono")
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def write_mp4(path: Path, frames: Iterable[np.ndarray], audio: np.ndarray | None, fps: int = 25,
+              sample_rate: int = 16000, size: int = 224) -> int:
+    """H.264 yuv420p video (+ AAC mono track unless `audio` is None); returns the file size."""
+    path = Path(path)
+    tmp = _tmp(path)
+    with av.open(str(tmp), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        video.options = {"preset": "veryfast", "crf": "23", "x264-params": "threads=1:lookahead-threads=1"}
+        video.codec_context.thread_count = 1
+        _bitexact(video)
+        astream = _add_audio(container, sample_rate) if audio is not None else None
+        for img in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if astream is not None:
+            _encode_audio(container, astream, audio, sample_rate)
+    return _finish(tmp, path)
+
+
+def write_m4a(path: Path, audio: np.ndarray, sample_rate: int = 16000) -> int:
+    """AAC mono in an MP4 (.m4a) container, as VoxCeleb2's `aac/` release."""
+    path = Path(path)
+    tmp = _tmp(path)
+    with av.open(str(tmp), "w", format="ipod", options={"fflags": "+bitexact"}) as container:
+        _encode_audio(container, _add_audio(container, sample_rate), audio, sample_rate)
+    return _finish(tmp, path)
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int = 16000) -> int:
+    """16-bit PCM mono WAV, as VoxCeleb1's `wav/` release."""
+    path = Path(path)
+    tmp = _tmp(path)
+    sf.write(str(tmp), np.asarray(audio, dtype=np.float32), sample_rate, subtype="PCM_16", format="WAV")
+    return _finish(tmp, path)
+
+
+def write_jpg(path: Path, img: np.ndarray | Image.Image, quality: int = 90) -> int:
+    path = Path(path)
+    tmp = _tmp(path)
+    image = img if isinstance(img, Image.Image) else Image.fromarray(img)
+    image.save(tmp, format="JPEG", quality=quality)
+    return _finish(tmp, path)
+
+
+def write_text(path: Path, text: str) -> int:
+    path = Path(path)
+    tmp = _tmp(path)
+    tmp.write_bytes(text.encode("utf-8"))
+    return _finish(tmp, path)
+
+
+def lazy_frames(render: Callable[[int], np.ndarray], count: int) -> Iterable[np.ndarray]:
+    return (render(i) for i in range(count))
