@@ -1,0 +1,116 @@
+"""Deterministic evaluation inputs: which face frame and which audio span a trial item uses.
+
+Why fixed choices: training draws random frames and random crops; evaluation must not, or the
+same checkpoint on the same trial file would give different numbers on every run.
+
+* face: the middle frame (`F // 2`) of the clip's `F` stored crops, then
+  `shards.features.faces_to_tensor` at the model's input size (same normalisation as training);
+* voice: a centred window of `audio_seconds` (the training crop length), loop-padded from the
+  start when the clip is shorter (BIANet §4: "shorter audio samples are loop-padded"), then
+  `shards.features.LogMel`.
+
+Each item is prepared on its own (never as part of a batch) and cached, so an item's tensor is
+bit-identical whatever batch it later lands in: the first half of batch-size independence.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from shards.features import LogMel, faces_to_tensor
+
+_AUDIO_SECONDS_KEYS = ("audio_seconds", "crop_seconds", "seconds")
+_FACE_SIZE_KEYS = ("face_size", "image_size", "input_size")
+_LOGMEL_KEYS = ("n_fft", "win_length", "hop_length", "n_mels", "window", "f_min", "f_max", "eps")
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """Preprocessing settings for evaluation, normally read from the checkpoint's data_config."""
+
+    audio_seconds: float = 3.0
+    face_size: int | None = None        # None: keep the store's crop size
+    sample_rate: int = 16000
+    logmel: tuple = ()                  # LogMel keyword overrides as (name, value) pairs
+
+    @classmethod
+    def from_data_config(cls, data_config: dict | None, audio_seconds: float | None = None,
+                         face_size: int | None = None) -> "EvalInputs":
+        dc = dict(data_config or {})
+        if audio_seconds is None:
+            audio_seconds = next((float(dc[k]) for k in _AUDIO_SECONDS_KEYS if dc.get(k)), 3.0)
+        if face_size is None:
+            face_size = next((int(dc[k]) for k in _FACE_SIZE_KEYS if dc.get(k)), None)
+        if audio_seconds <= 0:
+            raise ValueError(f"audio_seconds must be > 0, got {audio_seconds}")
+        logmel = tuple((k, dc[k]) for k in _LOGMEL_KEYS if k in dc)
+        return cls(float(audio_seconds), face_size, int(dc.get("sample_rate", 16000)), logmel)
+
+
+def centre_crop_loop(wave: np.ndarray, length: int) -> np.ndarray:
+    """Centred window of `length` samples; a shorter clip is repeated from its start to fill it."""
+    wave = np.asarray(wave)
+    if wave.ndim != 1 or wave.size == 0:
+        raise ValueError(f"audio must be a non-empty 1-D array, got shape {wave.shape}")
+    if wave.size >= length:
+        start = (wave.size - length) // 2
+        return wave[start:start + length]
+    return np.resize(wave, length)          # np.resize repeats the array cyclically
+
+
+def middle_frame(faces: np.ndarray) -> np.ndarray:
+    """The middle crop `[S, S, 3]` of a clip's `[F, S, S, 3]` crops."""
+    faces = np.asarray(faces)
+    if faces.ndim != 4 or faces.shape[0] == 0:
+        raise ValueError(f"faces must be [F>0, S, S, 3], got shape {faces.shape}")
+    return faces[faces.shape[0] // 2]
+
+
+class ItemLoader:
+    """Model-ready tensors for store keys, one item at a time, with a bounded LRU cache."""
+
+    def __init__(self, store, inputs: EvalInputs, cache_items: int = 4096):
+        if store.sample_rate != inputs.sample_rate:
+            raise ValueError(f"store sample rate {store.sample_rate} != model's {inputs.sample_rate}")
+        self.store, self.inputs = store, inputs
+        self.crop = int(round(inputs.audio_seconds * inputs.sample_rate))
+        self.logmel = LogMel(sample_rate=inputs.sample_rate, **dict(inputs.logmel))
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_items = cache_items
+
+    def _cached(self, kind: str, key: str, make):
+        ck = (kind, key)
+        if ck in self._cache:
+            self._cache.move_to_end(ck)
+            return self._cache[ck]
+        value = make()
+        self._cache[ck] = value
+        if len(self._cache) > self._cache_items:
+            self._cache.popitem(last=False)
+        return value
+
+    def face(self, key: str) -> torch.Tensor:
+        """float32 `[3, H, W]` of the item's middle face crop."""
+        def make():
+            crop = middle_frame(self.store.faces(self.store.index_of(key)))
+            return faces_to_tensor(crop[None], self.inputs.face_size)[0]
+        return self._cached("face", key, make)
+
+    @torch.no_grad()
+    def voice(self, key: str) -> torch.Tensor:
+        """float32 `[1, n_mels, T]` log-mel of the item's centred, loop-padded audio window."""
+        def make():
+            wave = centre_crop_loop(self.store.audio(self.store.index_of(key)), self.crop)
+            x = torch.from_numpy(wave.astype(np.float32) / 32768.0)[None]
+            return self.logmel(x)[0]
+        return self._cached("voice", key, make)
+
+    def faces(self, keys) -> torch.Tensor:
+        return torch.stack([self.face(k) for k in keys])
+
+    def voices(self, keys) -> torch.Tensor:
+        return torch.stack([self.voice(k) for k in keys])

@@ -1,0 +1,242 @@
+"""Evaluate checkpoints on the papers' protocols: trials -> scores -> tables, plot, embeddings.
+
+    python -m launch.evaluate --checkpoint runs/aicanet --data data/shards --protocol wen1251
+    python -m launch.evaluate --checkpoint runs/base runs/aicanet runs/bianet --data DIR --protocol vox2test
+    python -m launch.evaluate --trials-only --data DIR --protocol wen1251 --gender-matched
+
+Steps: (1) trial lists for the test and validation splits are generated from `--seed` (or read
+with `--trials`/`--val-trials`, or imported from published lists with `--import-list`) and saved
+under `<out>/trials/`; (2) test identities are checked to be disjoint from the training split's;
+(3) every checkpoint scores every trial (`launch.eval.scoring`); (4) metrics with bootstrap CIs
+(`launch.eval.evaluation`); (5) `<out>/results.{md,csv,json}` (one row per checkpoint, the
+comparison table when several are given), `<out>/accuracy_vs_k.png`, optional embeddings.
+docs/EVALUATION.md describes every convention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from launch.eval.evaluation import evaluate
+from launch.eval.importers import StoreResolver, import_list, load_vox1_names, merge_trial_sets
+from launch.eval.inputs import EvalInputs, ItemLoader
+from launch.eval.plots import plot_accuracy_vs_k
+from launch.eval.protocols import PROTOCOLS, get_protocol
+from launch.eval.scoring import SCORING_METHODS, ModelScorer
+from launch.eval.tables import MAIN_COLUMNS, headline, write_all
+from launch.eval.trials import (POSITIVE_VIDEO_RULES, TrialOptions, TrialSet, check_disjoint,
+                                generate_for_store, store_fingerprint)
+from shards.evalstore import EvalStore
+
+DEFAULT_META = "/work/shared/data/voxceleb_meta/vox1_meta.csv"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m launch.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", nargs="+", default=[],
+                   help="checkpoint folder(s), run folder(s) or model.pt file(s); several -> comparison table")
+    p.add_argument("--names", nargs="+", help="row names for the checkpoints (default: folder names)")
+    p.add_argument("--data", required=True, help="ingest output root holding <dataset>/<split>/eval.zarr")
+    p.add_argument("--protocol", default="wen1251", choices=sorted(PROTOCOLS),
+                   help="which splits to use (see docs/EVALUATION.md)")
+    p.add_argument("--test-split", help="override the protocol's test split folder")
+    p.add_argument("--val-split", help="override the protocol's validation split folder (threshold)")
+    p.add_argument("--train-split", help="override the training split folder (identity-disjointness check)")
+    p.add_argument("--out", help="output folder (default: runs/eval/<protocol>)")
+    g = p.add_argument_group("trials")
+    g.add_argument("--trials", help="existing test trial file (skips generation)")
+    g.add_argument("--val-trials", help="existing validation trial file (skips generation)")
+    g.add_argument("--import-list", nargs="+", default=[],
+                   help="published list(s) to evaluate instead of generated test trials (one per direction)")
+    g.add_argument("--meta", default=DEFAULT_META, help="vox1_meta.csv for name -> id mapping of imported lists")
+    g.add_argument("--face-fallback", default="video", choices=("video", "identity"),
+                   help="how imported face paths without a clip resolve (see launch/eval/importers.py)")
+    g.add_argument("--seed", type=int, default=0, help="trial generation seed")
+    g.add_argument("--probes-per-identity", type=int, default=50, help="probes per identity and direction")
+    g.add_argument("--max-k", type=int, default=10, help="largest K of the 1:K curve (nested negatives)")
+    g.add_argument("--gender-matched", action="store_true", help="negatives of the probe's gender (G lists)")
+    g.add_argument("--positive-video", default="different", choices=POSITIVE_VIDEO_RULES,
+                   help="positive from a different (default), the same, or any video of the probe")
+    g.add_argument("--allow-seen-identities", action="store_true",
+                   help="do not fail when trial identities occur in the training split")
+    g.add_argument("--trials-only", action="store_true", help="write the trial files and stop")
+    s = p.add_argument_group("scoring")
+    s.add_argument("--batch-size", type=int, default=64, help="tuples per model call (results do not depend on it)")
+    s.add_argument("--scoring", default="auto", choices=SCORING_METHODS,
+                   help="head = model.predict, embedding = cosine of shared embeddings, auto = head where it fits K")
+    s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    s.add_argument("--audio-seconds", type=float, help="evaluation audio window (default: the checkpoint's data config, else 3)")
+    s.add_argument("--face-size", type=int, help="face input size (default: the checkpoint's data config)")
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the 95%% CIs")
+    s.add_argument("--export-embeddings", action="store_true",
+                   help="also write <out>/embeddings/<name>-test.zarr for launch.retrieve")
+    s.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def _open_store(folder: Path, role: str) -> EvalStore:
+    try:
+        return EvalStore(folder / "eval.zarr")
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: no {role} evaluation store: {exc}") from None
+
+
+def training_identities(folder: Path) -> set[str] | None:
+    """Identities of the training shard set (from its index.json), or None when absent."""
+    index = folder / "index.json"
+    if not index.is_file():
+        return None
+    ids = json.loads(index.read_text()).get("identities", [])
+    if isinstance(ids, dict):
+        return set(ids)
+    return {i if isinstance(i, str) else (i.get("identity") or i.get("id")) for i in ids}
+
+
+def _split_name(folder: Path) -> str:
+    return f"{folder.parent.name}/{folder.name}"
+
+
+def prepare_trials(args, folders: dict[str, Path], stores: dict[str, EvalStore], out: Path) -> dict[str, TrialSet]:
+    options = TrialOptions(seed=args.seed, probes_per_identity=args.probes_per_identity, max_k=args.max_k,
+                           gender_matched=args.gender_matched, positive_video=args.positive_video)
+    trials: dict[str, TrialSet] = {}
+    for role, given in (("test", args.trials), ("val", args.val_trials)):
+        if role not in stores:
+            continue
+        store = stores[role]
+        fp = store_fingerprint(store.keys, store.identities, store.videos)
+        if given:
+            trials[role] = TrialSet.load(given, fingerprint=fp)
+            continue
+        if role == "test" and args.import_list:
+            names = load_vox1_names(args.meta)
+            resolver = StoreResolver(store, face_fallback=args.face_fallback)
+            sets = []
+            for path in args.import_list:
+                ts, report = import_list(path, resolver, names, split=_split_name(folders[role]))
+                print(report.summary())
+                sets.append(ts)
+            ts = merge_trial_sets(sets)
+            if not any(ts.match.values()) and not any(ts.verify.values()):
+                raise SystemExit("error: no imported trial could be resolved against the test store; "
+                                 "see the unresolved reasons above")
+        else:
+            ts = generate_for_store(store, options, split=_split_name(folders[role]))
+        path = ts.save(out / "trials" / f"{role}.json")
+        print(f"{role} trials: {path} ({ts.header['counts']}; skipped: {ts.header['skipped'] or 'none'})")
+        trials[role] = ts
+    return trials
+
+
+def check_identities(args, folders, trials) -> str:
+    train_ids = training_identities(folders["train"])
+    if train_ids is None:
+        msg = f"not checked (no {folders['train'] / 'index.json'})"
+        print(f"identity disjointness: {msg}")
+        return msg
+    for role, ts in trials.items():
+        try:
+            check_disjoint(ts, train_ids)
+        except ValueError as exc:
+            if not args.allow_seen_identities:
+                raise SystemExit(f"error: {role} trials: {exc} (pass --allow-seen-identities to evaluate anyway)")
+            print(f"warning: {role} trials: {exc}")
+            return "overlap allowed by --allow-seen-identities"
+    print(f"identity disjointness: ok ({len(train_ids)} training identities)")
+    return "ok"
+
+
+def evaluate_checkpoint(args, ckpt: str, name: str, stores, trials, out: Path) -> dict:
+    from launch.checkpoint import load_model, read_model_file
+
+    payload = read_model_file(ckpt)
+    model = load_model(ckpt, device=args.device)
+    inputs = EvalInputs.from_data_config(payload.get("data_config"), args.audio_seconds, args.face_size)
+    loaders = {role: ItemLoader(store, inputs) for role, store in stores.items()}
+    scorers = {role: ModelScorer(model, loaders[role], args.batch_size, args.scoring, args.device,
+                                 progress=not args.no_progress) for role in stores}
+    t0 = time.perf_counter()
+    result = evaluate(scorers["test"], trials["test"], trials.get("val"), n_boot=args.bootstrap, seed=args.seed,
+                      val_scorer=scorers.get("val"))
+    result["checkpoint"] = {"path": str(ckpt), "epoch": payload.get("epoch"), "step": payload.get("step"),
+                            "model": payload["model_config"].get("name"),
+                            "num_candidates": payload["model_config"].get("num_candidates")}
+    result["inputs"] = {"audio_seconds": inputs.audio_seconds, "face_size": inputs.face_size,
+                        "face_frame": "middle", "audio_window": "centred, loop-padded"}
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    if args.export_embeddings:
+        from launch.eval.embeddings import export_embeddings
+
+        path = export_embeddings(model, loaders["test"], stores["test"], out / "embeddings" / f"{name}-test.zarr",
+                                 {"checkpoint": str(ckpt), "model": result["checkpoint"]["model"]},
+                                 args.batch_size, args.device, progress=not args.no_progress)
+        result["embeddings"] = str(path)
+        print(f"embeddings: {path}")
+    return result
+
+
+def summary(rows) -> str:
+    """Plain-text table for the terminal: value and 95 % CI per column, one line per checkpoint."""
+    width = max(len("checkpoint"), *(len(n) for n, _ in rows))
+    fmt = lambda c: "-" if c is None else f"{c['value']:.1f} [{c['lo']:.0f},{c['hi']:.0f}]"  # noqa: E731
+    lines = [f"{'checkpoint':<{width}}  " + "  ".join(f"{c:>17}" for c in MAIN_COLUMNS)]
+    for name, res in rows:
+        h = headline(res)
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{fmt(h[c]):>17}" for c in MAIN_COLUMNS))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.checkpoint and not args.trials_only:
+        raise SystemExit("error: give --checkpoint (or --trials-only to just write trial files)")
+    if args.names and len(args.names) != len(args.checkpoint):
+        raise SystemExit(f"error: {len(args.names)} --names for {len(args.checkpoint)} checkpoints")
+    protocol = get_protocol(args.protocol)
+    folders = protocol.folders(args.data, args.test_split, args.val_split, args.train_split)
+    out = Path(args.out or Path("runs") / "eval" / args.protocol)
+    stores = {"test": _open_store(folders["test"], "test")}
+    if (folders["val"] / "eval.zarr").exists():
+        stores["val"] = _open_store(folders["val"], "val")
+    else:
+        print(f"note: no validation store at {folders['val']}: verification accuracy will be reported as '-'")
+    trials = prepare_trials(args, folders, stores, out)
+    disjoint = check_identities(args, folders, trials)
+    if args.trials_only:
+        return 0
+    names = args.names or [Path(c).name for c in args.checkpoint]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"error: checkpoint names {names} are not unique; pass --names")
+    rows = []
+    for ckpt, name in zip(args.checkpoint, names):
+        print(f"== {name}: {ckpt}")
+        rows.append((name, evaluate_checkpoint(args, ckpt, name, stores, trials, out)))
+    meta = {"protocol": args.protocol, "description": protocol.description,
+            "splits": {r: str(f) for r, f in folders.items()},
+            "trials": {r: {"source": t.header["source"], "split": t.header["split"],
+                           "sha256": t.header["body_sha256"], "path": str(out / "trials" / f"{r}.json")
+                           if not (args.trials if r == "test" else args.val_trials) else
+                           (args.trials if r == "test" else args.val_trials),
+                           "identities": len({x["identity"] for d in t.match.values() for x in d} |
+                                             {x["identity"] for d in t.verify.values() for x in d})}
+                       for r, t in trials.items()},
+            "identity_disjointness": disjoint, "batch_size": args.batch_size, "scoring": args.scoring,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    title = f"{args.protocol}: {protocol.description}"
+    paths = write_all(out, rows, meta, title=title)
+    png = plot_accuracy_vs_k(rows, out / "accuracy_vs_k.png", title=title)
+    print()
+    print(summary(rows))
+    print(f"\ntables: {paths['md']}, {paths['csv']}, {paths['json']}\nplot:   {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
