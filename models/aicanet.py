@@ -66,15 +66,22 @@ class InteractionCorrection(nn.Module):
         if self.use_aia:
             self.shared = nn.ModuleDict({m: _conv1x1(channels, c2) for m in MODALITIES})
             self.decode_inter = _conv1x1(c2, channels)
-            self.mask_inter = SEMask(channels, cfg["se_reduction"])
+            if cfg["def_fusion"]:
+                self.mask_inter = SEMask(channels, cfg["se_reduction"])
             if cfg["first_order"] and (cfg["relevance_guidance"] or cfg["rel_loss"]):
                 self.relevance = RelevanceNet(c2, cfg["cbp_dim"], cfg["relevance_hidden"], cfg["cbp_seed"])
+                if not cfg["rel_loss"]:
+                    # R reaches the features only through sign(R), whose gradient is 0: without
+                    # Eq. 2 nothing can train it (Table VI row b). Freezing says so, and keeps
+                    # DDP from waiting for gradients that never come.
+                    self.relevance.requires_grad_(False)
             if cfg["first_order"] and cfg["aca_inter"]:
                 self.inter_threshold = AdaptiveThreshold(c2, fixed)
         if self.use_intra:
             self.private = nn.ModuleDict({m: _conv1x1(channels, c2) for m in MODALITIES})
             self.decode_intra = nn.ModuleDict({m: _conv1x1(c2, channels) for m in MODALITIES})
-            self.mask_intra = SEMask(channels, cfg["se_reduction"])
+            if cfg["def_fusion"]:
+                self.mask_intra = SEMask(channels, cfg["se_reduction"])
             self.intra_threshold = AdaptiveThreshold(c2, fixed)
 
     @property

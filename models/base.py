@@ -43,6 +43,8 @@ class MatchingModel(nn.Module):
         self.channels = c_face
         self.generator = Generator(c_face, cfg["generator_hidden"], cfg["embed_dim"], cfg["dropout"], cfg["spectral_norm"])
         self.discriminator = ModalityDiscriminator(cfg["embed_dim"], cfg["dropout"], cfg["spectral_norm"])
+        if not cfg["adversarial"]:
+            self.discriminator.requires_grad_(False)   # unused without the adversarial game
         self.classifier = build_classifier(self.num_candidates, cfg["embed_dim"], cfg["dropout"], cfg["spectral_norm"],
                                            cfg["classifier"])
         self.attention = nn.ModuleDict()
@@ -132,7 +134,10 @@ class MatchingModel(nn.Module):
 
     # ---- optimisation helpers -------------------------------------------------------------------
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Every trainable parameter exactly once, grouped as the papers' per-module learning rates."""
+        """Every trainable parameter exactly once, grouped as the papers' per-module learning rates.
+
+        Frozen parameters (an untrainable relevance net, an unused discriminator) are left out.
+        """
         groups = {name: [p for p in getattr(self, name).parameters() if p.requires_grad] for name in PARAM_GROUPS}
         return groups
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from models import ABLATIONS, TINY, ablation_config, build_model, from_dense
+from models import ABLATIONS, TINY, ablation_config, build_model, from_dense, tiny_overrides
 
 ROWS = sorted(ABLATIONS)
 
@@ -38,10 +38,20 @@ def test_ablation_builds_and_runs_one_training_step(row):
                        torch.tensor([0, 1, 1]))
     terms = model.loss(model(batch), batch, epoch=1.0)
     main.zero_grad()
-    terms["total"].backward()
-    main.step()
     disc.zero_grad()
-    terms["disc_total"].backward()
+    (terms["total"] + terms["disc_total"]).backward()
+    # One backward must reach every trainable parameter (DDP without find_unused_parameters).
+    unreached = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unreached, unreached
+    main.step()
     disc.step()
     assert all(torch.isfinite(v).all() for v in terms.values())
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_rows_that_cannot_train_a_module_freeze_it():
+    model = build_model(ablation_config("aicanet_t6_b_rci", **TINY))
+    relevance = model.attention["aia_aca"].relevance
+    assert not any(p.requires_grad for p in relevance.parameters())
+    no_adv = build_model({"name": "baseline", "adversarial": False, **tiny_overrides("baseline")})
+    assert no_adv.param_groups()["discriminator"] == []

@@ -49,7 +49,8 @@ def test_param_groups_cover_every_parameter_exactly_once(name):
     assert set(groups) == {"face_encoder", "voice_encoder", "generator", "discriminator", "classifier", "attention"}
     ids = [id(p) for ps in groups.values() for p in ps]
     assert len(ids) == len(set(ids))
-    assert set(ids) == {id(p) for p in model.parameters()}
+    assert set(ids) == {id(p) for p in model.parameters() if p.requires_grad}
+    assert all(p.requires_grad for p in model.parameters())   # full models freeze nothing
     assert (len(groups["attention"]) == 0) == (name == "baseline")
 
 
@@ -200,3 +201,16 @@ def test_face_pretrained_missing_file_and_roundtrip(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, bad)
     with pytest.raises((ValueError, RuntimeError)):
         build_model({"name": "baseline", "face_pretrained": str(bad), "voice_backbone": "light"})
+
+
+def test_backbone_and_head_sizes_match_the_reference_implementation():
+    # reference_code_study.md §6: ResNet-18 trunk without fc 11,176,512; the authors' [2,2,2,2]
+    # audio net without its dead embedders 11,190,384; generator MLP 1,213,568.
+    model = build_model({"name": "baseline", "voice_backbone": "light"})
+    count = lambda ps: sum(p.numel() for p in ps)  # noqa: E731
+    groups = model.param_groups()
+    assert count(groups["face_encoder"]) == 11_176_512
+    assert count(groups["voice_encoder"]) == 11_190_384
+    assert count(groups["generator"]) == 1_213_568
+    se = build_model({"name": "baseline"}).voice_encoder
+    assert sum(isinstance(m, torch.nn.Module) and type(m).__name__ == "SqueezeExcitation" for m in se.modules()) == 16
