@@ -1,0 +1,414 @@
+"""`TupleLoader`: streaming k-candidate tuple batches for one rank (docs/LOADER.md).
+
+Data path per rank (all in the main process; no worker processes to fork, feed or hang):
+
+    index.json --partition(seed, epoch)--> num_workers PieceStreams (sequential tar reads)
+        --round robin--> IdentityBuffer (encoded bytes, bounded) --plan_batch(rng)--> BatchPlan
+        --decode threads (PIL / DALI, FLAC crop)--> faces_to_tensor + LogMel on `device` --> batch
+
+Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `prefetch` batches
+ahead; decoding and feature extraction of those batches run in a thread pool meanwhile. Every
+random choice comes from an RNG seeded by (seed, epoch, rank, plan number), and decoding is a pure
+function of a plan, so thread timing never changes a batch.
+
+State for resume (`state_dict`) is the state right after the last *yielded* batch was planned:
+stream cursors (byte offsets), the round-robin position, the plan counter and the buffer's sample
+locations. Loading it seeks the streams and re-reads only the buffered samples: O(buffer), the
+same at 10% or 90% of an epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from shards.batch import DIRECTIONS
+from shards.buffer import IdentityBuffer
+from shards.config import LoaderConfig
+from shards.decode import decode_face, decode_voice_crop
+from shards.features import LogMel, faces_to_tensor
+from shards.format import ShardFormatError, read_sample_at
+from shards.partition import ShardCatalog, partition_pieces
+from shards.stream import BadSample, PieceStream, Sample, SampleParser, SkipLog
+from shards.tuples import BatchPlan, plan_batch, repair_plan, samples_per_batch
+
+__all__ = ["TupleLoader", "STATE_FORMAT"]
+
+STATE_FORMAT = "voxface-loader-state/1"
+
+
+class TupleLoader:
+    """Iterate tuple batches (ARCHITECTURE.md §3) for `rank` of `world_size`, on `device`.
+
+    Usage::
+
+        loader = TupleLoader(cfg["data"], rank=acc.process_index, world_size=acc.num_processes,
+                             device=acc.device)
+        for epoch in range(start_epoch, epochs):
+            loader.set_epoch(epoch)
+            for batch in loader:            # exactly loader.steps_per_epoch batches on every rank
+                ...
+
+    Do not pass it to `accelerator.prepare()` or wrap it in a `torch.utils.data.DataLoader`: it
+    already shards by rank and places tensors on `device` (see docs/LOADER.md).
+    """
+
+    def __init__(self, data_cfg: dict[str, Any] | LoaderConfig, rank: int = 0, world_size: int = 1,
+                 device: str | torch.device = "cpu"):
+        self.cfg = LoaderConfig.from_dict(data_cfg)
+        if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device)
+        self.catalog = ShardCatalog(self.cfg.shards)
+        self.sample_rate = self.catalog.sample_rate
+        self.face_size = self.cfg.face_size or self.catalog.face_size
+        self.crop_samples = int(round(self.cfg.crop_seconds * self.sample_rate))
+        self.log_mel = LogMel(sample_rate=self.sample_rate, **self.cfg.log_mel).to(self.device)
+        self.log = SkipLog(self.cfg.strict)
+        self.stats: Counter[str] = Counter()
+        self.parser = SampleParser(self.catalog.num_faces, self.cfg.frame, self.cfg.seed, self.catalog.genders)
+        self.buffer = IdentityBuffer(self.cfg.buffer_size)
+        self._num_streams = world_size * self.cfg.num_workers
+        self._decode_pool: ThreadPoolExecutor | None = None
+        self._assembler: ThreadPoolExecutor | None = None
+        self._face_decoder = None
+        self._face_decoder_kind = self._choose_face_decoder()
+        self._streams: list[PieceStream] = []
+        self._sampler_ahead = False
+        self.epoch = 0
+        self._start_epoch(0)
+
+    # ----------------------------------------------------------------------------- epochs
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches every rank yields per epoch: all samples once, split over ranks, unless set."""
+        if self.cfg.steps_per_epoch is not None:
+            return self.cfg.steps_per_epoch
+        per_batch = samples_per_batch(self.cfg.batch_size, self.cfg.positive)
+        return max(1, self.catalog.total_samples // (self.world_size * per_batch))
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to iterate. A no-op if `epoch` is the current, unfinished epoch (so
+        calling it after `load_state_dict` resumes mid-epoch); otherwise starts `epoch` afresh."""
+        if not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        if epoch == self.epoch and self._step < self.steps_per_epoch:
+            return
+        self._start_epoch(epoch)
+
+    def _start_epoch(self, epoch: int) -> None:
+        for s in self._streams:
+            s.close()
+        self.epoch = epoch
+        self.parser.epoch = epoch
+        parts = partition_pieces(self.catalog, self.cfg.seed, epoch, self._num_streams)
+        mine = parts[self.rank * self.cfg.num_workers:(self.rank + 1) * self.cfg.num_workers]
+        self._streams = [PieceStream(self.catalog, pieces, self.parser, self.log) for pieces in mine]
+        self._rank_samples = sum(p.num_samples for pieces in mine for p in pieces)
+        self.buffer.clear()
+        self._rr = 0
+        self._plan_no = 0
+        self._step = 0
+        self._sampler_ahead = False
+        self._state = self._snapshot()
+        self._state["step"] = 0
+
+    # ----------------------------------------------------------------------------- sampling
+    def _read_into_buffer(self) -> bool:
+        """Add one sample, preferring streams still in their first pass. False if none was read."""
+        n = len(self._streams)
+        for wrap in (False, True):
+            for _ in range(n):
+                stream = self._streams[self._rr]
+                self._rr = (self._rr + 1) % n
+                if not wrap and stream.first_pass_done:
+                    continue
+                sample = stream.next(wrap=wrap)
+                if sample is None:
+                    continue
+                if wrap:
+                    self.stats["wrapped_reads"] += 1
+                if self.buffer.full:
+                    self.buffer.remove(self.buffer.oldest())
+                    self.stats["unpaired_evicted"] += 1
+                self.buffer.add(sample)
+                return True
+        return False
+
+    def _direction(self, plan_no: int) -> str:
+        if self.cfg.direction == "both":
+            return DIRECTIONS[plan_no % 2]
+        return self.cfg.direction
+
+    def _plan_next(self) -> BatchPlan:
+        """Fill the buffer with unread samples, then plan; read on (re-reading if needed) until a
+        batch can be formed. Raises if the data cannot ever supply one."""
+        while not self.buffer.full and any(not s.first_pass_done for s in self._streams):
+            if not self._read_into_buffer():
+                break
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, self.rank, self._plan_no])
+        direction = self._direction(self._plan_no)
+        kwargs = dict(batch_size=self.cfg.batch_size, k=self.cfg.k, direction=direction,
+                      positive=self.cfg.positive, gender_matched=self.cfg.gender_matched_negatives, rng=rng)
+        plan = plan_batch(self.buffer, **kwargs)
+        limit = 2 * (self._rank_samples + self.cfg.buffer_size) + 64
+        reads = 0
+        chunk = max(1, self.cfg.batch_size // 2)
+        while plan is None:
+            for _ in range(chunk):
+                self._read_into_buffer()
+            reads += chunk
+            if reads > limit:
+                raise RuntimeError(
+                    f"rank {self.rank}: cannot form a batch of {self.cfg.batch_size} tuples with K={self.cfg.k} "
+                    f"(positive={self.cfg.positive}, gender_matched={self.cfg.gender_matched_negatives}) from "
+                    f"{self.buffer.num_identities} identities in a {self.cfg.buffer_size}-sample buffer after "
+                    f"reading {reads} samples. Lower data.batch_size / data.k, raise data.buffer_size, or use a "
+                    f"positive policy the data supports (skips: {dict(self.log.counts)})")
+            plan = plan_batch(self.buffer, **kwargs)
+        self._plan_no += 1
+        return plan
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT, "epoch": self.epoch, "plan_no": self._plan_no, "rr": self._rr,
+            "streams": [s.state_dict() for s in self._streams], "buffer": self.buffer.locations(),
+            "next_seq": self.buffer.next_seq, "stats": dict(self.stats), "skips": dict(self.log.counts),
+            "world_size": self.world_size, "rank": self.rank, "num_workers": self.cfg.num_workers,
+            "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint(),
+        }
+
+    # ----------------------------------------------------------------------------- decoding
+    def _choose_face_decoder(self) -> str:
+        want = self.cfg.face_decoder
+        if want == "pil":
+            return "pil"
+        from shards.dali_decode import dali_available
+
+        if want == "dali":
+            if not dali_available():
+                raise ValueError("data.face_decoder is 'dali' but nvidia.dali is not installed "
+                                 "(pip install nvidia-dali-cuda130) - or use 'pil'")
+            return "dali-gpu" if self.device.type == "cuda" else "dali-cpu"
+        return "dali-gpu" if self.device.type == "cuda" and dali_available() else "pil"
+
+    def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        if self._decode_pool is None:
+            self._decode_pool = ThreadPoolExecutor(self.cfg.num_workers, thread_name_prefix="tuple-decode")
+            self._assembler = ThreadPoolExecutor(1, thread_name_prefix="tuple-assemble")
+        return self._decode_pool, self._assembler
+
+    def _decode_faces(self, samples: list[Sample], pool: ThreadPoolExecutor) -> tuple[dict[int, np.ndarray | torch.Tensor], dict[int, BadSample]]:
+        if self._face_decoder_kind != "pil":
+            if self._face_decoder is None:
+                from shards.dali_decode import DaliFaceDecoder
+
+                gpu = self._face_decoder_kind == "dali-gpu"
+                self._face_decoder = DaliFaceDecoder(
+                    "gpu" if gpu else "cpu", max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
+                    num_threads=self.cfg.num_workers, device_id=self.device.index if gpu else None)
+            try:
+                pixels = self._face_decoder([s.face for s in samples])
+                return {i: pixels[i] for i in range(len(samples))}, {}
+            except Exception:  # one bad JPEG fails DALI's whole batch: find it with PIL below
+                self.stats["dali_fallback_batches"] += 1
+        results = list(pool.map(_try, [decode_face] * len(samples), [(s.face, s.key) for s in samples]))
+        good = {i: r for i, r in enumerate(results) if not isinstance(r, BadSample)}
+        bad = {i: r for i, r in enumerate(results) if isinstance(r, BadSample)}
+        return good, bad
+
+    def _assemble(self, plan: BatchPlan) -> dict[str, Any] | None:
+        pool, _ = self._pools()
+        voice_args = [(s.audio, self.crop_samples, u, self.sample_rate, s.key) for s, u in zip(plan.voices, plan.voice_crop)]
+        voice_futs = pool.map(_try, [decode_voice_crop] * len(voice_args), voice_args)
+        faces, bad_faces = self._decode_faces(plan.faces, pool)
+        voices_res = list(voice_futs)
+        voices = {i: r for i, r in enumerate(voices_res) if not isinstance(r, BadSample)}
+        bad_voices = {i: r for i, r in enumerate(voices_res) if isinstance(r, BadSample)}
+        for err in [*bad_faces.values(), *bad_voices.values()]:
+            self.log.skip(err.reason, str(err))
+        if bad_faces or bad_voices:
+            before = len(plan.label)
+            plan = repair_plan(plan, set(bad_faces), set(bad_voices), self.cfg.k, self.cfg.gender_matched_negatives)
+            after = 0 if plan is None else len(plan.label)
+            self.stats["dropped_tuples"] += before - after
+            if plan is None:
+                return None
+            faces = {new: faces[old] for new, old in enumerate(plan.face_rows)}
+            voices = {new: voices[old] for new, old in enumerate(plan.voice_rows)}
+        return self._collate(plan, faces, voices)
+
+    def _collate(self, plan: BatchPlan, faces: dict, voices: dict) -> dict[str, Any]:
+        face_px = [faces[i] for i in range(len(plan.faces))]
+        if isinstance(face_px[0], torch.Tensor):
+            pixels = torch.stack(face_px).to(self.device, non_blocking=True)
+            face_t = faces_to_tensor(pixels, self.face_size)
+        elif len({p.shape for p in face_px}) == 1:
+            face_t = faces_to_tensor(torch.from_numpy(np.stack(face_px)).to(self.device), self.face_size)
+        else:  # mixed crop sizes: resize one by one to the configured size
+            face_t = torch.cat([faces_to_tensor(torch.from_numpy(p[None]).to(self.device), self.face_size) for p in face_px])
+        wave = torch.from_numpy(np.stack([voices[i] for i in range(len(plan.voices))])).to(self.device)
+        with torch.no_grad():
+            voice_t = self.log_mel(wave)
+        anchors, cands = plan.anchors, plan.candidates
+        a_idx, c_idx = plan.anchor_index, plan.candidate_index
+        return {
+            "direction": plan.direction,
+            "faces": face_t,
+            "voices": voice_t,
+            "anchor_index": torch.tensor(a_idx, dtype=torch.int64, device=self.device),
+            "candidate_index": torch.tensor(c_idx, dtype=torch.int64, device=self.device).reshape(len(c_idx), -1),
+            "label": torch.tensor(plan.label, dtype=torch.int64, device=self.device),
+            "anchor_identity": [anchors[i].identity for i in a_idx],
+            "candidate_identity": [[cands[j].identity for j in row] for row in c_idx],
+            "anchor_key": [anchors[i].key for i in a_idx],
+            "candidate_key": [[cands[j].key for j in row] for row in c_idx],
+            "anchor_gender": [anchors[i].gender for i in a_idx],
+            "candidate_gender": [[cands[j].gender for j in row] for row in c_idx],
+        }
+
+    # ----------------------------------------------------------------------------- iteration
+    def _guard_distributed(self) -> None:
+        """Catch the two ways this loader is commonly misused under Accelerate/torchrun."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ws, r = torch.distributed.get_world_size(), torch.distributed.get_rank()
+            if (ws, r) != (self.world_size, self.rank):
+                raise RuntimeError(
+                    f"TupleLoader built for rank {self.rank} of {self.world_size} but this process is rank {r} of "
+                    f"{ws}: build it with rank=accelerator.process_index, world_size=accelerator.num_processes "
+                    "(and do not pass it to accelerator.prepare()), otherwise ranks read the same samples")
+        else:
+            env_ws = os.environ.get("WORLD_SIZE")
+            if env_ws is not None and env_ws.isdigit() and int(env_ws) != self.world_size:
+                warnings.warn(f"WORLD_SIZE={env_ws} in the environment but TupleLoader(world_size={self.world_size}); "
+                              "pass rank/world_size from the accelerator", stacklevel=3)
+
+    def __getitem__(self, index):
+        raise TypeError("TupleLoader is an iterator of ready batches, not a Dataset: iterate it directly. Do not wrap "
+                        "it in torch.utils.data.DataLoader or pass it to accelerator.prepare(); it shards by "
+                        "rank itself (docs/LOADER.md)")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._guard_distributed()
+        if self._step >= self.steps_per_epoch:
+            self._start_epoch(self.epoch)
+        if self._sampler_ahead:  # a previous iteration stopped early: rewind to the last yielded batch
+            self.load_state_dict(self._state)
+        _, assembler = self._pools()
+        steps = self.steps_per_epoch
+        pending: deque[tuple[Future, dict]] = deque()
+        try:
+            while self._step < steps:
+                while len(pending) < 1 + self.cfg.prefetch and self._step + len(pending) < steps:
+                    plan = self._plan_next()
+                    self._sampler_ahead = True
+                    pending.append((assembler.submit(self._assemble, plan), self._snapshot()))
+                future, snapshot = pending.popleft()
+                batch = future.result()
+                if batch is None:
+                    self.stats["dropped_batches"] += 1
+                    continue
+                self._step += 1
+                self.stats["batches"] += 1
+                self.stats["tuples"] += len(batch["label"])
+                self.stats["decoded_items"] += batch["faces"].shape[0] + batch["voices"].shape[0]
+                self._state = {**snapshot, "step": self._step, "stats": dict(self.stats), "skips": dict(self.log.counts)}
+                if not pending and self._step == steps:
+                    self._sampler_ahead = False
+                yield batch
+            self._sampler_ahead = bool(pending)
+        finally:
+            for future, _ in pending:
+                future.cancel()
+            for future, _ in pending:
+                if not future.cancelled():
+                    try:
+                        future.result()
+                    except Exception:
+                        pass
+
+    # ----------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Position after the last yielded batch (plain ints/strings/lists: JSON- and
+        `torch.load(weights_only=True)`-safe). Per rank: save one per rank."""
+        return {k: (list(map(list, v)) if k == "buffer" else v) for k, v in self._state.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume where `state` was taken: seek the streams, re-read the buffered samples."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a TupleLoader state (format {state.get('format')!r}, expected {STATE_FORMAT!r})")
+        expected = {"world_size": self.world_size, "rank": self.rank, "num_workers": self.cfg.num_workers,
+                    "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint()}
+        diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+        if diff:
+            raise ValueError(f"loader state does not match this loader (saved, now): {diff}; resume with the same "
+                             "data, seed, world size, rank, num_workers and buffer_size")
+        self._start_epoch(int(state["epoch"]))
+        for stream, s in zip(self._streams, state["streams"], strict=True):
+            stream.load_state_dict(s)
+        for shard, offset, size, seq in state["buffer"]:
+            path = self.catalog.shards[shard].path
+            try:
+                key, members = read_sample_at(path, offset, size)
+                self.buffer.add(self.parser(key, members, (shard, offset, size)), seq=seq)
+            except (OSError, ShardFormatError) as exc:
+                self.log.skip("restore_failed", f"cannot re-read buffered sample at {path}:{offset} ({exc!r})")
+            except BadSample as exc:
+                self.log.skip(exc.reason, str(exc))
+        self.buffer.next_seq = int(state["next_seq"])
+        self._rr, self._plan_no, self._step = int(state["rr"]), int(state["plan_no"]), int(state["step"])
+        self.stats = Counter(state.get("stats", {}))
+        self.log.counts = Counter(state.get("skips", {}))
+        self._sampler_ahead = False
+        self._state = {**state}
+
+    # ----------------------------------------------------------------------------- reporting
+    @property
+    def skip_counts(self) -> dict[str, int]:
+        """Bad data skipped so far, by reason (what training logs and reports)."""
+        return dict(self.log.counts)
+
+    def report(self) -> dict[str, Any]:
+        """Counters for logs: skips, coverage of this epoch, decoded items per tuple, buffer use."""
+        tuples = self.stats["tuples"]
+        return {
+            "epoch": self.epoch, "step": self._step, "steps_per_epoch": self.steps_per_epoch,
+            "skips": self.skip_counts, "skip_messages": list(self.log.messages),
+            "coverage": sum(s.fresh for s in self._streams) / max(1, self._rank_samples),
+            "decoded_items_per_tuple": self.stats["decoded_items"] / tuples if tuples else None,
+            "buffer_samples": len(self.buffer), "buffer_encoded_bytes": self.buffer.encoded_bytes(),
+            "face_decoder": self._face_decoder_kind,
+            **{k: self.stats[k] for k in ("batches", "tuples", "dropped_tuples", "dropped_batches",
+                                          "unpaired_evicted", "wrapped_reads", "dali_fallback_batches")},
+        }
+
+    def close(self) -> None:
+        for s in self._streams:
+            s.close()
+        for pool in (self._decode_pool, self._assembler):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._decode_pool = self._assembler = None
+
+    def __enter__(self) -> "TupleLoader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _try(fn, args):
+    try:
+        return fn(*args)
+    except BadSample as exc:
+        return exc
