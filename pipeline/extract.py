@@ -1,0 +1,324 @@
+"""Per-clip extraction: face crops (JPEG) + 16 kHz mono audio (FLAC) + the sample json.
+
+Runs inside ingest worker processes, one clip at a time, and turns every problem with the input
+into a `ClipError(kind, path, reason)` so the orchestrator can skip and report it instead of
+crashing. Output bytes depend only on the input files and `ExtractSettings` (no timestamps, fixed
+JPEG/FLAC encoders, frame choice seeded by (seed, key)), which is what makes resumed and
+uninterrupted ingests byte-identical.
+
+Choices and why:
+* Frames are decoded with decord (frame-accurate `get_batch` with keyframe seeking, so F frames of
+  a 8 s clip cost far less than decoding the clip). `even` spreads the F frames over the clip
+  (frame `floor((i + 0.5) * n / F)`); `random` draws F distinct frames from a generator seeded by
+  (seed, key), so it is random across clips but identical on every re-run.
+* decord trusts the sample table, so a truncated `faststart` mp4 opens with fewer frames than
+  the header declares; the header's frame count (read with PyAV, header only) catches that.
+* Audio is kept losslessly as PCM_16 FLAC (ARCHITECTURE.md §1): the loader crops 2-3 s at random,
+  and FLAC is seekable. wav is read exactly with soundfile (resampled with a polyphase filter only
+  if it is not 16 kHz mono); mp4/m4a audio is decoded and resampled by decord.
+* Silence and near-empty clips carry no voice: below `silence_dbfs` RMS or `min_audio_seconds`
+  the clip is skipped, as are zero-length tracks.
+* txt boxes describe the original YouTube frame, not the released face crops (VoxCeleb2 mp4s
+  and VoxCeleb1 face jpgs are already cropped), so cropping by them is opt-in (`crop_boxes`);
+  box files are always parsed, and a malformed one skips the clip (a broken download).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+from .boxes import BoxFileError, Track, read_track
+from .sources import ClipRecord
+
+SAMPLE_RATE = 16000
+JPEG_QUALITY = 90
+#: Fraction of the header's frame count that decord must be able to index; below it the file
+#: is treated as truncated.
+_MIN_FRAME_FRACTION = 0.9
+
+
+class ClipError(Exception):
+    """An input of this clip cannot be used; `kind` is machine-readable, `reason` for humans."""
+
+    def __init__(self, kind: str, path: str, reason: str):
+        super().__init__(f"{kind}: {path}: {reason}")
+        self.kind, self.path, self.reason = kind, path, reason
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    frames_per_clip: int = 4
+    face_size: int = 224
+    frame_selection: str = "even"  # even | random
+    seed: int = 0
+    crop_boxes: bool = False
+    jpeg_quality: int = JPEG_QUALITY
+    min_audio_seconds: float = 0.5
+    silence_dbfs: float = -60.0
+
+    def __post_init__(self) -> None:
+        if self.frames_per_clip < 1:
+            raise ValueError(f"frames_per_clip must be >= 1, got {self.frames_per_clip}")
+        if not 16 <= self.face_size <= 1024:
+            raise ValueError(f"face_size must be in [16, 1024], got {self.face_size}")
+        if self.frame_selection not in ("even", "random"):
+            raise ValueError(f"frame_selection must be even or random, got {self.frame_selection!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ExtractedSample:
+    key: str
+    members: dict[str, bytes]
+    duration: float
+    dropped: list[dict]  # inputs dropped while the clip itself was kept (e.g. one bad jpg)
+
+
+def clip_rng(seed: int, key: str) -> np.random.Generator:
+    """Generator for (seed, key): same stream in any process and any order (crc32, not hash())."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(key.encode())])
+
+
+def choose_frames(n: int, count: int, mode: str, rng: np.random.Generator | None = None) -> list[int]:
+    """Indices of `count` frames out of `n` (sorted). Repeats frames only when n < count."""
+    if n <= 0:
+        raise ValueError("no frames to choose from")
+    if mode == "even":
+        return [min(n - 1, int((i + 0.5) * n / count)) for i in range(count)]
+    if rng is None:
+        raise ValueError("random frame selection needs a generator")
+    picks = rng.choice(n, size=count, replace=n < count)
+    return sorted(int(i) for i in picks)
+
+
+def _square_box(left: int, top: int, right: int, bottom: int, width: int, height: int):
+    """Grow a box to a square around its centre (faces must not be squashed), inside the image."""
+    side = min(max(right - left, bottom - top), width, height)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    x0 = int(round(min(max(cx - side / 2, 0), width - side)))
+    y0 = int(round(min(max(cy - side / 2, 0), height - side)))
+    return x0, y0, x0 + side, y0 + side
+
+
+def to_face_crop(frame: np.ndarray, size: int, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """Crop (box, else the centred square) and resize to size x size, antialiased bilinear."""
+    height, width = frame.shape[:2]
+    left, top, right, bottom = box if box is not None else (0, 0, width, height)
+    square = _square_box(left, top, right, bottom, width, height)
+    img = Image.fromarray(np.ascontiguousarray(frame))
+    if square != (0, 0, width, height):
+        img = img.crop(square)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img.convert("RGB"))
+
+
+def encode_jpeg(face: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(face).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def encode_flac(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, audio, sample_rate, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _float_to_int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def _resample_int16(x: np.ndarray, rate: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    g = math.gcd(rate, SAMPLE_RATE)
+    y = resample_poly(x.astype(np.float64) / 32768.0, SAMPLE_RATE // g, rate // g)
+    return _float_to_int16(y)
+
+
+def read_audio(path: str) -> np.ndarray:
+    """16 kHz mono int16 samples of a wav / m4a / mp4 file; `ClipError` when unusable."""
+    if Path(path).stat().st_size == 0:
+        raise ClipError("zero_length_audio", path, "file is empty (0 bytes)")
+    if path.lower().endswith((".wav", ".flac")):
+        try:
+            data, rate = sf.read(path, dtype="int16", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise ClipError("unreadable_audio", path, f"soundfile cannot read it: {err}") from None
+        audio = data.mean(axis=1).round().astype(np.int16) if data.shape[1] > 1 else data[:, 0]
+        return audio if rate == SAMPLE_RATE or audio.size == 0 else _resample_int16(audio, rate)
+    import decord
+
+    try:
+        reader = decord.AudioReader(path, ctx=decord.cpu(0), sample_rate=SAMPLE_RATE, mono=True)
+        samples = reader[:].asnumpy()
+    except Exception as err:  # decord raises its own error classes plus RuntimeError
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "audio stream" in str(err).lower():
+            raise ClipError("no_audio_track", path, "the file has no audio stream") from None
+        raise ClipError("unreadable_audio", path, f"cannot decode audio: {msg}") from None
+    return _float_to_int16(samples.reshape(-1))
+
+
+def check_audio(audio: np.ndarray, path: str, settings: ExtractSettings) -> float:
+    """Return the duration in seconds, or raise for empty, too short or silent audio."""
+    if audio.size == 0:
+        raise ClipError("zero_length_audio", path, "the audio track has no samples")
+    duration = audio.size / SAMPLE_RATE
+    rms = float(np.sqrt(np.mean(np.square(audio.astype(np.float64)))))
+    dbfs = 20 * math.log10(max(rms, 1e-9) / 32768.0)
+    if dbfs < settings.silence_dbfs:
+        raise ClipError("silent_audio", path, f"RMS level {dbfs:.1f} dBFS is below "
+                        f"{settings.silence_dbfs} dBFS (--silence-dbfs)")
+    if duration < settings.min_audio_seconds:
+        raise ClipError("short_audio", path, f"{duration:.3f} s is shorter than "
+                        f"{settings.min_audio_seconds} s (--min-audio-seconds)")
+    return duration
+
+
+def _read_video_frames(record: ClipRecord, settings: ExtractSettings, track: Track | None):
+    import av
+    import decord
+
+    path = record.video_path
+    assert path is not None
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise ClipError("no_video_track", path, "the file has no video stream")
+            declared = container.streams.video[0].frames
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        n = len(reader)
+    except ClipError:
+        raise
+    except Exception as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ClipError("corrupt_video", path, f"cannot open the video: {msg}") from None
+    if n == 0:
+        raise ClipError("corrupt_video", path, "the video has no decodable frames")
+    if declared and n < _MIN_FRAME_FRACTION * declared:
+        raise ClipError("corrupt_video", path, f"truncated: {n} of {declared} declared frames present")
+    idx = choose_frames(n, settings.frames_per_clip, settings.frame_selection,
+                        clip_rng(settings.seed, record.key))
+    try:
+        frames = reader.get_batch(idx).asnumpy()
+    except Exception as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ClipError("corrupt_video", path, f"cannot decode frames {idx}: {msg}") from None
+    faces = []
+    for i, frame in zip(idx, frames):
+        box = None
+        if track is not None and settings.crop_boxes:
+            try:
+                box = track.pixel_box(track.box_for_index(i), frame.shape[1], frame.shape[0])
+            except BoxFileError as err:
+                raise ClipError("bad_box_file", record.box_path or "", str(err)) from None
+        faces.append(to_face_crop(frame, settings.face_size, box))
+    return faces, idx
+
+
+def _frame_number(path: str) -> int | None:
+    digits = "".join(ch for ch in Path(path).stem if ch.isdigit())
+    return int(digits) if digits else None
+
+
+def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Track | None):
+    """Decode F images; unreadable ones are dropped (and reported) and others chosen instead.
+
+    Utterance folders are small, so every image is checked there (a bad jpg is always reported);
+    for per-video frames and identity stills only the chosen ones are decoded.
+    """
+    paths = list(record.frame_paths)
+    dropped: list[dict] = []
+    decoded: dict[str, np.ndarray] = {}
+
+    def load(p: str) -> np.ndarray | None:
+        if p not in decoded:
+            try:
+                with Image.open(p) as img:
+                    decoded[p] = np.asarray(img.convert("RGB"))
+            except Exception as err:
+                dropped.append({"path": p, "kind": "unreadable_image",
+                                "reason": f"cannot decode image: {str(err).splitlines()[0] if str(err) else type(err).__name__}"})
+                return None
+        return decoded[p]
+
+    if record.face_source == "interval_faces":
+        paths = [p for p in paths if load(p) is not None]
+    rng = clip_rng(settings.seed, record.key)
+    mode = "random" if record.face_source == "stills" else settings.frame_selection
+    while True:
+        if not paths:
+            first = dropped[0]["path"] if dropped else (record.frame_paths[0] if record.frame_paths else record.source)
+            raise ClipError("unreadable_image", first, "none of the clip's face images can be decoded")
+        idx = choose_frames(len(paths), settings.frames_per_clip, mode, rng)
+        bad = [paths[i] for i in sorted(set(idx)) if load(paths[i]) is None]
+        if not bad:
+            break
+        paths = [p for p in paths if p not in bad]
+    faces, used = [], []
+    for i in idx:
+        frame = decoded[paths[i]]
+        box = None
+        if track is not None and settings.crop_boxes:
+            number = _frame_number(paths[i])
+            if number is not None:
+                try:
+                    box = track.pixel_box(track.box_for_frame(number), frame.shape[1], frame.shape[0])
+                except BoxFileError as err:
+                    raise ClipError("bad_box_file", record.box_path or "", str(err)) from None
+        faces.append(to_face_crop(frame, settings.face_size, box))
+        used.append(Path(paths[i]).name)
+    return faces, used, dropped
+
+
+def extract_clip(record: ClipRecord, split: str, identity_info: dict,
+                 settings: ExtractSettings) -> ExtractedSample:
+    """Build the members (`f0.jpg`..`f{F-1}.jpg`, `flac`, `json`) of one sample.
+
+    `identity_info` holds the meta fields for the json: gender, nationality, name, vggface2_id.
+    """
+    track = None
+    if record.box_path is not None:
+        try:
+            track = read_track(record.box_path)
+        except BoxFileError as err:
+            raise ClipError("bad_box_file", record.box_path, str(err)) from None
+    audio = read_audio(record.audio_path)
+    duration = check_audio(audio, record.audio_path, settings)
+    dropped: list[dict] = []
+    if record.video_path is not None:
+        faces, frames = _read_video_frames(record, settings, track)
+    else:
+        faces, frames, dropped = _read_image_frames(record, settings, track)
+    members = {f"f{i}.jpg": encode_jpeg(face, settings.jpeg_quality) for i, face in enumerate(faces)}
+    members["flac"] = encode_flac(audio)
+    info = {
+        "key": record.key, "dataset": record.dataset, "identity": record.identity,
+        "video": record.video, "clip": record.clip, "split": split,
+        "gender": identity_info.get("gender"), "nationality": identity_info.get("nationality"),
+        "name": identity_info.get("name"), "duration": round(duration, 6),
+        "num_faces": settings.frames_per_clip, "face_size": settings.face_size,
+        "sample_rate": SAMPLE_RATE, "source": record.source,
+        "face_source": record.face_source, "frames": frames,
+    }
+    if identity_info.get("vggface2_id"):
+        info["vggface2_id"] = identity_info["vggface2_id"]
+    if track is not None:
+        info["track"] = track.summary()
+    members["json"] = json.dumps(info, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return ExtractedSample(record.key, members, duration, dropped)
