@@ -64,6 +64,7 @@ def val_data_config(data_cfg: dict, train_cfg: dict, k: int) -> dict:
     val["shards"] = train_cfg["val_data"]
     val["k"] = k
     val["seed"] = train_cfg["val_seed"]
+    val["steps_per_epoch"] = None  # a fixed training epoch length must not limit validation
     return val
 
 
@@ -124,6 +125,7 @@ class Validator:
 
     def __init__(self, loader, num_batches: int, k: int, accelerator):
         self.loader = loader
+        self.start_state = loader.state_dict()  # epoch 0, nothing read: rewinding to it is O(1)
         self.k = k
         self.accelerator = accelerator
         per_rank = math.ceil(num_batches / accelerator.num_processes)
@@ -132,7 +134,7 @@ class Validator:
 
     @torch.no_grad()
     def __call__(self, model) -> dict:
-        self.loader.set_epoch(0)
+        self.loader.load_state_dict(self.start_state)
         scores, labels, dirs = [], [], []
         for _, batch in zip(range(self.num_batches), self.loader):
             s = model.predict(batch).float()
@@ -405,6 +407,12 @@ def make_log_row(accelerator, window: dict, step: int, epoch: float, optimizers,
     if torch.cuda.is_available() and device.type == "cuda":
         row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
     row.update(loader_skip_counts(loader))
+    report = getattr(loader, "report", None)
+    if callable(report):
+        info = report()
+        for key in ("coverage", "decoded_items_per_tuple"):
+            if isinstance(info.get(key), (int, float)):
+                row[f"loader/{key}"] = float(info[key])
     return row
 
 
