@@ -20,6 +20,7 @@ from .voices import synthesise
 
 FRAME_SIZE = 224
 MOUTH_LEVELS = 6
+BOB_PAD = 4  # max per-frame head shift in pixels
 #: The virtual source video that VoxCeleb txt boxes refer to (VoxCeleb1 boxes are pixels of a
 #: 360-high frame; VoxCeleb2 boxes are fractions of width/height).
 SOURCE_W, SOURCE_H = 640, 360
@@ -57,7 +58,7 @@ class ClipRenderer:
         t = np.arange(clip.num_frames) / FPS
         self._bob = [
             sum(a * np.sin(2 * np.pi * f * t + p) for a, f, p in zip(bob.uniform(0.5, amp, 3), bob.uniform(0.1, 0.9, 3), bob.uniform(0, 6.3, 3)))
-            for amp in (2.5, 2.0, 1.5)  # dx px, dy px, roll degrees
+            for amp in (1.5, 1.2)  # dx, dy in pixels (<= BOB_PAD)
         ]
 
     @cached_property
@@ -76,15 +77,13 @@ class ClipRenderer:
         return self._utterance.mouth
 
     @cached_property
-    def _layers(self) -> list[np.ndarray]:
+    def _layers(self) -> list[Image.Image]:
         n = self.face_nuisance
-        layers = render_face_layers(self.identity.face, n.pose, FRAME_SIZE, MOUTH_LEVELS, self.look.clothing_rgb,
-                                    sunglasses=n.occlusion == "sunglasses")
-        return layers
+        return render_face_layers(self.identity.face, n.pose, FRAME_SIZE, MOUTH_LEVELS, self.look.clothing_rgb,
+                                  sunglasses=n.occlusion == "sunglasses")
 
-    @cached_property
-    def _overlay(self) -> np.ndarray | None:
-        """Static occluder in frame coordinates as float32 RGBA [S, S, 4], or None."""
+    def _overlay_image(self) -> Image.Image | None:
+        """Static occluder in frame coordinates (RGBA), or None."""
         n = self.face_nuisance
         if n.occlusion not in ("microphone", "hand", "caption"):
             return None
@@ -111,29 +110,57 @@ class ClipRenderer:
                 w = int(rng.integers(10, 40))
                 d.rectangle((x, int(1.68 * s), x + w, int(1.8 * s)), fill=(245, 245, 245, 255))
                 x += w + int(rng.integers(6, 14))
-        return np.asarray(img.resize((s, s), Image.Resampling.BOX), dtype=np.float32)
+        return img.resize((s, s), Image.Resampling.BOX)
+
+    def _blur(self, img: Image.Image) -> np.ndarray:
+        radius = self.face_nuisance.blur_radius
+        if radius > 0:
+            img = img.filter(ImageFilter.GaussianBlur(radius))
+        return np.asarray(img, dtype=np.float32)
 
     @cached_property
-    def _light(self) -> np.ndarray:
-        return light_map(self.face_nuisance, FRAME_SIZE)
+    def _composite_parts(self):
+        """Per-clip precomputation so a frame costs two array ops and a slice.
+
+        Frame = (background*light) * (1 - a_face) + face*a_face*light, then the occluder on top.
+        Light and blur are applied to each part once per clip instead of once per frame; the
+        head moves by whole pixels (sliced out of a padded layer), so the smooth light map is
+        off by at most BOB_PAD pixels on the face and blur commutes with the shift.
+        """
+        light = light_map(self.face_nuisance, FRAME_SIZE)
+        p = BOB_PAD
+        padded_light = np.pad(light, ((p, p), (p, p), (0, 0)), mode="edge")
+        faces, keeps = [], []
+        for layer in self._layers:
+            rgba = self._blur(layer)
+            alpha = rgba[..., 3:] / 255.0
+            fa = np.pad(rgba[..., :3] * alpha, ((p, p), (p, p), (0, 0))) * padded_light
+            keep = np.pad(1.0 - alpha, ((p, p), (p, p), (0, 0)), constant_values=1.0)
+            faces.append(fa.astype(np.float32))
+            keeps.append(keep.astype(np.float32))
+        bg = self._blur(Image.fromarray(self.look.background.astype(np.uint8))) * light
+        overlay = self._overlay_image()
+        if overlay is not None:
+            ov = self._blur(overlay)
+            a2 = ov[..., 3:] / 255.0
+            overlay = ((ov[..., :3] * a2 * light).astype(np.float32), (1.0 - a2).astype(np.float32))
+        return faces, keeps, bg.astype(np.float32), overlay
 
     def frame(self, i: int) -> np.ndarray:
         """uint8 [224, 224, 3] RGB video frame i (0-based within the clip)."""
+        faces, keeps, bg, overlay = self._composite_parts
         level = int(round(float(self.mouth[min(i, len(self.mouth) - 1)]) * (MOUTH_LEVELS - 1)))
-        layer = self._layers[level]
-        dx, dy, droll = (float(track[i]) for track in self._bob)
-        moved = layer.rotate(droll, resample=Image.Resampling.BILINEAR, translate=(dx, dy),
-                             center=(FRAME_SIZE / 2, FRAME_SIZE * 0.54))
-        fg = np.asarray(moved, dtype=np.float32)
-        alpha = fg[..., 3:] / 255.0
-        img = self.look.background * (1 - alpha) + fg[..., :3] * alpha
-        if self._overlay is not None:
-            a2 = self._overlay[..., 3:] / 255.0
-            img = img * (1 - a2) + self._overlay[..., :3] * a2
-        img = np.clip(img * self._light, 0, 255).astype(np.uint8)
-        if self.face_nuisance.blur_radius > 0:
-            img = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(self.face_nuisance.blur_radius)))
-        return img
+        dx = int(np.clip(round(float(self._bob[0][i])), -BOB_PAD, BOB_PAD))
+        dy = int(np.clip(round(float(self._bob[1][i])), -BOB_PAD, BOB_PAD))
+        p, s = BOB_PAD, FRAME_SIZE
+        window = (slice(p - dy, p - dy + s), slice(p - dx, p - dx + s))
+        img = bg * keeps[level][window]
+        img += faces[level][window]
+        if overlay is not None:
+            img *= overlay[1]
+            img += overlay[0]
+        np.clip(img, 0, 255, out=img)
+        return img.astype(np.uint8)
 
     def box(self, i: int) -> tuple[float, float, float, float]:
         """Face box (x, y, w, h) in pixels of the 640x360 source frame for frame i."""

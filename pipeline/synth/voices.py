@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, lfilter
+from scipy.signal import butter, lfilter, sosfilt
 
 from .attributes import VoiceTraits
 
@@ -176,14 +176,24 @@ def synthesise(voice: VoiceTraits, num_samples: int, fps: int, rng: np.random.Ge
     source = (source + aspiration) * voiced_env
 
     # --- time-varying formant cascade, 10 ms blocks, state carried across blocks ---
-    out = source
-    for k in range(4):
-        y = np.empty_like(out)
-        zi = np.zeros(2)
-        for bi in range(0, num_samples, BLOCK):
-            b, a = _resonator(f_targets[bi // BLOCK, k], FORMANT_BANDWIDTHS[k])
-            y[bi : bi + BLOCK], zi = lfilter(b, a, out[bi : bi + BLOCK], zi=zi)
-        out = y
+    # The 4 resonators form one second-order-section cascade; sosfilt runs it per block.
+    out = np.empty_like(source)
+    zi = np.zeros((4, 2))
+    sos = np.zeros((4, 6))
+    sos[:, 3] = 1.0
+    bandwidths = np.asarray(FORMANT_BANDWIDTHS)
+    radius = np.exp(-np.pi * bandwidths / sr)
+    # consecutive blocks with identical formants (steady vowels, pauses) are filtered in one call
+    n_blocks = -(-num_samples // BLOCK)
+    changes = np.any(np.diff(f_targets[:n_blocks], axis=0) != 0, axis=1)
+    starts = np.concatenate([[0], np.nonzero(changes)[0] + 1, [n_blocks]])
+    for b0, b1 in zip(starts[:-1], starts[1:]):
+        cos_term = 2 * radius * np.cos(2 * np.pi * f_targets[b0] / sr)
+        sos[:, 4] = -cos_term
+        sos[:, 5] = radius * radius
+        sos[:, 0] = 1 - cos_term + radius * radius  # unit gain at DC, as _resonator
+        seg = slice(b0 * BLOCK, min(b1 * BLOCK, num_samples))
+        out[seg], zi = sosfilt(sos, source[seg], zi=zi)
     if voice.nasality > 0:
         b, a = _resonator(270.0, 100.0)
         out = out + voice.nasality * 0.3 * lfilter(b, a, source)
