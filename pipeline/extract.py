@@ -64,6 +64,7 @@ class ExtractSettings:
     jpeg_quality: int = JPEG_QUALITY
     min_audio_seconds: float = 0.5
     silence_dbfs: float = -60.0
+    video_backend: str = "pyav"  # pyav | decord (mp4/m4a decoding)
 
     def __post_init__(self) -> None:
         if self.frames_per_clip < 1:
@@ -72,6 +73,8 @@ class ExtractSettings:
             raise ValueError(f"face_size must be in [16, 1024], got {self.face_size}")
         if self.frame_selection not in ("even", "random"):
             raise ValueError(f"frame_selection must be even or random, got {self.frame_selection!r}")
+        if self.video_backend not in ("pyav", "decord"):
+            raise ValueError(f"video_backend must be pyav or decord, got {self.video_backend!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
 
@@ -150,7 +153,31 @@ def _resample_int16(x: np.ndarray, rate: int) -> np.ndarray:
     return _float_to_int16(y)
 
 
-def read_audio(path: str) -> np.ndarray:
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _read_audio_pyav(path: str) -> np.ndarray:
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise ClipError("no_audio_track", path, "the file has no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            chunks = []
+            for frame in container.decode(stream):
+                chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(frame)]
+            chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+    except ClipError:
+        raise
+    except Exception as err:  # av.FFmpegError and friends
+        raise ClipError("unreadable_audio", path, f"cannot decode audio: {_first_line(err)}") from None
+    return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
+
+
+def read_audio(path: str, backend: str = "pyav") -> np.ndarray:
     """16 kHz mono int16 samples of a wav / m4a / mp4 file; `ClipError` when unusable."""
     if Path(path).stat().st_size == 0:
         raise ClipError("zero_length_audio", path, "file is empty (0 bytes)")
@@ -161,6 +188,8 @@ def read_audio(path: str) -> np.ndarray:
             raise ClipError("unreadable_audio", path, f"soundfile cannot read it: {err}") from None
         audio = data.mean(axis=1).round().astype(np.int16) if data.shape[1] > 1 else data[:, 0]
         return audio if rate == SAMPLE_RATE or audio.size == 0 else _resample_int16(audio, rate)
+    if backend == "pyav":
+        return _read_audio_pyav(path)
     import decord
 
     try:
@@ -190,12 +219,61 @@ def check_audio(audio: np.ndarray, path: str, settings: ExtractSettings) -> floa
     return duration
 
 
-def _read_video_frames(record: ClipRecord, settings: ExtractSettings, track: Track | None):
+def _decode_frames_pyav(path: str, settings: ExtractSettings, key: str):
+    """Sequential decode keeping only the chosen frames: for short clips (VoxCeleb: ~8 s at
+    25 fps) this beats seeking and avoids importing decord (~550 MB RSS per process)."""
+    import av
+
+    def one_pass(container, wanted: set[int]):
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        got, n = {}, 0
+        for frame in container.decode(stream):
+            if n in wanted:
+                got[n] = frame.to_ndarray(format="rgb24")
+            n += 1
+            if len(got) == len(wanted) and n > max(wanted):
+                return got, None
+        return got, n
+
+    rng_key = clip_rng(settings.seed, key)
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise ClipError("no_video_track", path, "the file has no video stream")
+            declared = container.streams.video[0].frames
+            n = declared
+            if n <= 0:  # frame count not in the header: count first
+                _, n = one_pass(container, set())
+                container.seek(0)
+            if not n:
+                raise ClipError("corrupt_video", path, "the video has no decodable frames")
+            idx = choose_frames(n, settings.frames_per_clip, settings.frame_selection, rng_key)
+            got, counted = one_pass(container, set(idx))
+            if counted is not None and len(got) < len(set(idx)):
+                # fewer frames than the header says: judge, then choose again among those present
+                if counted == 0 or (declared and counted < _MIN_FRAME_FRACTION * declared):
+                    raise ClipError("corrupt_video", path,
+                                    f"truncated: {counted} of {declared} declared frames decodable")
+                container.seek(0)
+                idx = choose_frames(counted, settings.frames_per_clip, settings.frame_selection,
+                                    clip_rng(settings.seed, key))
+                got, _ = one_pass(container, set(idx))
+    except ClipError:
+        raise
+    except Exception as err:
+        raise ClipError("corrupt_video", path, f"cannot decode the video: {_first_line(err)}") from None
+    if counted is not None and declared and counted < _MIN_FRAME_FRACTION * declared:
+        raise ClipError("corrupt_video", path, f"truncated: {counted} of {declared} declared frames present")
+    if len(got) < len(set(idx)):
+        raise ClipError("corrupt_video", path, f"frames {sorted(set(idx) - set(got))} cannot be decoded")
+    return [got[i] for i in idx], idx
+
+
+def _decode_frames_decord(path: str, settings: ExtractSettings, key: str):
     import av
     import decord
 
-    path = record.video_path
-    assert path is not None
     try:
         with av.open(path) as container:
             if not container.streams.video:
@@ -206,19 +284,24 @@ def _read_video_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
     except ClipError:
         raise
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ClipError("corrupt_video", path, f"cannot open the video: {msg}") from None
+        raise ClipError("corrupt_video", path, f"cannot open the video: {_first_line(err)}") from None
     if n == 0:
         raise ClipError("corrupt_video", path, "the video has no decodable frames")
     if declared and n < _MIN_FRAME_FRACTION * declared:
         raise ClipError("corrupt_video", path, f"truncated: {n} of {declared} declared frames present")
-    idx = choose_frames(n, settings.frames_per_clip, settings.frame_selection,
-                        clip_rng(settings.seed, record.key))
+    idx = choose_frames(n, settings.frames_per_clip, settings.frame_selection, clip_rng(settings.seed, key))
     try:
         frames = reader.get_batch(idx).asnumpy()
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ClipError("corrupt_video", path, f"cannot decode frames {idx}: {msg}") from None
+        raise ClipError("corrupt_video", path, f"cannot decode frames {idx}: {_first_line(err)}") from None
+    return list(frames), idx
+
+
+def _read_video_frames(record: ClipRecord, settings: ExtractSettings, track: Track | None):
+    path = record.video_path
+    assert path is not None
+    decode = _decode_frames_pyav if settings.video_backend == "pyav" else _decode_frames_decord
+    frames, idx = decode(path, settings, record.key)
     faces = []
     for i, frame in zip(idx, frames):
         box = None
@@ -298,7 +381,7 @@ def extract_clip(record: ClipRecord, split: str, identity_info: dict,
             track = read_track(record.box_path)
         except BoxFileError as err:
             raise ClipError("bad_box_file", record.box_path, str(err)) from None
-    audio = read_audio(record.audio_path)
+    audio = read_audio(record.audio_path, settings.video_backend)
     duration = check_audio(audio, record.audio_path, settings)
     dropped: list[dict] = []
     if record.video_path is not None:

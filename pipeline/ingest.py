@@ -74,7 +74,7 @@ class IngestConfig:
 
 # ---------------------------------------------------------------- worker side
 
-def _init_worker() -> None:
+def _init_worker(backend: str) -> None:
     """Die with the parent (a kill -9 of the ingest must not leave decoders running) and keep
     FFmpeg's per-frame complaints about corrupt inputs off the progress bar."""
     try:
@@ -84,14 +84,13 @@ def _init_worker() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    try:
-        import av
+    import av
+
+    av.logging.set_level(av.logging.PANIC)
+    if backend == "decord":  # importing decord costs ~550 MB RSS: only when it is used
         import decord
 
-        av.logging.set_level(av.logging.PANIC)
         decord.logging.set_level(decord.logging.QUIET)
-    except Exception:
-        pass
 
 
 def _peak_rss_mb() -> float:
@@ -241,7 +240,7 @@ class Ingest:
             if not self.cfg.overwrite:
                 raise IngestError(
                     f"{run.dir.path} was written with different settings or inputs "
-                    f"({_describe_change(previous.get('settings', {}), run.plan.settings)}). "
+                    f"({_describe_change(previous.get('settings') or previous.get('ingest') or {}, run.plan.settings)}). "
                     "Re-run with --overwrite to rebuild this split from scratch, use the original "
                     "arguments to resume it, or choose another --out.")
             self.log(f"{run.dir.path}: settings or inputs changed; --overwrite: rebuilding")
@@ -300,7 +299,8 @@ class Ingest:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         return ProcessPoolExecutor(max_workers=max(1, self.cfg.workers),
                                    mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
+                                   initializer=_init_worker,
+                                   initargs=(self.cfg.extract.video_backend,))
 
     def _extract_all(self, runs: list[_SplitRun]) -> None:
         total = sum(len(s.clips) for r in runs for s in r.pending)
@@ -413,8 +413,8 @@ class Ingest:
             skipped += side["skipped"]
             dropped += side["dropped"]
             if side["records"]:
-                shards.append({"name": shard.name + ".tar", "index": shard.name + ".idx",
-                               "samples": len(side["records"]), "bytes": side["bytes"]})
+                shards.append({"path": shard.name + ".tar", "index": shard.name + ".idx",
+                               "num_samples": len(side["records"]), "bytes": side["bytes"]})
         manifest_tmp = run.dir.path / (MANIFEST + ".partial")
         with open(manifest_tmp, "w", encoding="utf-8") as fh:
             for row in records:
@@ -424,15 +424,15 @@ class Ingest:
         for row in records:
             entry = identities.setdefault(row["identity"], {
                 **{k: v for k, v in run.identity_info.get(row["identity"], {}).items() if v is not None},
-                "samples": 0})
-            entry["samples"] += 1
+                "gender": run.identity_info.get(row["identity"], {}).get("gender"), "num_samples": 0})
+            entry["num_samples"] += 1
         eval_info = None
         if cfg.eval_store and run.plan.split in EVAL_SPLITS and records:
             te = time.time()
             bar = tqdm(total=len(records), unit="clip", desc=f"eval.zarr {run.plan.split}",
                        disable=not cfg.progress, dynamic_ncols=True)
             with bar:
-                n = build_eval_store(run.dir, [s["name"][:-4] for s in shards],
+                n = build_eval_store(run.dir, [s["path"][:-4] for s in shards],
                                      cfg.extract.frames_per_clip, cfg.extract.face_size, bar)
             eval_info = {"path": EVAL_STORE, "samples": n, "seconds": round(time.time() - te, 3)}
         kinds = Counter(s["kind"] for s in skipped)
@@ -453,14 +453,14 @@ class Ingest:
         }
         write_json_atomic(run.dir.path / REPORT, report)
         index = {
-            "format_version": 1, "dataset": cfg.dataset, "split": run.plan.split,
+            "format": "voxface-shards/1", "dataset": cfg.dataset, "split": run.plan.split,
             "fingerprint": run.plan.fingerprint, "num_samples": len(records),
             "num_shards": len(shards), "shards": shards,
             "num_identities": len(identities), "identities": identities,
             "face_size": cfg.extract.face_size, "num_faces": cfg.extract.frames_per_clip,
             "sample_rate": 16000,
             "members": [f"f{i}.jpg" for i in range(cfg.extract.frames_per_clip)] + ["flac", "json"],
-            "settings": run.plan.settings, "eval_store": eval_info,
+            "ingest": run.plan.settings, "preset": self.preset, "eval_store": eval_info,
             "total_bytes": sum(s["bytes"] for s in shards),
             "total_duration_s": round(sum(r["duration"] for r in records), 3),
         }
@@ -570,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "known name); per-utterance, per-video or per-identity (VGGFace-style) images")
     p.add_argument("--vox2-audio", choices=("auto", "m4a", "mp4"), default="auto",
                    help="VoxCeleb2 audio: auto = the aac/*.m4a when present else the mp4 track")
+    p.add_argument("--video-backend", choices=("pyav", "decord"), default="pyav",
+                   help="mp4/m4a decoder: pyav (default; sequential decode, ~30 MB per worker) or "
+                        "decord (seeking reader; ~550 MB per worker); same frames, see docs/INGEST.md")
     p.add_argument("--crop-boxes", action="store_true",
                    help="crop frames by the txt boxes (only for full, uncropped frames; the released "
                         "VoxCeleb crops must not be re-cropped)")
@@ -597,7 +600,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
             frames_per_clip=args.frames_per_clip, face_size=args.face_size,
             frame_selection=args.frame_selection, seed=args.seed, crop_boxes=args.crop_boxes,
             jpeg_quality=args.jpeg_quality, min_audio_seconds=args.min_audio_seconds,
-            silence_dbfs=args.silence_dbfs)
+            silence_dbfs=args.silence_dbfs, video_backend=args.video_backend)
     except ValueError as err:
         raise IngestError(str(err)) from None
     if not args.root.is_dir():
