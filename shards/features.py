@@ -28,6 +28,8 @@ def faces_to_tensor(faces, size: int | None = None) -> torch.Tensor:
     Layout is detected from the channel position (last dim 3 -> NHWC). The tensor stays on the
     input's device, so a batch decoded on GPU is normalised there. `size=None` keeps H, W.
     """
+    if isinstance(faces, np.ndarray) and not faces.flags.writeable:
+        faces = faces.copy()  # PIL's arrays are read-only; torch warns on sharing those
     x = torch.as_tensor(faces)
     if x.dtype != torch.uint8:
         raise TypeError(f"faces must be uint8 (decoded JPEG pixels), got {x.dtype}")

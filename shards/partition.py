@@ -108,14 +108,17 @@ def _pieces(catalog: ShardCatalog, num_streams: int) -> list[Piece]:
 def partition_pieces(catalog: ShardCatalog, seed: int, epoch: int, num_streams: int) -> list[list[Piece]]:
     """Deal this epoch's permuted pieces to `num_streams` streams (greedy fewest-samples-first)."""
     pieces = _pieces(catalog, num_streams)
-    order = np.random.default_rng([seed, epoch, 0x5A4D]).permutation(len(pieces))
+    rng = np.random.default_rng([seed, epoch, 0x5A4D])
+    order = rng.permutation(len(pieces))
     streams: list[list[Piece]] = [[] for _ in range(num_streams)]
     load = [0] * num_streams
     for p in order:
         target = min(range(num_streams), key=lambda s: (load[s], s))
         streams[target].append(pieces[p])
         load[target] += pieces[p].num_samples
-    return streams
+    # Balancing leaves few choices when shards are large; shuffling which stream (hence which
+    # rank/worker) gets each group keeps a rank from seeing the same shards epoch after epoch.
+    return [streams[i] for i in rng.permutation(num_streams)]
 
 
 def sample_offset(shard: ShardInfo, sample: int) -> int:

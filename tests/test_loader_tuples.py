@@ -1,0 +1,108 @@
+"""Every batch the loader yields satisfies the tuple contract, for every direction, K and policy."""
+
+import json
+
+import pytest
+import torch
+
+from shards.batch import check_tuple_batch, dense_view
+from shards.loader import TupleLoader
+from shards.testing import SyntheticSpec, make_shard_set
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory):
+    spec = SyntheticSpec(num_identities=12, videos_per_identity=3, clips_per_video=3, shard_sizes=[30, 40, 18, 20])
+    return str(make_shard_set(tmp_path_factory.mktemp("tuples") / "vox2" / "train", spec))
+
+
+def _meta(shard_dir):
+    rows = [json.loads(line) for line in open(f"{shard_dir}/manifest.jsonl")]
+    return {r["key"]: r for r in rows}
+
+
+def _cfg(shard_dir, **kw):
+    base = dict(shards=[shard_dir], batch_size=6, k=3, buffer_size=48, crop_seconds=0.5, num_workers=2, seed=3)
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize("direction, k", [("v2f", 2), ("f2v", 3), ("both", 10), ("v2f", 1), ("f2v", 1)])
+def test_every_batch_satisfies_invariants(shard_dir, direction, k):
+    loader = TupleLoader(_cfg(shard_dir, direction=direction, k=k))
+    batches = list(loader)
+    assert len(batches) == loader.steps_per_epoch == 108 // (2 * 6)
+    for step, batch in enumerate(batches):
+        check_tuple_batch(batch, k=k)
+        expected = direction if direction != "both" else ("v2f", "f2v")[step % 2]
+        assert batch["direction"] == expected
+        assert batch["faces"].shape[1:] == (3, 32, 32) and batch["voices"].shape[1:] == (1, 40, 51)
+        dense = dense_view(batch)
+        assert dense["candidates"].shape[:2] == (6, k)
+        # items are decoded once per batch: at most one anchor + one positive per tuple, plus
+        # distractors only when the batch has fewer identities than K
+        assert batch["faces"].shape[0] + batch["voices"].shape[0] <= 6 + max(6, k)
+    if k == 1:
+        labels = torch.cat([b["label"] for b in batches])
+        assert labels.sum().item() == len(labels) // 2  # balanced verification pairs
+    loader.close()
+
+
+@pytest.mark.parametrize("positive", ["same_clip", "same_video", "different_video"])
+def test_positive_policy(shard_dir, positive):
+    meta = _meta(shard_dir)
+    loader = TupleLoader(_cfg(shard_dir, positive=positive, k=2))
+    n = 0
+    for batch in loader:
+        check_tuple_batch(batch, k=2)
+        for i, lab in enumerate(batch["label"].tolist()):
+            a, p = meta[batch["anchor_key"][i]], meta[batch["candidate_key"][i][lab]]
+            assert a["identity"] == p["identity"]
+            if positive == "same_clip":
+                assert a["key"] == p["key"]
+            elif positive == "same_video":
+                assert a["video"] == p["video"] and a["key"] != p["key"]
+            else:
+                assert a["video"] != p["video"]
+            n += 1
+    assert n == loader.steps_per_epoch * 6
+    # same_clip consumes one sample per tuple, so the epoch has twice the steps
+    assert loader.steps_per_epoch == 108 // (6 if positive == "same_clip" else 12)
+
+
+def test_gender_matched_negatives(shard_dir):
+    loader = TupleLoader(_cfg(shard_dir, k=3, gender_matched_negatives=True))
+    for batch in loader:
+        check_tuple_batch(batch, k=3, gender_matched=True)
+        assert all(g in ("m", "f") for g in batch["anchor_gender"])
+
+
+def test_small_batches_use_distractors_of_distinct_identities(shard_dir):
+    # B = 2 < K = 5: three extra candidate-only identities must be drawn from the buffer
+    loader = TupleLoader(_cfg(shard_dir, batch_size=2, k=5, buffer_size=20))
+    for batch in loader:
+        check_tuple_batch(batch, k=5)
+        assert batch["faces"].shape[0] == 5 and batch["voices"].shape[0] == 2
+
+
+def test_impossible_request_fails_with_advice(tmp_path):
+    # one video per identity cannot give different-video positives
+    d = make_shard_set(tmp_path / "s", SyntheticSpec(num_identities=4, videos_per_identity=1, clips_per_video=4))
+    loader = TupleLoader(dict(shards=[str(d)], batch_size=2, k=2, buffer_size=8, crop_seconds=0.2))
+    with pytest.raises(RuntimeError, match="positive policy the data supports"):
+        next(iter(loader))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(k=11), "data.k"), (dict(direction="up"), "data.direction"), (dict(positive="any"), "data.positive"),
+    (dict(buffer_size=4), "buffer_size"), (dict(colour="red"), "unknown data config key"),
+    (dict(shards=[]), "data.shards"), (dict(strict="yes"), "data.strict"),
+])
+def test_config_errors_name_the_key(shard_dir, bad, message):
+    with pytest.raises(ValueError, match=message):
+        TupleLoader(_cfg(shard_dir, **bad))
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="index.json"):
+        TupleLoader(dict(shards=[str(tmp_path)]))
