@@ -1,0 +1,117 @@
+"""End-to-end: `launch.evaluate` and `launch.retrieve` on tiny stores and tiny checkpoints."""
+
+import json
+
+import pytest
+import torch
+
+from eval_fakes import build_store, tiny_checkpoint
+from launch import evaluate, retrieve
+
+FAST = ["--probes-per-identity", "2", "--bootstrap", "20", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("evalcli")
+    build_store(root / "data/voxceleb1/test/eval.zarr", n_ids=11, seconds=0.3)
+    build_store(root / "data/voxceleb1/val/eval.zarr", n_ids=10, first_id=10101, seconds=0.3)
+    train = root / "data/voxceleb1/train"
+    train.mkdir(parents=True)
+    (train / "index.json").write_text(json.dumps({"identities": {f"id{10301 + i}": "m" for i in range(5)}}))
+    ckpts = [tiny_checkpoint(root / "base", "baseline"), tiny_checkpoint(root / "bia", "bianet", seed=1)]
+    return root, ckpts
+
+
+def _metrics(path):
+    res = json.loads(path.read_text())["results"]
+    for r in res.values():
+        for d in r["directions"].values():
+            d.get("verification", {}).pop("threshold", None)     # a score midpoint, float noise
+        r.pop("seconds", None)
+    return res
+
+
+def test_comparison_run_writes_tables_plot_and_summary(setup, capsys):
+    root, ckpts = setup
+    out = root / "out"
+    assert evaluate.main(["--checkpoint", *map(str, ckpts), "--names", "Baseline", "BIANet", "--data",
+                          str(root / "data"), "--protocol", "wen1251", "--out", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "identity disjointness: ok (5 training identities)" in printed
+    assert "Binary V-F" in printed and "Baseline" in printed and "BIANet" in printed
+    md = (out / "results.md").read_text()
+    assert "| Method | Binary V-F | Binary F-V | Multi-way V-F | Multi-way F-V | Verification V-F |" in md
+    assert md.count("| Baseline |") == 4 and "K=10" in md     # main, ROC, and the V-F + F-V curve rows
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("method,metric,direction,k,value")
+    # 2 checkpoints x 2 directions x (9 K values + 3 verification metrics)
+    assert len(csv_lines) == 1 + 2 * 2 * (9 + 3)
+    doc = json.loads((out / "results.json").read_text())
+    assert set(doc["results"]) == {"Baseline", "BIANet"}
+    assert doc["meta"]["trials"]["test"]["identities"] == 11
+    ver = doc["results"]["Baseline"]["directions"]["v2f"]["verification"]
+    assert ver["threshold_source"] == "voxceleb1/val" and 0 <= ver["acc"] <= 1
+    assert (out / "accuracy_vs_k.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "trials/test.json").exists() and (out / "trials/val.json").exists()
+
+
+def test_same_trial_file_same_numbers_whatever_the_batch_size(setup):
+    root, ckpts = setup
+    common = ["--checkpoint", str(ckpts[0]), "--data", str(root / "data"), *FAST, "--max-k", "4"]
+    evaluate.main(common + ["--out", str(root / "bs3"), "--batch-size", "3"])
+    evaluate.main(common + ["--out", str(root / "bs50"), "--batch-size", "50",
+                            "--trials", str(root / "bs3/trials/test.json"),
+                            "--val-trials", str(root / "bs3/trials/val.json")])
+    assert _metrics(root / "bs3/results.json") == _metrics(root / "bs50/results.json")
+
+
+def test_seen_identities_are_refused(setup, tmp_path):
+    root, ckpts = setup
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "index.json").write_text(json.dumps({"identities": ["id10003"]}))
+    with pytest.raises(SystemExit, match="also occur in the training split"):
+        evaluate.main(["--trials-only", "--data", str(root / "data"), "--train-split", str(train),
+                       "--out", str(tmp_path / "o"), *FAST])
+
+
+def test_cross_dataset_vox2test_uses_vox1_val_threshold(setup, tmp_path):
+    root, ckpts = setup
+    data = tmp_path / "data"
+    build_store(data / "voxceleb2/test/eval.zarr", n_ids=10, first_id=17, dataset="voxceleb2", seconds=0.3)
+    (data / "voxceleb1").mkdir()
+    (data / "voxceleb1/val").symlink_to(root / "data/voxceleb1/val")
+    out = tmp_path / "out"
+    evaluate.main(["--checkpoint", str(ckpts[0]), "--data", str(data), "--protocol", "vox2test",
+                   "--out", str(out), *FAST])
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["meta"]["trials"]["test"]["split"] == "voxceleb2/test"
+    ver = doc["results"]["base"]["directions"]["f2v"]["verification"]
+    assert ver["threshold_source"] == "voxceleb1/val"
+    trials = json.loads((out / "trials/test.json").read_text())
+    assert trials["match"]["v2f"][0]["probe"].startswith("vox2_id000")
+
+
+def test_missing_store_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no test evaluation store"):
+        evaluate.main(["--trials-only", "--data", str(tmp_path), "--protocol", "pins"])
+
+
+def test_exported_embeddings_feed_retrieval(setup, capsys):
+    root, ckpts = setup
+    out = root / "emb"
+    evaluate.main(["--checkpoint", str(ckpts[0]), "--data", str(root / "data"), "--out", str(out),
+                   "--export-embeddings", "--max-k", "2", *FAST])
+    zarr_path = out / "embeddings/base-test.zarr"
+    assert zarr_path.exists()
+    capsys.readouterr()
+    key = "vox1_id10004_vid003x0_00001"
+    assert retrieve.main(["--embeddings", str(zarr_path), "--key", key, "--top", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "identity id10004" in printed and "first correct face at rank" in printed
+    assert key not in printed.split("rank    score")[1]     # the query's own face is not in the gallery
+    retrieve.main(["--embeddings", str(zarr_path), "--key", key, "--one-per-identity", "--top", "50"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:4].strip().isdigit()]
+    assert len(rows) == 11 and len({r[2] for r in rows}) == 11     # each identity exactly once
