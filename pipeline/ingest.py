@@ -460,7 +460,8 @@ class Ingest:
             "face_size": cfg.extract.face_size, "num_faces": cfg.extract.frames_per_clip,
             "sample_rate": 16000,
             "members": [f"f{i}.jpg" for i in range(cfg.extract.frames_per_clip)] + ["flac", "json"],
-            "ingest": run.plan.settings, "preset": self.preset, "eval_store": eval_info,
+            "ingest": run.plan.settings, "preset": self.preset,
+            "eval_store": {k: v for k, v in eval_info.items() if k != "seconds"} if eval_info else None,
             "total_bytes": sum(s["bytes"] for s in shards),
             "total_duration_s": round(sum(r["duration"] for r in records), 3),
         }
