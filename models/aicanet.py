@@ -30,6 +30,7 @@ from .attention import AdaptiveThreshold, SEMask, attend, channel_affinity, inst
 from .base import MatchingModel, one_hot_match, pair_indices
 from .batch import TupleIndex
 from .cbp import CompactBilinearPooling
+from .heads import BatchNorm1d
 
 MODALITIES = ("voice", "face")
 
@@ -45,7 +46,7 @@ class RelevanceNet(nn.Module):
         super().__init__()
         self.cbp = CompactBilinearPooling(channels, channels, cbp_dim, seed)
         self.fc1 = nn.Linear(cbp_dim, hidden)
-        self.bn = nn.BatchNorm1d(hidden)
+        self.bn = BatchNorm1d(hidden)
         self.fc2 = nn.Linear(hidden, 1)
 
     def forward(self, q_voice: torch.Tensor, q_face: torch.Tensor) -> torch.Tensor:

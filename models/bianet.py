@@ -21,6 +21,8 @@ item, so PIA/NIA and the generator run once per unique face/voice and tuples gat
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -108,6 +110,13 @@ class BIANet(MatchingModel):
             return float(self.cfg["cf_constant_weight"])
         return losses.curriculum_weight(epoch, self.cfg["total_epochs"])
 
+    def _cf_weight_from_buffer(self) -> torch.Tensor:
+        """cf_weight(trained_epoch) as a tensor on the buffer's device (no host sync on GPU)."""
+        if self.cfg["cf_schedule"] == "constant":
+            return torch.full((), float(self.cfg["cf_constant_weight"]), device=self.trained_epoch.device)
+        n = float(self.cfg["total_epochs"])
+        return 1 - torch.cos(math.pi * self.trained_epoch.clamp(0, n) / n)
+
     def _branch(self, modality: str, maps: torch.Tensor):
         if modality not in self.attention:
             return maps, None
@@ -131,7 +140,7 @@ class BIANet(MatchingModel):
             return out["logits_cp"]
         out["logits_cn"] = self.classifier(out["h_anchor_neg"], out["h_cand_neg"])      # Eq. 21
         p_cp, p_cn = _as_probabilities(out["logits_cp"]), _as_probabilities(out["logits_cn"])
-        scores = p_cp - self.cf_weight(float(self.trained_epoch)) * p_cn
+        scores = p_cp - self._cf_weight_from_buffer().to(p_cp.dtype) * p_cn
         return scores[:, 1] if out["logits_cp"].dim() == 1 else scores
 
     def classification_loss(self, out: dict, label: torch.Tensor, epoch: float) -> dict:

@@ -38,7 +38,11 @@ class CompactBilinearPooling(nn.Module):
             x, y = x.unsqueeze(-1), y.unsqueeze(-1)
         if x.shape[0] != y.shape[0] or x.shape[-1] != y.shape[-1]:
             raise ValueError(f"CBP inputs must share batch and position axes, got {tuple(x.shape)} and {tuple(y.shape)}")
-        sx = torch.einsum("ndp,dk->npk", x, self.sketch1.to(x.dtype))
-        sy = torch.einsum("ndp,dk->npk", y, self.sketch2.to(y.dtype))
-        prod = torch.fft.rfft(sx, dim=-1) * torch.fft.rfft(sy, dim=-1)
-        return torch.fft.irfft(prod, n=self.out_dim, dim=-1).sum(dim=1)
+        # FFTs have no bfloat16 kernels (and cuFFT half needs power-of-two sizes): compute in
+        # float32 even under mixed-precision autocast.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+            sx = torch.einsum("ndp,dk->npk", x.to(dtype), self.sketch1.to(dtype))
+            sy = torch.einsum("ndp,dk->npk", y.to(dtype), self.sketch2.to(dtype))
+            prod = torch.fft.rfft(sx, dim=-1) * torch.fft.rfft(sy, dim=-1)
+            return torch.fft.irfft(prod, n=self.out_dim, dim=-1).sum(dim=1)

@@ -15,6 +15,20 @@ FACE_MODALITY = 0
 VOICE_MODALITY = 1
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d that uses its running statistics for a single-sample training batch.
+
+    Batch statistics of one sample are undefined (PyTorch raises); a last, one-tuple batch or a
+    K = 1 batch of one pair must not crash a long run, and the running statistics are the best
+    estimate available.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 def _linear(in_dim: int, out_dim: int, use_sn: bool) -> nn.Module:
     layer = nn.Linear(in_dim, out_dim)
     nn.init.normal_(layer.weight, 0.0, 0.02)
@@ -36,9 +50,9 @@ class Generator(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(3)
         self.drop = nn.Dropout(dropout)
         self.fc1 = _linear(in_channels * 9, hidden, spectral)
-        self.bn1 = nn.BatchNorm1d(hidden)
+        self.bn1 = BatchNorm1d(hidden)
         self.fc2 = _linear(hidden, embed_dim, spectral)
-        self.bn2 = nn.BatchNorm1d(embed_dim)
+        self.bn2 = BatchNorm1d(embed_dim)
         for bn in (self.bn1, self.bn2):
             nn.init.normal_(bn.weight, 1.0, 0.02)
             nn.init.zeros_(bn.bias)

@@ -101,3 +101,12 @@ def test_channel_affinity_is_a_per_sample_cosine():
     q = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
     k = torch.tensor([[[2.0, 0.0], [0.0, 3.0]]])
     torch.testing.assert_close(channel_affinity(q, k), torch.tensor([[[1.0, 0.0], [2 ** -0.5, 2 ** -0.5]]]))
+
+
+def test_cbp_runs_in_float32_under_bfloat16_autocast():
+    cbp = CompactBilinearPooling(4, 4, 16)
+    x = torch.randn(2, 4, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = cbp(x.bfloat16(), x.bfloat16())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, cbp(x.bfloat16().float(), x.bfloat16().float()))

@@ -214,3 +214,13 @@ def test_backbone_and_head_sizes_match_the_reference_implementation():
     assert count(groups["generator"]) == 1_213_568
     se = build_model({"name": "baseline"}).voice_encoder
     assert sum(isinstance(m, torch.nn.Module) and type(m).__name__ == "SqueezeExcitation" for m in se.modules()) == 16
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_single_tuple_batch_trains_without_crashing(name, k):
+    model = tiny(name, k).train()
+    batch = dense_batch(1, k, "v2f")
+    terms = model.loss(model(batch), batch, epoch=0.5)
+    (terms["total"] + terms["disc_total"]).backward()
+    assert torch.isfinite(terms["total"])
