@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -128,7 +129,16 @@ def prepare_trials(args, folders: dict[str, Path], stores: dict[str, EvalStore],
                 raise SystemExit("error: no imported trial could be resolved against the test store; "
                                  "see the unresolved reasons above")
         else:
-            ts = generate_for_store(store, options, split=_split_name(folders[role]))
+            n_ids = len(set(store.identities))
+            opts = options
+            if n_ids < options.max_k:
+                print(f"note: {_split_name(folders[role])} has {n_ids} identities; 1:K trials go up to "
+                      f"K={n_ids} instead of {options.max_k}")
+                opts = replace(options, max_k=max(n_ids, 2))
+            try:
+                ts = generate_for_store(store, opts, split=_split_name(folders[role]))
+            except ValueError as exc:
+                raise SystemExit(f"error: {exc}") from None
         path = ts.save(out / "trials" / f"{role}.json")
         print(f"{role} trials: {path} ({ts.header['counts']}; skipped: {ts.header['skipped'] or 'none'})")
         trials[role] = ts
@@ -225,7 +235,9 @@ def main(argv=None) -> int:
                            if not (args.trials if r == "test" else args.val_trials) else
                            (args.trials if r == "test" else args.val_trials),
                            "identities": len({x["identity"] for d in t.match.values() for x in d} |
-                                             {x["identity"] for d in t.verify.values() for x in d})}
+                                             {x["identity"] for d in t.verify.values() for x in d}),
+                           "options": t.header.get("options"), "max_k": t.max_k,
+                           "skipped": t.header.get("skipped")}
                        for r, t in trials.items()},
             "identity_disjointness": disjoint, "batch_size": args.batch_size, "scoring": args.scoring,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
