@@ -112,7 +112,7 @@ def _detect_delimiter(header: str) -> str:
 def _split_row(line: str, delimiter: str) -> list[str]:
     fields = next(csv.reader(io.StringIO(line), delimiter=delimiter, skipinitialspace=True))
     # Some copies quote a whole TAB-joined row inside a comma file: unpack it.
-    if len(fields) == 1 and delimiter != "\t" and "\t" in fields[0]:
+    if len(fields) == 1 and "\t" in fields[0]:
         fields = fields[0].split("\t")
     return [f.strip().strip('"').strip() for f in fields]
 
