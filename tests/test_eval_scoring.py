@@ -109,3 +109,21 @@ def test_scores_do_not_depend_on_batch_size(tmp_path, store, trials, name):
             assert thr == pytest.approx(thr_ref, abs=1e-5)
             assert got[d]["verification"] == ref[d]["verification"]
             ref[d]["verification"]["threshold"] = thr_ref
+
+
+@pytest.mark.parametrize("name", ["aicanet", "bianet"])
+def test_nested_scoring_equals_one_predict_call_per_k(tmp_path, store, trials, name):
+    torch.set_num_threads(1)
+    model = load_model(tiny_checkpoint(tmp_path / name, name, num_candidates=3))
+    scorer = ModelScorer(model, ItemLoader(store, EvalInputs(audio_seconds=0.5, face_size=32)), batch_size=8,
+                         progress=False)
+    ks = (2, 3, 6)
+    probes = trials.matching("f2v", 2)[0]
+    nested = scorer.score_nested("f2v", probes, {k: trials.matching("f2v", k)[1] for k in ks})
+    for k in ks:
+        ref, method = scorer.score("f2v", probes, trials.matching("f2v", k)[1])
+        assert nested[k][1] == method == ("head" if k == 3 else "embedding")
+        np.testing.assert_allclose(nested[k][0], ref, rtol=0, atol=1e-5)
+    # the head path through predict() really is the model's forward: compare with a direct call
+    batch = build_batch("f2v", probes[:4], trials.matching("f2v", 3)[1][:4], scorer.loader, "cpu")
+    np.testing.assert_allclose(model(batch)["logits"].detach().numpy(), nested[3][0][:4], rtol=0, atol=1e-5)

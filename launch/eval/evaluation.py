@@ -39,9 +39,17 @@ def evaluate(scorer, test: TrialSet, val: TrialSet | None = None, ks=None, n_boo
         res: dict = {}
         if test.match.get(direction):
             res["matching"] = {}
+            tuples = {k: test.matching(direction, k) for k in ks}
+            probes = tuples[ks[0]][0]
+            if hasattr(scorer, "score_nested"):
+                scored = scorer.score_nested(direction, probes, {k: t[1] for k, t in tuples.items()},
+                                             desc=f"{direction} 1:K")
+            else:
+                scored = {k: scorer.score(direction, probes, t[1], desc=f"{direction} 1:{k}")
+                          for k, t in tuples.items()}
             for k in ks:
-                probes, cands, labels, ids = test.matching(direction, k)
-                scores, method = scorer.score(direction, probes, cands, desc=f"{direction} 1:{k}")
+                _, _, labels, ids = tuples[k]
+                scores, method = scored[k]
                 hits = metrics.tie_aware_hits(scores, labels)
                 res["matching"][str(k)] = {
                     "acc": float(hits.mean()), "ci": _ci(lambda i: hits[i].mean(), ids, n_boot, seed),

@@ -16,6 +16,14 @@ Batches: tuples are cut into chunks of `batch_size` in trial-file order, each ch
 unique faces and voices once (ARCHITECTURE.md §3). The model runs in eval mode under no_grad,
 and every item tensor is prepared on its own (launch.eval.inputs), so a trial's score does not
 depend on which other trials share its batch.
+
+Nested K (`score_nested`): the 1:K trials for K = 2..10 share probes, positives and negatives
+(the K-way candidates are a prefix of the 10-way ones), so one chunk's items are run through the
+backbones once (`model.encode`) and every K is scored from those feature maps
+(`model.embed` + `model.score`, exactly what `model.predict` = `forward` does). Scoring K = 2..10
+one K at a time would run the backbones on each item up to nine times
+(benchmarks/bench_eval_scoring.py measures the difference). Models without that
+encode/embed/score split are scored one K at a time through `predict`.
 """
 
 from __future__ import annotations
@@ -39,22 +47,45 @@ def head_supports(model, k: int) -> bool:
     return trained_k >= 2 and (shared or trained_k == k)
 
 
-def build_batch(direction: str, probes, candidates, loader, device) -> dict:
-    """Indexed tuple batch for `probes [B]` and `candidates [B][K]` (keys into the store)."""
+def build_batch(direction: str, probes, candidates, loader, device, extra_candidates=(),
+                return_rows: bool = False):
+    """Indexed tuple batch for `probes [B]` and `candidates [B][K]` (keys into the store).
+
+    `extra_candidates` (lists of `[B][K']` rows) add their items to the batch without adding
+    tuples; with `return_rows` the result is `(batch, {candidate key: row})` for re-indexing.
+    """
     if direction not in ("v2f", "f2v"):
         raise ValueError(f"direction must be v2f or f2v, got {direction!r}")
     anchor_rows: dict[str, int] = {}
     cand_rows: dict[str, int] = {}
     a_idx = [anchor_rows.setdefault(p, len(anchor_rows)) for p in probes]
     c_idx = [[cand_rows.setdefault(c, len(cand_rows)) for c in row] for row in candidates]
+    for rows in extra_candidates:
+        for row in rows:
+            for c in row:
+                cand_rows.setdefault(c, len(cand_rows))
     anchors, cands = list(anchor_rows), list(cand_rows)
     if direction == "v2f":
         voices, faces = loader.voices(anchors), loader.faces(cands)
     else:
         faces, voices = loader.faces(anchors), loader.voices(cands)
-    return {"direction": direction, "faces": faces.to(device), "voices": voices.to(device),
-            "anchor_index": torch.tensor(a_idx, dtype=torch.long, device=device),
-            "candidate_index": torch.tensor(c_idx, dtype=torch.long, device=device)}
+    batch = {"direction": direction, "faces": faces.to(device), "voices": voices.to(device),
+             "anchor_index": torch.tensor(a_idx, dtype=torch.long, device=device),
+             "candidate_index": torch.tensor(c_idx, dtype=torch.long, device=device)}
+    return (batch, cand_rows) if return_rows else batch
+
+
+def splits_encoding(model) -> bool:
+    """Does the model expose forward = score(embed(encode(batch))) (models.base.MatchingModel)?"""
+    return all(callable(getattr(model, m, None)) for m in ("encode", "embed", "score"))
+
+
+def cosine_from_embeddings(out: dict) -> torch.Tensor:
+    """Cosine similarity of `h_anchor` ([B, D] or pairwise [B, K, D]) and `h_cand` [B, K, D]."""
+    h_a, h_c = out["h_anchor"], out["h_cand"]
+    if h_a.dim() == 2:
+        h_a = h_a[:, None, :]
+    return F.cosine_similarity(h_a, h_c, dim=-1)
 
 
 @torch.no_grad()
@@ -62,17 +93,8 @@ def embedding_scores(model, batch: dict) -> torch.Tensor:
     """Cosine similarity of shared-space embeddings, `[B, K]`."""
     if not (hasattr(model, "encode") and hasattr(model, "embed")):
         raise TypeError(f"{type(model).__name__} has no encode()/embed(); use --scoring head")
-    was_training = model.training
-    model.eval()
-    try:
-        idx, anchor_maps, cand_maps = model.encode(batch)
-        out = model.embed(idx, anchor_maps, cand_maps)
-    finally:
-        model.train(was_training)
-    h_a, h_c = out["h_anchor"], out["h_cand"]
-    if h_a.dim() == 2:
-        h_a = h_a[:, None, :]
-    return F.cosine_similarity(h_a, h_c, dim=-1)
+    idx, anchor_maps, cand_maps = model.encode(batch)
+    return cosine_from_embeddings(model.embed(idx, anchor_maps, cand_maps))
 
 
 class ModelScorer:
@@ -84,6 +106,8 @@ class ModelScorer:
             raise ValueError(f"scoring method must be one of {SCORING_METHODS}, got {method!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        # eval mode for the whole scorer's life: no dropout, BN running statistics, no batch-axis
+        # dependence (reference_code_study.md §4: the authors' generator stayed in train mode)
         self.model, self.loader = model.to(device).eval(), loader
         self.batch_size, self.method, self.device, self.progress = batch_size, method, device, progress
 
@@ -116,3 +140,32 @@ class ModelScorer:
             scores = scores.float().reshape(len(batch["anchor_index"]), k)
             out[s:s + self.batch_size] = scores.cpu().numpy()
         return out, method
+
+    @torch.no_grad()
+    def score_nested(self, direction: str, probes, candidates_by_k: dict, desc: str = "") -> dict:
+        """{K: ([N, K] scores, method)} for several K over the same probes, encoding items once.
+
+        Falls back to one `score` call per K when the model has no encode/embed/score split.
+        """
+        ks = sorted(candidates_by_k)
+        if not splits_encoding(self.model):
+            return {k: self.score(direction, probes, candidates_by_k[k], desc=f"{desc} 1:{k}") for k in ks}
+        import models
+
+        methods = {k: self.method_for(k) for k in ks}
+        out = {k: np.empty((len(probes), k), dtype=np.float64) for k in ks}
+        k_max = ks[-1]
+        for s in tqdm(range(0, len(probes), self.batch_size), desc=desc or f"{direction} K={ks[0]}..{k_max}",
+                      disable=not self.progress, unit="batch", leave=False):
+            chunk = {k: candidates_by_k[k][s:s + self.batch_size] for k in ks}
+            batch, rows = build_batch(direction, probes[s:s + self.batch_size], chunk[k_max], self.loader,
+                                      self.device, extra_candidates=[chunk[k] for k in ks], return_rows=True)
+            _, anchor_maps, cand_maps = self.model.encode(batch)
+            for k in ks:
+                index = torch.tensor([[rows[c] for c in row] for row in chunk[k]], dtype=torch.long,
+                                     device=batch["anchor_index"].device)
+                idx = models.check_batch(dict(batch, candidate_index=index))
+                emb = self.model.embed(idx, anchor_maps, cand_maps)
+                scores = self.model.score(emb) if methods[k] == "head" else cosine_from_embeddings(emb)
+                out[k][s:s + len(index)] = scores.float().reshape(len(index), k).cpu().numpy()
+        return {k: (out[k], methods[k]) for k in ks}
