@@ -115,3 +115,31 @@ def test_exported_embeddings_feed_retrieval(setup, capsys):
     retrieve.main(["--embeddings", str(zarr_path), "--key", key, "--one-per-identity", "--top", "50"])
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:4].strip().isdigit()]
     assert len(rows) == 11 and len({r[2] for r in rows}) == 11     # each identity exactly once
+
+
+def test_published_list_import_through_the_cli(tmp_path, capsys):
+    from pathlib import Path
+
+    from launch.eval.importers import load_vox1_names, parse_item, read_rows
+
+    meta = Path("/work/shared/data/voxceleb_meta")
+    if not (meta / "vox1_meta.csv").exists():
+        pytest.skip(f"{meta} not available")
+    lst = meta / "cmpc_lists/matching_f2v_U.csv.gz"
+    names = load_vox1_names(meta / "vox1_meta.csv")
+    items = set()
+    for row in read_rows(lst)[:6]:
+        for p in row:
+            ref = parse_item(p, names)
+            items.add((ref.identity, ref.video, ref.clip or "00001"))
+    build_store(tmp_path / "data/voxceleb1/test/eval.zarr", items=sorted(items), seconds=0.3)
+    out = tmp_path / "out"
+    ckpt = tiny_checkpoint(tmp_path / "ck", "baseline")
+    evaluate.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "data"), "--protocol", "pins",
+                   "--import-list", str(lst), "--out", str(out), *FAST])
+    printed = capsys.readouterr().out
+    assert "matching_f2v_U.csv.gz: 10000 rows -> " in printed and "identity not in store" in printed
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["meta"]["trials"]["test"]["source"] == "imported:matching_f2v_U.csv.gz"
+    res = doc["results"]["ck"]["directions"]
+    assert set(res) == {"f2v"} and list(res["f2v"]["matching"]) == ["2"] and res["f2v"]["matching"]["2"]["n"] >= 6
