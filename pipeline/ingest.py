@@ -94,6 +94,15 @@ def _init_worker(backend: str) -> None:
 
 
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process in MB. VmHWM, not ru_maxrss: Linux carries ru_maxrss across
+    fork+exec, so a spawned worker would report its parent's peak instead of its own."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -1,0 +1,138 @@
+"""Ingest throughput on the synthetic corpus: 1 vs 2 workers, PyAV vs decord, vs a naive ffmpeg CLI.
+
+All runs in one process invocation, on the same VoxCeleb2-layout corpus, so the ratios compare
+like with like on this (shared, 2-core) machine:
+
+* `ours_w1`, `ours_w2`: `pipeline.ingest` with the default PyAV backend, 1 and 2 worker processes
+  (scaling ratio = w2 / w1 clips/s);
+* `ours_decord_w1`: same with `--video-backend decord` (the brief's reader) for the backend choice;
+* `naive_ffmpeg`: what a simple script does: per clip, one `ffmpeg` call extracting F evenly spaced
+  frames (select filter + scale to the face size, JPEG) and one converting the audio to 16 kHz
+  mono FLAC, then appending the files to a tar with `tarfile` (sequential, one process).
+
+Clips/s counts clips written per second of wall time including process start-up. Peak RSS per
+worker comes from the ingest report (ru_maxrss of each worker process).
+
+    python benchmarks/bench_ingest.py            # quick: 12 identities x 3 videos x 2 clips (72 clips)
+    python benchmarks/bench_ingest.py --full     # 24 x 4 x 2 (192 clips)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.extract import ExtractSettings  # noqa: E402
+from pipeline.ingest import IngestConfig, run_ingest  # noqa: E402
+
+FRAMES, FACE = 4, 224
+
+
+def _ours(corpus: Path, out: Path, workers: int, backend: str) -> dict:
+    cfg = IngestConfig(dataset="voxceleb2", root=corpus, meta=corpus / "vox2_meta.csv", out=out,
+                       workers=workers, shard_samples=16, eval_store=False, progress=False,
+                       extract=ExtractSettings(frames_per_clip=FRAMES, face_size=FACE, video_backend=backend))
+    t0 = time.perf_counter()
+    report = run_ingest(cfg, log=lambda *_: None)
+    seconds = time.perf_counter() - t0
+    clips = sum(s["samples"] for s in report["splits"].values())
+    workers_rss = {k: v for k, v in report["worker_peak_rss_mb"].items() if k != "main"}
+    return {"clips": clips, "seconds": round(seconds, 3), "clips_per_s": round(clips / seconds, 2),
+            "worker_peak_rss_mb": workers_rss, "main_peak_rss_mb": report["worker_peak_rss_mb"]["main"]}
+
+
+def _naive(corpus: Path, out: Path, ffmpeg: str) -> dict:
+    """One ffmpeg process for the frames and one for the audio of every clip, then tarfile."""
+    mp4s = sorted(corpus.glob("*/mp4/*/*/*.mp4"))
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    written = 0
+    with tarfile.open(out / "naive.tar", "w") as tar, tempfile.TemporaryDirectory() as tmp:
+        for mp4 in mp4s:
+            key = "_".join(mp4.parts[-3:]).replace(".mp4", "").replace(".", "-")
+            frames = Path(tmp) / "f%d.jpg"
+            select = "+".join(f"eq(n\\,{int((i + 0.5) * 25 * 4 / FRAMES)})" for i in range(FRAMES))
+            r1 = subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(mp4), "-vf",
+                                 f"select='{select}',scale={FACE}:{FACE}", "-vsync", "0",
+                                 "-q:v", "3", str(frames)], capture_output=True)
+            m4a = Path(str(mp4).replace("/mp4/", "/aac/")).with_suffix(".m4a")
+            flac = Path(tmp) / "a.flac"
+            r2 = subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(m4a if m4a.exists() else mp4),
+                                 "-vn", "-ac", "1", "-ar", "16000", "-sample_fmt", "s16", str(flac)],
+                                capture_output=True)
+            if r1.returncode or r2.returncode:
+                continue
+            for f in sorted(Path(tmp).glob("f*.jpg")) + [flac]:
+                tar.add(f, arcname=f"{key}.{f.name}")
+                f.unlink()
+            written += 1
+    seconds = time.perf_counter() - t0
+    return {"clips": written, "seconds": round(seconds, 3), "clips_per_s": round(written / seconds, 2),
+            "note": "frames chosen at fixed times (not evenly over each clip's true length)"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true", help="larger corpus (24 identities x 4 videos x 2 clips)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest.json")
+    p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    args = p.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from pipeline.synth import make_corpus
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+    ids, videos, clips = (24, 4, 2) if args.full else (12, 3, 2)
+    corpus = work / "corpus"
+    t0 = time.perf_counter()
+    if not corpus.exists():
+        make_corpus(corpus, identities=ids, videos_per_identity=videos, clips_per_video=clips,
+                    min_seconds=4.0, max_seconds=6.0, workers=2, progress=False)
+    synth_s = time.perf_counter() - t0
+    vox2 = corpus / "voxceleb2"
+    results: dict = {"corpus": {"identities": ids, "videos_per_identity": videos, "clips_per_video": clips,
+                                "clip_seconds": [4.0, 6.0], "dataset": "voxceleb2",
+                                "synth_seconds": round(synth_s, 1)},
+                     "settings": {"frames_per_clip": FRAMES, "face_size": FACE},
+                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    for name, workers, backend in (("ours_w1", 1, "pyav"), ("ours_w2", 2, "pyav"),
+                                   ("ours_decord_w1", 1, "decord")):
+        results[name] = _ours(vox2, work / name, workers, backend)
+        print(name, results[name], flush=True)
+    ffmpeg = shutil.which("ffmpeg") or ("/usr/bin/ffmpeg" if Path("/usr/bin/ffmpeg").exists() else None)
+    if ffmpeg:
+        results["naive_ffmpeg"] = _naive(vox2, work / "naive", ffmpeg)
+        print("naive_ffmpeg", results["naive_ffmpeg"], flush=True)
+    else:
+        results["naive_ffmpeg"] = {"skipped": "no ffmpeg CLI on PATH or at /usr/bin/ffmpeg; install it "
+                                              "(apt-get install ffmpeg) to measure the baseline"}
+    w1, w2 = results["ours_w1"]["clips_per_s"], results["ours_w2"]["clips_per_s"]
+    ratios = {"scaling_w2_over_w1": round(w2 / w1, 2),
+              "pyav_over_decord_w1": round(w1 / results["ours_decord_w1"]["clips_per_s"], 2)}
+    if "clips_per_s" in results["naive_ffmpeg"]:
+        naive = results["naive_ffmpeg"]["clips_per_s"]
+        ratios["ours_w1_over_naive"] = round(w1 / naive, 2)
+        ratios["ours_w2_over_naive"] = round(w2 / naive, 2)
+    results["ratios"] = ratios
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(ratios, indent=1))
+    print(f"wrote {args.out}")
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
