@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=64, help="tuples per model call (results do not depend on it)")
     s.add_argument("--scoring", default="auto", choices=SCORING_METHODS,
                    help="head = model.predict, embedding = cosine of shared embeddings, auto = head where it fits K")
-    s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    s.add_argument("--audio-seconds", type=float, help="evaluation audio window (default: the checkpoint's data config, else 3)")
+    s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device for scoring (default: cuda if available, else cpu)")
+    s.add_argument("--audio-seconds", type=float, help="evaluation audio window in s (default: the checkpoint data config crop_seconds)")
     s.add_argument("--face-size", type=int, help="face input size (default: the checkpoint's data config)")
     s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the 95%% CIs")
     s.add_argument("--export-embeddings", action="store_true",

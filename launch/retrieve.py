@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint that produced the embeddings (for --audio)")
     p.add_argument("--top", type=int, default=10, help="how many gallery faces to print")
     p.add_argument("--one-per-identity", action="store_true", help="rank identities (best clip of each)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device for --audio queries (default: cuda if available)")
     return p
 
 

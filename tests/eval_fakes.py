@@ -49,6 +49,6 @@ def tiny_checkpoint(folder: Path, name: str = "baseline", num_candidates: int = 
            "classifier": classifier}
     model = models.build_model(cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model_payload(model, cfg, {"face_size": 32, "audio_seconds": 0.5}, epoch=1.0, step=10),
+    torch.save(model_payload(model, cfg, {"face_size": 32, "crop_seconds": 0.5}, epoch=1.0, step=10),
                folder / "model.pt")
     return folder

@@ -5,7 +5,7 @@ same checkpoint on the same trial file would give different numbers on every run
 
 * face: the middle frame (`F // 2`) of the clip's `F` stored crops, then
   `shards.features.faces_to_tensor` at the model's input size (same normalisation as training);
-* voice: a centred window of `audio_seconds` (the training crop length), loop-padded from the
+* voice: a centred window of `crop_seconds` (the training crop length), loop-padded from the
   start when the clip is shorter (BIANet §4: "shorter audio samples are loop-padded"), then
   `shards.features.LogMel`.
 
@@ -16,23 +16,22 @@ bit-identical whatever batch it later lands in: the first half of batch-size ind
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
+from shards.config import LoaderConfig
 from shards.features import LogMel, faces_to_tensor
 
-_AUDIO_SECONDS_KEYS = ("audio_seconds", "crop_seconds", "seconds")
-_FACE_SIZE_KEYS = ("face_size", "image_size", "input_size")
-_LOGMEL_KEYS = ("n_fft", "win_length", "hop_length", "n_mels", "window", "f_min", "f_max", "eps")
+_LOADER_DEFAULTS = {f.name: f.default for f in fields(LoaderConfig)}
 
 
 @dataclass(frozen=True)
 class EvalInputs:
     """Preprocessing settings for evaluation, normally read from the checkpoint's data_config."""
 
-    audio_seconds: float = 3.0
+    audio_seconds: float = _LOADER_DEFAULTS["crop_seconds"]
     face_size: int | None = None        # None: keep the store's crop size
     sample_rate: int = 16000
     logmel: tuple = ()                  # LogMel keyword overrides as (name, value) pairs
@@ -40,15 +39,17 @@ class EvalInputs:
     @classmethod
     def from_data_config(cls, data_config: dict | None, audio_seconds: float | None = None,
                          face_size: int | None = None) -> "EvalInputs":
+        """The training loader's settings (shards.config.LoaderConfig keys `crop_seconds`,
+        `face_size`, `log_mel`; its defaults where the checkpoint does not say), CLI overrides."""
         dc = dict(data_config or {})
         if audio_seconds is None:
-            audio_seconds = next((float(dc[k]) for k in _AUDIO_SECONDS_KEYS if dc.get(k)), 3.0)
-        if face_size is None:
-            face_size = next((int(dc[k]) for k in _FACE_SIZE_KEYS if dc.get(k)), None)
+            audio_seconds = float(dc.get("crop_seconds") or _LOADER_DEFAULTS["crop_seconds"])
+        if face_size is None and dc.get("face_size"):
+            face_size = int(dc["face_size"])
         if audio_seconds <= 0:
             raise ValueError(f"audio_seconds must be > 0, got {audio_seconds}")
-        logmel = tuple((k, dc[k]) for k in _LOGMEL_KEYS if k in dc)
-        return cls(float(audio_seconds), face_size, int(dc.get("sample_rate", 16000)), logmel)
+        logmel = tuple(sorted(dict(dc.get("log_mel") or {}).items()))
+        return cls(float(audio_seconds), face_size, 16000, logmel)
 
 
 def centre_crop_loop(wave: np.ndarray, length: int) -> np.ndarray:
