@@ -1,0 +1,390 @@
+"""Loader benchmark: ratios measured side by side in one run on the same synthetic data.
+
+Measures (goals from issue 4 / streaming_pipeline_anchors.md §5b):
+  * tuples/s of TupleLoader vs a naive map-style folder baseline (one folder of files per clip, a
+    `Dataset.__getitem__` that opens and decodes 1 anchor + K candidates, DataLoader workers),
+    K = 2 and K = 10, warm cache            -> goals >= 1.5x (K=2), >= 4x (K=10)
+  * decoded items per tuple                  -> goal <= 2
+  * loader overhead: decoded items/s of the loader vs a raw in-memory decode loop over the same
+    bytes with the same threads and the same feature code -> goal >= 0.85
+  * resume cost (load_state_dict + first batch) at 90% vs 10% of an epoch -> goal <= 1.2x, and
+    vs replaying 90% of the epoch
+  * audio: decoding a 2 s crop by seeking vs decoding the whole utterance
+  * peak RSS of a loader process over a 10k- vs a 1M-sample index (tiny members, hard-linked
+    shards) -> goal: flat within 20%
+
+Both sides use the same decode functions (`shards.decode`) and features (`shards.features`).
+Absolute numbers depend on the (shared, 2-core) box; compare the ratios.
+
+    python benchmarks/bench_loader.py            # --quick sizes, ~2-3 minutes
+    python benchmarks/bench_loader.py --full     # larger data set and more batches
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shards.decode import decode_face, decode_voice_crop  # noqa: E402
+from shards.features import LogMel, faces_to_tensor  # noqa: E402
+from shards.format import iter_tar_samples  # noqa: E402
+from shards.loader import TupleLoader  # noqa: E402
+from shards.testing import SyntheticSpec, make_shard_set  # noqa: E402
+
+SR = 16000
+
+
+# ------------------------------------------------------------------------------ data
+def write_folder_copy(shard_dir: Path, out: Path) -> list[dict]:
+    """The naive layout: `<identity>/<video>/<clip>/{f0.jpg.., audio.flac, meta.json}`."""
+    clips = []
+    for tar in sorted(shard_dir.glob("shard-*.tar")):
+        for key, members, _ in iter_tar_samples(tar):
+            meta = json.loads(members["json"])
+            d = out / meta["identity"] / meta["video"] / meta["clip"]
+            d.mkdir(parents=True, exist_ok=True)
+            for ext, payload in members.items():
+                name = "audio.flac" if ext == "flac" else ("meta.json" if ext == "json" else ext)
+                (d / name).write_bytes(payload)
+            clips.append({"dir": str(d), "identity": meta["identity"], "video": meta["video"]})
+    return clips
+
+
+class NaiveTupleDataset(torch.utils.data.Dataset):
+    """What the authors' loaders do: per tuple, open and decode the anchor and all K candidates."""
+
+    def __init__(self, clips: list[dict], k: int, crop: int, num_faces: int, seed: int = 0):
+        self.clips, self.k, self.crop, self.num_faces, self.seed = clips, k, crop, num_faces, seed
+        self.by_id: dict[str, list[int]] = {}
+        for i, c in enumerate(clips):
+            self.by_id.setdefault(c["identity"], []).append(i)
+        self.ids = sorted(self.by_id)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, i])
+        anchor = self.clips[i]
+        same = [j for j in self.by_id[anchor["identity"]] if self.clips[j]["video"] != anchor["video"]] or [i]
+        pos = same[int(rng.integers(len(same)))]
+        others = [x for x in self.ids if x != anchor["identity"]]
+        neg_ids = rng.choice(len(others), size=self.k - 1, replace=False)
+        negs = [self.by_id[others[n]][int(rng.integers(len(self.by_id[others[n]])))] for n in neg_ids]
+        cands = [pos] + negs
+        order = rng.permutation(self.k)
+        with open(Path(anchor["dir"]) / "audio.flac", "rb") as fh:
+            wave = decode_voice_crop(fh.read(), self.crop, float(rng.random()), SR)
+        faces = []
+        for j in (cands[o] for o in order):
+            with open(Path(self.clips[j]["dir"]) / f"f{int(rng.integers(self.num_faces))}.jpg", "rb") as fh:
+                faces.append(decode_face(fh.read()))
+        return torch.from_numpy(wave), torch.from_numpy(np.stack(faces)), int(np.flatnonzero(order == 0)[0])
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def time_naive(clips, k, batch_size, batches, crop, num_faces, workers) -> dict:
+    """Wall-clock tuples/s after a warm-up batch, and tuples per CPU-second over the whole run
+    (main process + DataLoader workers, which are joined before reading their CPU time)."""
+    ds = NaiveTupleDataset(clips, k, crop, num_faces)
+    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                     generator=torch.Generator().manual_seed(0), persistent_workers=False)
+    logmel = LogMel()
+    cpu0, child0 = time.process_time(), _children_cpu()
+    it = iter(dl)
+    total = 0
+    for step in range(batches + 1):
+        if step == 1:
+            t0 = time.perf_counter()  # after the warm-up batch (worker start)
+        wave, faces, label = next(it)
+        b, kk = faces.shape[:2]
+        faces_to_tensor(faces.reshape(b * kk, *faces.shape[2:]), None)
+        logmel(wave)
+        total += b
+    dt = time.perf_counter() - t0
+    it._shutdown_workers()
+    del it
+    cpu = time.process_time() - cpu0 + _children_cpu() - child0
+    return {"tuples_per_s": (total - batch_size) / dt, "tuples_per_cpu_s": total / cpu,
+            "decoded_items_per_tuple": 1 + k, "seconds": dt}
+
+
+def time_ours(cfg: dict, batches: int) -> dict:
+    """Same measurements for TupleLoader (its threads count in this process's CPU time)."""
+    cpu0 = time.process_time()
+    loader = TupleLoader({**cfg, "steps_per_epoch": batches + 1})  # cycles the data if needed
+    it = iter(loader)
+    next(it)  # warm-up: first buffer fill
+    start_items = loader.stats["decoded_items"]
+    start_tuples = loader.stats["tuples"]
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    dt = time.perf_counter() - t0
+    tuples = loader.stats["tuples"] - start_tuples
+    items = loader.stats["decoded_items"] - start_items
+    rep = loader.report()
+    it.close()
+    loader.close()
+    cpu = time.process_time() - cpu0
+    return {"tuples_per_s": tuples / dt, "decoded_items_per_s": items / dt, "decoded_items_per_tuple": items / tuples,
+            "tuples_per_cpu_s": loader.stats["tuples"] / cpu, "decoded_items_per_cpu_s": loader.stats["decoded_items"] / cpu,
+            "seconds": dt, "tuples": tuples, "skips": rep["skips"]}
+
+
+def time_raw_decode(shard_dir: Path, cfg: dict, batches: int, items_per_batch: tuple[int, int]) -> dict:
+    """Ceiling: the same decode + feature work over bytes already in memory, same thread count."""
+    faces_b, voices_b = [], []
+    need_f, need_v = items_per_batch[0] * batches, items_per_batch[1] * batches
+    for tar in sorted(shard_dir.glob("shard-*.tar")):
+        for _, members, _ in iter_tar_samples(tar):
+            faces_b.append(members["f0.jpg"])
+            voices_b.append(members["flac"])
+    rng = np.random.default_rng(0)
+    fi = [faces_b[i % len(faces_b)] for i in range(need_f)]
+    vi = [voices_b[i % len(voices_b)] for i in range(need_v)]
+    crop = int(cfg["crop_seconds"] * SR)
+    logmel = LogMel()
+    pool = ThreadPoolExecutor(cfg["num_workers"])
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    for b in range(batches):
+        fs = fi[b * items_per_batch[0]:(b + 1) * items_per_batch[0]]
+        vs = vi[b * items_per_batch[1]:(b + 1) * items_per_batch[1]]
+        fracs = rng.random(len(vs)).tolist()
+        vf = pool.map(lambda x, u: decode_voice_crop(x, crop, u, SR), vs, fracs)
+        ff = list(pool.map(decode_face, fs))
+        faces_to_tensor(torch.from_numpy(np.stack(ff)), None)
+        logmel(torch.from_numpy(np.stack(list(vf))))
+    dt = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    pool.shutdown()
+    return {"decoded_items_per_s": (need_f + need_v) / dt, "decoded_items_per_cpu_s": (need_f + need_v) / cpu,
+            "seconds": dt}
+
+
+def time_resume(cfg: dict) -> dict:
+    loader = TupleLoader(cfg)
+    steps = loader.steps_per_epoch
+    out = {"steps_per_epoch": steps}
+    states = {}
+    it = iter(loader)
+    t0 = time.perf_counter()
+    for s in range(1, int(0.9 * steps) + 1):
+        next(it)
+        if s == max(1, int(0.1 * steps)):
+            states["10%"] = loader.state_dict()
+    out["replay_to_90%_s"] = time.perf_counter() - t0
+    states["90%"] = loader.state_dict()
+    it.close()
+    loader.close()
+    for name, state in states.items():
+        times = []
+        for _ in range(5):
+            fresh = TupleLoader(cfg)
+            t0 = time.perf_counter()
+            fresh.load_state_dict(state)
+            next(iter(fresh))
+            times.append(time.perf_counter() - t0)
+            fresh.close()
+        out[f"resume_at_{name}_s"] = float(np.median(times))
+        out[f"resume_at_{name}_min_s"] = float(np.min(times))
+    out["ratio_90_vs_10"] = out["resume_at_90%_s"] / out["resume_at_10%_s"]
+    out["ratio_90_vs_10_min"] = out["resume_at_90%_min_s"] / out["resume_at_10%_min_s"]
+    out["replay_vs_resume_at_90"] = out["replay_to_90%_s"] / out["resume_at_90%_s"]
+    return out
+
+
+def time_audio_crop(shard_dir: Path, crop_seconds: float) -> dict:
+    from shards.testing import voice_flac
+
+    data = voice_flac(3, 8.0, SR, np.random.default_rng(0))
+    crop = int(crop_seconds * SR)
+    import soundfile as sf
+
+    def full():
+        sf.read(io.BytesIO(data), dtype="float32")
+
+    def part():
+        decode_voice_crop(data, crop, 0.5, SR)
+
+    res = {}
+    for name, fn in (("full_8s_decode_s", full), ("crop_decode_s", part)):
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(40):
+            fn()
+        res[name] = (time.perf_counter() - t0) / 40
+    res["crop_vs_full"] = res["crop_decode_s"] / res["full_8s_decode_s"]
+    res["crop_seconds"] = crop_seconds
+    return res
+
+
+# ------------------------------------------------------------------------------ memory scale
+def rss_child(index_dir: str, steps: int) -> None:
+    """Run in a subprocess: iterate `steps` batches and print peak RSS (KiB)."""
+    loader = TupleLoader(dict(shards=[index_dir], batch_size=16, k=2, buffer_size=256, crop_seconds=0.1,
+                              num_workers=2, positive="same_clip"))
+    it = iter(loader)
+    for _ in range(steps):
+        next(it)
+    print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "total_samples": loader.catalog.total_samples, "steps_per_epoch": loader.steps_per_epoch}))
+
+
+def build_scaled_index(base: Path, out: Path, copies: int, identities: int) -> None:
+    """`copies` hard links of one real shard, listed in an index.json (no extra disk)."""
+    out.mkdir(parents=True, exist_ok=True)
+    index = json.loads((base / "index.json").read_text())
+    src = base / index["shards"][0]["path"]
+    shards = []
+    for c in range(copies):
+        name = f"shard-{c:06d}"
+        for ext in (".tar", ".idx"):
+            target = out / (name + ext)
+            if not target.exists():
+                os.link(src.with_suffix(ext), target)
+        shards.append({"path": name + ".tar", "num_samples": index["shards"][0]["num_samples"],
+                       "bytes": index["shards"][0]["bytes"]})
+    index["shards"] = shards
+    index["num_samples"] = sum(s["num_samples"] for s in shards)
+    ids = dict(index["identities"])
+    for i in range(identities - len(ids)):  # a realistic identity table size
+        ids[f"id9{i:05d}"] = {"gender": "m", "num_samples": 1}
+    index["identities"] = ids
+    (out / "index.json").write_text(json.dumps(index))
+
+
+def time_rss(work: Path, steps: int) -> dict:
+    base = make_shard_set(work / "tiny", SyntheticSpec(num_identities=50, videos_per_identity=4, clips_per_video=5,
+                                                       shard_sizes=[1000], face_size=8, num_faces=1,
+                                                       seconds=(0.1, 0.15)))
+    res = {}
+    for name, copies, ids in (("10k", 10, 1211), ("1M", 1000, 5994)):
+        d = work / f"scaled_{name}"
+        build_scaled_index(base, d, copies, ids)
+        proc = subprocess.run([sys.executable, __file__, "--rss-child", str(d), "--steps", str(steps)],
+                              capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        res[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["ratio_1M_vs_10k"] = res["1M"]["maxrss_kib"] / res["10k"]["maxrss_kib"]
+    return res
+
+
+# ------------------------------------------------------------------------------ main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="larger data set and more batches (slower)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/loader.json"), help="where to write the JSON")
+    ap.add_argument("--workdir", default=None, help="where to build the data (default: a temp dir, removed)")
+    ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child, args.steps)
+        return
+    torch.set_num_threads(1)
+    full = args.full
+    ids, vids, clips = (60, 4, 5) if full else (40, 4, 4)
+    batches = 60 if full else 30
+    batch_size, crop_s, face = 20, 2.0, 112
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_loader_"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        t0 = time.perf_counter()
+        spec = SyntheticSpec(num_identities=ids, videos_per_identity=vids, clips_per_video=clips, num_faces=2,
+                             face_size=face, seconds=(3.0, 6.0), shard_samples=64)
+        shard_dir = make_shard_set(work / "shards", spec)
+        folder_clips = write_folder_copy(shard_dir, work / "folders")
+        print(f"data: {spec.num_samples} clips ({time.perf_counter() - t0:.1f} s to build)", flush=True)
+        base_cfg = dict(shards=[str(shard_dir)], batch_size=batch_size, buffer_size=8 * batch_size,
+                        crop_seconds=crop_s, num_workers=2, prefetch=2, seed=0, direction="v2f")
+        results: dict = {"machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
+                                     "torch": torch.__version__, "platform": platform.platform()},
+                         "data": {"clips": spec.num_samples, "identities": ids, "face_size": face,
+                                  "clip_seconds": list(spec.seconds), "crop_seconds": crop_s,
+                                  "batch_size": batch_size, "batches_timed": batches}}
+        repeats = 5 if full else 3
+        for k in (2, 10):
+            runs_ours, runs_naive, ratios, cpu_ratios = [], [], [], []
+            for _ in range(repeats):  # interleaved A/B: the shared box's load drifts over time
+                ours = time_ours({**base_cfg, "k": k}, batches)
+                naive = time_naive(folder_clips, k, batch_size, batches if k == 2 else max(4, batches // 4),
+                                   int(crop_s * SR), 2, workers=2)
+                runs_ours.append(ours)
+                runs_naive.append(naive)
+                ratios.append(ours["tuples_per_s"] / naive["tuples_per_s"])
+                cpu_ratios.append(ours["tuples_per_cpu_s"] / naive["tuples_per_cpu_s"])
+            results[f"k{k}"] = {
+                "ours_tuples_per_s": [r["tuples_per_s"] for r in runs_ours],
+                "naive_folder_tuples_per_s": [r["tuples_per_s"] for r in runs_naive],
+                "speedup_runs": ratios, "speedup_median": float(np.median(ratios)),
+                "speedup_iqr": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))],
+                "cpu_efficiency_ratio_runs": cpu_ratios, "cpu_efficiency_ratio_median": float(np.median(cpu_ratios)),
+                "decoded_items_per_tuple": {"ours": runs_ours[-1]["decoded_items_per_tuple"], "naive": 1 + k},
+                "skips": runs_ours[-1]["skips"],
+            }
+            r = results[f"k{k}"]
+            print(f"K={k}: tuples/s vs naive folder loader {r['speedup_median']:.2f}x (runs "
+                  f"{[round(x, 2) for x in ratios]}); tuples per CPU-second {r['cpu_efficiency_ratio_median']:.2f}x; "
+                  f"items/tuple {r['decoded_items_per_tuple']['ours']:.2f} vs {1 + k}", flush=True)
+        over, over_cpu = [], []
+        for _ in range(repeats):
+            ours = time_ours({**base_cfg, "k": 2}, batches)
+            raw = time_raw_decode(shard_dir, base_cfg, batches, (batch_size, batch_size))
+            over.append(ours["decoded_items_per_s"] / raw["decoded_items_per_s"])
+            over_cpu.append(ours["decoded_items_per_cpu_s"] / raw["decoded_items_per_cpu_s"])
+        results["overhead"] = {"ratio_runs": over, "ratio_median": float(np.median(over)),
+                               "cpu_ratio_runs": over_cpu, "cpu_ratio_median": float(np.median(over_cpu)),
+                               "meaning": "decoded items per second (wall) and per CPU-second: loader / raw "
+                                          "in-memory decode loop (same threads, same decode + feature code)"}
+        print(f"overhead: loader/raw decode = {results['overhead']['ratio_median']:.2f} wall (runs "
+              f"{[round(r, 2) for r in over]}), {results['overhead']['cpu_ratio_median']:.2f} per CPU-second", flush=True)
+        results["resume"] = time_resume({**base_cfg, "k": 2, "batch_size": 10, "buffer_size": 80})
+        print(f"resume: 90%/10% = {results['resume']['ratio_90_vs_10']:.2f}, replay/resume at 90% = "
+              f"{results['resume']['replay_vs_resume_at_90']:.1f}x", flush=True)
+        results["audio_crop"] = time_audio_crop(shard_dir, crop_s)
+        print(f"audio: 2 s crop / full 8 s decode = {results['audio_crop']['crop_vs_full']:.2f}", flush=True)
+        results["rss"] = time_rss(work / "rss", steps=30)
+        print(f"peak RSS 1M vs 10k index: {results['rss']['ratio_1M_vs_10k']:.3f}", flush=True)
+        results["goals"] = {
+            "k2_speedup>=1.5": results["k2"]["speedup_median"] >= 1.5,
+            "k10_speedup>=4": results["k10"]["speedup_median"] >= 4,
+            "items_per_tuple<=2": max(results[f"k{k}"]["decoded_items_per_tuple"]["ours"] for k in (2, 10)) <= 2,
+            "overhead>=0.85": results["overhead"]["ratio_median"] >= 0.85,
+            "resume_90_vs_10<=1.2": results["resume"]["ratio_90_vs_10"] <= 1.2,
+            "rss_flat_within_20%": abs(results["rss"]["ratio_1M_vs_10k"] - 1) <= 0.2,
+        }
+        results["load_average_at_end"] = os.getloadavg()
+        results["total_seconds"] = time.perf_counter() - t0
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+        print("goals:", json.dumps(results["goals"]))
+        print(f"wrote {args.out} ({results['total_seconds']:.0f} s)")
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
