@@ -160,9 +160,14 @@ def _describe_change(old: dict, new: dict) -> str:
 
 
 class Ingest:
-    def __init__(self, cfg: IngestConfig, log=print):
+    """One ingest run. `job` is the per-clip worker function (a module-level callable with the
+    signature and return value of `_extract_job`); replaceable to wrap extraction, e.g. to test
+    crash recovery."""
+
+    def __init__(self, cfg: IngestConfig, log=print, job=None):
         self.cfg = cfg
         self.log = log
+        self.job = job or _extract_job
         self.worker_rss: dict[int, float] = {}
         self.dataset_skips: list[dict] = []
         self.not_selected: Counter = Counter()
@@ -370,7 +375,7 @@ class Ingest:
         """Submit one clip; `solo` marks a retry running alone, so a crash identifies it."""
         run, shard, i = item
         clip = shard.clips[i]
-        future = pool.submit(_extract_job, clip, run.plan.split, run.identity_info.get(clip.identity, {}),
+        future = pool.submit(self.job, clip, run.plan.split, run.identity_info.get(clip.identity, {}),
                              self.cfg.extract)
         future.solo = solo
         return future
@@ -523,9 +528,9 @@ class Ingest:
         self.log("\n".join(lines))
 
 
-def run_ingest(cfg: IngestConfig, log=print) -> dict:
+def run_ingest(cfg: IngestConfig, log=print, job=None) -> dict:
     """Programmatic entry point (tests, benchmarks): returns the dataset-level report."""
-    return Ingest(cfg, log).run()
+    return Ingest(cfg, log, job).run()
 
 
 def _parse_splits(text: str) -> list[str]:

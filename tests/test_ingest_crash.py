@@ -1,0 +1,40 @@
+"""A worker process that dies mid-clip (e.g. a decoder segfault on a hostile file) costs only
+that clip: the pool is replaced, the clips in flight are retried one by one, the culprit is
+skipped as `worker_crash`, and the shards equal a run without the crash minus that clip."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ingest_media import make_vox2_corpus
+from pipeline.extract import ExtractSettings
+from pipeline.ingest import IngestConfig, _extract_job, run_ingest
+
+CRASH_KEY = "vox2_id00015_-vid10abcde_00002"
+
+
+def crash_on_one_clip(record, split, info, settings):
+    """Module-level so spawned workers can import it: kill the worker on one clip."""
+    if record.key == CRASH_KEY:
+        os._exit(139)
+    return _extract_job(record, split, info, settings)
+
+
+def test_worker_crash_skips_only_the_culprit(tmp_path):
+    root = make_vox2_corpus(tmp_path / "vox2", clips_per_video=2, videos=1, with_txt=False)
+    out_crash, out_clean = tmp_path / "crash", tmp_path / "clean"
+
+    def cfg(out):
+        return IngestConfig(dataset="voxceleb2", root=root, meta=root / "vox2_meta.csv", out=out,
+                            workers=2, shard_samples=3, eval_store=False, progress=False,
+                            extract=ExtractSettings(frames_per_clip=2, face_size=32))
+
+    run_ingest(cfg(out_crash), log=lambda *_: None, job=crash_on_one_clip)
+    run_ingest(cfg(out_clean), log=lambda *_: None)
+    report = json.loads((out_crash / "voxceleb2" / "train" / "report.json").read_text())
+    assert [(s["key"], s["kind"]) for s in report["skipped"]] == [(CRASH_KEY, "worker_crash")]
+    rows = lambda out: [json.loads(l) for l in (out / "voxceleb2" / "train" / "manifest.jsonl").read_text().splitlines()]
+    crashed, clean = rows(out_crash), rows(out_clean)
+    assert [r["key"] for r in crashed] == [r["key"] for r in clean if r["key"] != CRASH_KEY]
+    assert [r["sha1"] for r in crashed] == [r["sha1"] for r in clean if r["key"] != CRASH_KEY]
