@@ -323,10 +323,8 @@ class TupleLoader:
                 self.stats["tuples"] += len(batch["label"])
                 self.stats["decoded_items"] += batch["faces"].shape[0] + batch["voices"].shape[0]
                 self._state = {**snapshot, "step": self._step, "stats": dict(self.stats), "skips": dict(self.log.counts)}
-                if not pending and self._step == steps:
-                    self._sampler_ahead = False
+                self._sampler_ahead = bool(pending)  # planned batches not yet handed out
                 yield batch
-            self._sampler_ahead = bool(pending)
         finally:
             for future, _ in pending:
                 future.cancel()

@@ -106,3 +106,9 @@ def test_config_errors_name_the_key(shard_dir, bad, message):
 def test_missing_index_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="index.json"):
         TupleLoader(dict(shards=[str(tmp_path)]))
+
+
+def test_wrapping_in_a_torch_dataloader_is_refused_with_advice(shard_dir):
+    loader = TupleLoader(_cfg(shard_dir))
+    with pytest.raises(TypeError, match="not a Dataset"):
+        next(iter(torch.utils.data.DataLoader(loader)))
