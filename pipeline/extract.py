@@ -347,7 +347,9 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
     while True:
         if not paths:
             first = dropped[0]["path"] if dropped else (record.frame_paths[0] if record.frame_paths else record.source)
-            raise ClipError("unreadable_image", first, "none of the clip's face images can be decoded")
+            raise ClipError("unreadable_image", first,
+                            f"none of the clip's {len(record.frame_paths)} face images can be decoded "
+                            f"({dropped[0]['reason'] if dropped else 'no images'})")
         idx = choose_frames(len(paths), settings.frames_per_clip, mode, rng)
         bad = [paths[i] for i in sorted(set(idx)) if load(paths[i]) is None]
         if not bad:

@@ -417,33 +417,37 @@ class Ingest:
     def _finalize(self, run: _SplitRun) -> dict:
         t0 = time.time()
         cfg = self.cfg
-        records, skipped, dropped, shards = [], list(run.scan_skips), [], []
-        for shard in run.plan.shards:
-            side = run.dir.shard_done(shard.name, run.plan.fingerprint)
-            if side is None:
-                raise IngestError(f"{run.dir.sidecar(shard.name)} is missing after extraction; "
-                                  "re-run the same command to finish the split")
-            records += side["records"]
-            skipped += side["skipped"]
-            dropped += side["dropped"]
-            if side["records"]:
-                shards.append({"path": shard.name + ".tar", "index": shard.name + ".idx",
-                               "num_samples": len(side["records"]), "bytes": side["bytes"]})
+        # Stream the sidecars into the manifest: memory stays O(#shards + #identities + #skips).
+        skipped, dropped, shards = list(run.scan_skips), [], []
+        identities: dict[str, dict] = {}
+        num_records, total_duration = 0, 0.0
         manifest_tmp = run.dir.path / (MANIFEST + ".partial")
         with open(manifest_tmp, "w", encoding="utf-8") as fh:
-            for row in records:
-                fh.write(json.dumps(row, sort_keys=True, separators=(",", ":")) + "\n")
+            for shard in run.plan.shards:
+                side = run.dir.shard_done(shard.name, run.plan.fingerprint)
+                if side is None:
+                    raise IngestError(f"{run.dir.sidecar(shard.name)} is missing after extraction; "
+                                      "re-run the same command to finish the split")
+                skipped += side["skipped"]
+                dropped += side["dropped"]
+                if not side["records"]:
+                    continue
+                shards.append({"path": shard.name + ".tar", "index": shard.name + ".idx",
+                               "num_samples": len(side["records"]), "bytes": side["bytes"]})
+                for row in side["records"]:
+                    fh.write(json.dumps(row, sort_keys=True, separators=(",", ":")) + "\n")
+                    info = run.identity_info.get(row["identity"], {})
+                    entry = identities.setdefault(row["identity"], {
+                        **{k: v for k, v in info.items() if v is not None},
+                        "gender": info.get("gender"), "num_samples": 0})
+                    entry["num_samples"] += 1
+                    total_duration += row["duration"]
+                num_records += len(side["records"])
         os.replace(manifest_tmp, run.dir.path / MANIFEST)
-        identities: dict[str, dict] = {}
-        for row in records:
-            entry = identities.setdefault(row["identity"], {
-                **{k: v for k, v in run.identity_info.get(row["identity"], {}).items() if v is not None},
-                "gender": run.identity_info.get(row["identity"], {}).get("gender"), "num_samples": 0})
-            entry["num_samples"] += 1
         eval_info = None
-        if cfg.eval_store and run.plan.split in EVAL_SPLITS and records:
+        if cfg.eval_store and run.plan.split in EVAL_SPLITS and num_records:
             te = time.time()
-            bar = tqdm(total=len(records), unit="clip", desc=f"eval.zarr {run.plan.split}",
+            bar = tqdm(total=num_records, unit="clip", desc=f"eval.zarr {run.plan.split}",
                        disable=not cfg.progress, dynamic_ncols=True)
             with bar:
                 n = build_eval_store(run.dir, [s["path"][:-4] for s in shards],
@@ -453,7 +457,7 @@ class Ingest:
         report = {
             "dataset": cfg.dataset, "split": run.plan.split, "preset": self.preset,
             "fingerprint": run.plan.fingerprint,
-            "counts": {"planned": run.plan.num_clips, "written": len(records),
+            "counts": {"planned": run.plan.num_clips, "written": num_records,
                        "skipped": len(skipped), "skipped_by_kind": dict(sorted(kinds.items())),
                        "dropped_inputs": len(dropped), "shards": len(shards),
                        "shards_written_this_run": run.written_now,
@@ -468,7 +472,7 @@ class Ingest:
         write_json_atomic(run.dir.path / REPORT, report)
         index = {
             "format": "voxface-shards/1", "dataset": cfg.dataset, "split": run.plan.split,
-            "fingerprint": run.plan.fingerprint, "num_samples": len(records),
+            "fingerprint": run.plan.fingerprint, "num_samples": num_records,
             "num_shards": len(shards), "shards": shards,
             "num_identities": len(identities), "identities": identities,
             "face_size": cfg.extract.face_size, "num_faces": cfg.extract.frames_per_clip,
@@ -477,7 +481,7 @@ class Ingest:
             "ingest": run.plan.settings, "preset": self.preset,
             "eval_store": {k: v for k, v in eval_info.items() if k != "seconds"} if eval_info else None,
             "total_bytes": sum(s["bytes"] for s in shards),
-            "total_duration_s": round(sum(r["duration"] for r in records), 3),
+            "total_duration_s": round(total_duration, 3),
         }
         write_json_atomic(run.dir.path / INDEX, index)
         return {"status": "written", **self._short(index), "skipped": len(skipped),
@@ -636,6 +640,10 @@ def main(argv: list[str] | None = None) -> int:
     except (IngestError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished shards are kept; re-run the same command to continue",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -42,7 +42,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 _IGNORED_LIST_LIMIT = 200
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClipRecord:
     """Everything the extractor needs for one utterance; paths are absolute."""
 
@@ -270,6 +270,7 @@ def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None
         raise FileNotFoundError(f"no face folder under {root} (looked for {', '.join(VOX1_FACE_DIRS)}); "
                                 "pass --faces DIR with <Name>/... face images")
     face_cache: dict[str, _FaceIndex | None] = {}
+    shared_digest: dict[tuple, str] = {}  # per-video frames / stills are shared by many clips
 
     def faces_of(identity: str) -> _FaceIndex | None:
         if identity not in face_cache:
@@ -322,10 +323,19 @@ def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None
                 continue
             txt = base / "txt" / folder / video / f"{stem}.txt"
             box = str(txt) if txt.is_file() else None
+            if index.kind == "interval_faces":
+                faces_digest = _fingerprint(face_root, list(frames))
+            else:
+                group = (identity, video if index.kind == "video_frames" else None)
+                if group not in shared_digest:
+                    if len(shared_digest) > 4096:
+                        shared_digest.clear()
+                    shared_digest[group] = _fingerprint(face_root, list(frames))
+                faces_digest = shared_digest[group]
             record = ClipRecord(
                 dataset="voxceleb1", identity=identity, video=video, clip=clip,
                 source=_rel(path, root), audio_path=path, frame_paths=tuple(frames),
                 face_source=index.kind, box_path=box,
-                fingerprint=_fingerprint(root, [path, box, *frames]))
+                fingerprint=_fingerprint(root, [path, box]) + faces_digest)
             _add_unique(result, seen, record, root)
     return result
