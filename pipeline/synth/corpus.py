@@ -32,12 +32,12 @@ def _layout(dataset: str):
 
 
 def _clip_files(identity: IdentityPlan, video: VideoPlan, clip) -> list[str]:
-    paths = _layout(identity.dataset).clip_paths(identity, video, clip)
+    """Every file a clip writes (folders such as vox1's per-utterance face folder excluded)."""
     files = []
-    for value in paths.values():
+    for key, value in _layout(identity.dataset).clip_paths(identity, video, clip).items():
         if isinstance(value, list):
             files += value
-        elif not value.endswith(tuple("0123456789")) and "." in value.rsplit("/", 1)[-1]:
+        elif not key.endswith("_dir"):
             files.append(value)
     return files
 
