@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -121,8 +122,12 @@ TRAIN_SCHEMA: dict[str, Field] = {
                                          "validation and no best checkpoint", nullable=True),
     "val_every": Field(1, (int,), "epochs between validations (also at the end of training)",
                        check=_positive),
-    "val_batches": Field(20, (int,), "batches per validation (per run, split across ranks)",
+    "val_batches": Field(20, (int,), "batches per validation (per run, split across ranks; more than "
+                                     "one pass over the val set continues with its next seeded epochs)",
                          check=_positive),
+    "val_batch_size": Field(None, (int,), "tuples per validation batch; null = data.batch_size (a "
+                                          "batch needs that many distinct val identities)",
+                            nullable=True, check=_positive),
     "val_k": Field(None, (int,), "candidates per validation tuple; null = the model's K",
                    nullable=True, check=_positive),
     "val_seed": Field(1234, (int,), "seed of the fixed validation tuples"),
@@ -139,18 +144,28 @@ SCHEMAS = {"optim": OPTIM_SCHEMA, "train": TRAIN_SCHEMA}
 # ----------------------------------------------------------------------------- loading
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML implements YAML 1.1, where ``1e-3`` (no dot) is a *string*; every learning rate
+    written that way would then fail validation. Also resolve such literals as floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_value(text: str) -> Any:
-    """Parse an override value as YAML, also accepting ``5e-4`` (YAML 1.1 needs ``5.0e-4``)."""
+    """Parse an override value as YAML (``null``, ``[25, 40]``, ``{a: 1e-3}``, ``5e-4``)."""
     try:
-        value = yaml.safe_load(text) if text != "" else ""
+        return _yaml_load(text) if text != "" else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse override value {text!r}: {exc}") from None
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value.lower() for c in ".e") else int(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _deep_merge(base: dict, top: dict) -> dict:
@@ -171,7 +186,7 @@ def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
     if path in _seen:
         raise ConfigError(f"'base' cycle: {' -> '.join(map(str, _seen + (path,)))}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _yaml_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

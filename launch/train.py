@@ -65,6 +65,9 @@ def val_data_config(data_cfg: dict, train_cfg: dict, k: int) -> dict:
     val["k"] = k
     val["seed"] = train_cfg["val_seed"]
     val["steps_per_epoch"] = None  # a fixed training epoch length must not limit validation
+    if train_cfg["val_batch_size"] is not None:
+        val["batch_size"] = train_cfg["val_batch_size"]
+        val["buffer_size"] = max(val.get("buffer_size", 0), 2 * val["batch_size"], k + 1)
     return val
 
 
@@ -119,8 +122,10 @@ def loader_skip_counts(loader) -> dict:
 class Validator:
     """Accuracy on a fixed set of VALIDATION tuples (never test): the ``best`` checkpoint's metric.
 
-    Every call re-reads the same tuples (``set_epoch(0)`` with a fixed seed), so numbers are
-    comparable across epochs; each rank scores its own share and the results are gathered.
+    Every call re-reads the same tuples (the loader rewound to its start state, fixed seed), so
+    numbers are comparable across epochs; a small validation set gives more tuples by continuing
+    into the loader's next seeded epochs (new pairings of the same val identities). Each rank
+    scores its own share and the results are gathered.
     """
 
     def __init__(self, loader, num_batches: int, k: int, accelerator):
@@ -128,15 +133,25 @@ class Validator:
         self.start_state = loader.state_dict()  # epoch 0, nothing read: rewinding to it is O(1)
         self.k = k
         self.accelerator = accelerator
-        per_rank = math.ceil(num_batches / accelerator.num_processes)
-        self.num_batches = max(1, min(per_rank, loader.steps_per_epoch))
+        self.num_batches = max(1, math.ceil(num_batches / accelerator.num_processes))
         self.name = f"val/acc_1:{k}" if k >= 2 else "val/auc"
+
+    def _batches(self):
+        self.loader.load_state_dict(self.start_state)
+        done, epoch = 0, 0
+        while True:
+            for batch in self.loader:
+                yield batch
+                done += 1
+                if done == self.num_batches:
+                    return
+            epoch += 1
+            self.loader.set_epoch(epoch)
 
     @torch.no_grad()
     def __call__(self, model) -> dict:
-        self.loader.load_state_dict(self.start_state)
         scores, labels, dirs = [], [], []
-        for _, batch in zip(range(self.num_batches), self.loader):
+        for batch in self._batches():
             s = model.predict(batch).float()
             scores.append(s if self.k >= 2 else s.reshape(-1))
             labels.append(batch["label"].reshape(-1))

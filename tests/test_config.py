@@ -76,15 +76,19 @@ def test_overrides_parse_as_yaml_at_any_depth(tmp_path):
     assert cfg["optim"]["milestones"] == [2, 4] and cfg["train"]["max_steps"] == 7
     assert cfg["data"]["direction"] == "f2v" and cfg["model"]["dropout"] == 0.5
     assert parse_value("5e-4") == 5e-4 and parse_value("auto") == "auto" and parse_value("3") == 3
+    # YAML 1.1 reads "1e-3" as a string; learning rates are commonly written that way.
+    assert parse_value("{generator: 1e-3, classifier: 2E-2}") == {"generator": 1e-3, "classifier": 2e-2}
     with pytest.raises(ConfigError, match="is a value, not a section"):
         apply_override({"train": {"epochs": 3}}, "train.epochs.x=1")
 
 
 def test_base_inheritance_and_errors(tmp_path):
-    write(tmp_path, "base.yaml", {**minimal(), "train": {"epochs": 7, "seed": 3}})
+    (tmp_path / "base.yaml").write_text("model: {name: aicanet}\ndata: {k: 2}\n"
+                                        "train: {epochs: 7, seed: 3}\noptim: {lr: {generator: 1e-3}}\n")
     child = write(tmp_path, "child.yaml", {"base": "base.yaml", "train": {"epochs": 9}})
     cfg = load_config(child)
     assert cfg["train"]["epochs"] == 9 and cfg["train"]["seed"] == 3
+    assert cfg["optim"]["lr"]["generator"] == 1e-3
     write(tmp_path, "loop.yaml", {"base": "loop.yaml"})
     with pytest.raises(ConfigError, match="cycle"):
         load_config(tmp_path / "loop.yaml")
