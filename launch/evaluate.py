@@ -225,10 +225,24 @@ def main(argv=None) -> int:
     names = args.names or [Path(c).name for c in args.checkpoint]
     if len(set(names)) != len(names):
         raise SystemExit(f"error: checkpoint names {names} are not unique; pass --names")
-    rows = []
+    from launch.checkpoint import CheckpointError
+
+    rows, failed = [], {}
     for ckpt, name in zip(args.checkpoint, names):
         print(f"== {name}: {ckpt}")
-        rows.append((name, evaluate_checkpoint(args, ckpt, name, stores, trials, out)))
+        try:
+            result = evaluate_checkpoint(args, ckpt, name, stores, trials, out)
+        except (CheckpointError, FileNotFoundError) as exc:
+            # one unusable checkpoint must not cost the others' results
+            print(f"error: {name}: {exc}; skipped")
+            failed[name] = str(exc)
+            continue
+        rows.append((name, result))
+        # written as soon as it exists, so a later failure never loses finished work
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints" / f"{name}.json").write_text(json.dumps(result, indent=1))
+    if not rows:
+        raise SystemExit(f"error: no checkpoint could be evaluated ({failed})")
     meta = {"protocol": args.protocol, "description": protocol.description,
             "splits": {r: str(f) for r, f in folders.items()},
             "trials": {r: {"source": t.header["source"], "split": t.header["split"],
@@ -241,13 +255,16 @@ def main(argv=None) -> int:
                            "skipped": t.header.get("skipped")}
                        for r, t in trials.items()},
             "identity_disjointness": disjoint, "batch_size": args.batch_size, "scoring": args.scoring,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "failed_checkpoints": failed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     title = f"{args.protocol}: {protocol.description}"
     paths = write_all(out, rows, meta, title=title)
     png = plot_accuracy_vs_k(rows, out / "accuracy_vs_k.png", title=title)
     print()
     print(summary(rows))
     print(f"\ntables: {paths['md']}, {paths['csv']}, {paths['json']}\nplot:   {png}")
+    if failed:
+        print(f"{len(failed)} checkpoint(s) skipped: {', '.join(failed)} (reasons above and in results.json)")
+        return 1
     return 0
 
 

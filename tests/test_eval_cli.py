@@ -143,3 +143,18 @@ def test_published_list_import_through_the_cli(tmp_path, capsys):
     assert doc["meta"]["trials"]["test"]["source"] == "imported:matching_f2v_U.csv.gz"
     res = doc["results"]["ck"]["directions"]
     assert set(res) == {"f2v"} and list(res["f2v"]["matching"]) == ["2"] and res["f2v"]["matching"]["2"]["n"] >= 6
+
+
+def test_a_broken_checkpoint_is_skipped_and_reported_without_losing_the_others(setup, tmp_path, capsys):
+    root, ckpts = setup
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    torch.save({"format": "something-else"}, broken / "model.pt")
+    out = tmp_path / "out"
+    code = evaluate.main(["--checkpoint", str(broken), str(ckpts[0]), "--data", str(root / "data"),
+                          "--out", str(out), "--max-k", "2", *FAST])
+    assert code == 1
+    assert "error: broken:" in capsys.readouterr().out
+    doc = json.loads((out / "results.json").read_text())
+    assert set(doc["results"]) == {"base"} and "broken" in doc["meta"]["failed_checkpoints"]
+    assert (out / "checkpoints/base.json").exists()
