@@ -233,3 +233,29 @@ def test_cli_help_and_bad_arguments():
     bad = subprocess.run([sys.executable, "-m", "pipeline.ingest", "--dataset", "voxceleb2", "--root",
                           "/nonexistent", "--out", "/tmp/x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "is not a folder" in bad.stderr
+
+
+def test_dali_webdataset_reader_uses_the_ingest_written_index(built):
+    """The .idx files written during ingest are what DALI's reader needs (no wds2idx pass)."""
+    dali = pytest.importorskip("nvidia.dali")
+    from nvidia.dali import fn, pipeline_def
+
+    split_dir = built["out"] / "voxceleb2" / "test"
+    index = json.loads((split_dir / "index.json").read_text())
+    tars = [str(split_dir / s["path"]) for s in index["shards"]]
+    expected = [(members["f0.jpg"], members["json"]) for t in tars for _, members, _ in iter_tar_samples(t)]
+
+    @pipeline_def(batch_size=len(expected), num_threads=1, device_id=None)
+    def pipe():
+        jpg, info = fn.readers.webdataset(paths=tars, index_paths=[t[:-4] + ".idx" for t in tars],
+                                          ext=["f0.jpg", "json"], missing_component_behavior="error",
+                                          random_shuffle=False, name="reader")
+        return jpg, info
+
+    p = pipe()
+    p.build()
+    assert p.epoch_size("reader") == index["num_samples"] == len(expected)
+    jpgs, jsons = p.run()
+    got = [(np.asarray(jpgs.at(i)).tobytes(), np.asarray(jsons.at(i)).tobytes()) for i in range(len(expected))]
+    assert got == expected
+    del dali
