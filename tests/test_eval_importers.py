@@ -134,3 +134,35 @@ def test_retrieval_lists_report_coverage(names, tmp_path):
     assert report.rows == 20000 and len(keys) == 10
     assert report.unresolved["identity not in store"] + report.unresolved["video not in store"] + \
         report.unresolved["clip not in store"] == 20000 - 10
+
+
+def test_wang_label_lists_put_the_positive_at_the_labelled_column(names, tmp_path):
+    # the format of the AICANet/ACIENet/DSANet lists (evaluation_protocols.md §4); the files
+    # themselves are not in shared/, so the rows are written here in that format
+    v2f = tmp_path / "test_V2F_8vox1_label50.txt"
+    v2f.write_text(
+        "/data/datasets/wav1/id10117/59-3D0HIDAc/00001.wav /data/datasets/unzippedface/test/CCH_Pounder/59-3D0HIDAc/"
+        "0000125.jpg /data/datasets/unzippedface/test/Caitriona_Balfe/abcdefghijk/0000250.jpg 0\n"
+        "/data/datasets/wav1/id10117/59-3D0HIDAc/00002.wav /data/datasets/unzippedface/test/Caitriona_Balfe/"
+        "abcdefghijk/0000300.jpg /data/datasets/unzippedface/test/CCH_Pounder/59-3D0HIDAc/0000150.jpg 1\n")
+    vox2 = tmp_path / "test_V2_V2F_8vox1_label50.txt"
+    vox2.write_text("/data1/datasets/Audio2/test/id00017/01dfn2spqyE/00001.wav "
+                    "/data1/datasets/image2/id00061/0G9G9oyFHI8/00002.jpg "
+                    "/data1/datasets/image2/id00017/01dfn2spqyE/00003.jpg 0 1\n")
+    f2v = tmp_path / "test_F2V_8vox1_label50.txt"
+    f2v.write_text("/x/unzippedface/test/CCH_Pounder/59-3D0HIDAc/0000125.jpg "
+                   "/x/wav1/id10117/59-3D0HIDAc/00002.wav /x/wav1/id10118/abcdefghijk/00001.wav 0\n")
+    items = [("id10117", "59-3D0HIDAc", "00001"), ("id10117", "59-3D0HIDAc", "00002"),
+             ("id10118", "abcdefghijk", "00001"), ("id00017", "01dfn2spqyE", "00001"),
+             ("id00017", "01dfn2spqyE", "00003"), ("id00061", "0G9G9oyFHI8", "00002")]
+    store = EvalStore(build_store(tmp_path / "eval.zarr", items=items, face_size=8, num_faces=1, seconds=0.1))
+    resolver = StoreResolver(store)
+    ts, report = import_list(v2f, resolver, names)
+    assert report.rows == 2 and report.trials == 2 and not report.unresolved
+    _, cands, labels, ids = ts.matching("v2f", 2)
+    assert labels.tolist() == [0, 1] and ids == ["id10117", "id10117"]
+    assert all(resolver.identity_of[row[lab]] == "id10117" for row, lab in zip(cands, labels))
+    ts2, r2 = import_list(vox2, resolver, names)
+    assert r2.trials == 1 and ts2.match["v2f"][0]["positive"] == "vox1_id00017_01dfn2spqyE_00003"
+    ts3, r3 = import_list(f2v, resolver, names)
+    assert r3.trials == 1 and ts3.match["f2v"][0]["positive"] == "vox1_id10117_59-3D0HIDAc_00002"

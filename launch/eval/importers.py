@@ -18,7 +18,13 @@ Path conventions (see shared/data/voxceleb_meta/README.md):
 * faces, VGGFace stills: `Name/<8 digits>.jpg` (Wen/seeking-the-shape lists). The store has no
   stills; they stay unresolved unless `face_fallback="identity"`, which maps a still to a clip of
   the same identity chosen by a stable hash of the path ("identity" level);
-* `idXXXXX/<ytid>/000NN.jpg` (Wang VoxCeleb2 `image2` lists) -> exact clip.
+* `idXXXXX/<ytid>/000NN.jpg` (Wang VoxCeleb2 `image2` lists) -> exact clip; Wang VoxCeleb1 faces
+  `/data/datasets/unzippedface/test/<Name>/<ytid>/<frame>.jpg` -> a clip of that video.
+
+Wang/Zheng lists (AICANet, ACIENet, DSANet repositories, `test_{V2F,F2V}_8vox1_label50.txt`,
+`test_V2_V2F_8vox1_label50.txt`): `probe candidate_A candidate_B [identity_index] label`, label =
+index (0/1) of the matching candidate; the files are not in shared/ (see
+`evaluation_protocols.md` §4), the format is supported for when they are.
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ def parse_item(path: str, names: dict[str, str]) -> ItemRef:
         return ItemRef(path, parts[-3], parts[-2], stem)
     if len(parts) < 2:
         return ItemRef(path, None, reason="unrecognised path layout")
+    if ext == ".jpg" and len(parts) > 3 and parts[-3] in names:
+        return ItemRef(path, names[parts[-3]], parts[-2])     # Wang: .../<Name>/<ytid>/<frame>.jpg
     name = parts[0] if not _VOX_ID.match(parts[0]) else None
     identity = parts[0] if name is None else names.get(name)
     if identity is None:
@@ -184,10 +192,12 @@ class ImportReport:
 # ---------------------------------------------------------------- raw readers (no store needed)
 
 def list_kind(path: str | os.PathLike) -> tuple[str, str]:
-    """(kind, direction) from the published file name; kind in pins_verify|match|verify|retrieval."""
+    """(kind, direction) from the published file name; kind in pins_verify|wang|match|verify|retrieval."""
     name = Path(path).name
     if name.startswith("veriflist_test_"):
         return "pins_verify", "v2f"
+    if "_label" in name and name.startswith(("test_", "train_")):
+        return "wang", "f2v" if "F2V" in name else "v2f"
     direction = "f2v" if "f2v" in name else "v2f"
     if name.startswith(("matching_", "match_")):
         return "match", direction
@@ -196,14 +206,14 @@ def list_kind(path: str | os.PathLike) -> tuple[str, str]:
     if name.startswith(("reterival_", "retrieval_")) or name in ("jpg_20k.csv.gz", "wav_20k.csv.gz"):
         return "retrieval", direction
     raise ValueError(f"{name}: not a known published trial list (PINs veriflist_test_*, CMPC "
-                     "matching_*, Wen match_*/verify_*/reterival_*)")
+                     "matching_*, Wen match_*/verify_*/reterival_*, Wang test_*_label50)")
 
 
 def read_rows(path: str | os.PathLike) -> list[tuple]:
     """Parse a published list into raw rows (paths as written), without any store.
 
-    pins_verify: (voice, face, label); match: (probe, positive, negative); verify: (probe,
-    candidate); retrieval: one row per item (path,), queries and gallery concatenated for the
+    pins_verify: (voice, face, label); match: (probe, positive, negative); wang: (probe,
+    candidate_A, candidate_B, index of the matching one); verify: (probe, candidate); retrieval: one row per item (path,), queries and gallery concatenated for the
     two-line Wen files, the item column for the CMPC 20k files.
     """
     kind, _ = list_kind(path)
@@ -219,6 +229,14 @@ def read_rows(path: str | os.PathLike) -> list[tuple]:
         if lines and "\t" in lines[0]:                           # CMPC: header + `id<TAB>path`
             return [(ln.split("\t")[1].strip(),) for ln in lines[1:]]
         return [(p,) for ln in lines for p in ln.split()]
+    if kind == "wang":
+        rows = []
+        for n, ln in enumerate(lines, 1):
+            fields = ln.split()
+            if len(fields) not in (4, 5) or fields[-1] not in ("0", "1"):
+                raise ValueError(f"{path}:{n}: expected `probe cand_A cand_B [identity] label(0/1)`")
+            rows.append((fields[0], fields[1], fields[2], int(fields[-1])))
+        return rows
     width = 3 if kind == "match" else 2
     rows = []
     for n, ln in enumerate(lines, 1):
@@ -252,9 +270,13 @@ def import_list(path: str | os.PathLike, resolver: StoreResolver, names: dict[st
 
     match: dict[str, list[dict]] = {}
     verify: dict[str, list[dict]] = {}
-    if kind == "match":
+    if kind in ("match", "wang"):
         out = []
-        for probe, pos, neg in rows:
+        for row in rows:
+            if kind == "wang":   # (probe, A, B, label) -> positive = the labelled candidate
+                probe, pos, neg, slot = row[0], row[1 + row[3]], row[2 - row[3]], row[3]
+            else:                # CMPC / Wen: the positive is always the second column
+                (probe, pos, neg), slot = row, 0
             keys = [key_of(p) for p in (probe, pos, neg)]
             if None in keys:
                 continue
@@ -262,7 +284,7 @@ def import_list(path: str | os.PathLike, resolver: StoreResolver, names: dict[st
             out.append({"probe": keys[0], "positive": keys[1], "negatives": [keys[2]],
                         "negative_identities": [resolver.identity_of[keys[2]]],
                         # the published lists fix the positive's column; our K=2 slot follows it
-                        "slots": [0], "identity": ident})
+                        "slots": [slot], "identity": ident})
         match[direction] = out
         report.trials = len(out)
     else:
