@@ -252,15 +252,24 @@ class Ingest:
         previous = index or plan_state
         if previous and previous.get("fingerprint") != run.plan.fingerprint:
             if not self.cfg.overwrite:
+                before = previous.get("settings") or previous.get("ingest") or {}
                 raise IngestError(
                     f"{run.dir.path} was written with different settings or inputs "
-                    f"({_describe_change(previous.get('settings') or previous.get('ingest') or {}, run.plan.settings)}). "
-                    "Re-run with --overwrite to rebuild this split from scratch, use the original "
-                    "arguments to resume it, or choose another --out.")
+                    f"({_describe_change(before, run.plan.settings)}). Re-run with --overwrite to "
+                    "rebuild this split from scratch, use the original arguments to resume it, or "
+                    "choose another --out.")
             self.log(f"{run.dir.path}: settings or inputs changed; --overwrite: rebuilding")
             run.dir.wipe()
             index = plan_state = None
         if index:
+            damaged = [s["path"] for s in index.get("shards", [])
+                       if not (run.dir.path / s["path"]).exists()
+                       or (run.dir.path / s["path"]).stat().st_size != s["bytes"]]
+            if damaged:
+                self.log(f"{run.dir.path}: {len(damaged)} shard(s) missing or changed since the "
+                         f"ingest ({', '.join(damaged[:3])}); rewriting them")
+                (run.dir.path / INDEX).unlink()
+                return "resume"
             wants_eval = self.cfg.eval_store and run.plan.split in EVAL_SPLITS and run.plan.num_clips
             if wants_eval and not (index.get("eval_store") and (run.dir.path / EVAL_STORE).exists()):
                 return "finalize"

@@ -259,3 +259,17 @@ def test_dali_webdataset_reader_uses_the_ingest_written_index(built):
     got = [(np.asarray(jpgs.at(i)).tobytes(), np.asarray(jsons.at(i)).tobytes()) for i in range(len(expected))]
     assert got == expected
     del dali
+
+
+def test_rerun_repairs_a_deleted_or_damaged_shard(built, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(built["out"] / "voxceleb2", out / "voxceleb2")
+    split_dir = out / "voxceleb2" / "train"
+    original = {p.name: p.read_bytes() for p in split_dir.glob("shard-*")}
+    (split_dir / "shard-000001.tar").unlink()
+    with open(split_dir / "shard-000002.tar", "r+b") as fh:
+        fh.truncate(1024)
+    logs: list[str] = []
+    run_ingest(_cfg(built["vox2"], out, "voxceleb2"), log=logs.append)
+    assert any("2 shard(s) missing or changed" in line for line in logs)
+    assert {p.name: p.read_bytes() for p in split_dir.glob("shard-*")} == original
