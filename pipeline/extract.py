@@ -226,21 +226,20 @@ def _decode_frames_pyav(path: str, settings: ExtractSettings, key: str):
 
     def one_pass(container, wanted: set[int]):
         stream = container.streams.video[0]
-        stream.thread_type = "NONE"
         got, n = {}, 0
         for frame in container.decode(stream):
             if n in wanted:
                 got[n] = frame.to_ndarray(format="rgb24")
             n += 1
-            if len(got) == len(wanted) and n > max(wanted):
+            if wanted and len(got) == len(wanted) and n > max(wanted):
                 return got, None
         return got, n
 
-    rng_key = clip_rng(settings.seed, key)
     try:
         with av.open(path) as container:
             if not container.streams.video:
                 raise ClipError("no_video_track", path, "the file has no video stream")
+            container.streams.video[0].thread_type = "NONE"  # one thread per worker process
             declared = container.streams.video[0].frames
             n = declared
             if n <= 0:  # frame count not in the header: count first
@@ -248,7 +247,8 @@ def _decode_frames_pyav(path: str, settings: ExtractSettings, key: str):
                 container.seek(0)
             if not n:
                 raise ClipError("corrupt_video", path, "the video has no decodable frames")
-            idx = choose_frames(n, settings.frames_per_clip, settings.frame_selection, rng_key)
+            idx = choose_frames(n, settings.frames_per_clip, settings.frame_selection,
+                                clip_rng(settings.seed, key))
             got, counted = one_pass(container, set(idx))
             if counted is not None and len(got) < len(set(idx)):
                 # fewer frames than the header says: judge, then choose again among those present

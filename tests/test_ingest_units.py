@@ -179,3 +179,58 @@ def test_vox1_stills_draw_different_faces_per_clip_and_unreadable_images_are_dro
         frames.append(sample.members["json"])
         assert all(d["kind"] == "unreadable_image" for d in sample.dropped)
     assert frames[0] != frames[1]
+
+
+def test_pyav_and_decord_backends_give_the_same_frames_and_audio(tmp_path):
+    """Also covers a container without a frame count in its header (mkv): counted first."""
+    import av
+
+    from ingest_media import write_mp4
+    from pipeline.extract import _decode_frames_decord, _decode_frames_pyav
+
+    mp4 = write_mp4(tmp_path / "a.mp4", seconds=2.0)
+    mkv = tmp_path / "a.mkv"
+    with av.open(str(mp4)) as src, av.open(str(mkv), "w", format="matroska") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    with av.open(str(mkv)) as c:
+        assert c.streams.video[0].frames == 0
+    for mode in ("even", "random"):
+        settings = ExtractSettings(frames_per_clip=5, frame_selection=mode)
+        frames_av, idx_av = _decode_frames_pyav(str(mp4), settings, "k")
+        frames_dc, idx_dc = _decode_frames_decord(str(mp4), settings, "k")
+        frames_mkv, idx_mkv = _decode_frames_pyav(str(mkv), settings, "k")
+        assert idx_av == idx_dc == idx_mkv
+        np.testing.assert_array_equal(np.stack(frames_av), np.stack(frames_dc))
+        np.testing.assert_array_equal(np.stack(frames_av), np.stack(frames_mkv))
+    np.testing.assert_array_equal(read_audio(str(mp4), "pyav"), read_audio(str(mp4), "decord"))
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+def test_truncated_faststart_mp4_is_corrupt_not_silently_short(tmp_path, backend):
+    """With the index at the front, a cut file still opens; it must not pass as a short clip."""
+    import av
+
+    from pipeline.extract import _decode_frames_decord, _decode_frames_pyav
+
+    path = tmp_path / "fs.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width = v.height = 64
+        v.pix_fmt = "yuv420p"
+        for _ in range(100):  # noise: large frames, so a cut loses many of them
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="rgb24")
+            for p in v.encode(frame):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    decode = _decode_frames_pyav if backend == "pyav" else _decode_frames_decord
+    with pytest.raises(ClipError) as err:
+        decode(str(path), ExtractSettings(), "k")
+    assert err.value.kind == "corrupt_video"
