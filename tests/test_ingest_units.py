@@ -3,6 +3,7 @@ layout variants of VoxCeleb1 faces, and audio checks."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,54 @@ def test_truncated_faststart_mp4_is_corrupt_not_silently_short(tmp_path, backend
     with pytest.raises(ClipError) as err:
         decode(str(path), ExtractSettings(), "k")
     assert err.value.kind == "corrupt_video"
+
+
+def _records(n_ids: int, n_clips: int):
+    from pipeline.sources import ClipRecord
+
+    return [ClipRecord(dataset="voxceleb2", identity=f"id{i:05d}", video="vid", clip=f"{c:05d}",
+                       source=f"mp4/id{i:05d}/vid/{c:05d}.mp4", audio_path="x", fingerprint=f"{i}-{c}")
+            for i in range(n_ids) for c in range(n_clips)]
+
+
+def test_shard_plan_is_deterministic_mixed_and_limit_is_a_random_subset():
+    from pipeline.plan import make_split_plan
+
+    clips = _records(10, 10)
+    a = make_split_plan("voxceleb2", "train", clips, {}, {"s": 1}, seed=0, shard_samples=20, limit=None)
+    b = make_split_plan("voxceleb2", "train", list(reversed(clips)), {}, {"s": 1}, seed=0,
+                        shard_samples=20, limit=None)
+    assert [[c.key for c in s.clips] for s in a.shards] == [[c.key for c in s.clips] for s in b.shards]
+    assert a.fingerprint == b.fingerprint and len(a.shards) == 5
+    assert all(len({c.identity for c in s.clips}) >= 5 for s in a.shards)  # each shard mixes ids
+    other = make_split_plan("voxceleb2", "train", clips, {}, {"s": 1}, seed=1, shard_samples=20, limit=None)
+    assert other.fingerprint != a.fingerprint
+    limited = make_split_plan("voxceleb2", "train", clips, {}, {"s": 1}, seed=0, shard_samples=20, limit=10)
+    assert [c.key for c in limited.shards[0].clips] == [c.key for c in a.shards[0].clips[:10]]
+    assert len({c.identity for c in limited.shards[0].clips}) >= 5
+    changed = clips[:-1] + [dataclasses.replace(clips[-1], fingerprint="new size")]
+    assert make_split_plan("voxceleb2", "train", changed, {}, {"s": 1}, seed=0, shard_samples=20,
+                           limit=None).fingerprint != a.fingerprint
+
+
+def test_crop_boxes_crop_the_box_region(tmp_path):
+    from ingest_media import write_mp4
+    from pipeline.extract import _read_video_frames
+    from pipeline.sources import ClipRecord
+
+    mp4 = write_mp4(tmp_path / "c.mp4", seconds=1.0, size=128)
+    txt = write_track(tmp_path / "c.txt", "id00012", "vid", 100, 25, normalised=True)
+    record = ClipRecord(dataset="voxceleb2", identity="id00012", video="vid", clip="00001",
+                        source="c.mp4", audio_path=str(mp4), video_path=str(mp4), box_path=str(txt))
+    track = read_track(txt)
+    plain, idx = _read_video_frames(record, ExtractSettings(frames_per_clip=2, face_size=32), track)
+    cropped, _ = _read_video_frames(record, ExtractSettings(frames_per_clip=2, face_size=32,
+                                                            crop_boxes=True), track)
+    from pipeline.extract import _decode_frames_pyav
+
+    frames, _ = _decode_frames_pyav(str(mp4), ExtractSettings(frames_per_clip=2), "vox2_id00012_vid_00001")
+    for frame, face, i in zip(frames, cropped, idx):
+        box = track.pixel_box(track.box_for_index(i), 128, 128)  # x .3 y .1 w .4 h .7 of 128
+        assert box == (38, 13, 90, 102)
+        np.testing.assert_array_equal(face, to_face_crop(frame, 32, box))
+    assert not np.array_equal(np.stack(plain), np.stack(cropped))
