@@ -153,10 +153,14 @@ def test_vox1_face_layout_variants(tmp_path):
     write_jpgs(root / "faces" / "A.J._Buckley" / "-abcdefghij" / "00002", [50, 75])  # no "1.6" level
     write_wav(root / "wav" / "Bea_Smith" / "_klmnopqrst_0000003.wav")  # old layout
     write_jpgs(root / "faces" / "id10002" / "_klmnopqrst", [25, 50, 75])  # per-video frames, id folder
+    # archive-part layout: vox1_test_wav/wav/...
+    write_wav(root / "vox1_test_wav" / "wav" / "id10002" / "_klmnopqrst" / "00004.wav")
     meta = read_meta(root / "vox1_meta.csv")
     scan = scan_voxceleb1(root, meta)
     by_key = {c.key: c for c in scan.clips}
-    assert set(by_key) == {"vox1_id10001_-abcdefghij_00002", "vox1_id10002__klmnopqrst_00003"}
+    assert set(by_key) == {"vox1_id10001_-abcdefghij_00002", "vox1_id10002__klmnopqrst_00003",
+                           "vox1_id10002__klmnopqrst_00004"}
+    assert by_key["vox1_id10002__klmnopqrst_00004"].source == "vox1_test_wav/wav/id10002/_klmnopqrst/00004.wav"
     assert by_key["vox1_id10001_-abcdefghij_00002"].face_source == "interval_faces"
     assert [Path(p).name for p in by_key["vox1_id10002__klmnopqrst_00003"].frame_paths] == \
         ["0000025.jpg", "0000050.jpg", "0000075.jpg"]
