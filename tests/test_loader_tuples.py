@@ -112,3 +112,14 @@ def test_wrapping_in_a_torch_dataloader_is_refused_with_advice(shard_dir):
     loader = TupleLoader(_cfg(shard_dir))
     with pytest.raises(TypeError, match="not a Dataset"):
         next(iter(torch.utils.data.DataLoader(loader)))
+
+
+def test_cli_streams_checks_and_reports(shard_dir, capsys):
+    from shards.loader import main
+
+    main([shard_dir, "--k", "4", "--batch-size", "5", "--buffer-size", "30", "--max-batches", "3"])
+    out = capsys.readouterr().out
+    assert "3 batches, 15 tuples" in out and "all invariants hold" in out
+    assert '"decoded_items_per_tuple": 2.0' in out
+    with pytest.raises(SystemExit, match="index.json"):
+        main(["/nonexistent/shards"])
