@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -130,20 +131,33 @@ def prepare_trials(args, folders: dict[str, Path], stores: dict[str, EvalStore],
                 raise SystemExit("error: no imported trial could be resolved against the test store; "
                                  "see the unresolved reasons above")
         else:
-            n_ids = len(set(store.identities))
+            n_ids = feasible_max_k(store, options.gender_matched)
             opts = options
             if n_ids < options.max_k:
-                print(f"note: {_split_name(folders[role])} has {n_ids} identities; 1:K trials go up to "
+                print(f"note: {_split_name(folders[role])} has {n_ids} identities"
+                      f"{' of the larger gender' if options.gender_matched else ''}; 1:K trials go up to "
                       f"K={n_ids} instead of {options.max_k}")
                 opts = replace(options, max_k=max(n_ids, 2))
             try:
                 ts = generate_for_store(store, opts, split=_split_name(folders[role]))
             except ValueError as exc:
                 raise SystemExit(f"error: {exc}") from None
+            if not any(ts.match.values()):
+                raise SystemExit(f"error: no {role} trial could be generated from {folders[role]}; "
+                                 f"skipped: {ts.header['skipped']}")
         path = ts.save(out / "trials" / f"{role}.json")
         print(f"{role} trials: {path} ({ts.header['counts']}; skipped: {ts.header['skipped'] or 'none'})")
         trials[role] = ts
     return trials
+
+
+def feasible_max_k(store, gender_matched: bool) -> int:
+    """Largest K any probe can have: #identities, or of the most frequent gender when matched."""
+    first_gender = dict(zip(store.identities, store.genders))
+    if not gender_matched:
+        return len(first_gender)
+    per_gender = Counter(g for g in first_gender.values() if g is not None)
+    return max(per_gender.values(), default=0)
 
 
 def check_identities(args, folders, trials) -> str:

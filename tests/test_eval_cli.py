@@ -158,3 +158,16 @@ def test_a_broken_checkpoint_is_skipped_and_reported_without_losing_the_others(s
     doc = json.loads((out / "results.json").read_text())
     assert set(doc["results"]) == {"base"} and "broken" in doc["meta"]["failed_checkpoints"]
     assert (out / "checkpoints/base.json").exists()
+
+
+def test_small_splits_cap_k_and_impossible_rules_fail_clearly(setup, tmp_path, capsys):
+    root, _ = setup
+    out = tmp_path / "g"
+    evaluate.main(["--trials-only", "--data", str(root / "data"), "--gender-matched", "--out", str(out), *FAST])
+    assert "1:K trials go up to K=6 instead of 10" in capsys.readouterr().out    # 6 of 11 share a gender
+    trials = json.loads((out / "trials/test.json").read_text())
+    assert trials["header"]["max_k"] == 6 and trials["header"]["options"]["gender_matched"] is True
+    one_video = tmp_path / "data"
+    build_store(one_video / "voxceleb1/test/eval.zarr", n_ids=10, videos=1, clips=3, seconds=0.2)
+    with pytest.raises(SystemExit, match="no test trial could be generated.*different-video positive"):
+        evaluate.main(["--trials-only", "--data", str(one_video), "--out", str(tmp_path / "o"), *FAST])

@@ -65,13 +65,28 @@ def curve(result: dict, direction: str) -> dict[int, dict]:
     return {int(k): v for k, v in result["directions"].get(direction, {}).get("matching", {}).items()}
 
 
-def markdown(rows: list[tuple[str, dict]], title: str = "", multi_k: int | None = None) -> str:
+def describe_trials(meta: dict) -> list[str]:
+    """One line per trial set: what the numbers were computed on (source, split, size, options, checksum)."""
+    lines = []
+    for role, t in (meta or {}).get("trials", {}).items():
+        opts = t.get("options") or {}
+        detail = ", ".join(f"{k}={v}" for k, v in opts.items() if k != "seed")
+        lines.append(f"- {role} trials: {t.get('source')} on `{t.get('split')}`, {t.get('identities')} identities"
+                     + (f", {detail}" if detail else "") + f", sha256 {str(t.get('sha256'))[:12]}")
+    return lines
+
+
+def markdown(rows: list[tuple[str, dict]], title: str = "", multi_k: int | None = None,
+             meta: dict | None = None) -> str:
     """Three Markdown tables (paper layout, ROC metrics, accuracy vs K) for `rows` of (name, result)."""
     heads = [(name, headline(res, multi_k)) for name, res in rows]
     mk = multi_k or max((k for _, r in rows for d, _ in DIRS for k in curve(r, d)), default=10)
     out = []
     if title:
         out += [f"## {title}", ""]
+    trial_lines = describe_trials(meta)
+    if trial_lines:
+        out += trial_lines + [""]
     out += [f"Accuracy in % with 95 % bootstrap CI over identities. Binary = 1:2, Multi-way = 1:{mk}, "
             "Verification = accuracy at the threshold chosen on the validation split.", ""]
     out.append(_md(["Method"] + MAIN_COLUMNS, [[n] + [_cell(h[c]) for c in MAIN_COLUMNS] for n, h in heads]))
@@ -119,7 +134,7 @@ def write_all(outdir: str | os.PathLike, rows: list[tuple[str, dict]], meta: dic
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {"md": outdir / f"{stem}.md", "csv": outdir / f"{stem}.csv", "json": outdir / f"{stem}.json"}
-    paths["md"].write_text(markdown(rows, title, multi_k))
+    paths["md"].write_text(markdown(rows, title, multi_k, meta))
     write_csv(paths["csv"], rows, multi_k)
     with open(paths["json"], "w") as fh:
         json.dump({"meta": meta, "results": {name: res for name, res in rows}}, fh, indent=1)
