@@ -91,13 +91,14 @@ def test_scores_do_not_depend_on_batch_size(tmp_path, store, trials, name):
     model = load_model(tiny_checkpoint(tmp_path / name, name, num_candidates=2))
     loader = ItemLoader(store, EvalInputs(audio_seconds=0.5, face_size=32))
     results = {}
-    for bs in (1, 7, 64):
+    sizes = (1, 7, 64) if name == "baseline" else (1, 64)     # uneven last chunk checked once
+    for bs in sizes:
         scorer = ModelScorer(model, loader, batch_size=bs, progress=False)
         s2, m2 = scorer.score("v2f", *trials.matching("v2f", 2)[:2])
         s5, m5 = scorer.score("f2v", *trials.matching("f2v", 5)[:2])
         assert (m2, m5) == ("head", "embedding")
         results[bs] = (s2, s5, evaluate(scorer, trials, val=trials, ks=[2, 5], n_boot=20))
-    for bs in (7, 64):
+    for bs in sizes[1:]:
         np.testing.assert_allclose(results[bs][0], results[1][0], rtol=0, atol=1e-5)
         np.testing.assert_allclose(results[bs][1], results[1][1], rtol=0, atol=1e-5)
         # every reported metric is identical; the threshold itself is a midpoint of two scores
