@@ -144,10 +144,10 @@ def _walk_three_levels(top: Path, ext: str, result: ScanResult, root: Path):
                     result.ignore(_rel(f.path, root))
 
 
-def _add_unique(result: ScanResult, seen: set[str], record: ClipRecord, root: Path) -> None:
+def _add_unique(result: ScanResult, seen: set[str], record: ClipRecord) -> None:
+    """Keys must be unique in a shard set; the first input (sorted layout order) wins."""
     if record.key in seen:
-        result.skipped.append(Skip(_rel(record.source, root) if os.path.isabs(record.source)
-                                   else record.source, "duplicate_clip",
+        result.skipped.append(Skip(record.source, "duplicate_clip",
                                    f"another input already provides sample {record.key}",
                                    record.key, record.identity))
         return
@@ -191,7 +191,7 @@ def scan_voxceleb2(root: str | Path, audio: str = "auto") -> ScanResult:
                 source=_rel(path, root), audio_path=audio_path, video_path=path,
                 face_source="video", box_path=box,
                 fingerprint=_fingerprint(root, [path, audio_path if audio_path != path else None, box]))
-            _add_unique(result, seen, record, root)
+            _add_unique(result, seen, record)
     for aac_dir in _find_layout_dirs(root, "aac"):
         for ident, video, stem, path in _walk_three_levels(aac_dir, ".m4a", result, root):
             if video is not None and path not in used_m4a:
@@ -337,5 +337,5 @@ def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None
                 source=_rel(path, root), audio_path=path, frame_paths=tuple(frames),
                 face_source=index.kind, box_path=box,
                 fingerprint=_fingerprint(root, [path, box]) + faces_digest)
-            _add_unique(result, seen, record, root)
+            _add_unique(result, seen, record)
     return result
