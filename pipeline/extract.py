@@ -210,6 +210,8 @@ def check_audio(audio: np.ndarray, path: str, settings: ExtractSettings) -> floa
     duration = audio.size / SAMPLE_RATE
     rms = float(np.sqrt(np.mean(np.square(audio.astype(np.float64)))))
     dbfs = 20 * math.log10(max(rms, 1e-9) / 32768.0)
+    if rms == 0:
+        raise ClipError("silent_audio", path, "digital silence (every sample is zero)")
     if dbfs < settings.silence_dbfs:
         raise ClipError("silent_audio", path, f"RMS level {dbfs:.1f} dBFS is below "
                         f"{settings.silence_dbfs} dBFS (--silence-dbfs)")
