@@ -338,7 +338,7 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
                     decoded[p] = np.asarray(img.convert("RGB"))
             except Exception as err:
                 dropped.append({"path": p, "kind": "unreadable_image",
-                                "reason": f"cannot decode image: {str(err).splitlines()[0] if str(err) else type(err).__name__}"})
+                                "reason": f"cannot decode image: {_first_line(err)}"})
                 return None
         return decoded[p]
 
@@ -348,7 +348,7 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
     mode = "random" if record.face_source == "stills" else settings.frame_selection
     while True:
         if not paths:
-            first = dropped[0]["path"] if dropped else (record.frame_paths[0] if record.frame_paths else record.source)
+            first = dropped[0]["path"] if dropped else record.source
             raise ClipError("unreadable_image", first,
                             f"none of the clip's {len(record.frame_paths)} face images can be decoded "
                             f"({dropped[0]['reason'] if dropped else 'no images'})")

@@ -532,10 +532,12 @@ class Ingest:
         for skip in self.dataset_skips:
             kinds[skip["kind"]] += 1
         if kinds:
-            lines.append("skipped inputs by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+            lines.append("skipped inputs by reason: "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
         rss = self._rss_table()
-        lines.append(f"time {self.timings.get('total_s', 0):.1f} s (scan {self.timings.get('scan_s', 0):.1f}, "
-                     f"extract {self.timings.get('extract_s', 0):.1f}); peak RSS MB "
+        t = self.timings
+        lines.append(f"time {t.get('total_s', 0):.1f} s (scan {t.get('scan_s', 0):.1f}, "
+                     f"extract {t.get('extract_s', 0):.1f}); peak RSS MB "
                      + ", ".join(f"{k} {v}" for k, v in rss.items()))
         lines.append(f"details: {self.cfg.out / self.cfg.dataset}/<split>/report.json")
         self.log("\n".join(lines))
@@ -568,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta", type=Path, default=None,
                    help="vox1_meta.csv / vox2_meta.csv (TAB or comma, BOM and padding tolerated); "
                         "default: <root>/vox1_meta.csv or <root>/vox2_meta.csv")
-    p.add_argument("--out", required=True, type=Path, help="output root; shards go to <out>/<dataset>/<split>/")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output root; shards go to <out>/<dataset>/<split>/")
     p.add_argument("--split-preset", choices=sorted(PRESETS), default=None,
                    help="identity split: wen1251 (A/B val, C/D/E test, F-Z train; 116/193/942), "
                         "wen1225 (the 1,225-identity variant), pins (Learnable PINs 901/100/250) for "
