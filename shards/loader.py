@@ -67,6 +67,13 @@ class TupleLoader:
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self.catalog = ShardCatalog(self.cfg.shards)
+        identities = len(self.catalog.genders)
+        if self.cfg.positive != "same_clip" and self.cfg.buffer_size < 0.6 * identities:
+            # benchmarks/bench_loader_buffer.py: below ~0.58 x identities, clips start leaving the
+            # buffer before another clip of their identity arrives (8.8% at 0.5x, 40% at 0.33x)
+            warnings.warn(f"data.buffer_size={self.cfg.buffer_size} is small for {identities} identities: many clips "
+                          f"will be evicted before a positive arrives (see report()['unpaired_evicted']); use "
+                          f">= {int(0.7 * identities) + 1} (docs/LOADER.md, buffer sizing)", stacklevel=2)
         self.sample_rate = self.catalog.sample_rate
         self.face_size = self.cfg.face_size or self.catalog.face_size
         self.crop_samples = int(round(self.cfg.crop_seconds * self.sample_rate))

@@ -123,3 +123,8 @@ def test_cli_streams_checks_and_reports(shard_dir, capsys):
     assert '"decoded_items_per_tuple": 2.0' in out
     with pytest.raises(SystemExit, match="index.json"):
         main(["/nonexistent/shards"])
+
+
+def test_too_small_buffer_for_the_identity_count_warns(shard_dir):
+    with pytest.warns(UserWarning, match="buffer_size=12 is small for 12 identities"):
+        TupleLoader(_cfg(shard_dir, batch_size=2, buffer_size=12, positive="different_video"))
