@@ -115,6 +115,18 @@ def test_exported_embeddings_feed_retrieval(setup, capsys):
     retrieve.main(["--embeddings", str(zarr_path), "--key", key, "--one-per-identity", "--top", "50"])
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:4].strip().isdigit()]
     assert len(rows) == 11 and len({r[2] for r in rows}) == 11     # each identity exactly once
+    # an audio file as the query, embedded with the checkpoint
+    import numpy as np
+    import soundfile as sf
+
+    wav = root / "query.wav"
+    sf.write(wav, (3000 * np.sin(np.arange(8000) / 7)).astype(np.int16), 16000)
+    assert retrieve.main(["--embeddings", str(zarr_path), "--audio", str(wav), "--checkpoint", str(ckpts[0]),
+                          "--top", "4"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:4].strip().isdigit()]
+    assert len(rows) == 4 and [float(r[1]) for r in rows] == sorted((float(r[1]) for r in rows), reverse=True)
+    with pytest.raises(SystemExit, match="needs --checkpoint"):
+        retrieve.main(["--embeddings", str(zarr_path), "--audio", str(wav)])
 
 
 def test_published_list_import_through_the_cli(tmp_path, capsys):
@@ -171,3 +183,39 @@ def test_small_splits_cap_k_and_impossible_rules_fail_clearly(setup, tmp_path, c
     build_store(one_video / "voxceleb1/test/eval.zarr", n_ids=10, videos=1, clips=3, seconds=0.2)
     with pytest.raises(SystemExit, match="no test trial could be generated.*different-video positive"):
         evaluate.main(["--trials-only", "--data", str(one_video), "--out", str(tmp_path / "o"), *FAST])
+
+
+def test_exported_embeddings_record_pair_dependence_and_audio_files_are_decoded(tmp_path):
+    import av
+    import numpy as np
+
+    from launch.eval.embeddings import EmbeddingStore, export_embeddings
+    from launch.eval.inputs import EvalInputs, ItemLoader
+    from launch.checkpoint import load_model
+    from shards.evalstore import EvalStore
+
+    store = EvalStore(build_store(tmp_path / "eval.zarr", n_ids=3, videos=1, clips=2, seconds=0.3))
+    loader = ItemLoader(store, EvalInputs(audio_seconds=0.5, face_size=32))
+    for name, expected in (("aicanet", True), ("bianet", False)):
+        model = load_model(tiny_checkpoint(tmp_path / name, name))
+        path = export_embeddings(model, loader, store, tmp_path / f"{name}.zarr", {"model": name}, progress=False)
+        emb = EmbeddingStore(path)
+        assert emb.attrs["pair_dependent"] is expected
+        assert emb.voice.shape == emb.face.shape == (6, 128)
+        np.testing.assert_allclose(np.linalg.norm(emb.face, axis=1), 1.0, atol=1e-5)
+    # an AAC .m4a at 22.05 kHz stereo decodes to 16 kHz mono int16 of the same duration
+    m4a = tmp_path / "q.m4a"
+    with av.open(str(m4a), "w") as out:
+        stream = out.add_stream("aac", rate=22050, layout="stereo")
+        t = np.arange(22050) / 22050
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+        frame.sample_rate = 22050
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    wave = retrieve.decode_audio(str(m4a))
+    assert wave.dtype == np.int16 and abs(len(wave) - 16000) < 1600
+    with pytest.raises(SystemExit, match="cannot read audio"):
+        retrieve.decode_audio(str(tmp_path / "missing.wav"))

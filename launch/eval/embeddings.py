@@ -7,9 +7,10 @@ cosine similarity against a matrix.
 
 The embeddings come from a K = 1 V-F tuple pairing each clip's voice with the same clip's face.
 For the baseline and BIANet the embeddings do not depend on the pairing. For AICANet with the
-interaction attention (AIA) they do: the exported vectors are the ones computed in the clip's own
-pair, so retrieval with them approximates, and does not equal, AICANet's pairwise scores (the
-zarr attribute `pair_dependent` records this).
+interaction attention (AIA) they do (both the candidate's and, through the mean over its pairs,
+the anchor's): the exported vectors are the ones computed in the clip's own pair, so retrieval
+with them approximates, and does not equal, AICANet's pairwise scores (the zarr attribute
+`pair_dependent` records this).
 
 Layout of `<out>.zarr`: arrays `voice` and `face` float32 `[N, D]`, L2-normalised, and group
 attributes `keys`, `identities`, `videos`, `clips`, `checkpoint`, `model`, `inputs`,
@@ -40,7 +41,10 @@ def embed_items(model, loader, keys, batch_size: int = 64, device="cpu", progres
     if not (hasattr(model, "encode") and hasattr(model, "embed")):
         raise TypeError(f"{type(model).__name__} has no encode()/embed(); cannot export embeddings")
     model.eval()
-    voices, faces, pair_dependent = [], [], False
+    voices, faces = [], []
+    # AICANet's interaction attention (AIA) makes both embeddings functions of the pair
+    # (docs/MODELS.md: the anchor is the mean over its pair-specific maps)
+    pair_dependent = any(getattr(m, "pairwise", False) is True for m in model.modules())
     for s in tqdm(range(0, len(keys), batch_size), desc="embeddings", unit="batch", disable=not progress):
         chunk = list(keys[s:s + batch_size])
         batch = build_batch("v2f", chunk, [[k] for k in chunk], loader, device)
