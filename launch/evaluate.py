@@ -32,7 +32,7 @@ from launch.eval.plots import plot_accuracy_vs_k
 from launch.eval.protocols import PROTOCOLS, get_protocol
 from launch.eval.scoring import SCORING_METHODS, ModelScorer
 from launch.eval.tables import MAIN_COLUMNS, headline, write_all
-from launch.eval.trials import (POSITIVE_VIDEO_RULES, TrialOptions, TrialSet, check_disjoint,
+from launch.eval.trials import (POSITIVE_VIDEO_RULES, TrialFileError, TrialOptions, TrialSet, check_disjoint,
                                 generate_for_store, store_fingerprint)
 from shards.evalstore import EvalStore
 
@@ -116,7 +116,10 @@ def prepare_trials(args, folders: dict[str, Path], stores: dict[str, EvalStore],
         store = stores[role]
         fp = store_fingerprint(store.keys, store.identities, store.videos)
         if given:
-            trials[role] = TrialSet.load(given, fingerprint=fp)
+            try:
+                trials[role] = TrialSet.load(given, fingerprint=fp)
+            except (TrialFileError, FileNotFoundError) as exc:
+                raise SystemExit(f"error: {role} trials: {exc}") from None
             continue
         if role == "test" and args.import_list:
             names = load_vox1_names(args.meta)

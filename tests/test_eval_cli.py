@@ -65,6 +65,9 @@ def test_same_trial_file_same_numbers_whatever_the_batch_size(setup):
                             "--trials", str(root / "bs3/trials/test.json"),
                             "--val-trials", str(root / "bs3/trials/val.json")])
     assert _metrics(root / "bs3/results.json") == _metrics(root / "bs50/results.json")
+    # a trial file made for another store is refused with a clear message
+    with pytest.raises(SystemExit, match="made for a different evaluation store"):
+        evaluate.main(common + ["--out", str(root / "bad"), "--trials", str(root / "bs3/trials/val.json")])
 
 
 def test_seen_identities_are_refused(setup, tmp_path):
