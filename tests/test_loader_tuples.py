@@ -126,5 +126,5 @@ def test_cli_streams_checks_and_reports(shard_dir, capsys):
 
 
 def test_too_small_buffer_for_the_identity_count_warns(shard_dir):
-    with pytest.warns(UserWarning, match="buffer_size=12 is small for 12 identities"):
-        TupleLoader(_cfg(shard_dir, batch_size=2, buffer_size=12, positive="different_video"))
+    with pytest.warns(UserWarning, match="buffer_size=6 is small for 12 identities"):
+        TupleLoader(_cfg(shard_dir, batch_size=2, buffer_size=6, positive="different_video"))
