@@ -46,6 +46,13 @@ def video_look(seed: int, identity: IdentityPlan, video: VideoPlan) -> VideoLook
     )
 
 
+def _fixed_point(lit: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lit * alpha, 1 - alpha) as uint16 in 8.8 fixed point, 3 channels each."""
+    premultiplied = np.rint(lit * alpha * 256).astype(np.uint16)
+    keep = np.rint(np.repeat(1.0 - alpha, 3, axis=2) * 256).astype(np.uint16)
+    return premultiplied, keep
+
+
 class ClipRenderer:
     """Lazily renders the audio and any requested frames of one clip."""
 
@@ -54,6 +61,7 @@ class ClipRenderer:
         self.look = look or video_look(seed, identity, video)
         self.face_nuisance: FaceNuisance = draw_face_nuisance(clip_rng(seed, identity, video, clip, "face-nuisance"))
         self.voice_nuisance: VoiceNuisance = draw_voice_nuisance(clip_rng(seed, identity, video, clip, "voice-nuisance"))
+        self._parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         bob = np.random.default_rng(self.face_nuisance.bob_seed)
         t = np.arange(clip.num_frames) / FPS
         self._bob = [
@@ -119,47 +127,63 @@ class ClipRenderer:
         return np.asarray(img, dtype=np.float32)
 
     @cached_property
-    def _composite_parts(self):
-        """Per-clip precomputation so a frame costs two array ops and a slice.
+    def _light(self) -> np.ndarray:
+        return light_map(self.face_nuisance, FRAME_SIZE)
 
-        Frame = (background*light) * (1 - a_face) + face*a_face*light, then the occluder on top.
-        Light and blur are applied to each part once per clip instead of once per frame; the
-        head moves by whole pixels (sliced out of a padded layer), so the smooth light map is
-        off by at most BOB_PAD pixels on the face and blur commutes with the shift.
-        """
-        light = light_map(self.face_nuisance, FRAME_SIZE)
+    @cached_property
+    def _padded_light(self) -> np.ndarray:
         p = BOB_PAD
-        padded_light = np.pad(light, ((p, p), (p, p), (0, 0)), mode="edge")
-        faces, keeps = [], []
-        for layer in self._layers:
-            rgba = self._blur(layer)
+        return np.pad(self._light, ((p, p), (p, p), (0, 0)), mode="edge")
+
+    @cached_property
+    def _background(self) -> np.ndarray:
+        """Lit (and blurred) background as uint16 [S, S, 3] in 0..255."""
+        bg = self._blur(Image.fromarray(self.look.background.astype(np.uint8))) * self._light
+        return np.clip(np.rint(bg), 0, 255).astype(np.uint16)
+
+    @cached_property
+    def _overlay(self) -> tuple[np.ndarray, np.ndarray] | None:
+        image = self._overlay_image()
+        if image is None:
+            return None
+        ov = self._blur(image)
+        alpha = ov[..., 3:] / 255.0
+        lit = np.clip(ov[..., :3] * self._light, 0, 255)
+        return _fixed_point(lit, alpha)
+
+    def _face_parts(self, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """(face * alpha, 1 - alpha) of one mouth level, lit, blurred, padded, 8.8 fixed point.
+
+        Frame = background * (1 - alpha) + lit face * alpha, then the occluder on top. Light and
+        blur are applied once per clip and level instead of once per frame; the head moves by whole
+        pixels (sliced out of a padded layer), so the smooth light map is off by at most BOB_PAD
+        pixels on the face and blur commutes with the shift. Both parts are convex weights, so
+        the 8.8 fixed-point sum never exceeds 255 * 256 and uint16 cannot overflow.
+        """
+        if level not in self._parts:
+            rgba = self._blur(self._layers[level])
             alpha = rgba[..., 3:] / 255.0
-            fa = np.pad(rgba[..., :3] * alpha, ((p, p), (p, p), (0, 0))) * padded_light
-            keep = np.pad(1.0 - alpha, ((p, p), (p, p), (0, 0)), constant_values=1.0)
-            faces.append(fa.astype(np.float32))
-            keeps.append(keep.astype(np.float32))
-        bg = self._blur(Image.fromarray(self.look.background.astype(np.uint8))) * light
-        overlay = self._overlay_image()
-        if overlay is not None:
-            ov = self._blur(overlay)
-            a2 = ov[..., 3:] / 255.0
-            overlay = ((ov[..., :3] * a2 * light).astype(np.float32), (1.0 - a2).astype(np.float32))
-        return faces, keeps, bg.astype(np.float32), overlay
+            p = BOB_PAD
+            light = self._padded_light
+            lit = np.clip(np.pad(rgba[..., :3], ((p, p), (p, p), (0, 0))) * light, 0, 255)
+            self._parts[level] = _fixed_point(lit, np.pad(alpha, ((p, p), (p, p), (0, 0))))
+        return self._parts[level]
 
     def frame(self, i: int) -> np.ndarray:
         """uint8 [224, 224, 3] RGB video frame i (0-based within the clip)."""
-        faces, keeps, bg, overlay = self._composite_parts
         level = int(round(float(self.mouth[min(i, len(self.mouth) - 1)]) * (MOUTH_LEVELS - 1)))
+        face, keep = self._face_parts(level)
         dx = int(np.clip(round(float(self._bob[0][i])), -BOB_PAD, BOB_PAD))
         dy = int(np.clip(round(float(self._bob[1][i])), -BOB_PAD, BOB_PAD))
         p, s = BOB_PAD, FRAME_SIZE
         window = (slice(p - dy, p - dy + s), slice(p - dx, p - dx + s))
-        img = bg * keeps[level][window]
-        img += faces[level][window]
-        if overlay is not None:
-            img *= overlay[1]
-            img += overlay[0]
-        np.clip(img, 0, 255, out=img)
+        img = self._background * keep[window]
+        img += face[window]
+        img >>= 8
+        if self._overlay is not None:
+            img *= self._overlay[1]
+            img += self._overlay[0]
+            img >>= 8
         return img.astype(np.uint8)
 
     def box(self, i: int) -> tuple[float, float, float, float]:

@@ -106,13 +106,13 @@ def _write_vox2_fault(out: Path, spec: CorpusSpec, person: IdentityPlan, video: 
             data = (out / rel).read_bytes()
             (out / rel).write_bytes(data[: int(len(data) * 0.4)])
     elif kind == "no_audio_track":
-        media.write_mp4(out / paths["mp4"], media.lazy_frames(r.frame, clip.num_frames), None)
+        media.write_mp4(out / paths["mp4"], media.lazy_frames(r.frame, clip.num_frames))
         # an .m4a container holding only the video stream: "no audio track" for audio readers too
-        media.write_mp4(out / paths["m4a"], media.lazy_frames(r.frame, clip.num_frames), None)
+        media.write_mp4(out / paths["m4a"], media.lazy_frames(r.frame, clip.num_frames))
     elif kind == "silent_audio":
         silence = np.zeros(clip.num_frames * 640, dtype=np.float32)
-        media.write_mp4(out / paths["mp4"], media.lazy_frames(r.frame, clip.num_frames), silence)
         media.write_m4a(out / paths["m4a"], silence)
+        media.write_mp4(out / paths["mp4"], media.lazy_frames(r.frame, clip.num_frames), audio_from=out / paths["m4a"])
     key = [make_key(person.dataset, person.identity, video.ytid, clip.clip)]
     return [_entry(paths[k], person, video.ytid, clip.clip, kind, key) for k in ("mp4", "m4a")]
 

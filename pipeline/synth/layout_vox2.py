@@ -34,8 +34,8 @@ def write_clip(out: Path, seed: int, identity: IdentityPlan, video: VideoPlan, c
     paths = clip_paths(identity, video, clip)
     for rel in paths.values():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-    size = media.write_mp4(out / paths["mp4"], media.lazy_frames(r.frame, clip.num_frames), r.audio)
-    size += media.write_m4a(out / paths["m4a"], r.audio)
+    size = media.write_m4a(out / paths["m4a"], r.audio)
+    size += media.write_mp4(out / paths["mp4"], media.lazy_frames(r.frame, clip.num_frames), audio_from=out / paths["m4a"])
     frames = [clip.start_frame + i for i in range(clip.num_frames)]
     boxes = []
     for i in range(clip.num_frames):
