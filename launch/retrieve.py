@@ -9,6 +9,8 @@ best-scoring clip of each identity, so the list reads as "who is speaking". A st
 reuses its exported voice embedding (the query clip's own face is left out of the gallery); an
 audio file (wav/flac/m4a, any rate, decoded with PyAV to 16 kHz mono) is embedded with the
 checkpoint, with the same centred window as evaluation. Cosine similarity ranks the gallery.
+`--map` instead uses every clip as a query and prints the retrieval mAP in both directions (the
+metric of Wen et al., CVPR 2021).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--key", help="a store key whose voice is the query")
     q.add_argument("--audio", help="a wav/flac/m4a file whose voice is the query (needs --checkpoint)")
+    q.add_argument("--map", action="store_true",
+                   help="every clip as a query: retrieval mAP V->F and F->V over the whole store")
     p.add_argument("--checkpoint", help="checkpoint that produced the embeddings (for --audio)")
     p.add_argument("--top", type=int, default=10, help="how many gallery faces to print")
     p.add_argument("--one-per-identity", action="store_true", help="rank identities (best clip of each)")
@@ -84,6 +88,15 @@ def embed_audio_file(path: str, emb: EmbeddingStore, checkpoint: str, device) ->
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     emb = EmbeddingStore(args.embeddings)
+    if args.map:
+        from launch.eval.metrics import mean_average_precision
+
+        own = list(range(len(emb.keys)))           # a query's own clip is not in its gallery
+        v2f = mean_average_precision(emb.voice, emb.identities, emb.face, emb.identities, exclude=own)
+        f2v = mean_average_precision(emb.face, emb.identities, emb.voice, emb.identities, exclude=own)
+        print(f"retrieval mAP over {len(own)} clips, {len(set(emb.identities))} identities: "
+              f"V->F {100 * v2f:.2f} %, F->V {100 * f2v:.2f} % (chance ~ clips per identity / clips)")
+        return 0
     query_identity, exclude = None, None
     if args.key:
         i = emb.index_of(args.key)

@@ -104,3 +104,16 @@ def test_bootstrap_resamples_identities_not_trials():
     hits = np.r_[np.ones(100), np.zeros(100)]
     lo, hi = metrics.bootstrap_ci(lambda i: hits[i].mean(), groups, n_boot=400, seed=0)
     assert lo == 0.0 and hi == 1.0
+
+
+def test_average_precision_hand_computed_and_map_of_a_perfect_embedding():
+    # relevant items at ranks 1 and 3: AP = (1/1 + 2/3) / 2
+    assert metrics.average_precision(np.array([0.9, 0.8, 0.7, 0.1]), np.array([1, 0, 1, 0])) == \
+        pytest.approx((1 + 2 / 3) / 2)
+    assert np.isnan(metrics.average_precision(np.zeros(3), np.zeros(3)))
+    ids = np.array(["a", "a", "b", "b", "c"])
+    centres = {"a": [1, 0, 0], "b": [0, 1, 0], "c": [0, 0, 1]}
+    emb = np.array([centres[i] for i in ids], dtype=float) + 0.01 * np.arange(5)[:, None]
+    assert metrics.mean_average_precision(emb, ids, emb, ids, exclude=list(range(5))) == pytest.approx(1.0)
+    # identities shuffled in the gallery: retrieval is no longer perfect
+    assert metrics.mean_average_precision(emb, ids, emb, ids[[2, 0, 4, 1, 3]]) < 1.0

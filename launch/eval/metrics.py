@@ -162,3 +162,43 @@ def bootstrap_ci(metric: Callable[[np.ndarray], float], groups: Sequence, n_boot
         return float("nan"), float("nan")
     lo, hi = np.percentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
+    """AP of one ranked retrieval: mean of precision@rank over the ranks of the relevant items.
+
+    Items are ranked by decreasing score, ties in input order (stable). NaN without a relevant item.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    relevant = np.asarray(relevant, dtype=bool)
+    if scores.shape != relevant.shape:
+        raise ValueError(f"scores {scores.shape} and relevant {relevant.shape} differ")
+    if not relevant.any():
+        return float("nan")
+    hits = relevant[np.argsort(-scores, kind="stable")]
+    ranks = np.flatnonzero(hits) + 1
+    return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+
+
+def mean_average_precision(query: np.ndarray, query_ids, gallery: np.ndarray, gallery_ids,
+                           exclude=None) -> float:
+    """mAP of cosine-similarity retrieval (Wen et al. CVPR 2021's retrieval metric).
+
+    `query [Q, D]`, `gallery [G, D]`; a gallery item is relevant when its identity equals the
+    query's. `exclude[q]` (optional) is a gallery row left out for query q (its own clip).
+    """
+    q = np.asarray(query, dtype=np.float64)
+    g = np.asarray(gallery, dtype=np.float64)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    gallery_ids = np.asarray(gallery_ids)
+    aps = []
+    for i in range(len(q)):
+        scores = g @ q[i]
+        keep = np.ones(len(g), dtype=bool)
+        if exclude is not None and exclude[i] is not None:
+            keep[exclude[i]] = False
+        ap = average_precision(scores[keep], (gallery_ids == query_ids[i])[keep])
+        if np.isfinite(ap):
+            aps.append(ap)
+    return float(np.mean(aps)) if aps else float("nan")
