@@ -221,17 +221,34 @@ def check_audio(audio: np.ndarray, path: str, settings: ExtractSettings) -> floa
     return duration
 
 
+_REFORMATTER = None
+
+
+def _reformatter():
+    """One per process: it keeps FFmpeg's colour-conversion context from frame to frame and clip
+    to clip (VoxCeleb2 clips share one size), 3-4x faster than `frame.to_ndarray(format="rgb24")`,
+    which builds a new context per frame; the pixels are identical (tested against decord)."""
+    global _REFORMATTER
+    if _REFORMATTER is None:
+        from av.video.reformatter import VideoReformatter
+
+        _REFORMATTER = VideoReformatter()
+    return _REFORMATTER
+
+
 def _decode_frames_pyav(path: str, settings: ExtractSettings, key: str):
     """Sequential decode keeping only the chosen frames: for short clips (VoxCeleb: ~8 s at
     25 fps) this beats seeking and avoids importing decord (~550 MB RSS per process)."""
     import av
+
+    reformatter = _reformatter()
 
     def one_pass(container, wanted: set[int]):
         stream = container.streams.video[0]
         got, n = {}, 0
         for frame in container.decode(stream):
             if n in wanted:
-                got[n] = frame.to_ndarray(format="rgb24")
+                got[n] = reformatter.reformat(frame, format="rgb24").to_ndarray()
             n += 1
             if wanted and len(got) == len(wanted) and n > max(wanted):
                 return got, None
