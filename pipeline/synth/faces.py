@@ -109,22 +109,29 @@ def render_face_layers(face: FaceTraits, pose: Pose, size: int, mouth_levels: in
     # cheeks
     for side in (-1, 1):
         d.ellipse(cv.box(fx + side * 0.38 * face.face_width / 0.7, 0.22 + fy, 0.14, 0.09), fill=_mix(skin, (200, 90, 90), 0.12))
-    # hair on top
+    # hair on top: crown arc above, arched hairline with sideburns below, fringe at the parting
     part = face.hair_part * 0.2
+    fw = face.face_width
     if face.hair_style != "bald":
-        cap_bottom = -0.42 + fy * 0.3
-        d.chord(cv.box(0, -0.45, face.face_width + 0.07, 0.68), 180, 360, fill=_shade(hair, 1.0))
-        d.polygon([cv.xy(-face.face_width - 0.06, -0.45), cv.xy(part - 0.05, -0.62), cv.xy(face.face_width + 0.06, -0.45),
-                   cv.xy(face.face_width * 0.8, cap_bottom), cv.xy(-face.face_width * 0.8, cap_bottom)], fill=_shade(hair, 1.0))
-        d.line([cv.xy(part, -1.1), cv.xy(part * 1.2, -0.62)], fill=_shade(hair, 0.7), width=cv.width(0.02))
+        theta = np.linspace(np.pi, 2 * np.pi, 25)
+        crown = [(np.cos(t) * (fw + 0.06), -0.4 + np.sin(t) * 0.74) for t in theta]
+        xs = np.linspace(fw + 0.03, -fw - 0.03, 25)
+        knots_x = [fw + 0.03, fw * 0.85, fw * 0.45, part, -fw * 0.45, -fw * 0.85, -fw - 0.03]
+        knots_y = [-0.05, -0.36, -0.52, -0.47 + fy * 0.2, -0.52, -0.36, -0.05]
+        order = np.argsort(knots_x)
+        hairline = [(x, float(np.interp(x, np.array(knots_x)[order], np.array(knots_y)[order]))) for x in xs]
+        d.polygon([cv.xy(x, y) for x, y in crown + hairline], fill=_shade(hair, 1.0))
+        for k in range(-3, 4):  # a few strands give the cap texture
+            x0 = part + 0.12 * k
+            d.line([cv.xy(x0 * 0.6, -1.05), cv.xy(x0, -0.55)], fill=_shade(hair, 0.8), width=cv.width(0.012))
         if face.hair_style == "long":
             for side in (-1, 1):
-                d.polygon([cv.xy(side * (face.face_width + 0.1), -0.5), cv.xy(side * (face.face_width - 0.12), -0.4),
-                           cv.xy(side * (face.face_width - 0.05), 0.5), cv.xy(side * (face.face_width + 0.2), 0.9)],
-                          fill=_shade(hair, 0.95))
+                d.polygon([cv.xy(side * (fw + 0.06), -0.45), cv.xy(side * (fw - 0.02), -0.1),
+                           cv.xy(side * (fw + 0.02), 0.55), cv.xy(side * (fw + 0.1), 1.0),
+                           cv.xy(side * (fw + 0.26), 0.95), cv.xy(side * (fw + 0.2), 0.2)], fill=_shade(hair, 0.95))
     else:
         for side in (-1, 1):
-            d.chord(cv.box(side * face.face_width * 0.95, -0.1, 0.12, 0.3), 90 + side * 90, 270 + side * 90, fill=_shade(hair, 1.0))
+            d.chord(cv.box(side * fw * 0.95, -0.1, 0.12, 0.3), 90 + side * 90, 270 + side * 90, fill=_shade(hair, 1.0))
     # eyes
     ey = -0.12 + fy
     spacing = 0.3 * face.eye_spacing * face.face_width / 0.7
