@@ -39,6 +39,8 @@ from .sources import ClipRecord, ScanResult, Skip, scan_voxceleb1, scan_voxceleb
 from .splits import DEFAULT_PRESET, PRESETS, SplitError, assign_splits, check_disjoint, find_leaks
 
 EVAL_SPLITS = ("val", "test")
+#: Consecutive clips that each kill a worker before the run is stopped as a systemic failure.
+_MAX_CRASHES_IN_A_ROW = 5
 _SKIP_LIST_LIMIT = 10000
 
 
@@ -317,13 +319,26 @@ class Ingest:
         return report
 
     def _executor(self) -> ProcessPoolExecutor:
+        """A fresh pool, checked with a no-op task: if workers cannot even start (e.g. the caller
+        runs from stdin, which spawned processes cannot re-import), say so instead of reporting
+        every clip as a crash."""
         import multiprocessing
 
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        return ProcessPoolExecutor(max_workers=max(1, self.cfg.workers),
+        pool = ProcessPoolExecutor(max_workers=max(1, self.cfg.workers),
                                    mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker,
                                    initargs=(self.cfg.extract.video_backend,))
+        try:
+            pool.submit(os.getpid).result()
+        except BrokenProcessPool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise IngestError(
+                "the extraction worker processes die on start-up. Run the ingest as "
+                "`python -m pipeline.ingest ...` or from a script file (spawned workers must be able "
+                "to import the caller's __main__; stdin and some embedded interpreters cannot be); "
+                "then re-run the same command to continue") from None
+        return pool
 
     def _extract_all(self, runs: list[_SplitRun]) -> None:
         total = sum(len(s.clips) for r in runs for s in r.pending)
@@ -337,6 +352,7 @@ class Ingest:
         pool = self._executor()
         in_flight: deque = deque()
         retry: deque = deque()  # items to run one at a time after a worker crash
+        crashes_in_a_row = 0
         try:
             while True:
                 while not retry and len(in_flight) < window:
@@ -357,6 +373,13 @@ class Ingest:
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = self._executor()
                     if solo:
+                        crashes_in_a_row += 1
+                        if crashes_in_a_row >= _MAX_CRASHES_IN_A_ROW:
+                            raise IngestError(
+                                f"{crashes_in_a_row} clips in a row killed their worker process: "
+                                "this is not one bad file but a broken environment (decoder "
+                                "libraries, memory limits). Finished shards are kept; fix the "
+                                "cause and re-run the same command")
                         run, shard, i = item
                         clip = shard.clips[i]
                         result, pid, rss = {"path": clip.source, "kind": "worker_crash",
@@ -368,6 +391,7 @@ class Ingest:
                         in_flight.clear()
                         continue
                 if pid is not None:
+                    crashes_in_a_row = 0
                     self.worker_rss[pid] = max(self.worker_rss.get(pid, 0.0), rss)
                 self._consume(item, result, state)
                 bar.update(1)

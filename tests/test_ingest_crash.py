@@ -38,3 +38,21 @@ def test_worker_crash_skips_only_the_culprit(tmp_path):
     crashed, clean = rows(out_crash), rows(out_clean)
     assert [r["key"] for r in crashed] == [r["key"] for r in clean if r["key"] != CRASH_KEY]
     assert [r["sha1"] for r in crashed] == [r["sha1"] for r in clean if r["key"] != CRASH_KEY]
+
+
+def crash_always(record, split, info, settings):
+    os._exit(139)
+
+
+def test_systemic_crashes_stop_the_run_with_a_clear_error(tmp_path):
+    import pytest
+
+    from pipeline.ingest import IngestError
+
+    root = make_vox2_corpus(tmp_path / "vox2", clips_per_video=2, videos=1, with_txt=False)
+    cfg = IngestConfig(dataset="voxceleb2", root=root, meta=root / "vox2_meta.csv", out=tmp_path / "out",
+                       workers=1, shard_samples=3, eval_store=False, progress=False,
+                       extract=ExtractSettings(frames_per_clip=2, face_size=32))
+    with pytest.raises(IngestError, match="5 clips in a row killed their worker"):
+        run_ingest(cfg, log=lambda *_: None, job=crash_always)
+    assert not list((tmp_path / "out").rglob("*.tar"))
