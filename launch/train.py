@@ -392,6 +392,9 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
             last_saved_step = step
     if bar is not None:
         bar.close()
+    for used in (loader, validator.loader if validator is not None else None):
+        if hasattr(used, "close"):
+            used.close()  # the loader's decode threads and open shard files
     accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - t_start
     summary = {
