@@ -334,10 +334,10 @@ class Ingest:
         except BrokenProcessPool:
             pool.shutdown(wait=False, cancel_futures=True)
             raise IngestError(
-                "the extraction worker processes die on start-up. Run the ingest as "
-                "`python -m pipeline.ingest ...` or from a script file (spawned workers must be able "
-                "to import the caller's __main__; stdin and some embedded interpreters cannot be); "
-                "then re-run the same command to continue") from None
+                "the extraction worker processes die on start-up. Spawned workers re-import the "
+                "caller's __main__: run `python -m pipeline.ingest ...`, or call run_ingest from a "
+                "script file under `if __name__ == '__main__':` (not from stdin); then re-run the "
+                "same command to continue") from None
         return pool
 
     def _extract_all(self, runs: list[_SplitRun]) -> None:
