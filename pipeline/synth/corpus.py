@@ -69,6 +69,8 @@ def _identity_json(p: IdentityPlan) -> dict:
         "name": p.name,
         "set": p.set,
         "wen_split": p.wen_split,
+        # the split an evaluation uses by default: Wen letter split (vox1), dev->train / test (vox2)
+        "split": p.wen_split if p.dataset == "voxceleb1" else ("test" if p.set == "test" else "train"),
         "nationality": p.nationality,
         "gender": p.shared.gender,
         "age_band": p.shared.age_band,
