@@ -68,13 +68,21 @@ def shrink(e: torch.Tensor, eps: torch.Tensor, mode: str = "soft") -> torch.Tens
 
 
 class SEMask(nn.Module):
-    """SENet gate giving a per-channel mask in (0, 1) from a map (DEF Eq. 8, PIA Eq. 14)."""
+    """SENet gate giving a per-channel mask in (0, 1) from a map (DEF Eq. 8, PIA Eq. 14).
 
-    def __init__(self, channels: int, reduction: int = 4):
+    The output bias starts at ``init_bias`` (default -2.2, mask ~ 0.1): the fusions
+    (1 - m) x + m IN(attention) then start close to the identity, so the backbone features reach
+    the generator unchanged while the attention branch is still random. With masks at 0.5 (the
+    default init of a sigmoid gate) AICANet's Eq. 8 weights x by 1 - 0.5 - 0.5 = 0 at the first
+    step, and on a synthetic task the model did not learn at all (tests/test_models_learning.py).
+    """
+
+    def __init__(self, channels: int, reduction: int = 4, init_bias: float = -2.2):
         super().__init__()
         hidden = max(channels // reduction, 4)
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, channels)
+        nn.init.constant_(self.fc2.bias, init_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3))))))

@@ -11,11 +11,12 @@ No code was published (reference_code_study.md §8); this follows the paper's eq
 * Eqs. 18-19  X~ <- softmax(tau2 X~X~^T) X~ + softmax(-tau2 X~X~^T) X~.
 * Eqs. 20-21  P_cp, P_cn: the shared generator and classifier on the PIA and NIA features.
 * Eq. 22  L_cls = -mean log(P_cp - w(epoch) P_cn), w = 1 - cos(pi epoch / N); the same
-  ``P_cp - w P_cn`` scores at test time, with the last trained epoch kept in a buffer.
+  counterfactual difference scores at test time, with the last trained epoch kept in a buffer.
 
 Choices where the paper is silent (exposed as config keys, argued in docs/MODELS.md): eps is a
-per-row learned threshold (the AICANet Eq. 9 layer) or a constant; tau2 = 20; p = 0.1; the log
-argument is kept positive by a softplus (``cf_positivity``). Every attention step works on one
+per-row learned threshold (the AICANet Eq. 9 layer) or a constant; tau2 = 20; p = 0.1; Eq. 22
+is evaluated on logits, CE(z_cp - w z_cn), by default (``cf_positivity``; the probability form
+with a softplus or clamp keeping the log finite is available, but did not learn, see MODELS.md). Every attention step works on one
 item, so PIA/NIA and the generator run once per unique face/voice and tuples gather embeddings.
 """
 
@@ -134,13 +135,18 @@ class BIANet(MatchingModel):
         return out
 
     def score(self, out: dict) -> torch.Tensor:
-        """P_cp - w P_cn (Eq. 22 with w at the last trained epoch); P_cp alone without NIA."""
+        """The counterfactual score with w at the last trained epoch, in the form the loss trains:
+        z_cp - w z_cn for ``cf_positivity='logit'``, P_cp - w P_cn (Eq. 22) otherwise; P_cp's
+        logits alone without NIA."""
         out["logits_cp"] = self.classifier(out["h_anchor"], out["h_cand"])              # Eq. 20
         if "h_anchor_neg" not in out:
             return out["logits_cp"]
         out["logits_cn"] = self.classifier(out["h_anchor_neg"], out["h_cand_neg"])      # Eq. 21
+        w = self._cf_weight_from_buffer().to(out["logits_cp"].dtype)
+        if self.cfg["cf_positivity"] == "logit":
+            return out["logits_cp"] - w * out["logits_cn"]
         p_cp, p_cn = _as_probabilities(out["logits_cp"]), _as_probabilities(out["logits_cn"])
-        scores = p_cp - self._cf_weight_from_buffer().to(p_cp.dtype) * p_cn
+        scores = p_cp - w * p_cn
         return scores[:, 1] if out["logits_cp"].dim() == 1 else scores
 
     def classification_loss(self, out: dict, label: torch.Tensor, epoch: float) -> dict:

@@ -183,18 +183,23 @@ CF_POSITIVITY = ("softplus", "clamp", "logit")
 
 
 def counterfactual_loss(p_cp: torch.Tensor, p_cn: torch.Tensor, label: torch.Tensor, weight: float,
-                        positivity: str = "softplus", beta: float = 10.0, floor: float = 1e-4,
+                        positivity: str = "logit", beta: float = 10.0, floor: float = 1e-4,
                         logits_cp: torch.Tensor | None = None, logits_cn: torch.Tensor | None = None) -> torch.Tensor:
     """BIANet Eq. 22: -(1/M) sum_i log(P_cp[y_i] - w P_cn[y_i]), w = ``weight`` (Eq. 22 curriculum).
 
     The argument can be <= 0 (w reaches 2); the paper does not say how it stays positive. Choices:
 
-    * ``softplus`` (default): log(softplus_beta(x)), softplus_beta(x) = log(1 + e^{beta x}) / beta.
-      Equals log(x) to within e^{-beta x}/beta for x >> 1/beta, and below zero it becomes a linear
-      penalty of slope beta instead of -inf, so every tuple keeps a finite, useful gradient.
+    * ``logit`` (the model default): cross-entropy on the counterfactual logits z_cp - w z_cn,
+      the total indirect effect in logit space; needs ``logits_cp``/``logits_cn``. No log of a
+      difference, so nothing to keep positive.
+    * ``softplus``: log(softplus_beta(x)), softplus_beta(x) = log(1 + e^{beta x}) / beta. Equals
+      log(x) to within e^{-beta x}/beta for x >> 1/beta, and below zero it becomes a linear
+      penalty of slope beta instead of -inf, so every tuple keeps a finite gradient.
     * ``clamp``: log(max(x, floor)); tuples below the floor get no gradient.
-    * ``logit``: cross-entropy on the counterfactual logits z_cp - w z_cn (a logit-space TIE);
-      needs ``logits_cp``/``logits_cn``.
+
+    In probability form, once w > 1 a K = 2 tuple can keep x > 0 only if the reverse prediction
+    ranks the *wrong* candidate first (P_cn[y] < P_cp[y] / w); on the synthetic task of
+    tests/test_models_learning.py both probability forms stayed at chance while ``logit`` learned.
 
     ``p_cp``/``p_cn`` are ``[B, C]`` class probabilities (C = K, or 2 for verification).
     """

@@ -72,7 +72,7 @@ BIANET: dict[str, Any] = {
     "dropkey_p": 0.1,           # Eq. 17 p, not given: the authors' vestigial DropKey ratio
     "cf_schedule": "cosine",    # cosine (Eq. 22 curriculum) | constant (Table 7 'w/o')
     "cf_constant_weight": 1.0,  # w for cf_schedule=constant (the plain TIE of Eq. 8)
-    "cf_positivity": "softplus",  # how log(P_cp - w P_cn) stays finite: softplus | clamp | logit
+    "cf_positivity": "logit",   # Eq. 22 form: logit (CE(z_cp - w z_cn)) | softplus | clamp (probability form)
     "cf_softplus_beta": 10.0,
     "cf_clamp_floor": 1e-4,
     "attn_channels": 128,
@@ -145,6 +145,9 @@ def resolve_config(cfg: dict) -> dict:
         raise ValueError("model.face_pretrained must be a file path or null")
     if name == "aicanet" and full["aia"] and not (full["first_order"] or full["self_support"]):
         raise ValueError("model.aia=true needs first_order or self_support (otherwise set aia=false)")
+    if name == "aicanet" and full["rel_loss"] and not (full["aia"] and full["first_order"]):
+        raise ValueError("model.rel_loss=true needs aia=true and first_order=true (Eq. 2 supervises the "
+                         "relevance net of the relevance-guided first-order step); set rel_loss=false")
     if full["classifier"] == "shared" and full["num_candidates"] == 1:
         raise ValueError("model.classifier='shared' needs num_candidates >= 2 (K = 1 uses the verification head)")
     return full

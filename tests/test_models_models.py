@@ -58,7 +58,8 @@ def test_param_groups_cover_every_parameter_exactly_once(name):
 def test_main_objective_reaches_every_module_and_never_the_discriminator(name):
     model = tiny(name)
     batch = dense_batch(4, 2, "v2f")
-    terms = model.loss(model(batch), batch, epoch=5.0)
+    # epoch 3 of 10: BIANet's w = 1 - cos(0.3 pi) != 1 (at w = 1 the classifier bias cancels in z_cp - w z_cn)
+    terms = model.loss(model(batch), batch, epoch=3.0)
     terms["total"].backward(retain_graph=True)
     groups = model.param_groups()
     for group, params in groups.items():
@@ -127,8 +128,12 @@ def test_bianet_test_time_weight_comes_from_the_last_trained_epoch_and_survives_
     model.loss(model(batch), batch, epoch=5.0)   # N = 10 -> w = 1
     assert float(model.trained_epoch) == 5.0
     out = model.eval()(batch)
+    torch.testing.assert_close(out["logits"], out["logits_cp"] - 1.0 * out["logits_cn"])   # logit form
+    prob_form = tiny("bianet", cf_positivity="softplus")
+    prob_form.load_state_dict(model.state_dict())
+    out = prob_form.eval()(batch)
     p_cp, p_cn = out["logits_cp"].softmax(1), out["logits_cn"].softmax(1)
-    torch.testing.assert_close(out["logits"], p_cp - 1.0 * p_cn)
+    torch.testing.assert_close(out["logits"], p_cp - 1.0 * p_cn)                           # Eq. 22 form
     clone = tiny("bianet")
     clone.load_state_dict(model.state_dict())
     assert float(clone.trained_epoch) == 5.0
@@ -163,6 +168,8 @@ def test_config_errors_name_the_key_and_the_allowed_values():
         build_model({"name": "baseline", "num_candidates": 0})
     with pytest.raises(ValueError, match="face_backbone.preset"):
         build_model({"name": "baseline", "face_backbone": "vgg"})
+    with pytest.raises(ValueError, match="rel_loss"):
+        build_model({"name": "aicanet", "first_order": False})
     with pytest.raises(ValueError, match="channels"):
         build_model({"name": "baseline", "face_backbone": "tiny", "voice_backbone": "seresnet34"})
 
