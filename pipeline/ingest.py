@@ -21,6 +21,7 @@ import resource
 import sys
 import time
 from collections import Counter, deque
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -161,6 +162,32 @@ def _describe_change(old: dict, new: dict) -> str:
     return "; ".join(diffs) if diffs else "the input files changed (clips added, removed or modified)"
 
 
+@contextmanager
+def _dataset_lock(dataset_dir: Path):
+    """One ingest at a time per `<out>/<dataset>`: two writers of the same shards would interleave
+    garbage, and the leak check must see a stable set of splits. flock is released by the kernel
+    when the holder dies, even by kill -9, so a stale lock never blocks a resume."""
+    import fcntl
+
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    with open(dataset_dir / ".ingest.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise IngestError(f"{dataset_dir} is being written by another ingest ({holder}); wait "
+                              "for it to finish or stop it, then re-run") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class Ingest:
     """One ingest run. `job` is the per-clip worker function (a module-level callable with the
     signature and return value of `_extract_job`); replaceable to wrap extraction, e.g. to test
@@ -280,6 +307,10 @@ class Ingest:
 
     # -- execution
     def run(self) -> dict:
+        with _dataset_lock(self.cfg.out / self.cfg.dataset):
+            return self._run()
+
+    def _run(self) -> dict:
         cfg = self.cfg
         t_start = time.time()
         runs = self.plan()

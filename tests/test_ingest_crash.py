@@ -56,3 +56,25 @@ def test_systemic_crashes_stop_the_run_with_a_clear_error(tmp_path):
     with pytest.raises(IngestError, match="5 clips in a row killed their worker"):
         run_ingest(cfg, log=lambda *_: None, job=crash_always)
     assert not list((tmp_path / "out").rglob("*.tar"))
+
+
+def test_a_second_concurrent_ingest_of_the_same_dataset_is_refused(tmp_path):
+    import fcntl
+
+    import pytest
+
+    from pipeline.ingest import IngestError
+
+    root = make_vox2_corpus(tmp_path / "vox2", clips_per_video=1, videos=1, with_txt=False)
+    lock = tmp_path / "out" / "voxceleb2" / ".ingest.lock"
+    lock.parent.mkdir(parents=True)
+    cfg = IngestConfig(dataset="voxceleb2", root=root, meta=root / "vox2_meta.csv", out=tmp_path / "out",
+                       workers=1, eval_store=False, progress=False)
+    with open(lock, "w") as holder:
+        holder.write("pid 4242\n")
+        holder.flush()
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(IngestError, match=r"being written by another ingest \(pid 4242\)"):
+            run_ingest(cfg, log=lambda *_: None)
+    run_ingest(cfg, log=lambda *_: None)  # lock released: runs
+    assert (tmp_path / "out" / "voxceleb2" / "train" / "index.json").exists()
