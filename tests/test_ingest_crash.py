@@ -1,6 +1,6 @@
-"""A worker process that dies mid-clip (e.g. a decoder segfault on a hostile file) costs only
-that clip: the pool is replaced, the clips in flight are retried one by one, the culprit is
-skipped as `worker_crash`, and the shards equal a run without the crash minus that clip."""
+"""Process-level failures: a worker that dies mid-clip (e.g. a decoder segfault on a hostile
+file) costs only that clip; workers dying on every clip stop the run with a clear error; and a
+second concurrent ingest of the same dataset folder is refused."""
 
 from __future__ import annotations
 
