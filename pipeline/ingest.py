@@ -618,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(<out>/<dataset>/<split>/shard-NNNNNN.{tar,idx}, index.json, manifest.jsonl, "
                     "report.json, eval.zarr for val/test). Restartable: re-run the same command "
                     "after an interruption and it continues. See docs/INGEST.md.")
-    p.add_argument("--dataset", required=True, choices=("voxceleb1", "voxceleb2"))
+    p.add_argument("--dataset", required=True, choices=("voxceleb1", "voxceleb2"),
+                   help="which release --root holds (decides the layout reader and split presets)")
     p.add_argument("--root", required=True, type=Path,
                    help="dataset folder: VoxCeleb2 with [dev|test/]mp4 (+aac, txt); VoxCeleb1 with "
                         "wav/ and unzippedIntervalFaces/ (or --faces), txt/")
@@ -657,8 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vox2-audio", choices=("auto", "m4a", "mp4"), default="auto",
                    help="VoxCeleb2 audio: auto = the aac/*.m4a when present else the mp4 track")
     p.add_argument("--video-backend", choices=("pyav", "decord"), default="pyav",
-                   help="mp4/m4a decoder: pyav (default; sequential decode, ~30 MB per worker) or "
-                        "decord (seeking reader; ~550 MB per worker); same frames, see docs/INGEST.md")
+                   help="mp4/m4a decoder: pyav (default; sequential decode, ~85 MB per worker) or "
+                        "decord (seeking reader, ~625 MB per worker); same frames, see docs/INGEST.md")
     p.add_argument("--crop-boxes", action="store_true",
                    help="crop frames by the txt boxes (only for full, uncropped frames; the released "
                         "VoxCeleb crops must not be re-cropped)")
