@@ -221,8 +221,11 @@ class Ingest:
         self.preset = preset
         self.log(f"meta: {len(meta)} identities in {cfg.meta}; preset {preset}: "
                  + ", ".join(f"{s} {n}" for s, n in assignment.counts().items() if n))
+        self.log(f"scanning {cfg.root} ...")
         scan = _scan(cfg, meta)
         self.timings["scan_s"] = round(time.time() - t0, 3)
+        self.log(f"scan: {len(scan.clips)} clips, {len(scan.skipped)} unusable inputs, "
+                 f"{scan.ignored_count} files outside the layout ({self.timings['scan_s']:.1f} s)")
         info = _identity_info(meta)
         by_split: dict[str, list[ClipRecord]] = {s: [] for s in splits}
         skips_by_split: dict[str, list[dict]] = {s: [] for s in splits}
