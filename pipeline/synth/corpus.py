@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -20,6 +21,10 @@ from .oracle import CHANCE, oracle_report
 from .plan import CorpusSpec, IdentityPlan, VideoPlan, plan_corpus
 
 GROUND_TRUTH = "ground_truth.json"
+#: Workers start from a clean interpreter ("forkserver"), not a fork of the caller: the caller may
+#: be a test session or training script that already runs torch/OpenMP threads, and forking a
+#: threaded process can deadlock. Costs about a second of imports per worker.
+_MP_CONTEXT = multiprocessing.get_context("forkserver")
 FORMAT_VERSION = 1
 
 
@@ -180,7 +185,7 @@ def make_corpus(
                     totals[k] += stats[k]
                 bar.update(len(v.clips))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=_MP_CONTEXT) as pool:
                 futures = {pool.submit(render_video, str(out), seed, p, v): v for p, v in jobs}
                 for fut in as_completed(futures):
                     stats = fut.result()
