@@ -118,19 +118,18 @@ TRAIN_SCHEMA: dict[str, Field] = {
                                          "the end of each epoch", check=_non_negative),
     "keep_last": Field(2, (int,), "periodic/epoch checkpoints kept (best is kept separately)",
                        check=_positive),
-    "val_data": Field(None, (str, list), "validation shard set(s) (<out>/<dataset>/val); null = no "
-                                         "validation and no best checkpoint", nullable=True),
+    "val_data": Field(None, (str, list), "validation split folder <out>/<dataset>/val (its eval.zarr "
+                                         "is scored); null = no validation and no best checkpoint",
+                      nullable=True),
     "val_every": Field(1, (int,), "epochs between validations (also at the end of training)",
                        check=_positive),
-    "val_batches": Field(20, (int,), "batches per validation (per run, split across ranks; more than "
-                                     "one pass over the val set continues with its next seeded epochs)",
-                         check=_positive),
-    "val_batch_size": Field(None, (int,), "tuples per validation batch; null = data.batch_size (a "
-                                          "batch needs that many distinct val identities)",
-                            nullable=True, check=_positive),
+    "val_min_trials": Field(1000, (int,), "validation trials per direction; a small val split adds "
+                                          "seeded trial sets until reached", check=_positive),
+    "val_batch_size": Field(64, (int,), "tuples per validation scoring batch (does not change results)",
+                            check=_positive),
     "val_k": Field(None, (int,), "candidates per validation tuple; null = the model's K",
                    nullable=True, check=_positive),
-    "val_seed": Field(1234, (int,), "seed of the fixed validation tuples"),
+    "val_seed": Field(1234, (int,), "seed of the fixed validation trials"),
     "cpu": Field(False, (bool,), "force CPU even when CUDA is present"),
     "tensorboard": Field(True, (bool,), "also write TensorBoard event files"),
     "find_unused_parameters": Field(False, (bool,), "DDP find_unused_parameters (only for model "

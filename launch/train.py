@@ -57,18 +57,13 @@ def default_loader_builder(data_cfg: dict, rank: int, world_size: int, device):
     return TupleLoader(dict(data_cfg), rank=rank, world_size=world_size, device=device)
 
 
-def val_data_config(data_cfg: dict, train_cfg: dict, k: int) -> dict:
-    """The loader config of the fixed validation tuples: same preprocessing, other shards, fixed
-    seed, K of the model (1:2 for the paper presets)."""
-    val = dict(data_cfg)
-    val["shards"] = train_cfg["val_data"]
-    val["k"] = k
-    val["seed"] = train_cfg["val_seed"]
-    val["steps_per_epoch"] = None  # a fixed training epoch length must not limit validation
-    if train_cfg["val_batch_size"] is not None:
-        val["batch_size"] = train_cfg["val_batch_size"]
-        val["buffer_size"] = max(val.get("buffer_size", 0), 2 * val["batch_size"], k + 1)
-    return val
+def default_validator_builder(cfg: dict, k: int, accelerator):
+    from launch.validation import Validator, validation_directions
+
+    tcfg = cfg["train"]
+    return Validator(tcfg["val_data"], cfg["data"], k, validation_directions(cfg["data"].get("direction", "v2f")),
+                     seed=tcfg["val_seed"], min_trials=tcfg["val_min_trials"], batch_size=tcfg["val_batch_size"],
+                     accelerator=accelerator)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -92,23 +87,6 @@ def resolve_mixed_precision(setting: str, device: torch.device) -> str:
     return "no"
 
 
-def matching_accuracy(scores: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Per-tuple 1:K accuracy with ties counted 1/#tied (a constant scorer gets exactly chance)."""
-    top = scores.max(dim=1, keepdim=True).values
-    tied = scores == top
-    return tied.gather(1, label[:, None]).squeeze(1).float() / tied.sum(1).float()
-
-
-def verification_auc(scores: torch.Tensor, label: torch.Tensor) -> float:
-    """Area under the ROC curve (ties count 1/2): the K = 1 selection metric, threshold-free."""
-    pos, neg = scores[label == 1].double(), scores[label == 0].double()
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).double().mean()
-    equal = (pos[:, None] == neg[None, :]).double().mean()
-    return float(greater + 0.5 * equal)
-
-
 def loader_skip_counts(loader) -> dict:
     """The loader's read-time skip counters, flattened for logging ({} if it exposes none)."""
     counts = getattr(loader, "skip_counts", None)
@@ -117,58 +95,6 @@ def loader_skip_counts(loader) -> dict:
     if not isinstance(counts, dict):
         return {}
     return {f"skipped/{k}": int(v) for k, v in counts.items() if isinstance(v, (int, float))}
-
-
-class Validator:
-    """Accuracy on a fixed set of VALIDATION tuples (never test): the ``best`` checkpoint's metric.
-
-    Every call re-reads the same tuples (the loader rewound to its start state, fixed seed), so
-    numbers are comparable across epochs; a small validation set gives more tuples by continuing
-    into the loader's next seeded epochs (new pairings of the same val identities). Each rank
-    scores its own share and the results are gathered.
-    """
-
-    def __init__(self, loader, num_batches: int, k: int, accelerator):
-        self.loader = loader
-        self.start_state = loader.state_dict()  # epoch 0, nothing read: rewinding to it is O(1)
-        self.k = k
-        self.accelerator = accelerator
-        self.num_batches = max(1, math.ceil(num_batches / accelerator.num_processes))
-        self.name = f"val/acc_1:{k}" if k >= 2 else "val/auc"
-
-    def _batches(self):
-        self.loader.load_state_dict(self.start_state)
-        done, epoch = 0, 0
-        while True:
-            for batch in self.loader:
-                yield batch
-                done += 1
-                if done == self.num_batches:
-                    return
-            epoch += 1
-            self.loader.set_epoch(epoch)
-
-    @torch.no_grad()
-    def __call__(self, model) -> dict:
-        scores, labels, dirs = [], [], []
-        for batch in self._batches():
-            s = model.predict(batch).float()
-            scores.append(s if self.k >= 2 else s.reshape(-1))
-            labels.append(batch["label"].reshape(-1))
-            dirs.append(torch.full_like(labels[-1], 0 if batch["direction"] == "v2f" else 1))
-        scores = self.accelerator.gather(torch.cat(scores))
-        labels = self.accelerator.gather(torch.cat(labels))
-        dirs = self.accelerator.gather(torch.cat(dirs))
-        result = {"val/tuples": int(labels.numel())}
-        if self.k >= 2:
-            acc = matching_accuracy(scores, labels)
-            result[self.name] = float(acc.mean())
-            for code, direction in ((0, "v2f"), (1, "f2v")):
-                if (dirs == code).any():
-                    result[f"{self.name}/{direction}"] = float(acc[dirs == code].mean())
-        else:
-            result[self.name] = verification_auc(scores, labels)
-        return result
 
 
 def check_gradient_separation(model, terms: dict, groups: dict) -> None:
@@ -192,7 +118,7 @@ def check_gradient_separation(model, terms: dict, groups: dict) -> None:
 
 
 def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_builder,
-          loader_builder=default_loader_builder) -> dict:
+          loader_builder=default_loader_builder, validator_builder=default_validator_builder) -> dict:
     """Run (or resume) one training run; returns the summary printed at the end."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
@@ -234,9 +160,7 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
     validator = None
     k = int(getattr(model, "num_candidates", cfg["model"].get("num_candidates", 2)))
     if tcfg["val_data"] is not None:
-        val_k = tcfg["val_k"] or k
-        val_loader = loader_builder(val_data_config(cfg["data"], tcfg, val_k), rank, world, accelerator.device)
-        validator = Validator(val_loader, tcfg["val_batches"], val_k, accelerator)
+        validator = validator_builder(cfg, tcfg["val_k"] or k, accelerator)
 
     model, main_opt = accelerator.prepare(model, main_opt)
     if disc_opt is not None:
@@ -392,9 +316,8 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
             last_saved_step = step
     if bar is not None:
         bar.close()
-    for used in (loader, validator.loader if validator is not None else None):
-        if hasattr(used, "close"):
-            used.close()  # the loader's decode threads and open shard files
+    if hasattr(loader, "close"):
+        loader.close()  # the loader's decode threads and open shard files
     accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - t_start
     summary = {

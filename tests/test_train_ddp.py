@@ -39,7 +39,7 @@ def test_two_process_gloo_run_and_resume(tmp_path):
         "optim": {"lr": {g: 1e-2 for g in ("face_encoder", "voice_encoder", "generator", "discriminator",
                                            "classifier", "attention")}},
         "train": {"epochs": 2, "output_dir": str(tmp_path / "run"), "log_every": 1, "progress": False,
-                  "tensorboard": False, "cpu": True, "val_data": "fake-val", "val_batches": 4,
+                  "tensorboard": False, "cpu": True, "val_data": "fake-val", "val_min_trials": 32,
                   "checkpoint_every": 3},
     }
     config = tmp_path / "fake.yaml"

@@ -2,19 +2,43 @@
 exact resume (bit-for-bit on CPU), the detach contract of every model, and the checkpoint that
 evaluation loads (`load_model`)."""
 
+import io
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
+from PIL import Image
 
 from launch import checkpoint as ckpt
 from launch.config import check_owned_sections, validate
 from launch.logging_utils import read_log
 from launch.train import train
+from shards.evalstore import EvalStoreWriter
+from shards.format import iter_tar_samples
 from shards.loader import TupleLoader
 from shards.testing import SyntheticSpec, make_shard_set
 
 GROUPS = ("face_encoder", "voice_encoder", "generator", "discriminator", "classifier", "attention")
+
+
+def add_eval_store(split_dir: Path) -> Path:
+    """eval.zarr for a generated shard set, as ingest's second pass writes it (decoded faces and
+    int16 audio per sample), so the in-training validator can score it."""
+    index = json.loads((split_dir / "index.json").read_text())
+    writer = EvalStoreWriter(split_dir / "eval.zarr", num_faces=index["num_faces"], face_size=index["face_size"])
+    for shard in index["shards"]:
+        for key, members, _ in iter_tar_samples(split_dir / shard["path"]):
+            info = json.loads(members["json"])
+            faces = np.stack([np.asarray(Image.open(io.BytesIO(members[f"f{i}.jpg"])).convert("RGB"))
+                              for i in range(index["num_faces"])])
+            audio, _ = sf.read(io.BytesIO(members["flac"]), dtype="int16")
+            writer.append(key=key, identity=info["identity"], video=info["video"], clip=info["clip"],
+                          faces=faces, audio=audio, gender=info.get("gender"))
+    writer.close()
+    return split_dir
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +47,8 @@ def shard_sets(tmp_path_factory):
     common = dict(videos_per_identity=3, clips_per_video=2, face_size=32, dataset="voxceleb1")
     train_dir = make_shard_set(root / "voxceleb1" / "train",
                                SyntheticSpec(num_identities=8, split="train", seed=1, **common))
-    val_dir = make_shard_set(root / "voxceleb1" / "val",
-                             SyntheticSpec(num_identities=8, split="val", seed=2, **common))
+    val_dir = add_eval_store(make_shard_set(root / "voxceleb1" / "val",
+                                            SyntheticSpec(num_identities=5, split="val", seed=2, **common)))
     return train_dir, val_dir
 
 
@@ -40,7 +64,7 @@ def config(shard_sets, out, name="aicanet", **train_overrides):
         "model": {"name": name, **tiny},
         "optim": {"lr": {g: 1e-3 for g in GROUPS}, "milestones": [1]},
         "train": {"epochs": 2, "output_dir": str(out), "log_every": 1, "progress": False,
-                  "tensorboard": False, "cpu": True, "val_data": [str(shard_sets[1])], "val_batches": 2,
+                  "tensorboard": False, "cpu": True, "val_data": str(shard_sets[1]), "val_min_trials": 40,
                   **train_overrides},
     })
     cfg["model"] = check_owned_sections(cfg)
@@ -71,7 +95,10 @@ def test_resume_with_real_loader_and_model_equals_uninterrupted(shard_sets, tmp_
 @pytest.mark.parametrize("name", ["baseline", "aicanet", "bianet"])
 def test_dry_run_every_model_honours_the_single_backward_contract(shard_sets, tmp_path, name):
     summary = train(config(shard_sets, tmp_path, name=name), dry_run=True)
-    assert summary["steps"] == 1 and 0.0 <= summary["last_val"]["val/acc_1:2"] <= 1.0
+    val = summary["last_val"]
+    assert summary["steps"] == 1 and 0.0 <= val["val/acc_1:2"] <= 1.0
+    # direction=both: both directions validated on fixed trials, at least val_min_trials each
+    assert val["val/trials/v2f"] >= 40 and val["val/trials/f2v"] >= 40
     assert not tmp_path.joinpath("run").exists()
 
 
@@ -83,10 +110,32 @@ def test_load_model_rebuilds_the_trained_model(shard_sets, tmp_path):
     assert not model.training
     payload = ckpt.read_model_file(tmp_path / "run")  # run folder -> best checkpoint
     assert payload["model_config"] == cfg["model"] and payload["data_config"]["face_size"] == 32
-    loader = TupleLoader({**cfg["data"], "shards": cfg["train"]["val_data"]})
-    batch = next(iter(loader))
+    batch = next(iter(TupleLoader(cfg["data"])))
     again = ckpt.load_model(latest / "model.pt")
     assert torch.equal(model.predict(batch), again.predict(batch))
     # The BIANet test-time Eq. 22 weight needs the last training progress: it travels in the weights.
     spe = TupleLoader(cfg["data"]).steps_per_epoch
     assert float(model.trained_epoch) == pytest.approx((spe - 1) / spe)
+
+
+def test_validator_is_fixed_and_explains_bad_val_data(shard_sets, tmp_path):
+    from accelerate import Accelerator
+
+    from launch.config import ConfigError
+    from launch.validation import Validator
+
+    cfg = config(shard_sets, tmp_path)
+    acc = Accelerator(cpu=True)
+    model = __import__("models").build_model(cfg["model"])
+
+    def make(batch_size=16):
+        return Validator(shard_sets[1], cfg["data"], 2, ["v2f"], seed=5, min_trials=40, batch_size=batch_size,
+                         accelerator=acc)
+
+    first, again, other_batch = make()(model), make()(model), make(batch_size=3)(model)
+    assert first == again == other_batch  # same trials, batch-independent scores
+    assert first["val/trials/v2f"] >= 40 and model.training  # train mode restored
+    with pytest.raises(ConfigError, match="no evaluation store"):
+        Validator(shard_sets[0], cfg["data"], 2, ["v2f"], seed=5, min_trials=10, batch_size=8, accelerator=acc)
+    with pytest.raises(ConfigError, match="1:10 validation needs at least 10"):
+        Validator(shard_sets[1], cfg["data"], 10, ["v2f"], seed=5, min_trials=10, batch_size=8, accelerator=acc)

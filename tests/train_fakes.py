@@ -156,6 +156,32 @@ class FakeModel(nn.Module):
                 ("face_encoder", "voice_encoder", "generator", "discriminator", "classifier", "attention")}
 
 
+class FakeValidator:
+    """Validation over fixed FakeLoader tuples (the real one scores an eval.zarr)."""
+
+    def __init__(self, cfg: dict, k: int, accelerator):
+        tcfg = cfg["train"]
+        self.accelerator, self.k = accelerator, k
+        self.name = f"val/acc_1:{k}"
+        self.loader = FakeLoader({**cfg["data"], "seed": tcfg["val_seed"], "k": k},
+                                 accelerator.process_index, accelerator.num_processes, accelerator.device)
+        per_batch = self.loader.batch_size * accelerator.num_processes
+        self.loader.steps_per_epoch = max(1, -(-tcfg["val_min_trials"] // per_batch))
+
+    def __call__(self, model) -> dict:
+        from accelerate.utils import gather_object
+
+        from launch.eval.metrics import tie_aware_hits
+
+        self.loader.set_epoch(0)
+        hits = []
+        for batch in self.loader:
+            hits += tie_aware_hits(model.predict(batch).cpu().numpy(), batch["label"].cpu().numpy()).tolist()
+        if self.accelerator.num_processes > 1:
+            hits = gather_object(hits)
+        return {self.name: float(sum(hits) / len(hits)), "val/tuples": len(hits)}
+
+
 def fake_config(tmp_dir, **train) -> dict:
     """A validated config for the fakes (``train`` entries override the train section)."""
     from launch.config import validate
@@ -168,7 +194,7 @@ def fake_config(tmp_dir, **train) -> dict:
                   "milestones": [2, 3]},
         "train": {"epochs": 3, "output_dir": str(Path(tmp_dir) / "run"), "log_every": 1,
                   "progress": False, "tensorboard": False, "cpu": True, "val_data": "fake-val",
-                  "val_batches": 4, **train},
+                  "val_min_trials": 32, **train},
     }
     return validate(cfg)
 
@@ -176,7 +202,8 @@ def fake_config(tmp_dir, **train) -> dict:
 def run_fake(cfg: dict, **kwargs):
     from launch.train import train
 
-    return train(cfg, model_builder=FakeModel, loader_builder=FakeLoader, **kwargs)
+    return train(cfg, model_builder=FakeModel, loader_builder=FakeLoader, validator_builder=FakeValidator,
+                 **kwargs)
 
 
 if __name__ == "__main__":  # accelerate launch tests/train_fakes.py --config X [overrides]
