@@ -12,7 +12,8 @@ from pipeline.synth.oracle import CHANCE, oracle_accuracy
 from pipeline.synth.testing import cached_corpus, load_ground_truth
 
 
-def simulate(people: list[SharedAttributes], gender_matched: bool, trials: int, seed: int = 0) -> float:
+def simulate(people: list[SharedAttributes], gender_matched: bool, trials: int, seed: int = 0,
+             knows=lambda p: p.key()) -> float:
     """Play 1:2 trials: probe i, candidates i and a random other j; oracle picks by attributes."""
     rng = np.random.default_rng(seed)
     score = 0.0
@@ -21,7 +22,7 @@ def simulate(people: list[SharedAttributes], gender_matched: bool, trials: int, 
         others = [j for j in range(len(people)) if j != i and (not gender_matched or people[j].gender == people[i].gender)]
         j = others[int(rng.integers(len(others)))]
         candidates = [i, j] if rng.random() < 0.5 else [j, i]
-        matches = [people[c].key() == people[i].key() for c in candidates]
+        matches = [knows(people[c]) == knows(people[i]) for c in candidates]
         if sum(matches) == 1:
             score += float(candidates[matches.index(True)] == i)
         else:
@@ -35,6 +36,11 @@ def test_exact_formula_matches_simulation():
     people = [SharedAttributes(*cells[int(rng.integers(4))]) for _ in range(30)]  # few cells: many ties
     for gm in (False, True):
         assert oracle_accuracy(people, gm) == pytest.approx(simulate(people, gm, 20000), abs=0.01)
+    gender_only = simulate(people, False, 20000, knows=lambda p: p.gender)
+    assert oracle_accuracy(people, attributes=("gender",)) == pytest.approx(gender_only, abs=0.01)
+    assert gender_only < oracle_accuracy(people)
+    with pytest.raises(ValueError, match="gender"):
+        oracle_accuracy(people, gender_matched=True, attributes=("group",))
 
 
 def test_hand_computed_cases():

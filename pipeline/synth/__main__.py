@@ -44,12 +44,14 @@ def format_summary(s: dict) -> str:
         f"  clips: {s['clips']} ({s['clips_rendered']} rendered, {s['clips_skipped_existing']} already present)"
         f"  files: {s['files']}  size: {s['bytes'] / 1e6:.1f} MB",
         f"  time: {s['seconds']:.1f} s with {s['workers']} workers ({s['clips_per_second']:.1f} clips/s)",
-        f"  1:2 matching, chance {s['chance']:.2f}; attribute-oracle ceiling (random / gender-matched negatives):",
+        f"  1:2 matching, chance {s['chance']:.2f}; attribute-oracle ceiling with random / gender-matched negatives,"
+        " and an oracle that knows only gender:",
     ]
     for pool, r in s["oracle"].items():
         def fmt(v):
             return "  n/a" if v is None else f"{v:.3f}"
-        lines.append(f"    {pool:<22} ids={r['identities']:<4} {fmt(r['random_negatives'])} / {fmt(r['gender_matched_negatives'])}")
+        lines.append(f"    {pool:<22} ids={r['identities']:<4} {fmt(r['random_negatives'])} / "
+                     f"{fmt(r['gender_matched_negatives'])}   gender only {fmt(r['gender_only'])}")
     if s["faults"]:
         lines.append(f"  injected faults: {s['faults']} bad files listed in faults.json")
     return "\n".join(lines)

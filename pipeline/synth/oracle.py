@@ -29,11 +29,22 @@ from .attributes import SharedAttributes
 CHANCE = 0.5
 
 
-def oracle_accuracy(people: Iterable[SharedAttributes], gender_matched: bool = False) -> float | None:
-    """Expected oracle 1:2 accuracy over a pool; None when the pool allows no trial."""
-    keys = [p.key() for p in people]
+def oracle_accuracy(people: Iterable[SharedAttributes], gender_matched: bool = False,
+                    attributes: tuple[str, ...] = ("gender", "age_band", "group")) -> float | None:
+    """Expected oracle 1:2 accuracy over a pool; None when the pool allows no trial.
+
+    `attributes` limits what the oracle knows, e.g. ("gender",) gives the accuracy of a matcher
+    that reads gender perfectly and nothing else, a useful reference between chance and ceiling.
+    Gender must be among them for gender-matched negatives.
+    """
+    if gender_matched and "gender" not in attributes:
+        raise ValueError("gender-matched negatives need an oracle that knows gender")
+    people = list(people)
+    keys = [(p.gender,) + tuple(getattr(p, a) for a in attributes if a != "gender") for p in people]
+    if "gender" not in attributes:
+        keys = [k[1:] for k in keys]
     cell = Counter(keys)
-    by_gender = Counter(k[0] for k in keys)
+    by_gender = Counter(p.gender for p in people)
     pairs = ties = 0
     for key, count in cell.items():
         negatives = (by_gender[key[0]] if gender_matched else len(keys)) - 1
@@ -45,12 +56,16 @@ def oracle_accuracy(people: Iterable[SharedAttributes], gender_matched: bool = F
 
 
 def oracle_report(pools: dict[str, list[SharedAttributes]]) -> dict[str, dict]:
-    """{pool: {"identities", "random_negatives", "gender_matched_negatives"}} for the summary."""
+    """{pool: {"identities", "random_negatives", "gender_matched_negatives", "gender_only"}}.
+
+    "gender_only" is the random-negative accuracy of an oracle that knows only gender.
+    """
     return {
         name: {
             "identities": len(people),
             "random_negatives": oracle_accuracy(people),
             "gender_matched_negatives": oracle_accuracy(people, gender_matched=True),
+            "gender_only": oracle_accuracy(people, attributes=("gender",)),
         }
         for name, people in pools.items()
     }
