@@ -127,7 +127,7 @@ def test_the_mouth_opens_with_the_speech_energy():
     # the mouth interior is drawn near (70, 20, 25); count such pixels per frame
     dark_red = (np.abs(frames - [70, 20, 25]).sum(-1) < 90) & (frames[..., 0] > frames[..., 1] + 25)
     opening = dark_red.reshape(len(frames), -1).sum(1)
-    speech = r._utterance.waveform.reshape(len(frames), -1)
+    speech = r.clean_speech.reshape(len(frames), -1)
     energy = np.sqrt(np.mean(speech**2, axis=1))
     assert opening.max() > 0 and np.corrcoef(opening, energy)[0, 1] > 0.4
 

@@ -81,6 +81,11 @@ class ClipRenderer:
         return apply_voice_nuisance(self._utterance.waveform, self.voice_nuisance, rng, SAMPLE_RATE)
 
     @property
+    def clean_speech(self) -> np.ndarray:
+        """float32 speech before noise, music, reverb and level (what drives the mouth)."""
+        return self._utterance.waveform
+
+    @property
     def mouth(self) -> np.ndarray:
         return self._utterance.mouth
 
