@@ -231,3 +231,13 @@ def test_a_single_tuple_batch_trains_without_crashing(name, k):
     terms = model.loss(model(batch), batch, epoch=0.5)
     (terms["total"] + terms["disc_total"]).backward()
     assert torch.isfinite(terms["total"])
+
+
+def test_cli_prints_the_complete_config_and_rejects_unknown_keys(capsys):
+    from models.__main__ import main
+    counts = main(["--ablation", "bianet_t6_eps_0.1", "--tiny", "--set", "num_candidates=3"])
+    printed = capsys.readouterr().out
+    assert '"epsilon": 0.1' in printed and '"num_candidates": 3' in printed and counts["attention"] > 0
+    with pytest.raises(SystemExit):
+        main(["--name", "baseline", "--set", "cbp_dim=3"])
+    assert "cbp_dim" in capsys.readouterr().err

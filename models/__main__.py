@@ -1,0 +1,54 @@
+"""Print a model's complete config and its parameter count per group.
+
+    python -m models --name aicanet                  # paper defaults
+    python -m models --name bianet --tiny --set num_candidates=10 epsilon=0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .ablations import ABLATIONS, ablation_config
+from .registry import DEFAULTS, build_model, tiny_overrides
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--name", choices=sorted(DEFAULTS), help="model to build with its paper defaults")
+    source.add_argument("--ablation", choices=sorted(ABLATIONS), help="an ablation row of models/ablations.py")
+    parser.add_argument("--tiny", action="store_true", help="apply the CPU-demo sizes (models.TINY)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides; values are JSON when they parse (2, 0.1, true, null), else strings")
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            parser.error(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key] = _parse_value(value)
+    if args.ablation:
+        name = ABLATIONS[args.ablation]["name"]
+        cfg = {**ablation_config(args.ablation, **(tiny_overrides(name) if args.tiny else {})), **overrides}
+    else:
+        cfg = {"name": args.name, **(tiny_overrides(args.name) if args.tiny else {}), **overrides}
+    try:
+        model = build_model(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    counts = {group: sum(p.numel() for p in params) for group, params in model.param_groups().items()}
+    print(json.dumps({"config": model.cfg, "parameters": counts, "parameters_total": sum(counts.values())}, indent=2))
+    return counts
+
+
+if __name__ == "__main__":
+    main()
