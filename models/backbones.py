@@ -7,7 +7,8 @@ voice net always trains from scratch (BIANet §5.1).
 
 Presets (``preset`` key of the ``face_backbone`` / ``voice_backbone`` config):
 
-* face ``resnet18``: torchvision ResNet-18 up to ``layer4`` (512 channels, 7x7 at 224 px).
+* face ``resnet18``: torchvision ResNet-18 up to ``layer4`` (512 channels, 7x7 at 224 px);
+  ``imagenet_norm`` (default true) maps the contract's [-1, 1] faces to ImageNet mean/std first.
 * face ``tiny``: a 4-stage ResNet of BasicBlocks for 64 px CPU runs (default 128 channels).
 * voice ``seresnet34``: [3, 4, 6, 3] BasicBlocks with squeeze-excitation, widths 64..512.
 * voice ``light``: the authors' shipped variant, [2, 2, 2, 2] plain BasicBlocks (no SE).
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 FACE_PRESETS: dict[str, dict] = {
-    "resnet18": {"arch": "resnet18"},
+    "resnet18": {"arch": "resnet18", "imagenet_norm": True},
     "tiny": {"arch": "resnet", "layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "se": False,
              "stem_channels": [16], "stem_strides": [[2, 2]], "stage_strides": [1, 2, 2, 2]},
 }
@@ -120,11 +121,24 @@ class ResNetTrunk(nn.Module):
         return self.stages(self.stem(x))
 
 
-class FaceResNet18(nn.Module):
-    """torchvision ResNet-18 without ``avgpool``/``fc``; ``[N,3,H,W] -> [N,512,H/32,W/32]``."""
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
-    def __init__(self, pretrained_path: str | None = None):
+
+class FaceResNet18(nn.Module):
+    """torchvision ResNet-18 without ``avgpool``/``fc``; ``[N,3,H,W] -> [N,512,H/32,W/32]``.
+
+    Faces arrive as (x/255 - 0.5)/0.5 (ARCHITECTURE.md §4, the authors' normalisation). ImageNet
+    weights were trained on (x/255 - mean)/std, so with ``imagenet_norm`` the input is mapped to
+    that range first (an affine per channel, no statistics): the pretrained filters then see the
+    input distribution they were trained for.
+    """
+
+    def __init__(self, pretrained_path: str | None = None, imagenet_norm: bool = True):
         super().__init__()
+        self.imagenet_norm = imagenet_norm
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         from torchvision.models import resnet18
 
         net = resnet18(weights=None)
@@ -135,6 +149,8 @@ class FaceResNet18(nn.Module):
         self.out_channels = 512
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.imagenet_norm:
+            x = ((x + 1) * 0.5 - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         return self.body(x)
 
 
@@ -191,7 +207,7 @@ def _resolve(spec: str | dict, presets: dict[str, dict], what: str) -> dict:
     if preset not in presets:
         raise ValueError(f"{what}.preset={preset!r} is unknown; allowed: {sorted(presets)}")
     merged = dict(presets[preset])
-    allowed = _RESNET_KEYS if merged["arch"] == "resnet" else {"arch"}
+    allowed = _RESNET_KEYS if merged["arch"] == "resnet" else {"arch", "imagenet_norm"}
     for key in spec:
         if key not in allowed:
             raise ValueError(f"{what}.{key} is not a setting of preset {preset!r}; allowed: {sorted(allowed | {'preset'})}")
@@ -209,7 +225,9 @@ def build_face_backbone(spec: str | dict, pretrained_path: str | None = None) ->
     """Face encoder from a preset name or ``{"preset": ..., overrides}``."""
     settings = _resolve(spec, FACE_PRESETS, "face_backbone")
     if settings["arch"] == "resnet18":
-        return FaceResNet18(pretrained_path)
+        if not isinstance(settings["imagenet_norm"], bool):
+            raise ValueError(f"face_backbone.imagenet_norm={settings['imagenet_norm']!r} must be true or false")
+        return FaceResNet18(pretrained_path, settings["imagenet_norm"])
     if pretrained_path is not None:
         raise ValueError("face_pretrained is only supported with face_backbone preset 'resnet18' "
                          "(ImageNet weights exist for that architecture only)")

@@ -241,3 +241,18 @@ def test_cli_prints_the_complete_config_and_rejects_unknown_keys(capsys):
     with pytest.raises(SystemExit):
         main(["--name", "baseline", "--set", "cbp_dim=3"])
     assert "cbp_dim" in capsys.readouterr().err
+
+
+def test_resnet18_maps_contract_faces_to_imagenet_statistics():
+    from models.backbones import FaceResNet18
+    net = FaceResNet18().eval()
+    seen = {}
+    net.body[0].register_forward_pre_hook(lambda m, inp: seen.update(x=inp[0]))
+    faces = torch.rand(1, 3, 32, 32) * 2 - 1                     # (x/255 - 0.5)/0.5
+    net(faces)
+    pixels = (faces + 1) / 2
+    expected = (pixels - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    torch.testing.assert_close(seen["x"], expected)
+    plain = build_model({"name": "baseline", "face_backbone": {"preset": "resnet18", "imagenet_norm": False},
+                         "voice_backbone": "light"})
+    assert plain.face_encoder.imagenet_norm is False
