@@ -117,7 +117,7 @@ class CheckpointWriter:
                 shutil.rmtree(stale, ignore_errors=True)
         self.barrier()
 
-    def save(self, name: str, *, model: dict | None, trainer: dict | None, rank_state: dict,
+    def save(self, name: str, *, model: dict, trainer: dict | None, rank_state: dict | None,
              meta: dict, mark_latest: bool = True) -> Path:
         tmp = self.root / f".tmp-{name}"
         final = self.root / name
@@ -125,10 +125,12 @@ class CheckpointWriter:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         self.barrier()
-        torch.save(rank_state, tmp / f"rank-{self.rank:05d}.pt")
+        if rank_state is not None:  # None: a weights-only checkpoint (best)
+            torch.save(rank_state, tmp / f"rank-{self.rank:05d}.pt")
         if self.is_main:
             torch.save(model, tmp / MODEL_FILE)
-            torch.save(trainer, tmp / TRAINER_FILE)
+            if trainer is not None:
+                torch.save(trainer, tmp / TRAINER_FILE)
             (tmp / "meta.json").write_text(json.dumps(
                 {**meta, "world_size": self.world_size, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
                 indent=2))

@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -95,6 +97,35 @@ def loader_skip_counts(loader) -> dict:
     if not isinstance(counts, dict):
         return {}
     return {f"skipped/{k}": int(v) for k, v in counts.items() if isinstance(v, (int, float))}
+
+
+class PreemptionFlag:
+    """SIGTERM / SIGUSR1 (cluster preemption, ``kill``, ``scancel --signal``) ask the run to stop:
+    the current step finishes, a checkpoint is written, and the process exits with code 3 so a
+    scheduler can requeue it with ``train.resume=auto``. The flag is OR-reduced over processes
+    each step, so all ranks stop at the same step even if only one received the signal."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def agreed(self, accelerator) -> bool:
+        flag = torch.tensor([0.0 if self.signum is None else 1.0], device=accelerator.device)
+        if accelerator.num_processes > 1:
+            flag = accelerator.reduce(flag, reduction="sum")
+        return bool(flag.item() > 0)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def check_gradient_separation(model, terms: dict, groups: dict) -> None:
@@ -234,86 +265,93 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
     window = {"terms": {}, "n": 0, "tuples": 0, "data_s": 0.0, "t0": time.perf_counter()}
     last_val, last_saved_step = None, step if resume_dir is not None else -1
     tuples_seen, t_start = 0, time.perf_counter()
-    stop = False
-    core.train()
-    while batches_done < total_batches and not stop:
-        epoch = batches_done // spe
-        epoch_end = min((epoch + 1) * spe, total_batches)
-        if batches_done % spe == 0:
-            loader.set_epoch(epoch)
-        stream = iter(loader)
-        while batches_done < epoch_end:
-            t0 = time.perf_counter()
-            try:
-                batch = next(stream)
-            except StopIteration:
-                raise RuntimeError(f"the loader ended epoch {epoch} after {batches_done - epoch * spe} "
-                                   f"batches but promised steps_per_epoch={spe}") from None
-            window["data_s"] += time.perf_counter() - t0
-            in_epoch = batches_done - epoch * spe
-            group_start = (in_epoch // accum) * accum
-            group_size = min(accum, epoch_end - epoch * spe - group_start)
-            sync_now = in_epoch - group_start == group_size - 1
-            progress = batches_done / spe
-            sync_ctx = contextlib.nullcontext() if sync_now or world == 1 else accelerator.no_sync(model)
-            with sync_ctx:
-                with accelerator.autocast():
-                    out = model(batch)
-                    terms = core.loss(out, batch, progress)
-                if dry_run:
-                    check_gradient_separation(core, terms, groups)
-                accelerator.backward((terms["total"] + terms["disc_total"]) / group_size)
-            n_tuples = int(batch["label"].shape[0])
-            window["tuples"] += n_tuples
-            tuples_seen += n_tuples
-            for name, value in terms.items():
-                if torch.is_tensor(value) and value.numel() == 1:
-                    window["terms"][name] = window["terms"].get(name, 0.0) + value.detach().float()
-            window["n"] += 1
-            batches_done += 1
-            if bar is not None:
-                bar.update(1)
-            if not sync_now:
-                continue
-
-            if ocfg["grad_clip"] is not None:
-                for opt in optimizers:
-                    params = [p for g in opt.param_groups for p in g["params"]]
-                    accelerator.clip_grad_norm_(params, ocfg["grad_clip"])
-            for opt in optimizers:
-                opt.step()
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            for sched in schedulers:
-                sched.step()
-            step += 1
-
-            if step % tcfg["log_every"] == 0 or batches_done == total_batches:
-                row = make_log_row(accelerator, window, step, batches_done / spe, optimizers, loader)
-                logger.log(row)
+    stop = preempted = False
+    preemption = PreemptionFlag()
+    try:
+        core.train()
+        while batches_done < total_batches and not stop:
+            epoch = batches_done // spe
+            epoch_end = min((epoch + 1) * spe, total_batches)
+            if batches_done % spe == 0:
+                loader.set_epoch(epoch)
+            stream = iter(loader)
+            while batches_done < epoch_end:
+                t0 = time.perf_counter()
+                try:
+                    batch = next(stream)
+                except StopIteration:
+                    raise RuntimeError(f"the loader ended epoch {epoch} after {batches_done - epoch * spe} "
+                                       f"batches but promised steps_per_epoch={spe}") from None
+                window["data_s"] += time.perf_counter() - t0
+                in_epoch = batches_done - epoch * spe
+                group_start = (in_epoch // accum) * accum
+                group_size = min(accum, epoch_end - epoch * spe - group_start)
+                sync_now = in_epoch - group_start == group_size - 1
+                progress = batches_done / spe
+                sync_ctx = contextlib.nullcontext() if sync_now or world == 1 else accelerator.no_sync(model)
+                with sync_ctx:
+                    with accelerator.autocast():
+                        out = model(batch)
+                        terms = core.loss(out, batch, progress)
+                    if dry_run:
+                        check_gradient_separation(core, terms, groups)
+                    accelerator.backward((terms["total"] + terms["disc_total"]) / group_size)
+                n_tuples = int(batch["label"].shape[0])
+                window["tuples"] += n_tuples
+                tuples_seen += n_tuples
+                for name, value in terms.items():
+                    if torch.is_tensor(value) and value.numel() == 1:
+                        window["terms"][name] = window["terms"].get(name, 0.0) + value.detach().float()
+                window["n"] += 1
+                batches_done += 1
                 if bar is not None:
-                    bar.set_postfix(loss=f"{row.get('loss/total', float('nan')):.4f}",
-                                    tps=f"{row['tuples_per_s']:.0f}")
-                window = {"terms": {}, "n": 0, "tuples": 0, "data_s": 0.0, "t0": time.perf_counter()}
-            if max_steps is not None and step >= max_steps:
-                stop = True
-                break
-            if writer is not None and tcfg["checkpoint_every"] and step % tcfg["checkpoint_every"] == 0:
+                    bar.update(1)
+                if not sync_now:
+                    continue
+
+                if ocfg["grad_clip"] is not None:
+                    for opt in optimizers:
+                        params = [p for g in opt.param_groups for p in g["params"]]
+                        accelerator.clip_grad_norm_(params, ocfg["grad_clip"])
+                for opt in optimizers:
+                    opt.step()
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                for sched in schedulers:
+                    sched.step()
+                step += 1
+
+                if step % tcfg["log_every"] == 0 or batches_done == total_batches:
+                    row = make_log_row(accelerator, window, step, batches_done / spe, optimizers, loader)
+                    logger.log(row)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{row.get('loss/total', float('nan')):.4f}",
+                                        tps=f"{row['tuples_per_s']:.0f}")
+                    window = {"terms": {}, "n": 0, "tuples": 0, "data_s": 0.0, "t0": time.perf_counter()}
+                if max_steps is not None and step >= max_steps:
+                    stop = True
+                    break
+                if preemption.agreed(accelerator):
+                    stop = preempted = True
+                    break
+                if writer is not None and tcfg["checkpoint_every"] and step % tcfg["checkpoint_every"] == 0:
+                    save(f"step-{step:09d}")
+                    last_saved_step = step
+
+            epoch_finished = batches_done % spe == 0 or batches_done == total_batches
+            if validator is not None and (epoch_finished or stop) and not preempted:
+                epochs_done = batches_done / spe
+                due = stop or batches_done == total_batches or (batches_done // spe) % tcfg["val_every"] == 0
+                if due:
+                    last_val = run_validation()
+                    core.train()
+                    if bar is not None:
+                        bar.write(f"epoch {epochs_done:.2f}: {validator.name} = {last_val[validator.name]:.4f}")
+            if writer is not None and step != last_saved_step and (epoch_finished or stop):
                 save(f"step-{step:09d}")
                 last_saved_step = step
-
-        epoch_finished = batches_done % spe == 0 or batches_done == total_batches
-        if validator is not None and (epoch_finished or stop):
-            epochs_done = batches_done / spe
-            due = stop or batches_done == total_batches or (batches_done // spe) % tcfg["val_every"] == 0
-            if due:
-                last_val = run_validation()
-                core.train()
-                if bar is not None:
-                    bar.write(f"epoch {epochs_done:.2f}: {validator.name} = {last_val[validator.name]:.4f}")
-        if writer is not None and step != last_saved_step and (epoch_finished or stop):
-            save(f"step-{step:09d}")
-            last_saved_step = step
+    finally:
+        preemption.restore()
     if bar is not None:
         bar.close()
     if hasattr(loader, "close"):
@@ -325,7 +363,10 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
         "tuples_per_s": tuples_seen * world / max(elapsed, 1e-9),
         "best": best, "last_val": last_val, "output_dir": str(run_dir),
         "latest_checkpoint": None if dry_run else str(ckpt.read_latest(ckpt_root)),
+        "preempted": preempted,
     }
+    if preempted:
+        logger.log({"event": "preempted", "step": step})
     logger.log({"event": "end", "step": step, **{k: v for k, v in summary.items()
                                                   if isinstance(v, (int, float))}})
     logger.close()
@@ -394,13 +435,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if PartialState().is_main_process:
         print(format_summary(summary, dry_run=args.dry_run))
+    if summary["preempted"]:
+        print(f"stopped by a signal at step {summary['steps']} after writing a checkpoint; continue with "
+              f"train.resume=auto", file=sys.stderr)
+        return 3
     return 0
 
 
 def format_summary(summary: dict, dry_run: bool = False) -> str:
     best = summary["best"]
     lines = [
-        "dry run OK (nothing written)" if dry_run else "training finished",
+        "dry run OK (nothing written)" if dry_run else
+        "training stopped by a signal (checkpoint written)" if summary.get("preempted") else "training finished",
         f"  steps            {summary['steps']}  (epochs {summary['epochs']:.3f})",
         f"  processes        {summary['processes']}",
         f"  time             {summary['seconds']:.1f} s  ({summary['tuples_per_s']:.1f} tuples/s)",

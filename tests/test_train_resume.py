@@ -85,6 +85,7 @@ def test_checkpoint_files_load_with_weights_only_and_follow_the_model_format(tmp
     assert set(payload) == {"format", "model_config", "data_config", "state_dict", "epoch", "step"}
     assert payload["format"] == "voxface-model/1" and payload["epoch"] == 3.0
     assert payload["step"] == summary["steps"] and payload["data_config"]["k"] == 2
+    assert sorted(p.name for p in (root / "best").iterdir()) == ["meta.json", "model.pt"]  # weights only
     best = json.loads((root / "best" / "meta.json").read_text())
     assert best["best"]["metric"] == "val/acc_1:2" and best["best"]["value"] == summary["best"]["value"]
     assert len(list(root.glob("step-*"))) == 2  # keep_last
@@ -135,3 +136,26 @@ def test_dry_run_writes_nothing_and_checks_the_detach_contract(tmp_path):
     with pytest.raises(RuntimeError, match="puts gradient on the discriminator"):
         train(fake_config(tmp_path), dry_run=True, model_builder=LeakyModel, loader_builder=FakeLoader,
               validator_builder=FakeValidator)
+
+
+def test_sigterm_checkpoints_and_stops_then_resume_continues_exactly(tmp_path):
+    import os
+    import signal
+
+    class PreemptedLoader(FakeLoader):  # the "cluster" sends SIGTERM while batch 8 is being made
+        def _make(self, epoch, index):
+            if epoch == 1 and index == 2 and not getattr(PreemptedLoader, "sent", False):
+                PreemptedLoader.sent = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super()._make(epoch, index)
+
+    ref = run_fake(fake_config(tmp_path / "a"))
+    first = train(fake_config(tmp_path / "b"), model_builder=FakeModel, loader_builder=PreemptedLoader,
+                  validator_builder=FakeValidator)
+    assert first["preempted"] and first["steps"] == 9  # the step in flight finished, then stopped
+    assert ckpt.read_latest(tmp_path / "b" / "run" / "checkpoints").name == "step-000000009"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    resumed = train(fake_config(tmp_path / "b", resume="auto"), model_builder=FakeModel,
+                    loader_builder=FakeLoader, validator_builder=FakeValidator)
+    assert not resumed["preempted"] and resumed["steps"] == ref["steps"]
+    assert losses_by_step(tmp_path / "a" / "run") == losses_by_step(tmp_path / "b" / "run")
