@@ -34,7 +34,7 @@ def test_synth_ingest_train_kill_resume_beats_chance(tmp_path):
     from pipeline.synth import make_corpus
 
     corpus, shards, run_dir = tmp_path / "corpus", tmp_path / "shards", tmp_path / "run"
-    make_corpus(corpus, identities=32, videos_per_identity=2, clips_per_video=2, min_seconds=2.0,
+    make_corpus(corpus, identities=40, videos_per_identity=2, clips_per_video=2, min_seconds=2.0,
                 max_seconds=3.0, workers=2, progress=False)
     for dataset in ("voxceleb1", "voxceleb2"):
         run("-m", "pipeline.ingest", "--dataset", dataset, "--root", str(corpus / dataset), "--out",
