@@ -324,6 +324,12 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
                 if step % tcfg["log_every"] == 0 or batches_done == total_batches:
                     row = make_log_row(accelerator, window, step, batches_done / spe, optimizers, loader)
                     logger.log(row)
+                    diverged = [k for k, v in row.items() if k.startswith("loss/") and not math.isfinite(v)]
+                    if diverged:  # same row on every rank (reduced), so every rank stops here
+                        raise FloatingPointError(
+                            f"training diverged: {', '.join(diverged)} not finite at step {step}. Nothing "
+                            f"was saved after the last checkpoint ({ckpt.read_latest(ckpt_root)}). Lower "
+                            f"optim.lr.* or set optim.grad_clip, then start again or resume from it.")
                     if bar is not None:
                         bar.set_postfix(loss=f"{row.get('loss/total', float('nan')):.4f}",
                                         tps=f"{row['tuples_per_s']:.0f}")
@@ -428,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             print(dump_config(cfg))
             return 0
         summary = train(cfg, dry_run=args.dry_run)
-    except (ConfigError, ckpt.CheckpointError, FileNotFoundError) as exc:
+    except (ConfigError, ckpt.CheckpointError, FileNotFoundError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from accelerate.state import PartialState

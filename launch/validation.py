@@ -99,14 +99,24 @@ class Validator:
         result, pooled = {}, []
         for direction in self.directions:
             probes, cands, labels = self.work[direction]
-            local = []
+            local, nonfinite = [], 0
             if probes:
                 scores, _ = scorer.score(direction, probes, cands)
+                # A diverging model must not kill the run from inside validation: non-finite scores
+                # are replaced by a value below every finite one (a trial with no finite score ties
+                # everywhere = chance credit) and counted in the result.
+                bad = ~np.isfinite(scores)
+                nonfinite = int(bad.any(axis=1).sum())
+                floor = float(scores[~bad].min()) - 1.0 if (~bad).any() else 0.0
+                scores = np.where(bad, floor, scores)
                 if self.k >= 2:
                     local = tie_aware_hits(scores, labels).tolist()
                 else:
                     local = list(zip(scores[:, 0].tolist(), labels.tolist()))
             gathered = gather_object(local) if self.accelerator.num_processes > 1 else local
+            counts = gather_object([nonfinite]) if self.accelerator.num_processes > 1 else [nonfinite]
+            if sum(counts):
+                result[f"val/nonfinite_trials/{direction}"] = int(sum(counts))
             if self.k >= 2:
                 value = float(np.mean(gathered))
             else:

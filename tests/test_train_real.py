@@ -139,3 +139,21 @@ def test_validator_is_fixed_and_explains_bad_val_data(shard_sets, tmp_path):
         Validator(shard_sets[0], cfg["data"], 2, ["v2f"], seed=5, min_trials=10, batch_size=8, accelerator=acc)
     with pytest.raises(ConfigError, match="1:10 validation needs at least 10"):
         Validator(shard_sets[1], cfg["data"], 10, ["v2f"], seed=5, min_trials=10, batch_size=8, accelerator=acc)
+
+
+def test_validator_counts_non_finite_scores_instead_of_crashing(shard_sets, tmp_path):
+    from accelerate import Accelerator
+
+    from launch.validation import Validator
+
+    cfg = config(shard_sets, tmp_path)
+    validator = Validator(shard_sets[1], cfg["data"], 2, ["v2f"], seed=5, min_trials=20, batch_size=16,
+                          accelerator=Accelerator(cpu=True))
+
+    class Diverged(torch.nn.Module):  # what a model blown up by a too-high learning rate returns
+        def predict(self, batch):
+            return torch.full(batch["candidate_index"].shape, float("nan"))
+
+    result = validator(Diverged())
+    assert result["val/acc_1:2"] == 0.5  # all-tied trials: exactly chance, never "best" by accident
+    assert result["val/nonfinite_trials/v2f"] == result["val/trials/v2f"]

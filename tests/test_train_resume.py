@@ -159,3 +159,17 @@ def test_sigterm_checkpoints_and_stops_then_resume_continues_exactly(tmp_path):
                     loader_builder=FakeLoader, validator_builder=FakeValidator)
     assert not resumed["preempted"] and resumed["steps"] == ref["steps"]
     assert losses_by_step(tmp_path / "a" / "run") == losses_by_step(tmp_path / "b" / "run")
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path):
+    class Exploding(FakeModel):
+        def loss(self, out, batch, epoch):
+            terms = super().loss(out, batch, epoch)
+            if epoch >= 1.5:
+                terms["total"] = terms["total"] * float("inf")
+            return terms
+
+    with pytest.raises(FloatingPointError, match="loss/total not finite at step 10"):
+        train(fake_config(tmp_path), model_builder=Exploding, loader_builder=FakeLoader,
+              validator_builder=FakeValidator)
+    assert ckpt.read_latest(tmp_path / "run" / "checkpoints").name == "step-000000006"  # end of epoch 0
