@@ -15,7 +15,6 @@ negatives and slots for the same probes, a steadier estimate of the same quantit
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +82,6 @@ class Validator:
                 if len(probes) >= min_trials:
                     break
             self.work[direction] = (probes[rank::world], cands[rank::world], np.asarray(labels[rank::world]))
-        self.num_trials = {d: len(self.work[d][0]) * world for d in self.directions}  # approx. per direction
         self.items = ItemLoader(self.store, EvalInputs.from_data_config(data_cfg))
 
     @torch.no_grad()
@@ -134,7 +132,3 @@ class Validator:
 def validation_directions(direction: str) -> list[str]:
     return ["v2f", "f2v"] if direction == "both" else [direction]
 
-
-def rounds_needed(trials_per_round: int, min_trials: int) -> int:
-    """How many seeded trial sets reach ``min_trials`` (for docs/tests)."""
-    return min(MAX_ROUNDS, max(1, math.ceil(min_trials / max(trials_per_round, 1))))
