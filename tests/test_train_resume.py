@@ -39,7 +39,7 @@ def recording_builders():
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, accum):
     # 6 batches per epoch; with accum=4 the optimiser steps are 4+2 micro-batches per epoch.
     ref = run_fake(fake_config(tmp_path / "a", grad_accum_steps=accum, checkpoint_every=1))
-    stop_at = 3 if accum == 1 else 3  # mid-epoch for both (epoch 1, batch 3 / epoch 1, step 1)
+    stop_at = 3  # mid-epoch for both: accum=1 -> epoch 0, batch 3; accum=4 -> epoch 1, after 4 batches
     cfg = fake_config(tmp_path / "b", grad_accum_steps=accum, max_steps=stop_at, checkpoint_every=1)
     first = run_fake(cfg)
     assert first["steps"] == stop_at
