@@ -145,9 +145,22 @@ SCHEMAS = {"optim": OPTIM_SCHEMA, "train": TRAIN_SCHEMA}
 
 class _Loader(yaml.SafeLoader):
     """PyYAML implements YAML 1.1, where ``1e-3`` (no dot) is a *string*; every learning rate
-    written that way would then fail validation. Also resolve such literals as floats."""
+    written that way would then fail validation. Also resolve such literals as floats.
+
+    YAML 1.1 also reads ``no``/``yes``/``on``/``off`` as booleans, so ``train.mixed_precision=no``
+    would arrive as ``False``; like YAML 1.2, only ``true``/``false`` are booleans here."""
 
 
+# Copy the resolver table before editing it, so the change stays local to this loader.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),

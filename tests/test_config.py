@@ -142,3 +142,14 @@ def test_owned_sections_errors_name_the_key(override, fragment):
     with pytest.raises(ConfigError) as err:
         check_owned_sections(load_config(CONFIGS / "aicanet_v2f.yaml", [override]))
     assert fragment in str(err.value)
+
+
+def test_yaml_1_1_words_stay_strings_so_mixed_precision_no_works():
+    """`train.mixed_precision=no` is what users type; YAML 1.1 would turn it into False."""
+    assert parse_value("no") == "no" and parse_value("off") == "off"
+    assert parse_value("true") is True and parse_value("False") is False
+    demo = Path(__file__).resolve().parents[1] / "launch" / "configs" / "demo.yaml"
+    cfg = load_config(demo, ["train.mixed_precision=no"])
+    assert cfg["train"]["mixed_precision"] == "no"
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        load_config(demo, ["train.mixed_precision=off"])
