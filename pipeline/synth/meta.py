@@ -8,6 +8,11 @@ Real formats (see shared/data/voxceleb_meta/README.md):
   trailing space: ``id00012 ,n000012 ,m ,dev ``.
 
 The same parser reads the real files (tested), so what parses here parses for real data too.
+
+Why a second parser next to `pipeline.meta.read_meta`: the ingest's parser is lenient on purpose
+(it accepts every circulating variant of these files); this one is *strict* (exact header, BOM,
+padding, field values) so the tests can prove the generator writes the real format, not merely
+something the lenient parser tolerates. Production code reads meta files with `pipeline.meta`.
 """
 
 from __future__ import annotations

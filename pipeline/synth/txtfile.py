@@ -8,7 +8,11 @@ Real example (VoxCeleb2; VoxCeleb1 rows hold integer pixels of a 360-high frame 
     FV Conf   : \t20.230\t(1)
     ASD Conf  : \t2.765
     <blank>
-    FRAME \tX \tY \tW \tH \n    000349 \t0.319 \t0.067 \t0.424 \t0.753 \n"""
+    FRAME \tX \tY \tW \tH \n    000349 \t0.319 \t0.067 \t0.424 \t0.753 \n
+
+Like `meta.py`, the reader here is a strict conformance check used by the generator's tests;
+the ingest reads txt files with the lenient `pipeline.boxes.read_track`.
+"""
 
 from __future__ import annotations
 
