@@ -2,7 +2,8 @@
 
 The loader emits the *indexed* form: each unique face/voice is decoded once and tuples point at
 rows, which is what keeps decoded items per tuple near 2 instead of 1 + K. Models that want the
-dense layout call `dense_view`; tests, the trainer and the evaluator call `check_tuple_batch` so a
+dense layout call `dense_view` (the reverse, dense -> indexed, is `models.from_dense`, which lives
+with the models because they must not import this package); tests, the trainer and the evaluator call `check_tuple_batch` so a
 sampling bug (two positives, a negative of the anchor's identity, a repeated negative identity)
 fails loudly instead of silently training on wrong labels.
 """
@@ -13,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["TupleBatchError", "check_tuple_batch", "dense_view", "from_dense", "batch_size_of", "num_candidates_of"]
+__all__ = ["TupleBatchError", "check_tuple_batch", "dense_view", "batch_size_of", "num_candidates_of"]
 
 DIRECTIONS = ("v2f", "f2v")
 
@@ -49,31 +50,6 @@ def dense_view(batch: dict) -> dict[str, Any]:
     anchors = batch[anchor_mod][batch["anchor_index"]]
     cands = batch[cand_mod][idx.reshape(-1)].reshape(*idx.shape, *batch[cand_mod].shape[1:])
     return {"direction": batch["direction"], "anchor": anchors, "candidates": cands, "label": batch["label"]}
-
-
-def from_dense(anchor: torch.Tensor, candidates: torch.Tensor, label: torch.Tensor, direction: str,
-               **extra: Any) -> dict[str, Any]:
-    """Build the indexed form from dense `anchor [B, ...]`, `candidates [B, K, ...]`, `label [B]`.
-
-    No de-duplication: every anchor and candidate gets its own row (the evaluator and tests use
-    this; the loader builds the indexed form directly). `extra` passes through identity/key/gender
-    fields unchanged.
-    """
-    anchor_mod, cand_mod = _modalities(direction)
-    if candidates.ndim < 2 or candidates.shape[0] != anchor.shape[0]:
-        raise TupleBatchError(f"candidates must be [B, K, ...] with B = {anchor.shape[0]}, got {tuple(candidates.shape)}")
-    b, k = candidates.shape[:2]
-    device = anchor.device
-    out = {
-        "direction": direction,
-        anchor_mod: anchor,
-        cand_mod: candidates.reshape(b * k, *candidates.shape[2:]),
-        "anchor_index": torch.arange(b, device=device),
-        "candidate_index": torch.arange(b * k, device=device).reshape(b, k),
-        "label": torch.as_tensor(label, dtype=torch.int64, device=device),
-    }
-    out.update(extra)
-    return out
 
 
 def _fail(msg: str) -> None:

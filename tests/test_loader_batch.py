@@ -5,7 +5,8 @@ import copy
 import pytest
 import torch
 
-from shards.batch import TupleBatchError, check_tuple_batch, dense_view, from_dense
+from models import from_dense
+from shards.batch import TupleBatchError, check_tuple_batch, dense_view
 
 
 def _indexed_v2f():
@@ -39,11 +40,11 @@ def test_from_dense_round_trips_through_dense_view():
     anchor = torch.randn(4, 3, 8, 8)
     cands = torch.randn(4, 2, 1, 10, 7)
     label = torch.tensor([0, 1, 1, 0])
-    ind = from_dense(anchor, cands, label, "f2v", anchor_identity=list("wxyz"))
+    ind = from_dense(anchor, cands, "f2v", label)
     assert ind["faces"].shape == (4, 3, 8, 8) and ind["voices"].shape == (8, 1, 10, 7)
     dense = dense_view(ind)
     assert torch.equal(dense["anchor"], anchor) and torch.equal(dense["candidates"], cands)
-    assert ind["anchor_identity"] == list("wxyz")
+    assert torch.equal(dense["label"], label)
 
 
 @pytest.mark.parametrize("mutate, message", [
