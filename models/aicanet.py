@@ -19,14 +19,13 @@ the anchor's K pair-specific fused maps (reference_code_study.md §2.4).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import losses
-from .attention import AdaptiveThreshold, SEMask, attend, channel_affinity, instance_norm, shrink
+from .attention import (AdaptiveThreshold, SEMask, attend, channel_affinity, instance_norm, l2_normalize,
+                        scaled_dot_softmax, shrink)
 from .base import MatchingModel, one_hot_match, pair_indices
 from .batch import TupleIndex
 from .cbp import CompactBilinearPooling
@@ -50,7 +49,7 @@ class RelevanceNet(nn.Module):
         self.fc2 = nn.Linear(hidden, 1)
 
     def forward(self, q_voice: torch.Tensor, q_face: torch.Tensor) -> torch.Tensor:
-        z = self.cbp(F.normalize(q_voice, dim=-1), F.normalize(q_face, dim=-1))
+        z = self.cbp(l2_normalize(q_voice, dim=-1), l2_normalize(q_face, dim=-1))
         return torch.tanh(self.fc2(F.leaky_relu(self.bn(self.fc1(z)), 0.2))).squeeze(-1)
 
 
@@ -114,10 +113,12 @@ class InteractionCorrection(nn.Module):
         """Eq. 7: softmax(f (f->)^T) f with f as query/value and the first-order output as key.
 
         Scaled by 1/sqrt(H W) (the contraction length): the paper gives no scale, and raw dot
-        products over 49-100 positions saturate the softmax.
+        products over 49-100 positions saturate the softmax. Evaluated by ``scaled_dot_softmax``,
+        which factors the features' magnitude out of the logits: the dot products of eval-mode
+        features early in training (1e20 and more, BatchNorm running statistics lagging) overflow
+        float32 and turned the plain softmax into NaN.
         """
-        logits = s @ key.transpose(1, 2) / math.sqrt(s.shape[-1])
-        return attend(torch.softmax(logits, dim=-1), s)
+        return attend(scaled_dot_softmax(s, key), s)
 
     def pairs(self, voice_maps: torch.Tensor, face_maps: torch.Tensor, vi: torch.Tensor, fi: torch.Tensor):
         """Interaction features f^ of every (voice vi[p], face fi[p]) pair and the relevance R [P] (or None)."""

@@ -6,18 +6,67 @@ authors' code divides features by their L2 norm *across the batch* (reference_co
 vector is L2-normalised over its own spatial positions instead, so affinities are cosines in
 [-1, 1]. That also gives the fixed thresholds of AICANet Table VIII / BIANet Table 6
 (0.01 ... 0.2) a scale they can act on.
+
+Scale safety. In eval mode the backbones' BatchNorm layers use running statistics, which lag far
+behind the weights in the first steps at the papers' learning rates (Adam 5e-2 on the encoders):
+eval-mode feature maps then reach 1e10-1e23 although the training-mode ones are O(10). The
+sum of squares of such a map overflows float32 (max 3.4e38), so a plain L2 normalisation or IN
+silently returns zeros and a dot-product softmax returns NaN. Cosines, IN and the softmax
+are invariant to (or, for the softmax, can factor out) a positive scale, so the helpers below
+divide by the largest magnitude first when it is huge: the same equations, evaluated where
+float32 can hold them. Below ``SAFE_MAGNITUDE`` nothing is rescaled (results are bit-identical
+to the plain formulas).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+# 2**32: squares of values up to this, summed over 1e4 positions, stay far below float32's max.
+SAFE_MAGNITUDE = 2.0 ** 32
+
+
+def unit_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x / s, s)`` with ``s`` = max |x| over ``dim`` where that exceeds ``SAFE_MAGNITUDE``, else 1.
+
+    For scale-invariant quantities (cosines, IN) and for factoring a scale out of softmax logits:
+    see the module docstring.
+    """
+    peak = x.detach().abs().amax(dim=dim, keepdim=True)
+    scale = torch.where(peak > SAFE_MAGNITUDE, peak, torch.ones_like(peak))
+    return x / scale, scale
+
+
+def l2_normalize(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``F.normalize(x, dim)`` that stays exact when the squares of ``x`` overflow float32."""
+    return F.normalize(unit_scale(x, dim)[0], dim=dim)
+
+
 def channel_affinity(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Cosine affinity between the channels of ``q [N, C, P]`` and ``k [N, C, P]`` -> ``[N, C, C]``."""
-    return F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(1, 2)
+    return l2_normalize(q, dim=-1) @ l2_normalize(k, dim=-1).transpose(1, 2)
+
+
+def scaled_dot_softmax(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """softmax(query key^T / sqrt(P)) over the last axis for ``[N, C, P]`` inputs -> ``[N, C, C]``.
+
+    Numerically safe form of the plain expression: with q = a q', k = b k' (a, b the per-sample
+    peaks of ``unit_scale``) the logits are a b L', L' = q' k'^T / sqrt(P) of order 1, and
+    softmax(a b L') = softmax(a b (L' - max_row L')). The shifted logits are <= 0 and are
+    multiplied by a, then b, one at a time: a huge product becomes -inf (weight 0), the row's
+    maximum stays exactly 0, so no inf - inf can occur. Plain q k^T of 1e20-sized eval-mode
+    features overflows to +-inf and the softmax returns NaN.
+    """
+    q, a = unit_scale(query, (1, 2))
+    k, b = unit_scale(key, (1, 2))
+    logits = q @ k.transpose(1, 2) / math.sqrt(query.shape[-1])
+    shifted = logits - logits.detach().amax(dim=-1, keepdim=True)
+    return torch.softmax(shifted * a * b, dim=-1)
 
 
 def attend(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -90,5 +139,9 @@ class SEMask(nn.Module):
 
 
 def instance_norm(x: torch.Tensor) -> torch.Tensor:
-    """IN of Eqs. 8 / 14: per-sample, per-channel normalisation over space, no affine."""
-    return F.instance_norm(x, eps=1e-5)
+    """IN of Eqs. 8 / 14: per-sample, per-channel normalisation over space, no affine.
+
+    Rescaled first when a channel's peak is huge (``unit_scale``): IN is scale-invariant up to
+    its eps, and without it the variance of a 1e20-sized map overflows and IN returns zeros.
+    """
+    return F.instance_norm(unit_scale(x, (2, 3))[0], eps=1e-5)
