@@ -13,6 +13,7 @@ DIRECTIONS = ("v2f", "f2v", "both")
 POSITIVES = ("same_clip", "same_video", "different_video")
 FRAMES = ("random", "first", "middle")
 FACE_DECODERS = ("auto", "pil", "dali")
+DECODE_WORKERS = ("auto", "processes", "threads")
 
 _LOGMEL_KEYS = {"sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "window", "f_min", "f_max", "eps"}
 
@@ -28,13 +29,14 @@ class LoaderConfig:
     positive: str = "different_video"  # same_clip | same_video | different_video
     gender_matched_negatives: bool = False
     buffer_size: int = 2000  # samples (encoded) held per rank in the identity-aware buffer
-    num_workers: int = 2  # reader streams per rank and decode threads
+    num_workers: int = 2  # reader streams per rank and decode workers (processes or threads)
     prefetch: int = 2  # batches sampled + decoding ahead of the one being consumed
     face_size: int | None = None  # None: the shards' native crop size
     frame: str = "random"  # which of the F stored face frames: random | first | middle
     crop_seconds: float = 2.0  # audio crop; shorter clips are loop-padded
     log_mel: dict = field(default_factory=dict)  # LogMel kwargs (n_mels, hop_length, ...)
-    face_decoder: str = "auto"  # auto (DALI mixed on CUDA, else PIL threads) | pil | dali
+    face_decoder: str = "auto"  # auto (DALI mixed on CUDA, else PIL) | pil | dali
+    decode_workers: str = "auto"  # auto (processes with PIL, threads with DALI) | processes | threads
     seed: int = 0
     strict: bool = False  # raise on bad data instead of skipping and counting it
     steps_per_epoch: int | None = None  # None: derived from sample counts (see docs/LOADER.md)
@@ -65,6 +67,7 @@ class LoaderConfig:
         _choice("positive", self.positive, POSITIVES)
         _choice("frame", self.frame, FRAMES)
         _choice("face_decoder", self.face_decoder, FACE_DECODERS)
+        _choice("decode_workers", self.decode_workers, DECODE_WORKERS)
         _int("k", self.k, 1, 10)
         _int("batch_size", self.batch_size, 1)
         _int("buffer_size", self.buffer_size, 2)

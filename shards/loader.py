@@ -1,15 +1,18 @@
 """`TupleLoader`: streaming k-candidate tuple batches for one rank (docs/LOADER.md).
 
-Data path per rank (all in the main process; no worker processes to fork, feed or hang):
+Data path per rank:
 
     index.json --partition(seed, epoch)--> num_workers PieceStreams (sequential tar reads)
         --round robin--> IdentityBuffer (encoded bytes, bounded) --plan_batch(rng)--> BatchPlan
-        --decode threads (PIL / DALI, FLAC crop)--> faces_to_tensor + LogMel on `device` --> batch
+        --decode workers (PIL, FLAC crop, faces_to_tensor + LogMel; shards/assemble.py)--> batch
 
 Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `prefetch` batches
-ahead; decoding and feature extraction of those batches run in a thread pool meanwhile. Every
-random choice comes from an RNG seeded by (seed, epoch, rank, plan number), and decoding is a pure
-function of a plan, so thread timing never changes a batch.
+ahead. Each planned batch goes whole to one of `num_workers` decode worker *processes* (forked
+once, kept across epochs), which return ready CPU tensors through shared memory; batches are
+handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
+decoded by a thread pool in this process instead, features on `device`. Every random choice comes
+from an RNG seeded by (seed, epoch, rank, plan number), and decoding is a pure function of a plan,
+so worker timing never changes a batch.
 
 State for resume (`state_dict`) is the state right after the last *yielded* batch was planned:
 stream cursors (byte offsets), the round-robin position, the plan counter and the buffer's sample
@@ -19,24 +22,26 @@ same at 10% or 90% of an epoch.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import warnings
+import weakref
 from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from shards.assemble import AssembleSpec, Assembled, assemble_batch, finish_batch, lean_plan, worker_init
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
-from shards.decode import decode_face, decode_voice_crop
-from shards.features import LogMel, faces_to_tensor
+from shards.features import LogMel
 from shards.format import ShardFormatError, read_sample_at
 from shards.partition import ShardCatalog, partition_pieces
 from shards.stream import BadSample, PieceStream, Sample, SampleParser, SkipLog
-from shards.tuples import BatchPlan, plan_batch, repair_plan, samples_per_batch
+from shards.tuples import BatchPlan, plan_batch, samples_per_batch
 
 __all__ = ["TupleLoader", "STATE_FORMAT"]
 
@@ -84,9 +89,14 @@ class TupleLoader:
         self.buffer = IdentityBuffer(self.cfg.buffer_size)
         self._num_streams = world_size * self.cfg.num_workers
         self._decode_pool: ThreadPoolExecutor | None = None
-        self._assembler: ThreadPoolExecutor | None = None
+        self._assembler: Executor | None = None
         self._face_decoder = None
         self._face_decoder_kind = self._choose_face_decoder()
+        self.decode_workers = self._choose_decode_workers()
+        self._spec = AssembleSpec(crop_samples=self.crop_samples, sample_rate=self.sample_rate,
+                                  face_size=self.face_size, k=self.cfg.k,
+                                  gender_matched=self.cfg.gender_matched_negatives,
+                                  log_mel=tuple(sorted(self.cfg.log_mel.items())))
         self._streams: list[PieceStream] = []
         self._sampler_ahead = False
         self.epoch = 0
@@ -209,13 +219,41 @@ class TupleLoader:
             return "dali-gpu" if self.device.type == "cuda" else "dali-cpu"
         return "dali-gpu" if self.device.type == "cuda" and dali_available() else "pil"
 
-    def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-        if self._decode_pool is None:
-            self._decode_pool = ThreadPoolExecutor(self.cfg.num_workers, thread_name_prefix="tuple-decode")
-            self._assembler = ThreadPoolExecutor(1, thread_name_prefix="tuple-assemble")
-        return self._decode_pool, self._assembler
+    def _choose_decode_workers(self) -> str:
+        want = self.cfg.decode_workers
+        if want == "processes" and self._face_decoder_kind != "pil":
+            raise ValueError(f"data.decode_workers 'processes' needs PIL face decoding, but face_decoder resolves "
+                             f"to {self._face_decoder_kind!r}: set data.face_decoder: pil or decode_workers: threads")
+        if want == "auto":
+            return "processes" if self._face_decoder_kind == "pil" else "threads"
+        return want
 
-    def _decode_faces(self, samples: list[Sample], pool: ThreadPoolExecutor) -> tuple[dict[int, np.ndarray | torch.Tensor], dict[int, BadSample]]:
+    def _start_method(self) -> str:
+        # fork (as torch's DataLoader on Linux): workers start in milliseconds and share the
+        # imports; elsewhere the platform default (spawn re-imports torch: ~1-2 s per worker)
+        return "fork" if "fork" in multiprocessing.get_all_start_methods() else multiprocessing.get_start_method()
+
+    def _pools(self) -> Executor:
+        """The executor batches are submitted to (created on first use, kept across epochs)."""
+        if self._assembler is None:
+            if self.decode_workers == "processes":
+                self._assembler = ProcessPoolExecutor(self.cfg.num_workers, initializer=worker_init,
+                                                      mp_context=multiprocessing.get_context(self._start_method()))
+            else:
+                self._decode_pool = ThreadPoolExecutor(self.cfg.num_workers, thread_name_prefix="tuple-decode")
+                self._assembler = ThreadPoolExecutor(1, thread_name_prefix="tuple-assemble")
+            # a loader dropped without close() must not leave worker processes behind
+            self._finalizer = weakref.finalize(self, _shutdown, self._assembler, self._decode_pool)
+        return self._assembler
+
+    def _submit(self, plan: BatchPlan) -> Future:
+        pool = self._pools()
+        if self.decode_workers == "processes":
+            return pool.submit(assemble_batch, lean_plan(plan), self._spec)
+        return pool.submit(self._assemble_in_threads, plan)
+
+    def _decode_faces_dali(self, samples: list[Sample]) -> list | None:
+        """DALI pixels for every face, or None when a bad JPEG failed DALI's batch (PIL finds it)."""
         if self._face_decoder_kind != "pil":
             if self._face_decoder is None:
                 from shards.dali_decode import DaliFaceDecoder
@@ -226,63 +264,16 @@ class TupleLoader:
                     num_threads=self.cfg.num_workers, device_id=self.device.index if gpu else None)
             try:
                 pixels = self._face_decoder([s.face for s in samples])
-                return {i: pixels[i] for i in range(len(samples))}, {}
-            except Exception:  # one bad JPEG fails DALI's whole batch: find it with PIL below
+                return [pixels[i] for i in range(len(samples))]
+            except Exception:  # one bad JPEG fails DALI's whole batch: find it with PIL
                 self.stats["dali_fallback_batches"] += 1
-        results = list(pool.map(_try, [decode_face] * len(samples), [(s.face, s.key) for s in samples]))
-        good = {i: r for i, r in enumerate(results) if not isinstance(r, BadSample)}
-        bad = {i: r for i, r in enumerate(results) if isinstance(r, BadSample)}
-        return good, bad
+        return None
 
-    def _assemble(self, plan: BatchPlan) -> dict[str, Any] | None:
-        pool, _ = self._pools()
-        voice_args = [(s.audio, self.crop_samples, u, self.sample_rate, s.key) for s, u in zip(plan.voices, plan.voice_crop)]
-        voice_futs = pool.map(_try, [decode_voice_crop] * len(voice_args), voice_args)
-        faces, bad_faces = self._decode_faces(plan.faces, pool)
-        voices_res = list(voice_futs)
-        voices = {i: r for i, r in enumerate(voices_res) if not isinstance(r, BadSample)}
-        bad_voices = {i: r for i, r in enumerate(voices_res) if isinstance(r, BadSample)}
-        for err in [*bad_faces.values(), *bad_voices.values()]:
-            self.log.skip(err.reason, str(err))
-        if bad_faces or bad_voices:
-            before = len(plan.label)
-            plan = repair_plan(plan, set(bad_faces), set(bad_voices), self.cfg.k, self.cfg.gender_matched_negatives)
-            after = 0 if plan is None else len(plan.label)
-            self.stats["dropped_tuples"] += before - after
-            if plan is None:
-                return None
-            faces = {new: faces[old] for new, old in enumerate(plan.face_rows)}
-            voices = {new: voices[old] for new, old in enumerate(plan.voice_rows)}
-        return self._collate(plan, faces, voices)
-
-    def _collate(self, plan: BatchPlan, faces: dict, voices: dict) -> dict[str, Any]:
-        face_px = [faces[i] for i in range(len(plan.faces))]
-        if isinstance(face_px[0], torch.Tensor):
-            pixels = torch.stack(face_px).to(self.device, non_blocking=True)
-            face_t = faces_to_tensor(pixels, self.face_size)
-        elif len({p.shape for p in face_px}) == 1:
-            face_t = faces_to_tensor(torch.from_numpy(np.stack(face_px)).to(self.device), self.face_size)
-        else:  # mixed crop sizes: resize one by one to the configured size
-            face_t = torch.cat([faces_to_tensor(torch.from_numpy(p[None]).to(self.device), self.face_size) for p in face_px])
-        wave = torch.from_numpy(np.stack([voices[i] for i in range(len(plan.voices))])).to(self.device)
-        with torch.no_grad():
-            voice_t = self.log_mel(wave)
-        anchors, cands = plan.anchors, plan.candidates
-        a_idx, c_idx = plan.anchor_index, plan.candidate_index
-        return {
-            "direction": plan.direction,
-            "faces": face_t,
-            "voices": voice_t,
-            "anchor_index": torch.tensor(a_idx, dtype=torch.int64, device=self.device),
-            "candidate_index": torch.tensor(c_idx, dtype=torch.int64, device=self.device).reshape(len(c_idx), -1),
-            "label": torch.tensor(plan.label, dtype=torch.int64, device=self.device),
-            "anchor_identity": [anchors[i].identity for i in a_idx],
-            "candidate_identity": [[cands[j].identity for j in row] for row in c_idx],
-            "anchor_key": [anchors[i].key for i in a_idx],
-            "candidate_key": [[cands[j].key for j in row] for row in c_idx],
-            "anchor_gender": [anchors[i].gender for i in a_idx],
-            "candidate_gender": [[cands[j].gender for j in row] for row in c_idx],
-        }
+    def _assemble_in_threads(self, plan: BatchPlan) -> Assembled:
+        """Thread mode (DALI, or `decode_workers: threads`): items decoded by a thread pool in this
+        process, features computed on `device`."""
+        return assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), log_mel=self.log_mel,
+                              device=self.device, item_map=self._decode_pool.map)
 
     # ----------------------------------------------------------------------------- iteration
     def _guard_distributed(self) -> None:
@@ -311,7 +302,7 @@ class TupleLoader:
             self._start_epoch(self.epoch)
         if self._sampler_ahead:  # a previous iteration stopped early: rewind to the last yielded batch
             self.load_state_dict(self._state)
-        _, assembler = self._pools()
+        self._pools()
         steps = self.steps_per_epoch
         pending: deque[tuple[Future, dict]] = deque()
         try:
@@ -319,9 +310,9 @@ class TupleLoader:
                 while len(pending) < 1 + self.cfg.prefetch and self._step + len(pending) < steps:
                     plan = self._plan_next()
                     self._sampler_ahead = True
-                    pending.append((assembler.submit(self._assemble, plan), self._snapshot()))
+                    pending.append((self._submit(plan), self._snapshot()))
                 future, snapshot = pending.popleft()
-                batch = future.result()
+                batch = self._receive(future.result())
                 if batch is None:
                     self.stats["dropped_batches"] += 1
                     continue
@@ -341,6 +332,14 @@ class TupleLoader:
                         future.result()
                     except Exception:
                         pass
+
+    def _receive(self, done: Assembled) -> dict[str, Any] | None:
+        """Count a decoded batch's skips here, in batch order (strict mode raises here), and put
+        tensors from a worker process on `device`."""
+        for reason, message in done.skips:
+            self.log.skip(reason, message)
+        self.stats["dropped_tuples"] += done.dropped_tuples
+        return None if done.batch is None else finish_batch(done.batch, self.device)
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -392,7 +391,7 @@ class TupleLoader:
             "coverage": sum(s.fresh for s in self._streams) / max(1, self._rank_samples),
             "decoded_items_per_tuple": self.stats["decoded_items"] / tuples if tuples else None,
             "buffer_samples": len(self.buffer), "buffer_encoded_bytes": self.buffer.encoded_bytes(),
-            "face_decoder": self._face_decoder_kind,
+            "face_decoder": self._face_decoder_kind, "decode_workers": self.decode_workers,
             **{k: self.stats[k] for k in ("batches", "tuples", "dropped_tuples", "dropped_batches",
                                           "unpaired_evicted", "wrapped_reads", "dali_fallback_batches")},
         }
@@ -400,9 +399,9 @@ class TupleLoader:
     def close(self) -> None:
         for s in self._streams:
             s.close()
-        for pool in (self._decode_pool, self._assembler):
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+        if self._assembler is not None:
+            self._finalizer.detach()
+            _shutdown(self._assembler, self._decode_pool)
         self._decode_pool = self._assembler = None
 
     def __enter__(self) -> "TupleLoader":
@@ -412,11 +411,10 @@ class TupleLoader:
         self.close()
 
 
-def _try(fn, args):
-    try:
-        return fn(*args)
-    except BadSample as exc:
-        return exc
+def _shutdown(*pools: Executor | None) -> None:
+    for pool in pools:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def main(argv: list[str] | None = None) -> None:

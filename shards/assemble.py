@@ -1,0 +1,162 @@
+"""Decoding one planned batch into tensors: a pure function of the plan, run in worker processes.
+
+Why processes: on the 2-core box the thread version used ~1 core. Per batch, LogMel (torch STFT +
+matmul, ~35% of the CPU), the FLAC crops (~38%) and the JPEGs (~12%) are many small calls
+(~0.2-0.5 ms each) whose Python glue holds the GIL, and the single assembler thread made each
+batch's feature step wait for its decodes and vice versa. `benchmarks/bench_loader.py` and
+docs/LOADER.md ("Decode workers") have the measurements.
+
+A worker receives a *lean* plan (only the encoded bytes it decodes: face JPEGs of face items,
+FLACs of voice items) and returns ready CPU tensors; torch moves tensor storage between processes
+through shared memory, so only the plan's bytes go through a pipe. Bad items are repaired here
+(`repair_plan`) and returned as `(reason, message)` pairs; the loader counts them (or raises with
+`strict`) in the consuming thread, in batch order, so counts and messages stay deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from shards.decode import decode_face, decode_voice_crop
+from shards.features import LogMel, faces_to_tensor
+from shards.stream import BadSample, Sample
+from shards.tuples import BatchPlan, repair_plan
+
+__all__ = ["AssembleSpec", "Assembled", "assemble_batch", "finish_batch", "lean_plan", "worker_init"]
+
+
+@dataclass(frozen=True)
+class AssembleSpec:
+    """Everything besides the plan that decoding a batch depends on (small, sent with each job)."""
+
+    crop_samples: int
+    sample_rate: int
+    face_size: int
+    k: int
+    gender_matched: bool
+    log_mel: tuple[tuple[str, Any], ...]  # LogMel kwargs as sorted items (hashable: cache key)
+
+
+@dataclass
+class Assembled:
+    """A decoded batch (None when every tuple lost an item) plus what went wrong on the way."""
+
+    batch: dict[str, Any] | None
+    skips: list[tuple[str, str]]
+    dropped_tuples: int
+
+
+_LOG_MEL_CACHE: dict[tuple, LogMel] = {}
+
+
+def worker_init() -> None:
+    """Decode worker start: one intra-op thread, since the workers themselves fill the cores."""
+    torch.set_num_threads(1)
+
+
+def lean_plan(plan: BatchPlan) -> BatchPlan:
+    """A copy of `plan` carrying only the bytes a worker decodes (no `consumed` list): for a face
+    item its JPEG, for a voice item its FLAC. Roughly halves what goes through the pipe."""
+    face_ids, voice_ids = {id(s) for s in plan.faces}, {id(s) for s in plan.voices}
+    lean: dict[int, Sample] = {}
+
+    def slim(s: Sample) -> Sample:
+        if id(s) not in lean:
+            lean[id(s)] = dataclasses.replace(s, face=s.face if id(s) in face_ids else b"",
+                                              audio=s.audio if id(s) in voice_ids else b"")
+        return lean[id(s)]
+
+    return dataclasses.replace(plan, faces=[slim(s) for s in plan.faces], voices=[slim(s) for s in plan.voices],
+                               consumed=[])
+
+
+def _try(fn: Callable, *args):
+    try:
+        return fn(*args)
+    except BadSample as exc:
+        return exc
+
+
+def assemble_batch(plan: BatchPlan, spec: AssembleSpec, *, faces: list | None = None,
+                   log_mel: LogMel | None = None, device: torch.device | None = None,
+                   item_map: Callable = map) -> Assembled:
+    """Decode the plan's unique items once each, drop what failed, build the §3 batch.
+
+    `faces` may hold pixels decoded elsewhere (DALI); `item_map` runs the per-item decodes (a
+    thread pool's `map` in thread mode, plain `map` inside a worker process). Pure: the result
+    depends only on the plan and the spec, never on timing.
+    """
+    n = len(plan.voices)
+    voice_it = item_map(_try, [decode_voice_crop] * n, [s.audio for s in plan.voices], [spec.crop_samples] * n,
+                        plan.voice_crop, [spec.sample_rate] * n, [s.key for s in plan.voices])
+    face_it = faces if faces is not None else item_map(
+        _try, [decode_face] * len(plan.faces), [s.face for s in plan.faces], [s.key for s in plan.faces])
+    voice_res, face_res = list(voice_it), list(face_it)  # a pool's map has submitted both already
+    bad_faces = {i: r for i, r in enumerate(face_res) if isinstance(r, BadSample)}
+    bad_voices = {i: r for i, r in enumerate(voice_res) if isinstance(r, BadSample)}
+    skips = [(e.reason, str(e)) for e in [*bad_faces.values(), *bad_voices.values()]]
+    dropped = 0
+    if bad_faces or bad_voices:
+        before = len(plan.label)
+        repaired = repair_plan(plan, set(bad_faces), set(bad_voices), spec.k, spec.gender_matched)
+        dropped = before - (0 if repaired is None else len(repaired.label))
+        if repaired is None:
+            return Assembled(None, skips, dropped)
+        face_res = [face_res[old] for old in repaired.face_rows]
+        voice_res = [voice_res[old] for old in repaired.voice_rows]
+        plan = repaired
+    if log_mel is None:
+        log_mel = _LOG_MEL_CACHE.get(spec.log_mel)
+        if log_mel is None:
+            log_mel = _LOG_MEL_CACHE.setdefault(spec.log_mel, LogMel(sample_rate=spec.sample_rate, **dict(spec.log_mel)))
+    batch = collate(plan, face_res, voice_res, spec.face_size, log_mel, device or torch.device("cpu"))
+    if device is None:
+        batch["faces"], batch["voices"] = batch["faces"].numpy(), batch["voices"].numpy()
+    return Assembled(batch, skips, dropped)
+
+
+def collate(plan: BatchPlan, face_px: list, waves: list[np.ndarray], face_size: int, log_mel: LogMel,
+            device: torch.device) -> dict[str, Any]:
+    """Stack decoded items into the indexed batch of ARCHITECTURE.md §3 (features on `device`;
+    the index fields stay lists until `finish_batch`)."""
+    if isinstance(face_px[0], torch.Tensor):
+        face_t = faces_to_tensor(torch.stack(face_px).to(device, non_blocking=True), face_size)
+    elif len({p.shape for p in face_px}) == 1:
+        face_t = faces_to_tensor(torch.from_numpy(np.stack(face_px)).to(device), face_size)
+    else:  # mixed crop sizes: resize one by one to the configured size
+        face_t = torch.cat([faces_to_tensor(torch.from_numpy(p[None]).to(device), face_size) for p in face_px])
+    wave = torch.from_numpy(np.stack(waves)).to(device)
+    with torch.no_grad():
+        voice_t = log_mel(wave)
+    anchors, cands = plan.anchors, plan.candidates
+    a_idx, c_idx = plan.anchor_index, plan.candidate_index
+    return {
+        "direction": plan.direction,
+        "faces": face_t,
+        "voices": voice_t,
+        "anchor_index": list(a_idx),  # lists until `finish_batch`: each tensor sent from a worker
+        "candidate_index": [list(row) for row in c_idx],  # costs a shared-memory segment (~1 ms)
+        "label": list(plan.label),
+        "anchor_identity": [anchors[i].identity for i in a_idx],
+        "candidate_identity": [[cands[j].identity for j in row] for row in c_idx],
+        "anchor_key": [anchors[i].key for i in a_idx],
+        "candidate_key": [[cands[j].key for j in row] for row in c_idx],
+        "anchor_gender": [anchors[i].gender for i in a_idx],
+        "candidate_gender": [[cands[j].gender for j in row] for row in c_idx],
+    }
+
+
+def finish_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """In the consuming process: index lists become int64 tensors, every tensor goes to `device`."""
+    out = {k: torch.from_numpy(v).to(device) if isinstance(v, np.ndarray) else
+           v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    rows = batch["candidate_index"]
+    out["anchor_index"] = torch.tensor(batch["anchor_index"], dtype=torch.int64, device=device)
+    out["candidate_index"] = torch.tensor(rows, dtype=torch.int64, device=device).reshape(len(rows), -1)
+    out["label"] = torch.tensor(batch["label"], dtype=torch.int64, device=device)
+    return out

@@ -1,0 +1,127 @@
+"""Decode worker processes (data.decode_workers): same batches as decoding in threads, bad data
+counted the same way, and no worker process outlives its loader."""
+
+import gc
+import json
+import os
+import re
+import shutil
+import time
+
+import pytest
+import torch
+
+from shards.batch import check_tuple_batch
+from shards.loader import TupleLoader
+from shards.stream import ShardReadError
+from shards.testing import SyntheticSpec, corrupt_member, make_shard_set
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory):
+    spec = SyntheticSpec(num_identities=8, videos_per_identity=3, clips_per_video=3, shard_sizes=[18, 18, 18, 18])
+    return make_shard_set(tmp_path_factory.mktemp("workers") / "s", spec)
+
+
+def _cfg(d, **kw):
+    base = dict(shards=[str(d)], batch_size=4, k=3, buffer_size=24, crop_seconds=0.3, seed=11, direction="both")
+    base.update(kw)
+    return base
+
+
+def _children() -> set[int]:
+    pids = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as fh:
+                pids |= {int(p) for p in fh.read().split()}
+        except OSError:
+            pass
+    return pids
+
+
+def _epoch(cfg):
+    with TupleLoader(cfg) as loader:
+        batches = list(loader)
+        return batches, loader.report()
+
+
+def _assert_same_batches(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for key in x:
+            if isinstance(x[key], torch.Tensor):
+                assert x[key].dtype == y[key].dtype and torch.equal(x[key], y[key]), key
+            else:
+                assert x[key] == y[key], key
+
+
+def test_processes_and_threads_give_identical_batches(shard_dir):
+    procs, rep_p = _epoch(_cfg(shard_dir, decode_workers="processes"))
+    threads, rep_t = _epoch(_cfg(shard_dir, decode_workers="threads"))
+    assert rep_p["decode_workers"] == "processes" and rep_t["decode_workers"] == "threads"
+    for b in procs:
+        check_tuple_batch(b, k=3)
+    _assert_same_batches(procs, threads)  # keys and tensors, bit for bit
+    assert rep_p["decoded_items_per_tuple"] == rep_t["decoded_items_per_tuple"] <= 2
+
+
+def test_resume_mid_epoch_with_worker_processes_equals_uninterrupted(shard_dir):
+    cfg = _cfg(shard_dir, decode_workers="processes")
+    full, _ = _epoch(cfg)
+    with TupleLoader(cfg) as first:
+        it = iter(first)
+        head = [next(it) for _ in range(2)]
+        state = json.loads(json.dumps(first.state_dict()))
+        it.close()
+    with TupleLoader(cfg) as second:
+        second.load_state_dict(state)
+        tail = list(second)
+    _assert_same_batches(head + tail, full)
+
+
+def test_bad_items_are_counted_in_batch_order_like_threads(tmp_path, shard_dir):
+    d = shutil.copytree(shard_dir, tmp_path / "s")
+    keys = [json.loads(line)["key"] for line in open(d / "manifest.jsonl")]
+    for key in keys[:6]:
+        corrupt_member(d, key, "flac", b"\x00garbage\xff")
+    for key in keys[6:10]:
+        corrupt_member(d, key, "f0.jpg", b"\x00garbage\xff")
+    procs, rep_p = _epoch(_cfg(d, decode_workers="processes", frame="first"))
+    threads, rep_t = _epoch(_cfg(d, decode_workers="threads", frame="first"))
+    assert rep_p["skips"].get("undecodable_flac", 0) >= 1 and rep_p["dropped_tuples"] >= 1
+    for field in ("skips", "dropped_tuples", "dropped_batches"):
+        assert rep_p[field] == rep_t[field], field
+    addresses = lambda msgs: [re.sub(r"0x[0-9a-f]+", "0x?", m) for m in msgs]  # PIL names its BytesIO
+    assert addresses(rep_p["skip_messages"]) == addresses(rep_t["skip_messages"])
+    _assert_same_batches(procs, threads)
+    with pytest.raises(ShardReadError, match="does not decode"):
+        _epoch(_cfg(d, decode_workers="processes", frame="first", strict=True))
+
+
+def test_no_worker_process_outlives_its_loader(shard_dir):
+    before = _children()
+    with TupleLoader(_cfg(shard_dir, decode_workers="processes", num_workers=2)) as loader:
+        next(iter(loader))
+        workers = _children() - before
+        assert len(workers) == 2
+    assert not (_children() & workers)  # close() joined them
+
+    dropped = TupleLoader(_cfg(shard_dir, decode_workers="processes"))
+    next(iter(dropped))
+    workers = _children() - before
+    assert workers
+    del dropped
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while _children() & workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (_children() & workers)  # a loader dropped without close() does not leak workers
+
+
+def test_decode_workers_setting_is_validated(shard_dir):
+    with pytest.raises(ValueError, match="decode_workers"):
+        TupleLoader(_cfg(shard_dir, decode_workers="fibers"))
+    with pytest.raises(ValueError, match="decode_workers 'processes' needs PIL"):
+        TupleLoader(_cfg(shard_dir, decode_workers="processes", face_decoder="dali"))
