@@ -104,9 +104,9 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _live_children() -> list[int]:
+def _live_children(pid: int | str = "self") -> list[int]:
     pids = []
-    for task in Path("/proc/self/task").iterdir():
+    for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             pids += [int(p) for p in (task / "children").read_text().split()]
         except OSError:
@@ -114,18 +114,22 @@ def _live_children() -> list[int]:
     return pids
 
 
+def _proc_cpu(pid: int, tick: float) -> float:
+    """utime + stime of a live process plus cutime + cstime of its reaped children, and the same
+    for its live descendants (TupleLoader's workers are children of a fork server)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = sum(int(f) for f in fields[11:15]) / tick
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return own + sum(_proc_cpu(c, tick) for c in _live_children(pid))
+
+
 def _tree_cpu() -> float:
-    """CPU seconds of this process plus all its children, live (from /proc) or already reaped:
+    """CPU seconds of this process plus all its descendants, live (from /proc) or already reaped:
     TupleLoader's decode worker processes must count against it like DataLoader workers do."""
-    total = time.process_time() + _children_cpu()
     tick = os.sysconf("SC_CLK_TCK")
-    for pid in _live_children():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    return time.process_time() + _children_cpu() + sum(_proc_cpu(pid, tick) for pid in _live_children())
 
 
 def time_naive(clips, k, batch_size, batches, crop, num_faces, workers) -> dict:
@@ -282,7 +286,7 @@ def rss_child(index_dir: str, steps: int) -> None:
     # across fork+exec on Linux
     hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     workers = [next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmHWM:"))
-               for pid in _live_children()]
+               for child in _live_children() for pid in _live_children(child)]
     print(json.dumps({"maxrss_kib": hwm, "decode_workers_maxrss_kib": workers, "rss_before_loader_kib": before, "loader_peak_increment_kib": hwm - before,
                       "buffer_encoded_bytes": loader.buffer.encoded_bytes(),
                       "total_samples": loader.catalog.total_samples, "steps_per_epoch": loader.steps_per_epoch}))

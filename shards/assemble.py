@@ -114,17 +114,26 @@ def assemble_batch(plan: BatchPlan, spec: AssembleSpec, *, faces: list | None = 
         log_mel = _LOG_MEL_CACHE.get(spec.log_mel)
         if log_mel is None:
             log_mel = _LOG_MEL_CACHE.setdefault(spec.log_mel, LogMel(sample_rate=spec.sample_rate, **dict(spec.log_mel)))
-    batch = collate(plan, face_res, voice_res, spec.face_size, log_mel, device or torch.device("cpu"))
-    if device is None:
-        batch["faces"], batch["voices"] = batch["faces"].numpy(), batch["voices"].numpy()
+    if device is not None:
+        return Assembled(collate(plan, face_res, voice_res, spec.face_size, log_mel, device), skips, dropped)
+    # in a worker process: numpy arrays go through the pipe with one copy each side, and uint8
+    # pixels are 4x smaller than float faces, so same-size crops are normalised by `finish_batch`
+    # in the consuming process (same function, same result)
+    uniform = len({p.shape for p in face_res}) == 1
+    batch = collate(plan, face_res, voice_res, spec.face_size, log_mel, torch.device("cpu"), normalize_faces=not uniform)
+    batch["faces"] = batch["faces"] if uniform else batch["faces"].numpy()
+    batch["voices"] = batch["voices"].numpy()
     return Assembled(batch, skips, dropped)
 
 
 def collate(plan: BatchPlan, face_px: list, waves: list[np.ndarray], face_size: int, log_mel: LogMel,
-            device: torch.device) -> dict[str, Any]:
+            device: torch.device, normalize_faces: bool = True) -> dict[str, Any]:
     """Stack decoded items into the indexed batch of ARCHITECTURE.md §3 (features on `device`;
-    the index fields stay lists until `finish_batch`)."""
-    if isinstance(face_px[0], torch.Tensor):
+    the index fields stay lists until `finish_batch`). `normalize_faces=False` (same-size numpy
+    crops only) leaves the faces as a uint8 `[N, H, W, 3]` array for `finish_batch`."""
+    if not normalize_faces:
+        face_t = np.stack(face_px)
+    elif isinstance(face_px[0], torch.Tensor):
         face_t = faces_to_tensor(torch.stack(face_px).to(device, non_blocking=True), face_size)
     elif len({p.shape for p in face_px}) == 1:
         face_t = faces_to_tensor(torch.from_numpy(np.stack(face_px)).to(device), face_size)
@@ -151,8 +160,12 @@ def collate(plan: BatchPlan, face_px: list, waves: list[np.ndarray], face_size: 
     }
 
 
-def finish_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """In the consuming process: index lists become int64 tensors, every tensor goes to `device`."""
+def finish_batch(batch: dict[str, Any], device: torch.device, face_size: int) -> dict[str, Any]:
+    """In the consuming process: uint8 face pixels are normalised (`faces_to_tensor`), index lists
+    become int64 tensors, every tensor goes to `device`."""
+    faces = batch["faces"]
+    if isinstance(faces, np.ndarray) and faces.dtype == np.uint8:
+        batch = {**batch, "faces": faces_to_tensor(torch.from_numpy(faces).to(device), face_size)}
     out = {k: torch.from_numpy(v).to(device) if isinstance(v, np.ndarray) else
            v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     rows = batch["candidate_index"]

@@ -228,17 +228,24 @@ class TupleLoader:
             return "processes" if self._face_decoder_kind == "pil" else "threads"
         return want
 
-    def _start_method(self) -> str:
-        # fork (as torch's DataLoader on Linux): workers start in milliseconds and share the
-        # imports; elsewhere the platform default (spawn re-imports torch: ~1-2 s per worker)
-        return "fork" if "fork" in multiprocessing.get_all_start_methods() else multiprocessing.get_start_method()
+    @staticmethod
+    def _worker_context() -> multiprocessing.context.BaseContext:
+        """forkserver where available: a plain fork of a training process that has run torch's
+        OpenMP pool can leave the child spinning forever in its first parallel op (we saw a
+        decode worker hang this way in tests), while the fork server is a clean process that
+        imported only `shards.assemble`; workers are forked from it in milliseconds."""
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["shards.assemble"])
+            return ctx
+        return multiprocessing.get_context("spawn")
 
     def _pools(self) -> Executor:
         """The executor batches are submitted to (created on first use, kept across epochs)."""
         if self._assembler is None:
             if self.decode_workers == "processes":
                 self._assembler = ProcessPoolExecutor(self.cfg.num_workers, initializer=worker_init,
-                                                      mp_context=multiprocessing.get_context(self._start_method()))
+                                                      mp_context=self._worker_context())
             else:
                 self._decode_pool = ThreadPoolExecutor(self.cfg.num_workers, thread_name_prefix="tuple-decode")
                 self._assembler = ThreadPoolExecutor(1, thread_name_prefix="tuple-assemble")
@@ -339,7 +346,7 @@ class TupleLoader:
         for reason, message in done.skips:
             self.log.skip(reason, message)
         self.stats["dropped_tuples"] += done.dropped_tuples
-        return None if done.batch is None else finish_batch(done.batch, self.device)
+        return None if done.batch is None else finish_batch(done.batch, self.device, self.face_size)
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

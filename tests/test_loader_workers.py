@@ -29,15 +29,20 @@ def _cfg(d, **kw):
     return base
 
 
-def _children() -> set[int]:
+def _children(pid="self") -> set[int]:
     pids = set()
-    for task in os.listdir("/proc/self/task"):
+    for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/self/task/{task}/children") as fh:
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
                 pids |= {int(p) for p in fh.read().split()}
         except OSError:
             pass
     return pids
+
+
+def _workers() -> set[int]:
+    """Decode workers are forked by the fork server, a child of this process."""
+    return {w for child in _children() for w in _children(child)}
 
 
 def _epoch(cfg):
@@ -101,23 +106,23 @@ def test_bad_items_are_counted_in_batch_order_like_threads(tmp_path, shard_dir):
 
 
 def test_no_worker_process_outlives_its_loader(shard_dir):
-    before = _children()
+    before = _workers()
     with TupleLoader(_cfg(shard_dir, decode_workers="processes", num_workers=2)) as loader:
         next(iter(loader))
-        workers = _children() - before
+        workers = _workers() - before
         assert len(workers) == 2
-    assert not (_children() & workers)  # close() joined them
+    assert not (_workers() & workers)  # close() joined them
 
     dropped = TupleLoader(_cfg(shard_dir, decode_workers="processes"))
     next(iter(dropped))
-    workers = _children() - before
+    workers = _workers() - before
     assert workers
     del dropped
     gc.collect()
     deadline = time.monotonic() + 10
-    while _children() & workers and time.monotonic() < deadline:
+    while _workers() & workers and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not (_children() & workers)  # a loader dropped without close() does not leak workers
+    assert not (_workers() & workers)  # a loader dropped without close() does not leak workers
 
 
 def test_decode_workers_setting_is_validated(shard_dir):
