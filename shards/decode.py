@@ -1,7 +1,8 @@
 """CPU decoding of one item: a face JPEG to uint8 pixels, a FLAC crop to a float waveform.
 
-* JPEG: PIL (libjpeg-turbo), which releases the GIL, so a thread pool scales on few cores
-  (streaming_pipeline_anchors.md §4: processes gain nothing on 2 vCPUs and pay IPC for bytes).
+* JPEG: PIL (libjpeg-turbo). It releases the GIL while decoding, but a 112 px face takes ~0.2 ms
+  and the Python around it holds the GIL, so threads did not scale here (1.05x with 2 threads);
+  the loader runs these functions in worker processes instead (`shards/assemble.py`).
 * FLAC: `soundfile` seeks to the crop start and decodes only the crop (plus the FLAC frame it
   starts in), instead of decoding an 8 s utterance to train on 2 s (wespeaker decodes it all).
   Clips shorter than the crop are loop-padded (tiled), as voice toolkits do, never zero-padded
