@@ -27,7 +27,7 @@ from . import losses
 from .attention import (AdaptiveThreshold, SEMask, attend, channel_affinity, instance_norm, l2_normalize,
                         scaled_dot_softmax, shrink)
 from .base import MatchingModel, one_hot_match, pair_indices
-from .batch import TupleIndex
+from .batch import TupleIndex, gather_rows
 from .cbp import CompactBilinearPooling
 from .heads import BatchNorm1d
 
@@ -126,12 +126,12 @@ class InteractionCorrection(nn.Module):
         s_v, s_f = self.shared["voice"](voice_maps), self.shared["face"](face_maps)
         hv, wv = s_v.shape[2:]
         hf, wf = s_f.shape[2:]
-        sv_p, sf_p = s_v.flatten(2)[vi], s_f.flatten(2)[fi]
+        sv_p, sf_p = gather_rows(s_v.flatten(2), vi), gather_rows(s_f.flatten(2), fi)
         relevance = None
         first_v, first_f = sv_p, sf_p
         if cfg["first_order"]:
-            q_v = F.adaptive_max_pool2d(s_v, 3).flatten(2)[vi]
-            q_f = F.adaptive_max_pool2d(s_f, 3).flatten(2)[fi]
+            q_v = gather_rows(F.adaptive_max_pool2d(s_v, 3).flatten(2), vi)
+            q_f = gather_rows(F.adaptive_max_pool2d(s_f, 3).flatten(2), fi)
             if hasattr(self, "relevance"):
                 relevance = self.relevance(q_v, q_f)
             sign_r = torch.sign(relevance) if cfg["relevance_guidance"] else None
@@ -177,7 +177,8 @@ class AICANet(MatchingModel):
     def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
         if "aia_aca" not in self.attention:
             h_a, h_c = self.generator(anchor_maps), self.generator(cand_maps)
-            return {"h_anchor": h_a[idx.anchor_index], "h_cand": h_c[idx.candidate_index], "relevance": None}
+            return {"h_anchor": gather_rows(h_a, idx.anchor_index), "h_cand": gather_rows(h_c, idx.candidate_index),
+                    "relevance": None}
         block: InteractionCorrection = self.attention["aia_aca"]
         m_anchor, m_cand = ("voice", "face") if idx.anchor_is_voice else ("face", "voice")
         intra_anchor, intra_cand = block.intra(m_anchor, anchor_maps), block.intra(m_cand, cand_maps)
@@ -185,15 +186,18 @@ class AICANet(MatchingModel):
             fused_a = block.fuse(anchor_maps, None, intra_anchor)
             fused_c = block.fuse(cand_maps, None, intra_cand)
             h_a, h_c = self.generator(fused_a), self.generator(fused_c)
-            return {"h_anchor": h_a[idx.anchor_index], "h_cand": h_c[idx.candidate_index], "relevance": None}
+            return {"h_anchor": gather_rows(h_a, idx.anchor_index), "h_cand": gather_rows(h_c, idx.candidate_index),
+                    "relevance": None}
         b, k = idx.candidate_index.shape
         ai, ci = pair_indices(idx)
         if idx.anchor_is_voice:
             dec_a, dec_c, relevance = block.pairs(anchor_maps, cand_maps, ai, ci)
         else:
             dec_c, dec_a, relevance = block.pairs(cand_maps, anchor_maps, ci, ai)
-        fused_a = block.fuse(anchor_maps[ai], dec_a, None if intra_anchor is None else intra_anchor[ai])
-        fused_c = block.fuse(cand_maps[ci], dec_c, None if intra_cand is None else intra_cand[ci])
+        intra_a = None if intra_anchor is None else gather_rows(intra_anchor, ai)
+        intra_c = None if intra_cand is None else gather_rows(intra_cand, ci)
+        fused_a = block.fuse(gather_rows(anchor_maps, ai), dec_a, intra_a)
+        fused_c = block.fuse(gather_rows(cand_maps, ci), dec_c, intra_c)
         anchor_mean = fused_a.view(b, k, *fused_a.shape[1:]).mean(dim=1)
         h_anchor = self.generator(anchor_mean)
         h_cand = self.generator(fused_c).view(b, k, -1)

@@ -91,3 +91,21 @@ def from_dense(anchor: torch.Tensor, candidates: torch.Tensor, direction: str,
     if label is not None:
         batch["label"] = torch.as_tensor(label, dtype=torch.long, device=anchor.device)
     return batch
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` for an integer ``index`` of any shape, with a deterministic backward pass.
+
+    Tuples share items, so an index repeats rows (every anchor K times in the pair batch, a
+    candidate in several tuples). On CPU the backward of ``x[index]`` is
+    ``index_put_(accumulate=True)``, which with more than one thread adds the repeated rows'
+    gradients with atomic adds in thread order (PyTorch documents it as nondeterministic): once a
+    row collects 3+ gradients split across threads, the sum's rounding changes from run to run
+    (~1e-8) and trainings with the same seed drifted apart after a few steps. ``index_select``'s
+    CPU backward (``index_add_``) adds them in index order: the same values forward, bit-identical
+    gradients (tests/test_models_determinism.py). On CUDA it is the other way round
+    (``index_add_`` uses atomics, the indexing backward sorts), so other devices keep ``x[index]``.
+    """
+    if x.device.type != "cpu":
+        return x[index]
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
