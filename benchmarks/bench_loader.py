@@ -337,6 +337,8 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="larger data set and more batches (slower)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/loader.json"), help="where to write the JSON")
     ap.add_argument("--workdir", default=None, help="where to build the data (default: a temp dir, removed)")
+    ap.add_argument("--decode-workers", default="auto", choices=["auto", "processes", "threads"],
+                    help="TupleLoader's data.decode_workers (threads: the pre-process-worker loader, to compare)")
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -358,12 +360,14 @@ def main() -> None:
         folder_clips = write_folder_copy(shard_dir, work / "folders")
         print(f"data: {spec.num_samples} clips ({time.perf_counter() - t0:.1f} s to build)", flush=True)
         base_cfg = dict(shards=[str(shard_dir)], batch_size=batch_size, buffer_size=8 * batch_size,
-                        crop_seconds=crop_s, num_workers=2, prefetch=2, seed=0, direction="v2f")
+                        crop_seconds=crop_s, num_workers=2, prefetch=2, seed=0, direction="v2f",
+                        decode_workers=args.decode_workers)
         results: dict = {"machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
                                      "torch": torch.__version__, "platform": platform.platform()},
                          "data": {"clips": spec.num_samples, "identities": ids, "face_size": face,
                                   "clip_seconds": list(spec.seconds), "crop_seconds": crop_s,
-                                  "batch_size": batch_size, "batches_timed": batches}}
+                                  "batch_size": batch_size, "batches_timed": batches},
+                         "decode_workers": args.decode_workers}
         repeats = 5  # interleaved pairs; medians (the shared box's load swings the wall-clock ratios)
         for k in (2, 10):
             runs_ours, runs_naive, ratios, cpu_ratios = [], [], [], []

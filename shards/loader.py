@@ -28,6 +28,7 @@ import warnings
 import weakref
 from collections import Counter, deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
 import numpy as np
@@ -319,7 +320,14 @@ class TupleLoader:
                     self._sampler_ahead = True
                     pending.append((self._submit(plan), self._snapshot()))
                 future, snapshot = pending.popleft()
-                batch = self._receive(future.result())
+                try:
+                    batch = self._receive(future.result())
+                except BrokenProcessPool as exc:
+                    raise RuntimeError(
+                        "a TupleLoader decode worker process died. Workers start from a fork server that "
+                        "re-imports your main script: guard its top-level code with "
+                        "`if __name__ == \"__main__\":` (as for DataLoader workers), or set "
+                        "data.decode_workers: threads (see docs/LOADER.md, Decode workers)") from exc
                 if batch is None:
                     self.stats["dropped_batches"] += 1
                     continue
