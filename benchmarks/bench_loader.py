@@ -339,6 +339,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="where to build the data (default: a temp dir, removed)")
     ap.add_argument("--decode-workers", default="auto", choices=["auto", "processes", "threads"],
                     help="TupleLoader's data.decode_workers (threads: the pre-process-worker loader, to compare)")
+    ap.add_argument("--compare-threads", action="store_true",
+                    help="also time the loader with decode_workers=threads in each interleaved repeat")
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -370,15 +372,20 @@ def main() -> None:
                          "decode_workers": args.decode_workers}
         repeats = 5  # interleaved pairs; medians (the shared box's load swings the wall-clock ratios)
         for k in (2, 10):
-            runs_ours, runs_naive, ratios, cpu_ratios = [], [], [], []
-            for _ in range(repeats):  # interleaved A/B: the shared box's load drifts over time
+            runs_ours, runs_naive, ratios, cpu_ratios, thread_ratios = [], [], [], [], []
+            for _ in range(repeats):  # interleaved A/B(/C): the shared box's load drifts over time
                 ours = time_ours({**base_cfg, "k": k}, batches)
+                # the same loader decoding in threads (data.decode_workers: threads), for comparison
+                threads = (time_ours({**base_cfg, "k": k, "decode_workers": "threads"}, batches)
+                           if args.compare_threads and args.decode_workers != "threads" else None)
                 naive = time_naive(folder_clips, k, batch_size, batches if k == 2 else max(8, batches // 2),
                                    int(crop_s * SR), 2, workers=2)
                 runs_ours.append(ours)
                 runs_naive.append(naive)
                 ratios.append(ours["tuples_per_s"] / naive["tuples_per_s"])
                 cpu_ratios.append(ours["tuples_per_cpu_s"] / naive["tuples_per_cpu_s"])
+                if threads is not None:
+                    thread_ratios.append(threads["tuples_per_s"] / naive["tuples_per_s"])
             results[f"k{k}"] = {
                 "ours_tuples_per_s": [r["tuples_per_s"] for r in runs_ours],
                 "naive_folder_tuples_per_s": [r["tuples_per_s"] for r in runs_naive],
@@ -388,10 +395,15 @@ def main() -> None:
                 "decoded_items_per_tuple": {"ours": runs_ours[-1]["decoded_items_per_tuple"], "naive": 1 + k},
                 "skips": runs_ours[-1]["skips"],
             }
+            if thread_ratios:
+                results[f"k{k}"]["decode_threads_speedup_runs"] = thread_ratios
+                results[f"k{k}"]["decode_threads_speedup_median"] = float(np.median(thread_ratios))
             r = results[f"k{k}"]
             print(f"K={k}: tuples/s vs naive folder loader {r['speedup_median']:.2f}x (runs "
                   f"{[round(x, 2) for x in ratios]}); tuples per CPU-second {r['cpu_efficiency_ratio_median']:.2f}x; "
-                  f"items/tuple {r['decoded_items_per_tuple']['ours']:.2f} vs {1 + k}", flush=True)
+                  f"items/tuple {r['decoded_items_per_tuple']['ours']:.2f} vs {1 + k}"
+                  + (f"; decoding in threads instead: {np.median(thread_ratios):.2f}x" if thread_ratios else ""),
+                  flush=True)
         over, over_cpu = [], []
         for _ in range(repeats):
             ours = time_ours({**base_cfg, "k": 2}, batches)
