@@ -163,12 +163,42 @@ def feasible_max_k(store, gender_matched: bool) -> int:
     return max(per_gender.values(), default=0)
 
 
+def training_folders(args, folders) -> list[Path]:
+    """The protocol's training split plus every shard set the checkpoints were trained on.
+
+    A model may have been trained on more than the protocol's train split (the demo adds the
+    VoxCeleb2 dev identities), so the checkpoints' own `data_config["shards"]` are checked too.
+    """
+    from launch.checkpoint import read_model_file
+
+    found = [Path(folders["train"])]
+    for ckpt in args.checkpoint:
+        try:
+            shards = read_model_file(ckpt).get("data_config", {}).get("shards") or []
+        except Exception:  # an unreadable checkpoint is reported (and skipped) when it is scored
+            continue
+        found += [Path(s) for s in ([shards] if isinstance(shards, str) else shards)]
+    unique = []
+    for folder in found:
+        if folder.resolve() not in {u.resolve() for u in unique}:
+            unique.append(folder)
+    return unique
+
+
 def check_identities(args, folders, trials) -> str:
-    train_ids = training_identities(folders["train"])
-    if train_ids is None:
-        msg = f"not checked (no {folders['train'] / 'index.json'})"
-        print(f"identity disjointness: {msg}")
-        return msg
+    train_ids, checked, missing = set(), [], []
+    for folder in training_folders(args, folders):
+        ids = training_identities(folder)
+        if ids is None:
+            missing.append(str(folder))
+        else:
+            train_ids |= ids
+            checked.append(_split_name(folder))
+    if missing:
+        print(f"note: identity disjointness not checked against {', '.join(missing)} (no index.json)")
+    if not checked:
+        print("identity disjointness: not checked (no training shard set found)")
+        return "not checked"
     for role, ts in trials.items():
         try:
             check_disjoint(ts, train_ids)
@@ -177,7 +207,7 @@ def check_identities(args, folders, trials) -> str:
                 raise SystemExit(f"error: {role} trials: {exc} (pass --allow-seen-identities to evaluate anyway)")
             print(f"warning: {role} trials: {exc}")
             return "overlap allowed by --allow-seen-identities"
-    print(f"identity disjointness: ok ({len(train_ids)} training identities)")
+    print(f"identity disjointness: ok ({len(train_ids)} training identities in {', '.join(checked)})")
     return "ok"
 
 

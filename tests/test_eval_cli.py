@@ -39,7 +39,7 @@ def test_comparison_run_writes_tables_plot_and_summary(setup, capsys):
     assert evaluate.main(["--checkpoint", *map(str, ckpts), "--names", "Baseline", "BIANet", "--data",
                           str(root / "data"), "--protocol", "wen1251", "--out", str(out), *FAST]) == 0
     printed = capsys.readouterr().out
-    assert "identity disjointness: ok (5 training identities)" in printed
+    assert "identity disjointness: ok (5 training identities in voxceleb1/train)" in printed
     assert "Binary V-F" in printed and "Baseline" in printed and "BIANet" in printed
     md = (out / "results.md").read_text()
     assert "| Method | Binary V-F | Binary F-V | Multi-way V-F | Multi-way F-V | Verification V-F |" in md
@@ -77,6 +77,27 @@ def test_seen_identities_are_refused(setup, tmp_path):
     (train / "index.json").write_text(json.dumps({"identities": ["id10003"]}))
     with pytest.raises(SystemExit, match="also occur in the training split"):
         evaluate.main(["--trials-only", "--data", str(root / "data"), "--train-split", str(train),
+                       "--out", str(tmp_path / "o"), *FAST])
+
+
+def test_identities_a_checkpoint_was_trained_on_beyond_the_protocol_split_are_refused(setup, tmp_path):
+    """The demo trains on VoxCeleb1 train + VoxCeleb2 dev: the check must follow the checkpoint's
+    own `data_config["shards"]`, not only the protocol's train split."""
+    import models
+    from launch.checkpoint import model_payload
+
+    root, _ = setup
+    extra = tmp_path / "extra_train"
+    extra.mkdir()
+    (extra / "index.json").write_text(json.dumps({"identities": {"id10003": "m"}}))  # a test identity
+    cfg = {"name": "baseline", **models.tiny_overrides("baseline"), "num_candidates": 2}
+    (tmp_path / "ck").mkdir()
+    torch.save(model_payload(models.build_model(cfg), cfg,
+                             {"face_size": 32, "crop_seconds": 0.5,
+                              "shards": [str(root / "data/voxceleb1/train"), str(extra)]}, epoch=1.0, step=1),
+               tmp_path / "ck" / "model.pt")
+    with pytest.raises(SystemExit, match="also occur in the training split"):
+        evaluate.main(["--checkpoint", str(tmp_path / "ck"), "--data", str(root / "data"),
                        "--out", str(tmp_path / "o"), *FAST])
 
 
