@@ -39,10 +39,10 @@ RUN uv python install 3.11 \
 
 WORKDIR /workspace/voxface
 
-# Dependencies first, so code edits do not re-download torch. DALI's cu130 wheel is also on
-# NVIDIA's index, used as a fallback source.
+# Dependencies first, so code edits do not re-download torch. Every pin, DALI's cu130 wheel
+# included, comes from PyPI.
 COPY requirements.txt ./
-RUN python -m pip install --extra-index-url https://pypi.nvidia.com -r requirements.txt
+RUN python -m pip install -r requirements.txt
 
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
