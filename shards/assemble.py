@@ -7,8 +7,9 @@ batch's feature step wait for its decodes and vice versa. `benchmarks/bench_load
 docs/LOADER.md ("Decode workers") have the measurements.
 
 A worker receives a *lean* plan (only the encoded bytes it decodes: face JPEGs of face items,
-FLACs of voice items) and returns ready CPU tensors; torch moves tensor storage between processes
-through shared memory, so only the plan's bytes go through a pipe. Bad items are repaired here
+FLACs of voice items) and returns numpy arrays (uint8 faces, 4x smaller than float ones, and
+log-mel features) through the pool's pipe; `finish_batch` in the consuming process normalises the
+faces and builds the index tensors. Bad items are repaired here
 (`repair_plan`) and returned as `(reason, message)` pairs; the loader counts them (or raises with
 `strict`) in the consuming thread, in batch order, so counts and messages stay deterministic.
 """

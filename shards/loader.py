@@ -7,9 +7,10 @@ Data path per rank:
         --decode workers (PIL, FLAC crop, faces_to_tensor + LogMel; shards/assemble.py)--> batch
 
 Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `prefetch` batches
-ahead. Each planned batch goes whole to one of `num_workers` decode worker *processes* (forked
-once, kept across epochs), which return ready CPU tensors through shared memory; batches are
-handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
+ahead. Each planned batch goes whole to one of `num_workers` decode worker *processes* (started
+once from a fork server, kept across epochs), which send back uint8 faces and log-mel arrays
+through the pool's pipe; this process normalises the faces, builds the index tensors and moves
+everything to `device` (`finish_batch`). Batches are handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
 decoded by a thread pool in this process instead, features on `device`. Every random choice comes
 from an RNG seeded by (seed, epoch, rank, plan number), and decoding is a pure function of a plan,
 so worker timing never changes a batch.
