@@ -59,16 +59,15 @@ def file_md5(path: str | os.PathLike) -> str:
 
 
 def load_vox1_names(meta_path: str | os.PathLike) -> dict[str, str]:
-    """VGGFace1 name -> VoxCeleb1 id from the official TAB-separated vox1_meta.csv."""
-    names = {}
-    lines = _open_text(meta_path).strip().split("\n")
-    if not lines or "VoxCeleb1 ID" not in lines[0]:
-        raise ValueError(f"{meta_path}: expected the TAB-separated vox1_meta.csv header")
-    for line in lines[1:]:
-        fields = [f.strip() for f in line.split("\t")]
-        if len(fields) >= 2 and fields[0]:
-            names[fields[1]] = fields[0]
-    return names
+    """VGGFace1 name -> VoxCeleb1 id, read with the ingest's meta parser (`pipeline.meta`), so the
+    lists resolve through exactly the mapping the shards were written with."""
+    from pipeline.meta import MetaError, read_meta
+
+    try:
+        meta = read_meta(meta_path, dataset="voxceleb1")
+    except MetaError as exc:
+        raise ValueError(str(exc)) from None
+    return {row.name: row.identity for row in meta.identities.values() if row.name}
 
 
 @dataclass(frozen=True)
