@@ -165,7 +165,7 @@ def scan_voxceleb2(root: str | Path, audio: str = "auto") -> ScanResult:
     mp4_dirs = _find_layout_dirs(root, "mp4")
     if not mp4_dirs:
         raise FileNotFoundError(f"no 'mp4' folder under {root} (expected {root}/dev/mp4/idNNNNN/... "
-                                "or {root}/mp4/idNNNNN/...); is --root the VoxCeleb2 folder?")
+                                f"or {root}/mp4/idNNNNN/...); is --root the VoxCeleb2 folder?")
     seen: set[str] = set()
     used_m4a: set[str] = set()
     for mp4_dir in mp4_dirs:

@@ -51,13 +51,7 @@ def write_mp4(path: Path, seconds: float = 1.0, size: int = 224, audio: bool = T
             c.mux(p)
         if a is not None:
             wav = np.zeros(int(seconds * SR), np.float32) if silent else _tone(seconds, freq, seed)
-            for s in range(0, wav.size, 1024):
-                fr = av.AudioFrame.from_ndarray(wav[None, s:s + 1024], format="fltp", layout="mono")
-                fr.sample_rate = SR
-                for p in a.encode(fr):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
+            _encode_audio(c, a, wav)
     return path
 
 
@@ -66,15 +60,19 @@ def write_m4a(path: Path, seconds: float = 1.0, freq: float = 330.0, seed: int =
     with av.open(str(path), "w", format="mp4") as c:
         a = c.add_stream("aac", rate=SR)
         a.layout = "mono"
-        wav = _tone(seconds, freq, seed)
-        for s in range(0, wav.size, 1024):
-            fr = av.AudioFrame.from_ndarray(wav[None, s:s + 1024], format="fltp", layout="mono")
-            fr.sample_rate = SR
-            for p in a.encode(fr):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+        _encode_audio(c, a, _tone(seconds, freq, seed))
     return path
+
+
+def _encode_audio(container, stream, wav: np.ndarray) -> None:
+    """Encode a mono float waveform into `stream` in 1024-sample AAC frames, then flush."""
+    for s in range(0, wav.size, 1024):
+        frame = av.AudioFrame.from_ndarray(wav[None, s:s + 1024], format="fltp", layout="mono")
+        frame.sample_rate = SR
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def write_wav(path: Path, seconds: float = 1.0, freq: float = 200.0, seed: int = 0,
