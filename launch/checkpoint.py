@@ -250,14 +250,20 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     """Build the model of a checkpoint and load its weights, in eval mode on ``device``.
 
     The payload's other fields (``data_config`` with the preprocessing settings, ``epoch``,
-    ``step``) are available via :func:`read_model_file`.
+    ``step``) are available via :func:`read_model_file`; a caller that needs both reads the file
+    once and calls :func:`model_from_payload`.
     """
+    return model_from_payload(read_model_file(path), device, source=path)
+
+
+def model_from_payload(payload: dict, device: str | torch.device = "cpu",
+                       source: str | Path = "checkpoint") -> torch.nn.Module:
+    """The model of a :func:`read_model_file` payload with its weights, in eval mode on ``device``."""
     import models  # launch depends on models, never the reverse
 
-    payload = read_model_file(path)
     model = models.build_model(dict(payload["model_config"]))
     missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit the model built from its own config "
+        raise CheckpointError(f"{source}: weights do not fit the model built from its own config "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.to(device).eval()

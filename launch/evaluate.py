@@ -212,10 +212,10 @@ def check_identities(args, folders, trials) -> str:
 
 
 def evaluate_checkpoint(args, ckpt: str, name: str, stores, trials, out: Path) -> dict:
-    from launch.checkpoint import load_model, read_model_file
+    from launch.checkpoint import model_from_payload, read_model_file
 
     payload = read_model_file(ckpt)
-    model = load_model(ckpt, device=args.device)
+    model = model_from_payload(payload, device=args.device, source=ckpt)
     inputs = EvalInputs.from_data_config(payload.get("data_config"), args.audio_seconds, args.face_size)
     loaders = {role: ItemLoader(store, inputs) for role, store in stores.items()}
     scorers = {role: ModelScorer(model, loaders[role], args.batch_size, args.scoring, args.device,
