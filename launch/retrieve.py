@@ -68,15 +68,14 @@ def embed_audio_file(path: str, emb: EmbeddingStore, checkpoint: str, device) ->
     import torch.nn.functional as F
 
     from launch.checkpoint import load_model
-    from launch.eval.inputs import EvalInputs, ItemLoader, centre_crop_loop
+    from launch.eval.inputs import EvalInputs, ItemLoader
     from shards.evalstore import EvalStore
 
     model = load_model(checkpoint, device=device)
     inputs = EvalInputs(**{k: (tuple(tuple(x) for x in v) if k == "logmel" else v)
                            for k, v in emb.attrs["inputs"].items()})
     loader = ItemLoader(EvalStore(emb.attrs["store"]), inputs)
-    wave = centre_crop_loop(decode_audio(path, inputs.sample_rate), loader.crop)
-    voice = loader.logmel(torch.from_numpy(wave.astype(np.float32) / 32768.0)[None])
+    voice = loader.voice_from_wave(decode_audio(path, inputs.sample_rate))[None]
     batch = {"direction": "v2f", "faces": loader.faces([emb.keys[0]]).to(device), "voices": voice.to(device),
              "anchor_index": torch.zeros(1, dtype=torch.long, device=device),
              "candidate_index": torch.zeros(1, 1, dtype=torch.long, device=device)}

@@ -107,11 +107,15 @@ class ItemLoader:
     @torch.no_grad()
     def voice(self, key: str) -> torch.Tensor:
         """float32 `[1, n_mels, T]` log-mel of the item's centred, loop-padded audio window."""
-        def make():
-            wave = centre_crop_loop(self.store.audio(self.store.index_of(key)), self.crop)
-            x = torch.from_numpy(wave.astype(np.float32) / 32768.0)[None]
-            return self.logmel(x)[0]
-        return self._cached("voice", key, make)
+        return self._cached("voice", key,
+                            lambda: self.voice_from_wave(self.store.audio(self.store.index_of(key))))
+
+    @torch.no_grad()
+    def voice_from_wave(self, wave: np.ndarray) -> torch.Tensor:
+        """float32 `[1, n_mels, T]` log-mel of an int16 waveform's centred, loop-padded window
+        (also for audio from outside the store: launch.retrieve's query files)."""
+        wave = centre_crop_loop(wave, self.crop)
+        return self.logmel(torch.from_numpy(wave.astype(np.float32) / 32768.0)[None])[0]
 
     def faces(self, keys) -> torch.Tensor:
         return torch.stack([self.face(k) for k in keys])
