@@ -15,7 +15,8 @@ FRAMES = ("random", "first", "middle")
 FACE_DECODERS = ("auto", "pil", "dali")
 DECODE_WORKERS = ("auto", "processes", "threads")
 
-_LOGMEL_KEYS = {"sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "window", "f_min", "f_max", "eps"}
+# LogMel kwargs a config may set; the sample rate is not one of them: it comes from the shards' index.json
+_LOGMEL_KEYS = {"n_fft", "win_length", "hop_length", "n_mels", "window", "f_min", "f_max", "eps"}
 
 
 @dataclass

@@ -97,6 +97,7 @@ def test_impossible_request_fails_with_advice(tmp_path):
     (dict(k=11), "data.k"), (dict(direction="up"), "data.direction"), (dict(positive="any"), "data.positive"),
     (dict(buffer_size=4), "buffer_size"), (dict(colour="red"), "unknown data config key"),
     (dict(shards=[]), "data.shards"), (dict(strict="yes"), "data.strict"),
+    (dict(log_mel={"sample_rate": 8000}), "data.log_mel"),  # the rate is the shards', not a setting
 ])
 def test_config_errors_name_the_key(shard_dir, bad, message):
     with pytest.raises(ValueError, match=message):
