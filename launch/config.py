@@ -68,10 +68,6 @@ def _milestones(v):
     return None
 
 
-def _resume(v):
-    return None  # "auto" or a path; existence is checked when the run starts (clear message there)
-
-
 NUM = (int, float)
 
 # AICANet Table I (initial learning rates per module); BIANet §4 uses the same values.
@@ -106,8 +102,9 @@ TRAIN_SCHEMA: dict[str, Field] = {
     "epochs": Field(50, NUM, "training length in epochs (fractional allowed)", check=_positive),
     "seed": Field(25, (int,), "seed for model init, dropout and the loader's tuple stream"),
     "output_dir": Field("runs/default", (str,), "run folder: checkpoints/, logs, resolved config"),
+    # "auto" or a path; existence is checked when the run starts (launch.checkpoint.resolve_resume)
     "resume": Field(None, (str,), "auto (latest checkpoint in output_dir) or a checkpoint path",
-                    nullable=True, check=_resume),
+                    nullable=True),
     "mixed_precision": Field("auto", (str,), "auto = bf16 on a CUDA device that supports it, else no",
                              choices=("auto", "no", "bf16")),
     "grad_accum_steps": Field(1, (int,), "micro-batches per optimiser step", check=_positive),
@@ -298,8 +295,6 @@ def validate(cfg: dict) -> dict:
     model.setdefault("total_epochs", train["epochs"])
     # One seed drives the run unless the tuple stream is seeded on purpose.
     data.setdefault("seed", train["seed"])
-    if train["max_steps"] is not None and train["max_steps"] < 1:
-        raise ConfigError("train.max_steps must be >= 1")
     return out
 
 
