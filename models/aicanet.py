@@ -176,18 +176,15 @@ class AICANet(MatchingModel):
 
     def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
         if "aia_aca" not in self.attention:
-            h_a, h_c = self.generator(anchor_maps), self.generator(cand_maps)
-            return {"h_anchor": gather_rows(h_a, idx.anchor_index), "h_cand": gather_rows(h_c, idx.candidate_index),
-                    "relevance": None}
+            h_anchor, h_cand = self.embed_items(idx, anchor_maps, cand_maps)
+            return {"h_anchor": h_anchor, "h_cand": h_cand, "relevance": None}
         block: InteractionCorrection = self.attention["aia_aca"]
         m_anchor, m_cand = ("voice", "face") if idx.anchor_is_voice else ("face", "voice")
         intra_anchor, intra_cand = block.intra(m_anchor, anchor_maps), block.intra(m_cand, cand_maps)
         if not block.pairwise:
-            fused_a = block.fuse(anchor_maps, None, intra_anchor)
-            fused_c = block.fuse(cand_maps, None, intra_cand)
-            h_a, h_c = self.generator(fused_a), self.generator(fused_c)
-            return {"h_anchor": gather_rows(h_a, idx.anchor_index), "h_cand": gather_rows(h_c, idx.candidate_index),
-                    "relevance": None}
+            h_anchor, h_cand = self.embed_items(idx, block.fuse(anchor_maps, None, intra_anchor),
+                                                block.fuse(cand_maps, None, intra_cand))
+            return {"h_anchor": h_anchor, "h_cand": h_cand, "relevance": None}
         b, k = idx.candidate_index.shape
         ai, ci = pair_indices(idx)
         if idx.anchor_is_voice:

@@ -21,7 +21,7 @@ from torch.func import functional_call
 
 from . import losses
 from .backbones import build_face_backbone, build_voice_backbone
-from .batch import TupleIndex, check_batch
+from .batch import TupleIndex, check_batch, gather_rows
 from .heads import FACE_MODALITY, VOICE_MODALITY, Generator, ModalityDiscriminator, build_classifier
 
 PARAM_GROUPS = ("face_encoder", "voice_encoder", "generator", "discriminator", "classifier", "attention")
@@ -64,6 +64,16 @@ class MatchingModel(nn.Module):
 
     def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
         raise NotImplementedError
+
+    def embed_items(self, idx: TupleIndex, anchor_maps: torch.Tensor,
+                    cand_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h_anchor [B, D], h_cand [B, K, D])`` for maps that do not depend on the pairing.
+
+        The generator runs once per unique item and the tuples gather the embeddings, instead of
+        embedding each item once per tuple it appears in.
+        """
+        return (gather_rows(self.generator(anchor_maps), idx.anchor_index),
+                gather_rows(self.generator(cand_maps), idx.candidate_index))
 
     def score(self, out: dict) -> torch.Tensor:
         return self.classifier(out["h_anchor"], out["h_cand"])

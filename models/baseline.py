@@ -9,12 +9,10 @@ from __future__ import annotations
 import torch
 
 from .base import MatchingModel
-from .batch import TupleIndex, gather_rows
+from .batch import TupleIndex
 
 
 class BaselineModel(MatchingModel):
     def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
-        h_anchor_items = self.generator(anchor_maps)
-        h_cand_items = self.generator(cand_maps)
-        return {"h_anchor": gather_rows(h_anchor_items, idx.anchor_index),
-                "h_cand": gather_rows(h_cand_items, idx.candidate_index)}
+        h_anchor, h_cand = self.embed_items(idx, anchor_maps, cand_maps)
+        return {"h_anchor": h_anchor, "h_cand": h_cand}

@@ -30,7 +30,7 @@ from torch import nn
 from . import losses
 from .attention import AdaptiveThreshold, SEMask, attend, channel_affinity, instance_norm
 from .base import MatchingModel
-from .batch import TupleIndex, gather_rows
+from .batch import TupleIndex
 
 MODALITIES = ("voice", "face")
 
@@ -127,11 +127,10 @@ class BIANet(MatchingModel):
         m_anchor, m_cand = ("voice", "face") if idx.anchor_is_voice else ("face", "voice")
         pos_a, neg_a = self._branch(m_anchor, anchor_maps)
         pos_c, neg_c = self._branch(m_cand, cand_maps)
-        out = {"h_anchor": gather_rows(self.generator(pos_a), idx.anchor_index),
-               "h_cand": gather_rows(self.generator(pos_c), idx.candidate_index)}
+        h_anchor, h_cand = self.embed_items(idx, pos_a, pos_c)
+        out = {"h_anchor": h_anchor, "h_cand": h_cand}
         if neg_a is not None:
-            out["h_anchor_neg"] = gather_rows(self.generator(neg_a), idx.anchor_index)
-            out["h_cand_neg"] = gather_rows(self.generator(neg_c), idx.candidate_index)
+            out["h_anchor_neg"], out["h_cand_neg"] = self.embed_items(idx, neg_a, neg_c)
         return out
 
     def score(self, out: dict) -> torch.Tensor:
