@@ -107,7 +107,7 @@ def markdown(rows: list[tuple[str, dict]], title: str = "", multi_k: int | None 
     return "\n".join(out) + "\n"
 
 
-def write_csv(path: str | os.PathLike, rows: list[tuple[str, dict]], multi_k: int | None = None) -> Path:
+def write_csv(path: str | os.PathLike, rows: list[tuple[str, dict]]) -> Path:
     """Long CSV: one line per (method, metric, direction, K) with value and CI bounds (fractions)."""
     path = Path(path)
     with open(path, "w", newline="") as fh:
@@ -135,7 +135,7 @@ def write_all(outdir: str | os.PathLike, rows: list[tuple[str, dict]], meta: dic
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {"md": outdir / f"{stem}.md", "csv": outdir / f"{stem}.csv", "json": outdir / f"{stem}.json"}
     paths["md"].write_text(markdown(rows, title, multi_k, meta))
-    write_csv(paths["csv"], rows, multi_k)
+    write_csv(paths["csv"], rows)
     with open(paths["json"], "w") as fh:
         json.dump({"meta": meta, "results": {name: res for name, res in rows}}, fh, indent=1)
     return paths

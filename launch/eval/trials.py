@@ -172,7 +172,7 @@ def check_disjoint(trials: TrialSet, training_identities) -> None:
                          f"(e.g. {overlap[:5]}); evaluation must use unseen identities")
 
 
-def _identity_index(keys, identities, videos, genders):
+def _identity_index(identities, genders):
     items = defaultdict(list)
     gender: dict[str, str | None] = {}
     for row, (ident, g) in enumerate(zip(identities, genders)):
@@ -205,7 +205,7 @@ def generate_trials(keys, identities, videos, genders, options: TrialOptions, *,
     """Generate matching and verification trials for both directions (see module docstring)."""
     keys, identities, videos = list(keys), list(identities), list(videos)
     genders = list(genders)
-    items, gender = _identity_index(keys, identities, videos, genders)
+    items, gender = _identity_index(identities, genders)
     all_ids = sorted(items)
     if len(all_ids) < options.max_k:
         raise ValueError(f"{split}: {len(all_ids)} identities, but 1:{options.max_k} matching needs at "
