@@ -12,8 +12,9 @@ discriminator optimiser steps on ``terms["disc_total"]``. The authors' code keep
 (reference_code_study.md §3.2).
 
 The schedule is a function of the *epoch reached*, computed from the true optimiser step count
-(``step * micro_batches_per_step / batches_per_epoch``), so it is exact after a resume and
-independent of how many processes share an epoch.
+(``step / optimiser_steps_per_epoch`` with ``ceil(batches_per_epoch / grad_accum_steps)`` steps
+per epoch: accumulation groups never cross an epoch, so an epoch's last group may be shorter), so
+it is exact after a resume and independent of how many processes share an epoch.
 """
 
 from __future__ import annotations
