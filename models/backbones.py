@@ -215,8 +215,8 @@ def _resolve(spec: str | dict, presets: dict[str, dict], what: str) -> dict:
     return merged
 
 
-def _trunk(settings: dict) -> ResNetTrunk:
-    return ResNetTrunk(3 if settings.get("_face") else 1, settings["layers"], settings["widths"], settings["se"],
+def _trunk(settings: dict, in_channels: int) -> ResNetTrunk:
+    return ResNetTrunk(in_channels, settings["layers"], settings["widths"], settings["se"],
                        settings["stem_channels"], settings["stem_strides"], settings["stage_strides"],
                        settings.get("se_reduction", 8))
 
@@ -231,11 +231,9 @@ def build_face_backbone(spec: str | dict, pretrained_path: str | None = None) ->
     if pretrained_path is not None:
         raise ValueError("face_pretrained is only supported with face_backbone preset 'resnet18' "
                          "(ImageNet weights exist for that architecture only)")
-    settings["_face"] = True
-    trunk = _trunk(settings)
-    return trunk
+    return _trunk(settings, in_channels=3)
 
 
 def build_voice_backbone(spec: str | dict) -> VoiceEncoder:
     """Voice encoder (instance-norm front + trunk) from a preset name or a dict."""
-    return VoiceEncoder(_trunk(_resolve(spec, VOICE_PRESETS, "voice_backbone")))
+    return VoiceEncoder(_trunk(_resolve(spec, VOICE_PRESETS, "voice_backbone"), in_channels=1))
