@@ -148,8 +148,7 @@ class MatchingModel(nn.Module):
 
         Frozen parameters (an untrainable relevance net, an unused discriminator) are left out.
         """
-        groups = {name: [p for p in getattr(self, name).parameters() if p.requires_grad] for name in PARAM_GROUPS}
-        return groups
+        return {name: [p for p in getattr(self, name).parameters() if p.requires_grad] for name in PARAM_GROUPS}
 
 
 def one_hot_match(label: torch.Tensor, k: int) -> torch.Tensor:
