@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .registry import DEFAULTS
+
 _BASELINE = {"name": "baseline", "metric_loss": "structure"}
 _AIA_ONLY = {"name": "aicanet", "metric_loss": "structure", "aca_inter": False, "aca_intra": False}
 _FULL_AICANET = {"name": "aicanet"}
@@ -72,8 +74,6 @@ def ablation_config(row: str, **settings: Any) -> dict[str, Any]:
     """
     if row not in ABLATIONS:
         raise ValueError(f"ablation {row!r} unknown; allowed: {sorted(ABLATIONS)}")
-    from .registry import DEFAULTS
-
     overrides = ABLATIONS[row]
     allowed = DEFAULTS[overrides["name"]]
     merged = {k: v for k, v in settings.items() if k in allowed and k != "name"}
