@@ -24,7 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_ID_RE = re.compile(r"^id\d{5}$")
+#: A VoxCeleb identity id (meta rows, folder names of both layouts).
+ID_RE = re.compile(r"^id\d{5}$")
 #: VoxCeleb1 ids are id10001..id11251; VoxCeleb2 ids are id00012..id09272 (no overlap).
 _VOX1_FIRST_ID = 10000
 
@@ -144,7 +145,7 @@ def read_meta(path: str | Path, dataset: str | None = None) -> Meta:
         raise MetaError(f"{path} is empty")
     delimiter = _detect_delimiter(lines[0][1])
     first = _split_row(lines[0][1], delimiter)
-    if _ID_RE.match(first[0]):
+    if ID_RE.match(first[0]):
         columns = _positional_columns(len(first))
         body = lines
     else:
@@ -168,7 +169,7 @@ def read_meta(path: str | Path, dataset: str | None = None) -> Meta:
             return value or None
 
         identity = col("identity") or ""
-        if not _ID_RE.match(identity):
+        if not ID_RE.match(identity):
             raise MetaError(f"{path}:{lineno}: {identity!r} is not a VoxCeleb id like 'id10001' "
                             f"(line {line!r})")
         row_dataset = dataset_of_identity(identity)

@@ -31,9 +31,8 @@ from pathlib import Path
 
 from shards.format import make_key
 
-from .meta import Meta
+from .meta import ID_RE, Meta
 
-_ID_RE = re.compile(r"^id\d{5}$")
 _OLD_VOX1_STEM = re.compile(r"^(?P<ytid>.+)_(?P<utt>\d{7})$")
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 VOX1_FACE_DIRS = ("unzippedIntervalFaces/data", "unzippedIntervalFaces", "unzippedFaces/data",
@@ -171,7 +170,7 @@ def scan_voxceleb2(root: str | Path, audio: str = "auto") -> ScanResult:
     for mp4_dir in mp4_dirs:
         base = mp4_dir.parent
         for ident, video, stem, path in _walk_three_levels(mp4_dir, ".mp4", result, root):
-            if video is None or not _ID_RE.match(ident):
+            if video is None or not ID_RE.match(ident):
                 result.ignore(_rel(path, root))
                 continue
             m4a = base / "aac" / ident / video / f"{stem}.m4a"
@@ -294,7 +293,7 @@ def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None
                     continue
                 video, utt = m.group("ytid"), int(m.group("utt"))
             else:
-                identity = folder if _ID_RE.match(folder) else meta.id_for_name(folder)
+                identity = folder if ID_RE.match(folder) else meta.id_for_name(folder)
                 if identity is None:
                     result.skipped.append(Skip(_rel(path, root), "missing_meta_row",
                                                f"folder {folder!r} is neither an id nor a VGGFace1 "
