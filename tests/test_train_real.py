@@ -2,22 +2,17 @@
 exact resume (bit-for-bit on CPU), the detach contract of every model, and the checkpoint that
 evaluation loads (`load_model`)."""
 
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from PIL import Image
 
 from launch import checkpoint as ckpt
 from launch.config import check_owned_sections, validate
 from launch.logging_utils import read_log
 from launch.train import train
-from shards.evalstore import EvalStoreWriter
-from shards.format import iter_tar_samples
+from pipeline.shardset import SplitDir, build_eval_store
 from shards.loader import TupleLoader
 from shards.testing import SyntheticSpec, make_shard_set
 
@@ -25,19 +20,12 @@ GROUPS = ("face_encoder", "voice_encoder", "generator", "discriminator", "classi
 
 
 def add_eval_store(split_dir: Path) -> Path:
-    """eval.zarr for a generated shard set, as ingest's second pass writes it (decoded faces and
-    int16 audio per sample), so the in-training validator can score it."""
+    """eval.zarr for a generated shard set, written by ingest's own second pass, so the
+    in-training validator can score it."""
     index = json.loads((split_dir / "index.json").read_text())
-    writer = EvalStoreWriter(split_dir / "eval.zarr", num_faces=index["num_faces"], face_size=index["face_size"])
-    for shard in index["shards"]:
-        for key, members, _ in iter_tar_samples(split_dir / shard["path"]):
-            info = json.loads(members["json"])
-            faces = np.stack([np.asarray(Image.open(io.BytesIO(members[f"f{i}.jpg"])).convert("RGB"))
-                              for i in range(index["num_faces"])])
-            audio, _ = sf.read(io.BytesIO(members["flac"]), dtype="int16")
-            writer.append(key=key, identity=info["identity"], video=info["video"], clip=info["clip"],
-                          faces=faces, audio=audio, gender=info.get("gender"))
-    writer.close()
+    build_eval_store(SplitDir(split_dir.parent.parent, split_dir.parent.name, split_dir.name),
+                     [Path(shard["path"]).stem for shard in index["shards"]],
+                     num_faces=index["num_faces"], face_size=index["face_size"])
     return split_dir
 
 
