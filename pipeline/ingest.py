@@ -31,13 +31,14 @@ from tqdm import tqdm
 
 from shards.format import ShardWriter
 
-from .extract import ClipError, ExtractSettings, extract_clip
+from .extract import JPEG_QUALITY, SAMPLE_RATE, ClipError, ExtractSettings, extract_clip
 from .meta import Meta, MetaError, read_meta
 from .plan import INGEST_FORMAT_VERSION, SplitPlan, make_split_plan
 from .shardset import (EVAL_STORE, INDEX, MANIFEST, PLAN, REPORT, SplitDir, build_eval_store,
                        existing_split_identities, write_json_atomic)
 from .sources import ClipRecord, ScanResult, Skip, scan_voxceleb1, scan_voxceleb2
-from .splits import DEFAULT_PRESET, PRESETS, SplitError, assign_splits, check_disjoint, find_leaks
+from .splits import (DEFAULT_PRESET, PRESETS, SPLITS, SplitError, assign_splits, check_disjoint,
+                     find_leaks)
 
 EVAL_SPLITS = ("val", "test")
 #: Consecutive clips that each kill a worker before the run is stopped as a systemic failure.
@@ -347,7 +348,7 @@ class Ingest:
             else:
                 summaries[run.plan.split] = {"status": "up_to_date", **self._short(run.dir.index())}
         self.timings["total_s"] = round(time.time() - t_start, 3)
-        report = self._dataset_report(runs, summaries)
+        report = self._dataset_report(summaries)
         write_json_atomic(cfg.out / cfg.dataset / REPORT, report)
         self._print_summary(runs, summaries)
         return report
@@ -543,7 +544,7 @@ class Ingest:
             "num_shards": len(shards), "shards": shards,
             "num_identities": len(identities), "identities": identities,
             "face_size": cfg.extract.face_size, "num_faces": cfg.extract.frames_per_clip,
-            "sample_rate": 16000,
+            "sample_rate": SAMPLE_RATE,
             "members": [f"f{i}.jpg" for i in range(cfg.extract.frames_per_clip)] + ["flac", "json"],
             "ingest": run.plan.settings, "preset": self.preset,
             "eval_store": {k: v for k, v in eval_info.items() if k != "seconds"} if eval_info else None,
@@ -565,7 +566,7 @@ class Ingest:
         table["main"] = round(_peak_rss_mb(), 1)
         return table
 
-    def _dataset_report(self, runs, summaries) -> dict:
+    def _dataset_report(self, summaries) -> dict:
         return {
             "dataset": self.cfg.dataset, "root": str(self.cfg.root), "preset": self.preset,
             "splits": summaries,
@@ -608,7 +609,7 @@ def run_ingest(cfg: IngestConfig, log=print, job=None) -> dict:
 
 def _parse_splits(text: str) -> list[str]:
     splits = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in splits if s not in ("train", "val", "test")]
+    bad = [s for s in splits if s not in SPLITS]
     if bad or not splits:
         raise argparse.ArgumentTypeError(f"splits must be a comma list of train,val,test; got {text!r}")
     return splits
@@ -666,7 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-boxes", action="store_true",
                    help="crop frames by the txt boxes (only for full, uncropped frames; the released "
                         "VoxCeleb crops must not be re-cropped)")
-    p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of face crops (default 90)")
+    p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY,
+                   help=f"JPEG quality of face crops (default {JPEG_QUALITY})")
     p.add_argument("--min-audio-seconds", type=float, default=0.5,
                    help="skip clips with less audio than this (default 0.5)")
     p.add_argument("--silence-dbfs", type=float, default=-60.0,
