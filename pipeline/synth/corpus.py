@@ -202,7 +202,7 @@ def make_corpus(
 
     faults: list[dict] = []
     if inject_faults:
-        faults, _ = write_faults(out, spec, plans)
+        faults = write_faults(out, spec, plans)
         save_faults(out, faults)
 
     files, size = _disk_usage(out)

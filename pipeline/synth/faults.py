@@ -38,7 +38,7 @@ from . import layout_vox1, layout_vox2, media
 from .attributes import SharedAttributes, draw_face_traits, draw_voice_traits
 from .clip import ClipRenderer
 from .naming import unique_ytids
-from .plan import ClipPlan, CorpusSpec, IdentityPlan, VideoPlan
+from .plan import FPS, SAMPLES_PER_FRAME, ClipPlan, CorpusSpec, IdentityPlan, VideoPlan
 from .seeding import rng_for
 
 KINDS = (
@@ -79,7 +79,7 @@ def _entry(rel: str, identity: IdentityPlan, video: str | None, clip: str | None
 def _extra_video(spec: CorpusSpec, identity: IdentityPlan, taken: set[str], tag: str, number: int) -> VideoPlan:
     rng = rng_for(spec.seed, "fault-video", identity.identity, tag)
     (ytid,) = unique_ytids(rng, 1, taken)
-    frames = int(round(spec.min_seconds * 25))
+    frames = int(round(spec.min_seconds * FPS))
     return VideoPlan(ytid=ytid, clips=(ClipPlan(clip=f"{number:05d}", start_frame=int(rng.integers(0, 3000)), num_frames=frames),))
 
 
@@ -110,7 +110,7 @@ def _write_vox2_fault(out: Path, spec: CorpusSpec, person: IdentityPlan, video: 
         # an .m4a container holding only the video stream: "no audio track" for audio readers too
         media.write_mp4(out / paths["m4a"], media.lazy_frames(r.frame, clip.num_frames))
     elif kind == "silent_audio":
-        silence = np.zeros(clip.num_frames * 640, dtype=np.float32)
+        silence = np.zeros(clip.num_frames * SAMPLES_PER_FRAME, dtype=np.float32)
         media.write_m4a(out / paths["m4a"], silence)
         media.write_mp4(out / paths["mp4"], media.lazy_frames(r.frame, clip.num_frames), audio_from=out / paths["m4a"])
     key = [make_key(person.dataset, person.identity, video.ytid, clip.clip)]
@@ -126,7 +126,7 @@ def _write_vox1_fault(out: Path, spec: CorpusSpec, person: IdentityPlan, video: 
         media.write_wav(out / paths["wav"], np.zeros(0, dtype=np.float32))
         bad = [paths["wav"]]
     elif kind == "silent_audio":
-        media.write_wav(out / paths["wav"], np.zeros(clip.num_frames * 640, dtype=np.float32))
+        media.write_wav(out / paths["wav"], np.zeros(clip.num_frames * SAMPLES_PER_FRAME, dtype=np.float32))
         bad = [paths["wav"]]
     elif kind == "unreadable_image":
         rng = rng_for(spec.seed, "fault-bytes", person.identity, video.ytid)
@@ -141,8 +141,9 @@ def _write_vox1_fault(out: Path, spec: CorpusSpec, person: IdentityPlan, video: 
     return [_entry(rel, person, video.ytid, clip.clip, kind, key) for rel in bad]
 
 
-def write_faults(out: Path, spec: CorpusSpec, plans: list[IdentityPlan]) -> tuple[list[dict], list[IdentityPlan]]:
-    """Write all faults; returns (faults.json entries, orphan identities kept out of the meta files)."""
+def write_faults(out: Path, spec: CorpusSpec, plans: list[IdentityPlan]) -> list[dict]:
+    """Write all faults; returns the faults.json entries. The two orphan identities (kind
+    `missing_meta_row`) are never added to `plans`, so the meta files leave them out."""
     taken = {v.ytid for p in plans for v in p.videos}
     vox1 = [p for p in plans if p.dataset == "voxceleb1"]
     vox2 = [p for p in plans if p.dataset == "voxceleb2"]
@@ -156,7 +157,6 @@ def write_faults(out: Path, spec: CorpusSpec, plans: list[IdentityPlan]) -> tupl
     for kind in ("zero_length_audio", "silent_audio", "unreadable_image", "bad_box_file"):
         entries += _write_vox1_fault(out, spec, host1, _extra_video(spec, host1, taken, kind, 1), kind)
 
-    orphans = []
     last1 = max(int(p.identity[2:]) for p in vox1)
     orphan1 = _orphan_identity(spec, "voxceleb1", f"id{last1 + 1}", "Zz_Unlisted", "dev", taken)
     layout_vox1.write_clip(out, spec.seed, orphan1, orphan1.videos[0], orphan1.videos[0].clips[0])
@@ -170,8 +170,7 @@ def write_faults(out: Path, spec: CorpusSpec, plans: list[IdentityPlan]) -> tupl
     ):
         keys = [make_key(person.dataset, person.identity, v.ytid, c.clip) for v in person.videos for c in v.clips]
         entries += [_entry(rel, person, None, None, "missing_meta_row", keys) for rel in dirs]
-        orphans.append(person)
-    return entries, orphans
+    return entries
 
 
 def save_faults(out: Path, entries: list[dict]) -> None:
