@@ -28,7 +28,7 @@ from shards.features import LogMel, faces_to_tensor
 from shards.stream import BadSample, Sample
 from shards.tuples import BatchPlan, repair_plan
 
-__all__ = ["AssembleSpec", "Assembled", "assemble_batch", "finish_batch", "lean_plan", "worker_init"]
+__all__ = ["AssembleSpec", "Assembled", "assemble_batch", "finish_batch", "lean_plan", "log_mel_for", "worker_init"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,15 @@ class Assembled:
 
 
 _LOG_MEL_CACHE: dict[tuple, LogMel] = {}
+
+
+def log_mel_for(spec: AssembleSpec, device: torch.device) -> LogMel:
+    """The spec's `LogMel` on `device`, built once per process: the loader builds it at start-up
+    (so bad `data.log_mel` values fail there), each decode worker on its first batch."""
+    key = (spec.sample_rate, spec.log_mel, str(device))
+    if key not in _LOG_MEL_CACHE:
+        _LOG_MEL_CACHE[key] = LogMel(sample_rate=spec.sample_rate, **dict(spec.log_mel)).to(device)
+    return _LOG_MEL_CACHE[key]
 
 
 def worker_init() -> None:
@@ -84,8 +93,7 @@ def _try(fn: Callable, *args):
 
 
 def assemble_batch(plan: BatchPlan, spec: AssembleSpec, *, faces: list | None = None,
-                   log_mel: LogMel | None = None, device: torch.device | None = None,
-                   item_map: Callable = map) -> Assembled:
+                   device: torch.device | None = None, item_map: Callable = map) -> Assembled:
     """Decode the plan's unique items once each, drop what failed, build the §3 batch.
 
     `faces` may hold pixels decoded elsewhere (DALI); `item_map` runs the per-item decodes (a
@@ -111,44 +119,42 @@ def assemble_batch(plan: BatchPlan, spec: AssembleSpec, *, faces: list | None = 
         face_res = [face_res[old] for old in repaired.face_rows]
         voice_res = [voice_res[old] for old in repaired.voice_rows]
         plan = repaired
-    if log_mel is None:
-        log_mel = _LOG_MEL_CACHE.get(spec.log_mel)
-        if log_mel is None:
-            log_mel = _LOG_MEL_CACHE.setdefault(spec.log_mel, LogMel(sample_rate=spec.sample_rate, **dict(spec.log_mel)))
-    if device is not None:
-        return Assembled(collate(plan, face_res, voice_res, spec.face_size, log_mel, device), skips, dropped)
+    wave = torch.from_numpy(np.stack(voice_res))
+    if device is not None:  # thread mode: features on the loader's device
+        with torch.no_grad():
+            voices = log_mel_for(spec, device)(wave.to(device))
+        return Assembled(collate(plan, normalized_faces(face_res, spec.face_size, device), voices), skips, dropped)
     # in a worker process: numpy arrays go through the pipe with one copy each side, and uint8
     # pixels are 4x smaller than float faces, so same-size crops are normalised by `finish_batch`
     # in the consuming process (same function, same result)
-    uniform = len({p.shape for p in face_res}) == 1
-    batch = collate(plan, face_res, voice_res, spec.face_size, log_mel, torch.device("cpu"), normalize_faces=not uniform)
-    batch["faces"] = batch["faces"] if uniform else batch["faces"].numpy()
-    batch["voices"] = batch["voices"].numpy()
-    return Assembled(batch, skips, dropped)
-
-
-def collate(plan: BatchPlan, face_px: list, waves: list[np.ndarray], face_size: int, log_mel: LogMel,
-            device: torch.device, normalize_faces: bool = True) -> dict[str, Any]:
-    """Stack decoded items into the indexed batch of ARCHITECTURE.md §3 (features on `device`;
-    the index fields stay lists until `finish_batch`). `normalize_faces=False` (same-size numpy
-    crops only) leaves the faces as a uint8 `[N, H, W, 3]` array for `finish_batch`."""
-    if not normalize_faces:
-        face_t = np.stack(face_px)
-    elif isinstance(face_px[0], torch.Tensor):
-        face_t = faces_to_tensor(torch.stack(face_px).to(device, non_blocking=True), face_size)
-    elif len({p.shape for p in face_px}) == 1:
-        face_t = faces_to_tensor(torch.from_numpy(np.stack(face_px)).to(device), face_size)
-    else:  # mixed crop sizes: resize one by one to the configured size
-        face_t = torch.cat([faces_to_tensor(torch.from_numpy(p[None]).to(device), face_size) for p in face_px])
-    wave = torch.from_numpy(np.stack(waves)).to(device)
     with torch.no_grad():
-        voice_t = log_mel(wave)
+        voices = log_mel_for(spec, torch.device("cpu"))(wave).numpy()
+    if len({p.shape for p in face_res}) == 1:
+        faces = np.stack(face_res)
+    else:
+        faces = normalized_faces(face_res, spec.face_size, torch.device("cpu")).numpy()
+    return Assembled(collate(plan, faces, voices), skips, dropped)
+
+
+def normalized_faces(face_px: list, face_size: int, device: torch.device) -> torch.Tensor:
+    """Decoded crops (DALI tensors or PIL arrays) -> `faces_to_tensor` float32 `[N, 3, S, S]` on `device`."""
+    if isinstance(face_px[0], torch.Tensor):
+        return faces_to_tensor(torch.stack(face_px).to(device, non_blocking=True), face_size)
+    if len({p.shape for p in face_px}) == 1:
+        return faces_to_tensor(torch.from_numpy(np.stack(face_px)).to(device), face_size)
+    # mixed crop sizes: resize one by one to the configured size
+    return torch.cat([faces_to_tensor(torch.from_numpy(p[None]).to(device), face_size) for p in face_px])
+
+
+def collate(plan: BatchPlan, faces, voices) -> dict[str, Any]:
+    """The indexed batch of ARCHITECTURE.md §3 around already stacked `faces` and `voices` (the
+    index fields stay lists until `finish_batch`)."""
     anchors, cands = plan.anchors, plan.candidates
     a_idx, c_idx = plan.anchor_index, plan.candidate_index
     return {
         "direction": plan.direction,
-        "faces": face_t,
-        "voices": voice_t,
+        "faces": faces,
+        "voices": voices,
         "anchor_index": list(a_idx),  # lists until `finish_batch`: each tensor sent from a worker
         "candidate_index": [list(row) for row in c_idx],  # costs a shared-memory segment (~1 ms)
         "label": list(plan.label),

@@ -35,11 +35,10 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from shards.assemble import AssembleSpec, Assembled, assemble_batch, finish_batch, lean_plan, worker_init
+from shards.assemble import AssembleSpec, Assembled, assemble_batch, finish_batch, lean_plan, log_mel_for, worker_init
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
-from shards.features import LogMel
 from shards.format import ShardFormatError, read_sample_at
 from shards.partition import ShardCatalog, partition_pieces
 from shards.stream import BadSample, PieceStream, Sample, SampleParser, SkipLog
@@ -84,7 +83,6 @@ class TupleLoader:
         self.sample_rate = self.catalog.sample_rate
         self.face_size = self.cfg.face_size or self.catalog.face_size
         self.crop_samples = int(round(self.cfg.crop_seconds * self.sample_rate))
-        self.log_mel = LogMel(sample_rate=self.sample_rate, **self.cfg.log_mel).to(self.device)
         self.log = SkipLog(self.cfg.strict)
         self.stats: Counter[str] = Counter()
         self.parser = SampleParser(self.catalog.num_faces, self.cfg.frame, self.cfg.seed, self.catalog.genders)
@@ -99,6 +97,7 @@ class TupleLoader:
                                   face_size=self.face_size, k=self.cfg.k,
                                   gender_matched=self.cfg.gender_matched_negatives,
                                   log_mel=tuple(sorted(self.cfg.log_mel.items())))
+        log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
         self._streams: list[PieceStream] = []
         self._sampler_ahead = False
         self.epoch = 0
@@ -281,8 +280,8 @@ class TupleLoader:
     def _assemble_in_threads(self, plan: BatchPlan) -> Assembled:
         """Thread mode (DALI, or `decode_workers: threads`): items decoded by a thread pool in this
         process, features computed on `device`."""
-        return assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), log_mel=self.log_mel,
-                              device=self.device, item_map=self._decode_pool.map)
+        return assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), device=self.device,
+                              item_map=self._decode_pool.map)
 
     # ----------------------------------------------------------------------------- iteration
     def _guard_distributed(self) -> None:
@@ -454,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--direction", default="v2f", choices=["v2f", "f2v", "both"], help="anchor modality")
     ap.add_argument("--positive", default="different_video", choices=["same_clip", "same_video", "different_video"])
     ap.add_argument("--buffer-size", type=int, default=2000, help="encoded samples in the identity buffer")
-    ap.add_argument("--num-workers", type=int, default=2, help="reader streams and decode threads")
+    ap.add_argument("--num-workers", type=int, default=2, help="reader streams and decode worker processes")
     ap.add_argument("--max-batches", type=int, default=None, help="stop after this many batches")
     ap.add_argument("--epoch", type=int, default=0, help="which epoch's order to stream")
     ap.add_argument("--seed", type=int, default=0)
