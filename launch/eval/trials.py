@@ -90,10 +90,6 @@ class TrialSet:
     def max_k(self) -> int:
         return int(self.header.get("max_k", 2))
 
-    def directions(self, task: str) -> list[str]:
-        section = self.match if task == "match" else self.verify
-        return [d for d in DIRECTIONS if section.get(d)]
-
     def identities(self) -> set[str]:
         """Every identity a trial mentions (probes, positives and negatives)."""
         ids: set[str] = set()
