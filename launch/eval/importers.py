@@ -48,8 +48,9 @@ FACE_FALLBACKS = ("video", "identity")
 
 
 def _open_text(path: str | os.PathLike):
-    path = str(path)
-    raw = gzip.open(path, "rb").read() if path.endswith(".gz") else open(path, "rb").read()
+    raw = Path(path).read_bytes()
+    if str(path).endswith(".gz"):
+        raw = gzip.decompress(raw)
     return raw.decode("utf-8-sig").replace("\r\n", "\n")
 
 
