@@ -162,14 +162,15 @@ def modality_loss(logits_anchor: torch.Tensor, logits_cand: torch.Tensor, anchor
     cand_modality = 1 - anchor_modality
     if flip:
         anchor_modality, cand_modality = cand_modality, anchor_modality
-    b, k = logits_cand.shape[:2]
-    if logits_anchor.dim() == 3:
-        ce_anchor = F.cross_entropy(logits_anchor.flatten(0, 1), logits_anchor.new_full((b * logits_anchor.shape[1],), anchor_modality, dtype=torch.long), reduction="none").view(b, -1).mean(1)
-    else:
-        ce_anchor = F.cross_entropy(logits_anchor, logits_anchor.new_full((b,), anchor_modality, dtype=torch.long), reduction="none")
-    ce_cand = F.cross_entropy(logits_cand.flatten(0, 1), logits_cand.new_full((b * k,), cand_modality, dtype=torch.long),
-                              reduction="none").view(b, k).sum(1)
+    ce_anchor = _modality_ce(logits_anchor.view(logits_cand.shape[0], -1, 2), anchor_modality).mean(1)
+    ce_cand = _modality_ce(logits_cand, cand_modality).sum(1)
     return (ce_anchor + ce_cand).mean()
+
+
+def _modality_ce(logits: torch.Tensor, modality: int) -> torch.Tensor:
+    """Cross-entropy of every member's ``[B, M, 2]`` discriminator logits against ``modality`` -> ``[B, M]``."""
+    target = torch.full(logits.shape[:2], modality, dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(logits.shape[:2])
 
 
 def matching_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
