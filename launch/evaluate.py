@@ -106,6 +106,12 @@ def _split_name(folder: Path) -> str:
     return f"{folder.parent.name}/{folder.name}"
 
 
+def trial_path(args, out: Path, role: str) -> Path:
+    """The trial file a role's trials are read from (--trials / --val-trials) or saved to."""
+    given = args.trials if role == "test" else args.val_trials
+    return Path(given) if given else out / "trials" / f"{role}.json"
+
+
 def prepare_trials(args, folders: dict[str, Path], stores: dict[str, EvalStore], out: Path) -> dict[str, TrialSet]:
     options = TrialOptions(seed=args.seed, probes_per_identity=args.probes_per_identity, max_k=args.max_k,
                            gender_matched=args.gender_matched, positive_video=args.positive_video)
@@ -148,7 +154,7 @@ def prepare_trials(args, folders: dict[str, Path], stores: dict[str, EvalStore],
             if not any(ts.match.values()):
                 raise SystemExit(f"error: no {role} trial could be generated from {folders[role]}; "
                                  f"skipped: {ts.header['skipped']}")
-        path = ts.save(out / "trials" / f"{role}.json")
+        path = ts.save(trial_path(args, out, role))
         print(f"{role} trials: {path} ({ts.header['counts']}; skipped: {ts.header['skipped'] or 'none'})")
         trials[role] = ts
     return trials
@@ -293,11 +299,9 @@ def main(argv=None) -> int:
     meta = {"protocol": args.protocol, "description": protocol.description,
             "splits": {r: str(f) for r, f in folders.items()},
             "trials": {r: {"source": t.header["source"], "split": t.header["split"],
-                           "sha256": t.header["body_sha256"], "path": str(out / "trials" / f"{r}.json")
-                           if not (args.trials if r == "test" else args.val_trials) else
-                           (args.trials if r == "test" else args.val_trials),
-                           "identities": len({x["identity"] for d in t.match.values() for x in d} |
-                                             {x["identity"] for d in t.verify.values() for x in d}),
+                           "sha256": t.header["body_sha256"], "path": str(trial_path(args, out, r)),
+                           "identities": len({x["identity"] for section in (t.match, t.verify)
+                                              for rows in section.values() for x in rows}),
                            "options": t.header.get("options"), "max_k": t.max_k,
                            "skipped": t.header.get("skipped")}
                        for r, t in trials.items()},
