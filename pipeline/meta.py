@@ -79,9 +79,6 @@ class Meta:
     def __getitem__(self, identity: str) -> Identity:
         return self.identities[identity]
 
-    def get(self, identity: str) -> Identity | None:
-        return self.identities.get(identity)
-
     def id_for_name(self, name: str) -> str | None:
         """VGGFace1 name (e.g. `A.J._Buckley`) -> VoxCeleb1 id, or None when unknown."""
         return self._by_name.get(name)

@@ -57,9 +57,6 @@ class SplitAssignment:
     split_of: dict[str, str]
     excluded: dict[str, str] = field(default_factory=dict)  # identity -> reason
 
-    def identities(self, split: str) -> list[str]:
-        return sorted(i for i, s in self.split_of.items() if s == split)
-
     def counts(self) -> dict[str, int]:
         return {s: sum(1 for v in self.split_of.values() if v == s) for s in SPLITS}
 
