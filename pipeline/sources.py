@@ -127,7 +127,9 @@ def _find_layout_dirs(root: Path, name: str) -> list[Path]:
 
 
 def _walk_three_levels(top: Path, ext: str, result: ScanResult, root: Path):
-    """Yield (identity_dir_name, video, stem, path) for `top/<id>/<video>/<stem><ext>`."""
+    """Yield (identity_dir_name, video, stem, path) for `top/<id>/<video>/<stem><ext>`, and
+    (identity_dir_name, None, file name, path) for a file directly in `top/<id>/` (the old
+    name-keyed VoxCeleb1 layout; the caller decides whether it belongs to the layout)."""
     for id_entry in _sorted_dirs(top):
         if not id_entry.is_dir():
             result.ignore(_rel(id_entry.path, root))
