@@ -115,9 +115,8 @@ class InteractionCorrection(nn.Module):
         Scaled by 1/sqrt(H W) (the contraction length): the paper gives no scale, and raw dot
         products over 49-130 positions (7x7 faces, 10x7 to 10x13 voices) saturate the softmax.
         Evaluated by ``scaled_dot_softmax``, which factors the features' magnitude out of the
-        logits: the dot products of eval-mode
-        features early in training (1e20 and more, BatchNorm running statistics lagging) overflow
-        float32 and turned the plain softmax into NaN.
+        logits: the dot products of eval-mode features early in training (1e20 and more,
+        BatchNorm running statistics lagging) overflow float32 and turned the plain softmax into NaN.
         """
         return attend(scaled_dot_softmax(s, key), s)
 
