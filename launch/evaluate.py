@@ -92,14 +92,12 @@ def _open_store(folder: Path, role: str) -> EvalStore:
 
 
 def training_identities(folder: Path) -> set[str] | None:
-    """Identities of the training shard set (from its index.json), or None when absent."""
+    """Identities of the training shard set (the keys of its index.json `identities`, ARCHITECTURE.md
+    §2, read as pipeline.shardset.existing_split_identities reads them), or None when absent."""
     index = folder / "index.json"
     if not index.is_file():
         return None
-    ids = json.loads(index.read_text()).get("identities", [])
-    if isinstance(ids, dict):
-        return set(ids)
-    return {i if isinstance(i, str) else (i.get("identity") or i.get("id")) for i in ids}
+    return set(json.loads(index.read_text()).get("identities", []))
 
 
 def _split_name(folder: Path) -> str:
