@@ -52,7 +52,6 @@ class Utterance:
 
     waveform: np.ndarray  # float32 [samples], peak ~0.5 before nuisance
     mouth: np.ndarray  # float32 [frames] in [0, 1], jaw opening per 25-fps video frame
-    f0_track: np.ndarray  # float32 [samples], 0 where unvoiced (ground truth for tests)
 
 
 def _resonator(freq: float, bw: float, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +95,9 @@ def _plan_syllables(voice: VoiceTraits, seconds: float, rng: np.random.Generator
     return syllables
 
 
-def _rosenberg_derivative(phase: np.ndarray, open_quotient: float = 0.6, speed: float = 2.0) -> np.ndarray:
-    """Differentiated Rosenberg glottal flow sampled at fractional cycle phase in [0, 1)."""
+def _rosenberg_flow(phase: np.ndarray, open_quotient: float = 0.6, speed: float = 2.0) -> np.ndarray:
+    """Rosenberg glottal flow sampled at fractional cycle phase in [0, 1); the caller
+    differentiates it (flow derivative = source with lip radiation)."""
     tp = open_quotient * speed / (1 + speed)
     tn = open_quotient / (1 + speed)
     flow = np.where(phase < tp, 0.5 * (1 - np.cos(np.pi * phase / tp)), 0.0)
@@ -170,7 +170,7 @@ def synthesise(voice: VoiceTraits, num_samples: int, fps: int, rng: np.random.Ge
     jitter = 1.0 + voice.jitter * rng.normal(0, 1, cycle_index[-1] + 2)
     cycles = np.cumsum(f0 * jitter[cycle_index] / sr)
     phase = cycles - np.floor(cycles)
-    flow = _rosenberg_derivative(phase)
+    flow = _rosenberg_flow(phase)
     source = np.diff(flow, prepend=flow[0]) * (sr / voice.f0_hz) * 0.05
     aspiration = rng.normal(0, 1, num_samples) * (0.3 + flow) * voice.breathiness * 0.15
     source = (source + aspiration) * voiced_env
@@ -208,5 +208,4 @@ def synthesise(voice: VoiceTraits, num_samples: int, fps: int, rng: np.random.Ge
         [openness[int(i * per_frame) : int((i + 1) * per_frame)].mean() if n_frames else 0.0 for i in range(n_frames)],
         dtype=np.float32,
     )
-    f0_track = np.where(voiced_env > 0.3, f0 * jitter[cycle_index], 0.0).astype(np.float32)
-    return Utterance(waveform=out, mouth=np.clip(mouth, 0, 1), f0_track=f0_track)
+    return Utterance(waveform=out, mouth=np.clip(mouth, 0, 1))
