@@ -3,7 +3,7 @@
 Faces are drawn at twice the output size and downsampled with a box filter, which antialiases
 every edge. One clip renders its face a few times (one RGBA layer per mouth-opening level, with
 the clip's head pose baked in); per frame the video code only picks the layer that matches the
-audio's syllable energy, moves it slightly and composites it (see video.py). That keeps
+audio's syllable energy, moves it slightly and composites it (see clip.py). That keeps
 rendering well under a millisecond per frame while the mouth still moves with the speech.
 
 Geometry is in units of the head half-height; (0, 0) is the head centre, y grows downwards.
