@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from launch import checkpoint as ckpt
+from launch.config import MODULE_GROUPS
 from launch.logging_utils import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +37,7 @@ def test_two_process_gloo_run_and_resume(tmp_path):
     cfg = {
         "data": {"k": 2, "batch_size": 8, "batches_per_epoch": 5, "identities": 20, "direction": "both"},
         "model": {"name": "fake"},
-        "optim": {"lr": {g: 1e-2 for g in ("face_encoder", "voice_encoder", "generator", "discriminator",
-                                           "classifier", "attention")}},
+        "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS}},
         "train": {"epochs": 2, "output_dir": str(tmp_path / "run"), "log_every": 1, "progress": False,
                   "tensorboard": False, "cpu": True, "val_data": "fake-val", "val_min_trials": 32,
                   "checkpoint_every": 3},

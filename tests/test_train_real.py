@@ -9,14 +9,13 @@ import pytest
 import torch
 
 from launch import checkpoint as ckpt
-from launch.config import check_owned_sections, validate
+from launch.config import MODULE_GROUPS, check_owned_sections, validate
 from launch.logging_utils import read_log
 from launch.train import train
 from pipeline.shardset import SplitDir, build_eval_store
 from shards.loader import TupleLoader
 from shards.testing import SyntheticSpec, make_shard_set
 
-GROUPS = ("face_encoder", "voice_encoder", "generator", "discriminator", "classifier", "attention")
 
 
 def add_eval_store(split_dir: Path) -> Path:
@@ -50,7 +49,7 @@ def config(shard_sets, out, name="aicanet", **train_overrides):
         "data": {"shards": [str(shard_sets[0])], "k": 2, "batch_size": 8, "face_size": 32,
                  "crop_seconds": 0.5, "num_workers": 1, "buffer_size": 32, "direction": "both"},
         "model": {"name": name, **tiny},
-        "optim": {"lr": {g: 1e-3 for g in GROUPS}, "milestones": [1]},
+        "optim": {"lr": {g: 1e-3 for g in MODULE_GROUPS}, "milestones": [1]},
         "train": {"epochs": 2, "output_dir": str(out), "log_every": 1, "progress": False,
                   "tensorboard": False, "cpu": True, "val_data": str(shard_sets[1]), "val_min_trials": 40,
                   **train_overrides},

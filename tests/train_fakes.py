@@ -152,8 +152,9 @@ class FakeModel(nn.Module):
         return {"total": total, "disc_total": disc, "cls": cls, "adv": adv}
 
     def param_groups(self):
-        return {name: list(getattr(self, name).parameters()) for name in
-                ("face_encoder", "voice_encoder", "generator", "discriminator", "classifier", "attention")}
+        from launch.config import MODULE_GROUPS  # lazily: run as a script, the repo joins sys.path in __main__
+
+        return {name: list(getattr(self, name).parameters()) for name in MODULE_GROUPS}
 
 
 class FakeValidator:
@@ -184,13 +185,12 @@ class FakeValidator:
 
 def fake_config(tmp_dir, **train) -> dict:
     """A validated config for the fakes (``train`` entries override the train section)."""
-    from launch.config import validate
+    from launch.config import MODULE_GROUPS, validate
 
     cfg = {
         "data": {"k": 2, "batch_size": 8, "batches_per_epoch": 6, "identities": 20, "direction": "v2f"},
         "model": {"name": "fake"},
-        "optim": {"lr": {g: 1e-2 for g in ("face_encoder", "voice_encoder", "generator", "discriminator",
-                                           "classifier", "attention")},
+        "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS},
                   "milestones": [2, 3]},
         "train": {"epochs": 3, "output_dir": str(Path(tmp_dir) / "run"), "log_every": 1,
                   "progress": False, "tensorboard": False, "cpu": True, "val_data": "fake-val",
