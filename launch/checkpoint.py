@@ -9,7 +9,8 @@ Layout of a run folder::
             trainer.pt           optimiser + scheduler states, counters, best metric
             rank-00000.pt ...    per process: RNG states and the loader's state_dict
             meta.json            small human-readable summary
-        best/                    same layout, the checkpoint with the best VALIDATION accuracy
+        best/                    model.pt + meta.json only (weights, not resumable): the
+                                 checkpoint with the best VALIDATION accuracy
         latest                   text file naming the newest complete checkpoint folder
 
 Why a folder renamed into place: every process writes its own ``rank-*.pt`` into a temporary
