@@ -303,7 +303,8 @@ class Ingest:
                          f"ingest ({', '.join(damaged[:3])}); rewriting them")
                 (run.dir.path / INDEX).unlink()
                 return "resume"
-            wants_eval = self.cfg.eval_store and run.plan.split in EVAL_SPLITS and run.plan.num_clips
+            # same condition as _finalize: an eval store exists only for written samples
+            wants_eval = self.cfg.eval_store and run.plan.split in EVAL_SPLITS and index["num_samples"]
             if wants_eval and not (index.get("eval_store") and (run.dir.path / EVAL_STORE).exists()):
                 return "finalize"
             return "done"

@@ -118,3 +118,16 @@ def test_own_planted_faults(tmp_path):
         "vox2_id00012_zzzzzzzzzzz_00001": "missing_video",
     }
     assert len(_written_keys(out, "voxceleb2")) == 5  # the five good clips of the base corpus
+
+
+def test_an_eval_split_whose_every_clip_is_skipped_is_up_to_date_on_rerun(tmp_path):
+    """No samples means no eval.zarr to build: an unchanged re-run must do nothing, not re-finalize."""
+    root = make_vox2_corpus(tmp_path / "vox2", clips_per_video=1, videos=1, seconds=0.2,
+                            with_m4a_for=(), with_txt=False)
+    cfg = IngestConfig(dataset="voxceleb2", root=root, meta=root / "vox2_meta.csv", out=tmp_path / "out",
+                       splits=["test"], workers=1, shard_samples=4, progress=False,
+                       extract=ExtractSettings(frames_per_clip=2, face_size=32))
+    first = run_ingest(cfg, log=lambda *_: None)
+    assert first["splits"]["test"]["samples"] == 0
+    assert first["splits"]["test"]["skipped_by_kind"] == {"short_audio": 2}
+    assert run_ingest(cfg, log=lambda *_: None)["status"] == "up_to_date"
