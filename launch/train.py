@@ -191,7 +191,15 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
     validator = None
     k = int(getattr(model, "num_candidates", cfg["model"].get("num_candidates", 2)))
     if tcfg["val_data"] is not None:
-        validator = validator_builder(cfg, tcfg["val_k"] or k, accelerator)
+        from launch.eval.scoring import head_supports
+
+        val_k = tcfg["val_k"] or k
+        # Validation scores with model.predict; a K it cannot score would otherwise only fail at the
+        # end of the first epoch, before that epoch's checkpoint is written.
+        if not head_supports(model, val_k):
+            raise ConfigError(f"train.val_k={val_k}: this model's classifier scores K={k} only; set "
+                              f"train.val_k=null (the model's K) or model.classifier=shared")
+        validator = validator_builder(cfg, val_k, accelerator)
 
     model, main_opt = accelerator.prepare(model, main_opt)
     if disc_opt is not None:

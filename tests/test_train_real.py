@@ -58,6 +58,14 @@ def config(shard_sets, out, name="aicanet", **train_overrides):
     return cfg
 
 
+def test_a_validation_k_the_head_cannot_score_fails_before_training(shard_sets, tmp_path):
+    from launch.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.val_k=3"):
+        train(config(shard_sets, tmp_path / "run", name="baseline", val_k=3))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_resume_with_real_loader_and_model_equals_uninterrupted(shard_sets, tmp_path):
     steps_per_epoch = TupleLoader(config(shard_sets, tmp_path / "x")["data"]).steps_per_epoch
     assert steps_per_epoch >= 3
