@@ -70,8 +70,8 @@ def worker_init() -> None:
 
 
 def lean_plan(plan: BatchPlan) -> BatchPlan:
-    """A copy of `plan` carrying only the bytes a worker decodes (no `consumed` list): for a face
-    item its JPEG, for a voice item its FLAC. Roughly halves what goes through the pipe."""
+    """A copy of `plan` carrying only the bytes a worker decodes: for a face item its JPEG, for a
+    voice item its FLAC. Roughly halves what goes through the pipe."""
     face_ids, voice_ids = {id(s) for s in plan.faces}, {id(s) for s in plan.voices}
     lean: dict[int, Sample] = {}
 
@@ -81,8 +81,7 @@ def lean_plan(plan: BatchPlan) -> BatchPlan:
                                               audio=s.audio if id(s) in voice_ids else b"")
         return lean[id(s)]
 
-    return dataclasses.replace(plan, faces=[slim(s) for s in plan.faces], voices=[slim(s) for s in plan.voices],
-                               consumed=[])
+    return dataclasses.replace(plan, faces=[slim(s) for s in plan.faces], voices=[slim(s) for s in plan.voices])
 
 
 def _try(fn: Callable, *args):

@@ -22,7 +22,7 @@ all randomness comes from the `rng` passed in, seeded by the loader from (seed, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,7 +41,6 @@ class BatchPlan:
     anchor_index: list[int]
     candidate_index: list[list[int]]
     label: list[int]
-    consumed: list[Sample] = field(default_factory=list)
     face_rows: list[int] | None = None  # after `repair_plan`: old row of each face item
     voice_rows: list[int] | None = None
 
@@ -143,13 +142,12 @@ def plan_batch(buffer: IdentityBuffer, *, batch_size: int, k: int, direction: st
     used_cands = [cand_items[j] for j in sorted(remap, key=remap.get)]
     rows = [[remap[j] for j in row] for row in rows]
     anchors = [a for a, _ in pairs]
-    consumed = {id(s): s for s in [*anchors, *(p for _, p in pairs), *distractors]}
-    for s in consumed.values():
+    for s in {id(s): s for s in [*anchors, *(p for _, p in pairs), *distractors]}.values():
         buffer.remove(s)
     faces, voices = (used_cands, anchors) if direction == "v2f" else (anchors, used_cands)
     return BatchPlan(direction=direction, faces=faces, voices=voices,
                      voice_crop=rng.random(len(voices)).tolist(), anchor_index=list(range(batch_size)),
-                     candidate_index=rows, label=final_labels, consumed=list(consumed.values()))
+                     candidate_index=rows, label=final_labels)
 
 
 def repair_plan(plan: BatchPlan, bad_faces: set[int], bad_voices: set[int], k: int,
@@ -203,5 +201,5 @@ def repair_plan(plan: BatchPlan, bad_faces: set[int], bad_voices: set[int], k: i
                      voice_crop=[plan.voice_crop[r] for r in voice_rows],
                      anchor_index=list(range(len(kept))),
                      candidate_index=[[cand_remap[j] for j in row] for _, row, _ in kept],
-                     label=[lab for _, _, lab in kept], consumed=plan.consumed,
+                     label=[lab for _, _, lab in kept],
                      face_rows=face_rows, voice_rows=voice_rows)
