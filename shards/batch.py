@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["TupleBatchError", "check_tuple_batch", "dense_view", "batch_size_of", "num_candidates_of"]
+__all__ = ["TupleBatchError", "check_tuple_batch", "dense_view"]
 
 DIRECTIONS = ("v2f", "f2v")
 
@@ -29,14 +29,6 @@ def _modalities(direction: str) -> tuple[str, str]:
     if direction == "f2v":
         return "faces", "voices"
     raise TupleBatchError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-
-
-def batch_size_of(batch: dict) -> int:
-    return int(batch["anchor_index"].shape[0])
-
-
-def num_candidates_of(batch: dict) -> int:
-    return int(batch["candidate_index"].shape[1])
 
 
 def dense_view(batch: dict) -> dict[str, Any]:

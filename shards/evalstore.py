@@ -145,12 +145,6 @@ class EvalStore:
         """uint8 `[F, S, S, 3]` face crops of sample i."""
         return np.asarray(self._faces[i])
 
-    def faces_batch(self, indices) -> np.ndarray:
-        return np.stack([self.faces(int(i)) for i in indices])
-
     def audio(self, i: int) -> np.ndarray:
         """int16 `[n]` waveform of sample i (divide by 32768 for float)."""
         return np.asarray(self._audio[self._offsets[i]:self._offsets[i + 1]])
-
-    def duration(self, i: int) -> float:
-        return float(self._offsets[i + 1] - self._offsets[i]) / self.sample_rate
