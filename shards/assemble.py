@@ -141,8 +141,9 @@ def normalized_faces(face_px: list, face_size: int, device: torch.device) -> tor
         return faces_to_tensor(torch.stack(face_px).to(device, non_blocking=True), face_size)
     if len({p.shape for p in face_px}) == 1:
         return faces_to_tensor(torch.from_numpy(np.stack(face_px)).to(device), face_size)
-    # mixed crop sizes: resize one by one to the configured size
-    return torch.cat([faces_to_tensor(torch.from_numpy(p[None]).to(device), face_size) for p in face_px])
+    # mixed crop sizes: resize one by one to the configured size (np.array: PIL's arrays are
+    # read-only, which torch.from_numpy warns about)
+    return torch.cat([faces_to_tensor(torch.from_numpy(np.array(p[None])).to(device), face_size) for p in face_px])
 
 
 def collate(plan: BatchPlan, faces, voices) -> dict[str, Any]:

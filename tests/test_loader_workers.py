@@ -130,3 +130,27 @@ def test_decode_workers_setting_is_validated(shard_dir):
         TupleLoader(_cfg(shard_dir, decode_workers="fibers"))
     with pytest.raises(ValueError, match="decode_workers 'processes' needs PIL"):
         TupleLoader(_cfg(shard_dir, decode_workers="processes", face_decoder="dali"))
+
+
+def test_mixed_crop_sizes_decode_alike_in_a_worker_and_in_threads():
+    # the worker returns float faces when crop sizes differ (uint8 only when they can be stacked);
+    # both paths must end in the same resized, normalised batch
+    import numpy as np
+
+    from shards.assemble import AssembleSpec, assemble_batch, finish_batch
+    from shards.stream import Sample
+    from shards.testing import face_jpeg, voice_flac
+    from shards.tuples import BatchPlan
+
+    rng = np.random.default_rng(0)
+    items = [Sample(f"k{i}", f"id{i}", "v", "c", None, face_jpeg(i, 0, size, rng), voice_flac(i, 0.5, 16000, rng),
+                    (0, 0, 0)) for i, size in enumerate((32, 40, 48))]
+    plan = BatchPlan("v2f", faces=items, voices=items, voice_crop=[0.1, 0.2, 0.3], anchor_index=[0, 1, 2],
+                     candidate_index=[[0, 1], [2, 1], [0, 2]], label=[0, 1, 1])
+    spec = AssembleSpec(crop_samples=8000, sample_rate=16000, face_size=32, k=2, gender_matched=False, log_mel=())
+    cpu = torch.device("cpu")
+    worker = finish_batch(assemble_batch(plan, spec).batch, cpu, 32)
+    threads = finish_batch(assemble_batch(plan, spec, device=cpu).batch, cpu, 32)
+    assert worker["faces"].shape == (3, 3, 32, 32)
+    _assert_same_batches([worker], [threads])
+    check_tuple_batch(worker, k=2)
