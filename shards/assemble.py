@@ -17,6 +17,9 @@ faces and builds the index tensors. Bad items are repaired here
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -64,9 +67,44 @@ def log_mel_for(spec: AssembleSpec, device: torch.device) -> LogMel:
     return _LOG_MEL_CACHE[key]
 
 
-def worker_init() -> None:
-    """Decode worker start: one intra-op thread, since the workers themselves fill the cores."""
+def worker_init(owner_pid: int | None = None, poll_seconds: float = 1.0) -> None:
+    """Decode worker start: one intra-op thread, since the workers themselves fill the cores.
+
+    With `owner_pid`, a daemon thread ends this worker once the loader's process is gone. Why: a
+    training run killed with SIGKILL (OOM killer, preemption, `kill -9`) runs no cleanup, and a
+    pool worker never sees EOF on its task queue (each worker holds both ends of it), so it would
+    wait forever; every worker also holds the fork server's "alive" pipe, so the fork server would
+    stay too (about 1 GB for two workers). When the workers exit, the fork server follows.
+    """
     torch.set_num_threads(1)
+    if owner_pid is not None:
+        threading.Thread(target=_exit_when_gone, args=(owner_pid, poll_seconds), daemon=True,
+                         name="owner-watchdog").start()
+
+
+def _owner_alive(pid: int) -> bool:
+    """False once `pid` has exited. A killed process stays a zombie until its parent reaps it, and
+    a parent that first drains the child's output pipes (`subprocess.run`, many launchers) would
+    wait on our inherited pipes forever: so on Linux a zombie counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux): ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)  # signal 0 only checks existence
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists but is someone else's: our owner died and the pid was reused
+            return False
+        return True
+
+
+def _exit_when_gone(owner_pid: int, poll_seconds: float) -> None:
+    while _owner_alive(owner_pid):
+        time.sleep(poll_seconds)
+    os._exit(0)
 
 
 def lean_plan(plan: BatchPlan) -> BatchPlan:

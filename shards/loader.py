@@ -246,7 +246,7 @@ class TupleLoader:
         if self._assembler is None:
             if self.decode_workers == "processes":
                 self._assembler = ProcessPoolExecutor(self.cfg.num_workers, initializer=worker_init,
-                                                      mp_context=self._worker_context())
+                                                      initargs=(os.getpid(),), mp_context=self._worker_context())
             else:
                 self._decode_pool = ThreadPoolExecutor(self.cfg.num_workers, thread_name_prefix="tuple-decode")
                 self._assembler = ThreadPoolExecutor(1, thread_name_prefix="tuple-assemble")

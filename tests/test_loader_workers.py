@@ -154,3 +154,42 @@ def test_mixed_crop_sizes_decode_alike_in_a_worker_and_in_threads():
     assert worker["faces"].shape == (3, 3, 32, 32)
     _assert_same_batches([worker], [threads])
     check_tuple_batch(worker, k=2)
+
+
+_KILLED_OWNER = """
+import os, signal, sys
+from shards.loader import TupleLoader
+if __name__ == "__main__":
+    loader = TupleLoader(dict(shards=[sys.argv[1]], batch_size=4, k=3, buffer_size=24, crop_seconds=0.3,
+                              seed=11, num_workers=2, decode_workers="processes"))
+    loader.set_epoch(0)
+    next(iter(loader))
+    print(" ".join(str(p) for p in loader._assembler._processes), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup at all, like the OOM killer or preemption
+"""
+
+
+def test_workers_exit_when_their_training_process_is_killed(shard_dir, tmp_path):
+    """`kill -9` of a training run must not leave decode workers (and their fork server) behind."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "owner.py"
+    script.write_text(_KILLED_OWNER)
+    proc = subprocess.run([sys.executable, str(script), str(shard_dir)], capture_output=True, text=True,
+                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    workers = [int(p) for p in proc.stdout.split()]
+    assert len(workers) == 2
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+        except FileNotFoundError:
+            return False
+
+    deadline = time.time() + 20
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(alive(p) for p in workers), f"decode workers {workers} outlived their killed owner"
