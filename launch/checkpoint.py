@@ -197,9 +197,9 @@ def resolve_resume(resume: str | None, checkpoint_root: Path) -> Path | None:
     return path
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path, mmap: bool = False) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise CheckpointError(f"missing checkpoint file {path}") from None
     except Exception as exc:  # unpickling error, truncated file, foreign file
@@ -220,8 +220,11 @@ def load_trainer_state(ckpt_dir: Path, rank: int, world_size: int) -> tuple[dict
     return _load(ckpt_dir / MODEL_FILE), trainer, _load(ckpt_dir / f"rank-{rank:05d}.pt")
 
 
-def read_model_file(path: str | Path) -> dict:
-    """The ``model.pt`` payload of a checkpoint folder, a run folder (best, else latest) or a file."""
+def read_model_file(path: str | Path, mmap: bool = False) -> dict:
+    """The ``model.pt`` payload of a checkpoint folder, a run folder (best, else latest) or a file.
+
+    ``mmap=True`` maps the weights instead of reading them: for callers that only need the
+    configs (e.g. evaluate's identity-disjointness check), so no weight bytes are read twice."""
     path = Path(path)
     if path.is_dir():
         if (path / MODEL_FILE).is_file():
@@ -240,7 +243,7 @@ def read_model_file(path: str | Path) -> dict:
                                   f"folder or a {MODEL_FILE} file)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    payload = _load(path)
+    payload = _load(path, mmap=mmap)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path}: format {found!r}, expected {MODEL_FORMAT!r}")

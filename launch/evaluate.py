@@ -178,7 +178,7 @@ def training_folders(args, folders) -> list[Path]:
     found = [Path(folders["train"])]
     for ckpt in args.checkpoint:
         try:
-            shards = read_model_file(ckpt).get("data_config", {}).get("shards") or []
+            shards = read_model_file(ckpt, mmap=True).get("data_config", {}).get("shards") or []
         except Exception:  # an unreadable checkpoint is reported (and skipped) when it is scored
             continue
         found += [Path(s) for s in ([shards] if isinstance(shards, str) else shards)]
