@@ -22,6 +22,8 @@ from typing import Callable, Iterator
 from shards.format import BLOCK, CorruptShardError, ShardFormatError, TruncatedShardError, iter_tar_samples
 from shards.partition import Piece, ShardCatalog, sample_offset
 
+AUDIO_MEMBERS = ("wav", "flac")  # the audio member a sample may carry: 16 kHz PCM_16 WAV or FLAC
+
 __all__ = ["Sample", "BadSample", "ShardReadError", "SkipLog", "SampleParser", "PieceStream", "sample_size"]
 
 
@@ -39,7 +41,8 @@ class ShardReadError(RuntimeError):
 
 @dataclass
 class Sample:
-    """One buffered clip: only the encoded bytes a tuple can use (one face frame + the FLAC)."""
+    """One buffered clip: only the encoded bytes a tuple can use (one face frame + the audio member,
+    `wav` PCM or `flac`, see `AUDIO_MEMBERS`)."""
 
     key: str
     identity: str
@@ -103,11 +106,14 @@ class SampleParser:
         except (ValueError, KeyError, TypeError) as exc:
             raise BadSample("bad_json", f"{where}: unreadable json ({exc!r})") from exc
         frame = f"f{self.frame_index(key)}.jpg"
-        for ext in (frame, "flac"):
-            if not members.get(ext):
-                raise BadSample("missing_member", f"{where} has no (or an empty) {ext} member")
+        if not members.get(frame):
+            raise BadSample("missing_member", f"{where} has no (or an empty) {frame} member")
+        audio = next((members[ext] for ext in AUDIO_MEMBERS if members.get(ext)), None)
+        if audio is None:
+            raise BadSample("missing_member", f"{where} has no (or an empty) audio member "
+                                              f"({' or '.join(AUDIO_MEMBERS)})")
         gender = meta.get("gender") or self.genders.get(identity)
-        return Sample(key, identity, video, clip, gender, members[frame], members["flac"], loc)
+        return Sample(key, identity, video, clip, gender, members[frame], audio, loc)
 
 
 class PieceStream:
