@@ -1,12 +1,14 @@
-"""CPU decoding of one item: a face JPEG to uint8 pixels, a FLAC crop to a float waveform.
+"""CPU decoding of one item: a face JPEG to uint8 pixels, a WAV or FLAC crop to a float waveform.
 
 * JPEG: PIL (libjpeg-turbo). It releases the GIL while decoding, but a 112 px face takes ~0.2 ms
   and the Python around it holds the GIL, so threads did not scale here (1.05x with 2 threads);
   the loader runs these functions in worker processes instead (`shards/assemble.py`).
-* FLAC: `soundfile` seeks to the crop start and decodes only the crop (plus the FLAC frame it
-  starts in), instead of decoding an 8 s utterance to train on 2 s (wespeaker decodes it all).
-  Clips shorter than the crop are loop-padded (tiled), as voice toolkits do, never zero-padded
-  (zeros would be silence with its own log-mel signature).
+* Audio: a 16-bit PCM WAV crop is a slice of the bytes (`shards.wav`, ~5 us). FLAC (and any other
+  libsndfile format) goes through `soundfile`, which seeks to the crop start and decodes only the
+  crop (plus the FLAC frame it starts in, ~0.4 ms for 2 s), instead of decoding an 8 s utterance
+  to train on 2 s (wespeaker decodes it all). Both cut the same window (`crop_start`). Clips
+  shorter than the crop are loop-padded (tiled), as voice toolkits do, never zero-padded (zeros
+  would be silence with its own log-mel signature).
 
 Every failure becomes `BadSample` with a counter name, so the loader can skip and count it.
 """
@@ -20,6 +22,7 @@ import soundfile as sf
 from PIL import Image
 
 from shards.stream import BadSample
+from shards.wav import WavError, crop_start, parse_pcm16_wav, read_pcm16
 
 __all__ = ["decode_face", "decode_voice_crop"]
 
@@ -39,29 +42,43 @@ def decode_face(data: bytes, key: str = "?") -> np.ndarray:
 
 def decode_voice_crop(data: bytes, crop_samples: int, start_fraction: float, sample_rate: int,
                       key: str = "?") -> np.ndarray:
-    """FLAC bytes -> float32 `[crop_samples]` in [-1, 1], starting at `start_fraction` of the free range."""
+    """WAV or FLAC bytes -> float32 `[crop_samples]` in [-1, 1], starting at `start_fraction` of the
+    free range. 16-bit PCM WAV is sliced directly (`shards.wav`); other formats go to soundfile."""
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            if f.samplerate != sample_rate:
-                raise BadSample("bad_audio", f"sample {key!r}: audio at {f.samplerate} Hz, expected {sample_rate}")
-            total = f.frames
-            if total <= 0:
-                raise BadSample("bad_audio", f"sample {key!r}: audio has no samples")
-            if total > crop_samples:
-                start = min(int(start_fraction * (total - crop_samples + 1)), total - crop_samples)
-                f.seek(start)
-                wave = f.read(crop_samples, dtype="float32", always_2d=True)
-                want = crop_samples
-            else:
-                wave = f.read(total, dtype="float32", always_2d=True)
-                want = total
-    except BadSample:
-        raise
-    except Exception as exc:  # libsndfile errors surface as RuntimeError/LibsndfileError/...
-        raise BadSample("undecodable_flac", f"sample {key!r}: FLAC does not decode ({exc!r})") from exc
-    if wave.shape[0] != want:
-        raise BadSample("undecodable_flac", f"sample {key!r}: FLAC gave {wave.shape[0]} of {want} samples (truncated?)")
-    mono = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
+        wav = parse_pcm16_wav(data)
+    except WavError as exc:
+        raise BadSample("undecodable_audio", f"sample {key!r}: WAV does not decode ({exc})") from exc
+    if wav is not None:
+        _check_rate(wav.sample_rate, wav.frames, sample_rate, key)
+        frames = min(crop_samples, wav.frames)
+        pcm = read_pcm16(data, wav, crop_start(wav.frames, crop_samples, start_fraction), frames)
+        mono = pcm.mean(axis=1, dtype=np.float32) / 32768.0 if wav.channels > 1 else pcm[:, 0] / np.float32(32768.0)
+    else:
+        mono = _soundfile_crop(data, crop_samples, start_fraction, sample_rate, key)
     if mono.shape[0] < crop_samples:
         mono = np.resize(mono, crop_samples)  # loop-pad: tiles the clip
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _check_rate(rate: int, frames: int, sample_rate: int, key: str) -> None:
+    if rate != sample_rate:
+        raise BadSample("bad_audio", f"sample {key!r}: audio at {rate} Hz, expected {sample_rate}")
+    if frames <= 0:
+        raise BadSample("bad_audio", f"sample {key!r}: audio has no samples")
+
+
+def _soundfile_crop(data: bytes, crop_samples: int, start_fraction: float, sample_rate: int, key: str) -> np.ndarray:
+    """FLAC (or any libsndfile format): seek to the crop and decode only it."""
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            _check_rate(f.samplerate, f.frames, sample_rate, key)
+            want = min(crop_samples, f.frames)
+            f.seek(crop_start(f.frames, crop_samples, start_fraction))
+            wave = f.read(want, dtype="float32", always_2d=True)
+    except BadSample:
+        raise
+    except Exception as exc:  # libsndfile errors surface as RuntimeError/LibsndfileError/...
+        raise BadSample("undecodable_audio", f"sample {key!r}: audio does not decode ({exc!r})") from exc
+    if wave.shape[0] != want:
+        raise BadSample("undecodable_audio", f"sample {key!r}: audio gave {wave.shape[0]} of {want} samples (truncated?)")
+    return wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]

@@ -257,7 +257,7 @@ class TupleLoader:
     def _submit(self, plan: BatchPlan) -> Future:
         pool = self._pools()
         if self.decode_workers == "processes":
-            return pool.submit(assemble_batch, lean_plan(plan), self._spec)
+            return pool.submit(assemble_batch, lean_plan(plan, self._spec.crop_samples), self._spec)
         return pool.submit(self._assemble_in_threads, plan)
 
     def _decode_faces_dali(self, samples: list[Sample]) -> list | None:

@@ -4,7 +4,8 @@ Why this lives in the package and not under tests/: the loader tests, the traini
 loader benchmark all need shard sets with controlled identities, videos, genders, shard sizes and
 damage, long before (and independently of) the ingest pipeline. Samples are written with
 `shards.format.ShardWriter`, so the bytes are exactly what ingest writes (ARCHITECTURE.md §1-2):
-`f{i}.jpg` face-like JPEG crops, a 16 kHz PCM_16 `flac`, and the `json` record.
+`f{i}.jpg` face-like JPEG crops, 16 kHz PCM_16 audio as a `wav` (default, as ingest) or `flac`
+member, and the `json` record.
 
 Content is cheap but not trivial: each identity has its own colour/shape and voice pitch, so a
 model can actually learn something from it in a smoke test.
@@ -24,8 +25,9 @@ import soundfile as sf
 from PIL import Image, ImageDraw
 
 from shards.format import ShardWriter, make_key
+from shards.wav import encode_pcm16_wav
 
-__all__ = ["SyntheticSpec", "make_shard_set", "face_jpeg", "voice_flac", "truncate_file",
+__all__ = ["SyntheticSpec", "make_shard_set", "face_jpeg", "voice_flac", "voice_wav", "truncate_file",
            "corrupt_member"]
 
 
@@ -46,6 +48,11 @@ class SyntheticSpec:
     split: str = "train"
     seed: int = 0
     sample_rate: int = 16000
+    audio_format: str = "wav"  # the audio member: "wav" (PCM_16) or "flac"
+
+    def __post_init__(self):
+        if self.audio_format not in ("wav", "flac"):
+            raise ValueError(f"audio_format must be 'wav' or 'flac', got {self.audio_format!r}")
 
     @property
     def num_samples(self) -> int:
@@ -72,17 +79,27 @@ def face_jpeg(identity_index: int, variant: int, size: int, rng: np.random.Gener
     return buf.getvalue()
 
 
-def voice_flac(identity_index: int, seconds: float, sample_rate: int, rng: np.random.Generator) -> bytes:
-    """A voice-like PCM_16 FLAC: identity-specific pitch with harmonics, syllable envelope, noise."""
+def voice_int16(identity_index: int, seconds: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A voice-like int16 waveform: identity-specific pitch with harmonics, syllable envelope, noise."""
     n = max(1, int(round(seconds * sample_rate)))
     t = np.arange(n) / sample_rate
     f0 = 90.0 + 12.0 * (identity_index % 17)
     wave = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6.28)) / h for h in (1, 2, 3))
     env = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 6.28)) ** 2
     y = 0.25 * wave * env + 0.02 * rng.standard_normal(n)
+    return np.clip(np.round(np.clip(y, -1, 1) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def voice_flac(identity_index: int, seconds: float, sample_rate: int, rng: np.random.Generator) -> bytes:
+    """`voice_int16` as a PCM_16 FLAC."""
     buf = io.BytesIO()
-    sf.write(buf, np.clip(y, -1, 1).astype(np.float32), sample_rate, format="FLAC", subtype="PCM_16")
+    sf.write(buf, voice_int16(identity_index, seconds, sample_rate, rng), sample_rate, format="FLAC", subtype="PCM_16")
     return buf.getvalue()
+
+
+def voice_wav(identity_index: int, seconds: float, sample_rate: int, rng: np.random.Generator) -> bytes:
+    """`voice_int16` as a PCM_16 WAV (the same samples `voice_flac` stores for the same rng)."""
+    return encode_pcm16_wav(voice_int16(identity_index, seconds, sample_rate, rng), sample_rate)
 
 
 def make_shard_set(out_dir: str | os.PathLike, spec: SyntheticSpec | None = None) -> Path:
@@ -116,7 +133,8 @@ def make_shard_set(out_dir: str | os.PathLike, spec: SyntheticSpec | None = None
                 key = make_key(spec.dataset, ident, video, clip)
                 seconds = float(rng.uniform(*spec.seconds))
                 members = {f"f{f}.jpg": face_jpeg(i, v * 7 + c + f, spec.face_size, rng) for f in range(spec.num_faces)}
-                members["flac"] = voice_flac(i, seconds, spec.sample_rate, rng)
+                voice = voice_wav if spec.audio_format == "wav" else voice_flac
+                members[spec.audio_format] = voice(i, seconds, spec.sample_rate, rng)
                 meta = {"key": key, "dataset": spec.dataset, "identity": ident, "video": video, "clip": clip,
                         "split": spec.split, "gender": gender, "nationality": None, "name": None,
                         "duration": seconds, "num_faces": spec.num_faces, "face_size": spec.face_size,
@@ -151,7 +169,7 @@ def truncate_file(path: str | os.PathLike, keep_fraction: float) -> None:
 def corrupt_member(shard_dir: str | os.PathLike, key: str, ext: str, payload: bytes) -> None:
     """Rewrite one member's payload in place, keeping its size (tar stays structurally valid).
 
-    Used to plant undecodable JPEG/FLAC bytes; `payload` is repeated/cut to the member's size.
+    Used to plant undecodable JPEG/WAV/FLAC bytes; `payload` is repeated/cut to the member's size.
     """
     shard_dir = Path(shard_dir)
     for line in (shard_dir / "manifest.jsonl").read_text().splitlines():

@@ -14,12 +14,13 @@ from shards.features import LogMel, faces_to_tensor
 from shards.format import read_sample_at
 from shards.loader import TupleLoader
 from shards.stream import BadSample
-from shards.testing import SyntheticSpec, face_jpeg, make_shard_set, voice_flac
+from shards.testing import SyntheticSpec, face_jpeg, make_shard_set, voice_flac, voice_wav
 
 
-@pytest.fixture(scope="module")
-def shard_dir(tmp_path_factory):
-    spec = SyntheticSpec(num_identities=6, videos_per_identity=2, clips_per_video=3, num_faces=3, face_size=40)
+@pytest.fixture(scope="module", params=["wav", "flac"])
+def shard_dir(tmp_path_factory, request):
+    spec = SyntheticSpec(num_identities=6, videos_per_identity=2, clips_per_video=3, num_faces=3, face_size=40,
+                         audio_format=request.param)
     return str(make_shard_set(tmp_path_factory.mktemp("decode") / "s", spec))
 
 
@@ -45,8 +46,9 @@ def test_dali_cpu_decode_equals_pil_within_jpeg_tolerance():
     assert diff.max() <= 2 and diff.mean() < 0.2  # both libjpeg-turbo; allow IDCT rounding
 
 
-def test_voice_crop_is_an_exact_slice_of_the_full_decode():
-    data = voice_flac(2, 1.3, 16000, np.random.default_rng(2))
+@pytest.mark.parametrize("encode", [voice_flac, voice_wav])
+def test_voice_crop_is_an_exact_slice_of_the_full_decode(encode):
+    data = encode(2, 1.3, 16000, np.random.default_rng(2))
     full, _ = sf.read(io.BytesIO(data), dtype="float32")
     crop = 8000
     free = len(full) - crop + 1
@@ -55,8 +57,9 @@ def test_voice_crop_is_an_exact_slice_of_the_full_decode():
         np.testing.assert_array_equal(decode_voice_crop(data, crop, u, 16000), full[start:start + crop])
 
 
-def test_short_clip_is_loop_padded_not_zero_padded():
-    data = voice_flac(1, 0.3, 16000, np.random.default_rng(3))
+@pytest.mark.parametrize("encode", [voice_flac, voice_wav])
+def test_short_clip_is_loop_padded_not_zero_padded(encode):
+    data = encode(1, 0.3, 16000, np.random.default_rng(3))
     full, _ = sf.read(io.BytesIO(data), dtype="float32")
     out = decode_voice_crop(data, 16000, 0.5, 16000)
     np.testing.assert_array_equal(out, np.tile(full, 16000 // len(full) + 1)[:16000])
@@ -65,7 +68,7 @@ def test_short_clip_is_loop_padded_not_zero_padded():
 def test_bad_audio_is_reported_with_a_reason():
     with pytest.raises(BadSample) as err:
         decode_voice_crop(b"fLaC" + b"\0" * 100, 1600, 0.0, 16000)
-    assert err.value.reason == "undecodable_flac"
+    assert err.value.reason == "undecodable_audio"
     data = voice_flac(1, 0.5, 8000, np.random.default_rng(4))
     with pytest.raises(BadSample) as err:
         decode_voice_crop(data, 1600, 0.0, 16000)
@@ -91,7 +94,7 @@ def _reference_rows(shard_dir, loader, batch):
         for key, i in zip(krow, irow):
             r = rows[key]
             _, members = read_sample_at(f"{shard_dir}/{r['shard']}", r["offset"], r["size"])
-            full, _ = sf.read(io.BytesIO(members["flac"]), dtype="float32")
+            full, _ = sf.read(io.BytesIO(members.get("wav") or members["flac"]), dtype="float32")
             voice_rows[i] = logmel(torch.from_numpy(np.resize(full, 32000))[None])[0]
     return face_rows, voice_rows
 
