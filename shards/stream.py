@@ -24,7 +24,12 @@ from shards.partition import Piece, ShardCatalog, sample_offset
 
 AUDIO_MEMBERS = ("wav", "flac")  # the audio member a sample may carry: 16 kHz PCM_16 WAV or FLAC
 
-__all__ = ["Sample", "BadSample", "ShardReadError", "SkipLog", "SampleParser", "PieceStream", "sample_size"]
+
+def audio_member(members: dict[str, bytes]) -> bytes | None:
+    """The sample's (non-empty) audio payload, whichever of `AUDIO_MEMBERS` it has."""
+    return next((members[ext] for ext in AUDIO_MEMBERS if members.get(ext)), None)
+
+__all__ = ["AUDIO_MEMBERS", "audio_member", "Sample", "BadSample", "ShardReadError", "SkipLog", "SampleParser", "PieceStream", "sample_size"]
 
 
 class BadSample(Exception):
@@ -108,7 +113,7 @@ class SampleParser:
         frame = f"f{self.frame_index(key)}.jpg"
         if not members.get(frame):
             raise BadSample("missing_member", f"{where} has no (or an empty) {frame} member")
-        audio = next((members[ext] for ext in AUDIO_MEMBERS if members.get(ext)), None)
+        audio = audio_member(members)
         if audio is None:
             raise BadSample("missing_member", f"{where} has no (or an empty) audio member "
                                               f"({' or '.join(AUDIO_MEMBERS)})")
