@@ -1,4 +1,4 @@
-"""Per-clip extraction: face crops (JPEG) + 16 kHz mono audio (FLAC) + the sample json.
+"""Per-clip extraction: face crops (JPEG) + 16 kHz mono audio (WAV or FLAC) + the sample json.
 
 Runs inside ingest worker processes, one clip at a time, and turns every problem with the input
 into a `ClipError(kind, path, reason)` so the orchestrator can skip and report it instead of
@@ -15,8 +15,10 @@ Choices and why:
   identical on every re-run.
 * A truncated `faststart` mp4 opens with fewer frames than the header declares (decord trusts the
   sample table; PyAV's decode ends early); comparing with the header's frame count catches that.
-* Audio is kept losslessly as PCM_16 FLAC (ARCHITECTURE.md §1): the loader crops 2-3 s at random,
-  and FLAC is seekable. wav is read exactly with soundfile (resampled with a polyphase filter only
+* Audio is kept losslessly as PCM_16, by default as a `wav` member (ARCHITECTURE.md §1): the
+  loader crops 2-3 s at random, and a PCM crop is a byte slice, while a FLAC crop costs a seek and
+  a decode (~0.4 ms, more than the log-mel features; docs/LOADER.md "Audio member"). `flac`
+  (`audio_format`) halves the audio bytes for those short of disk. Input wav is read exactly with soundfile (resampled with a polyphase filter only
   if it is not 16 kHz mono); mp4/m4a audio is decoded and resampled to 16 kHz mono by the
   selected backend.
 * Silence and near-empty clips carry no voice: below `silence_dbfs` RMS or `min_audio_seconds`
@@ -39,7 +41,10 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from shards.wav import encode_pcm16_wav
+
 from .boxes import BoxFileError, Track, read_track
+
 from .sources import ClipRecord
 
 SAMPLE_RATE = 16000
@@ -68,6 +73,7 @@ class ExtractSettings:
     min_audio_seconds: float = 0.5
     silence_dbfs: float = -60.0
     video_backend: str = "pyav"  # pyav | decord (mp4/m4a decoding)
+    audio_format: str = "wav"  # wav (PCM_16, cropped without decoding) | flac (~half the bytes)
 
     def __post_init__(self) -> None:
         if self.frames_per_clip < 1:
@@ -78,6 +84,8 @@ class ExtractSettings:
             raise ValueError(f"frame_selection must be even or random, got {self.frame_selection!r}")
         if self.video_backend not in ("pyav", "decord"):
             raise ValueError(f"video_backend must be pyav or decord, got {self.video_backend!r}")
+        if self.audio_format not in AUDIO_ENCODERS:
+            raise ValueError(f"audio_format must be one of {sorted(AUDIO_ENCODERS)}, got {self.audio_format!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
 
@@ -142,6 +150,15 @@ def encode_flac(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, audio, sample_rate, format="FLAC", subtype="PCM_16")
     return buf.getvalue()
+
+
+def encode_wav(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    return encode_pcm16_wav(audio, sample_rate)
+
+
+# the audio member's name (= its extension in the tar) -> encoder of int16 mono 16 kHz samples;
+# docs/LOADER.md ("Audio member") has the measured trade-off
+AUDIO_ENCODERS = {"wav": encode_wav, "flac": encode_flac}
 
 
 def _float_to_int16(x: np.ndarray) -> np.ndarray:
@@ -392,7 +409,7 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
 
 def extract_clip(record: ClipRecord, split: str, identity_info: dict,
                  settings: ExtractSettings) -> ExtractedSample:
-    """Build the members (`f0.jpg`..`f{F-1}.jpg`, `flac`, `json`) of one sample.
+    """Build the members (`f0.jpg`..`f{F-1}.jpg`, `wav` or `flac`, `json`) of one sample.
 
     `identity_info` holds the meta fields for the json: gender, nationality, name, vggface2_id.
     """
@@ -410,7 +427,7 @@ def extract_clip(record: ClipRecord, split: str, identity_info: dict,
     else:
         faces, frames, dropped = _read_image_frames(record, settings, track)
     members = {f"f{i}.jpg": encode_jpeg(face, settings.jpeg_quality) for i, face in enumerate(faces)}
-    members["flac"] = encode_flac(audio)
+    members[settings.audio_format] = AUDIO_ENCODERS[settings.audio_format](audio)
     info = {
         "key": record.key, "dataset": record.dataset, "identity": record.identity,
         "video": record.video, "clip": record.clip, "split": split,
@@ -425,4 +442,6 @@ def extract_clip(record: ClipRecord, split: str, identity_info: dict,
     if track is not None:
         info["track"] = track.summary()
     members["json"] = json.dumps(info, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return ExtractedSample(record.key, members, duration, dropped)
+    # written in name order: manifest.jsonl rows are sort_keys JSON, so its `members` then lists
+    # them in tar order, and the row's offsets and sha1 can be recomputed from the row alone
+    return ExtractedSample(record.key, dict(sorted(members.items())), duration, dropped)

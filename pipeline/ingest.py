@@ -546,7 +546,7 @@ class Ingest:
             "num_identities": len(identities), "identities": identities,
             "face_size": cfg.extract.face_size, "num_faces": cfg.extract.frames_per_clip,
             "sample_rate": SAMPLE_RATE,
-            "members": [f"f{i}.jpg" for i in range(cfg.extract.frames_per_clip)] + ["flac", "json"],
+            "members": [f"f{i}.jpg" for i in range(cfg.extract.frames_per_clip)] + [cfg.extract.audio_format, "json"],
             "ingest": run.plan.settings, "preset": self.preset,
             "eval_store": {k: v for k, v in eval_info.items() if k != "seconds"} if eval_info else None,
             "total_bytes": sum(s["bytes"] for s in shards),
@@ -665,6 +665,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-backend", choices=("pyav", "decord"), default="pyav",
                    help="mp4/m4a decoder: pyav (default; sequential decode, ~85 MB per worker) or "
                         "decord (seeking reader, ~625 MB per worker); same frames, see docs/INGEST.md")
+    p.add_argument("--audio-format", choices=("wav", "flac"), default="wav",
+                   help="audio member: wav (default; 16-bit PCM, the loader slices its 2 s crops without "
+                        "decoding) or flac (lossless too, about half the bytes, ~0.4 ms CPU per crop to "
+                        "decode); see docs/LOADER.md")
     p.add_argument("--crop-boxes", action="store_true",
                    help="crop frames by the txt boxes (only for full, uncropped frames; the released "
                         "VoxCeleb crops must not be re-cropped)")
@@ -693,7 +697,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
             frames_per_clip=args.frames_per_clip, face_size=args.face_size,
             frame_selection=args.frame_selection, seed=args.seed, crop_boxes=args.crop_boxes,
             jpeg_quality=args.jpeg_quality, min_audio_seconds=args.min_audio_seconds,
-            silence_dbfs=args.silence_dbfs, video_backend=args.video_backend)
+            silence_dbfs=args.silence_dbfs, video_backend=args.video_backend, audio_format=args.audio_format)
     except ValueError as err:
         raise IngestError(str(err)) from None
     if not args.root.is_dir():

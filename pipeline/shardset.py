@@ -28,6 +28,7 @@ from PIL import Image
 
 from shards.evalstore import EvalStoreWriter
 from shards.format import iter_tar_samples
+from shards.stream import audio_member
 
 STATE_DIR = ".ingest"
 INDEX = "index.json"
@@ -129,7 +130,7 @@ def existing_split_identities(dataset_dir: Path) -> dict[str, set[str]]:
 
 def build_eval_store(split_dir: SplitDir, shard_names: list[str], num_faces: int, face_size: int,
                      progress=None) -> int:
-    """Second pass over the finished shards: decode faces to uint8 and FLAC to int16 into
+    """Second pass over the finished shards: decode faces to uint8 and the WAV/FLAC to int16 into
     `eval.zarr`, so evaluation gets exactly the shard contents with O(1) random access."""
     writer = EvalStoreWriter(split_dir.path / EVAL_STORE, num_faces=num_faces, face_size=face_size)
     count = 0
@@ -139,7 +140,7 @@ def build_eval_store(split_dir: SplitDir, shard_names: list[str], num_faces: int
                 info = json.loads(members["json"])
                 faces = np.stack([np.asarray(Image.open(io.BytesIO(members[f"f{i}.jpg"])).convert("RGB"))
                                   for i in range(num_faces)])
-                audio, _ = sf.read(io.BytesIO(members["flac"]), dtype="int16")
+                audio, _ = sf.read(io.BytesIO(audio_member(members)), dtype="int16")
                 writer.append(key=key, identity=info["identity"], video=info["video"],
                               clip=info["clip"], faces=faces, audio=audio,
                               gender=info.get("gender"), nationality=info.get("nationality"))

@@ -25,13 +25,16 @@ from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, IngestError, run_ingest
 from shards.evalstore import EvalStore
 from shards.format import iter_tar_samples, read_dali_index
+from shards.stream import audio_member
 
 F, S = 3, 64
 
 
 def _cfg(root: Path, out: Path, dataset: str, **kw) -> IngestConfig:
     meta = root / ("vox2_meta.csv" if dataset == "voxceleb2" else "vox1_meta.csv")
-    extract = kw.pop("extract", ExtractSettings(frames_per_clip=F, face_size=S))
+    # VoxCeleb2 with the default wav audio member, VoxCeleb1 with flac: both formats round-trip
+    audio_format = "flac" if dataset == "voxceleb1" else "wav"
+    extract = kw.pop("extract", ExtractSettings(frames_per_clip=F, face_size=S, audio_format=audio_format))
     return IngestConfig(dataset=dataset, root=root, meta=meta, out=out, workers=kw.pop("workers", 1),
                         shard_samples=kw.pop("shard_samples", 3), extract=extract, progress=False, **kw)
 
@@ -106,7 +109,8 @@ def test_json_matches_meta_and_media(built):
                     _, name, gender, nationality, _ = v1[info["identity"]]
                     assert (info["name"], info["gender"], info["nationality"]) == (name, gender, nationality)
                     assert "track" in info and info["track"]["fv_conf"] == 17.5
-                audio, sr = sf.read(io.BytesIO(members["flac"]), dtype="int16")
+                assert set(members) & {"wav", "flac"} == {"wav" if info["dataset"] == "voxceleb2" else "flac"}
+                audio, sr = sf.read(io.BytesIO(audio_member(members)), dtype="int16")
                 assert sr == 16000 and abs(audio.size / sr - info["duration"]) < 1e-6
                 for i in range(F):
                     assert Image.open(io.BytesIO(members[f"f{i}.jpg"])).size == (S, S)
@@ -174,7 +178,7 @@ def test_eval_store_equals_shard_contents(built):
                 faces = np.stack([np.asarray(Image.open(io.BytesIO(members[f"f{j}.jpg"])).convert("RGB"))
                                   for j in range(F)])
                 np.testing.assert_array_equal(store.faces(i), faces)
-                audio, _ = sf.read(io.BytesIO(members["flac"]), dtype="int16")
+                audio, _ = sf.read(io.BytesIO(audio_member(members)), dtype="int16")
                 np.testing.assert_array_equal(store.audio(i), audio)
                 info = json.loads(members["json"])
                 assert store.identities[i] == info["identity"] and store.genders[i] == info["gender"]
