@@ -73,13 +73,59 @@ def mel_filterbank_htk(sample_rate: int, n_fft: int, n_mels: int, f_min: float, 
     return np.maximum(0.0, np.minimum(lower, upper))
 
 
+def _band_groups(fbank: np.ndarray, cost_per_group: float) -> list[tuple[int, int, int, int]]:
+    """Split the mel bands into runs `(band0, band1, bin0, bin1)` for one small GEMM each.
+
+    A triangle covers a few FFT bins (2 at 0 Hz, ~30 near 8 kHz with the defaults), so the dense
+    `[n_mels, n_freq]` product is ~95% multiplications by zero. One GEMM per run over only the bins
+    its bands touch skips most of them; every GEMM also has a fixed cost, so a small dynamic
+    programme picks the runs minimising `sum(bands * bins) + cost_per_group * runs` (both per
+    frame). Bands without any nonzero bin (more mels than bins at low frequencies) get no bins.
+    """
+    nonzero = [np.flatnonzero(row) for row in fbank]
+    n = len(fbank)
+    best, choice = [0.0] + [float("inf")] * n, [(0, 0, 0)] * (n + 1)
+    for b in range(1, n + 1):
+        c, d = fbank.shape[1], 0  # bin range of bands a..b-1, widened as a moves down
+        for a in range(b - 1, -1, -1):
+            if nonzero[a].size:
+                c, d = min(c, int(nonzero[a][0])), max(d, int(nonzero[a][-1]) + 1)
+            cost = best[a] + (b - a) * max(d - c, 0) + cost_per_group
+            if cost < best[b]:
+                best[b], choice[b] = cost, (a, c, d)
+    groups, b = [], n
+    while b > 0:
+        a, c, d = choice[b]
+        groups.append((a, b, c, d) if d > c else (a, b, 0, 0))
+        b = a
+    return groups[::-1]
+
+
 class LogMel(torch.nn.Module):
     """Waveform `[N, samples]` (float, [-1, 1]) -> `log(mel_power + eps)` `[N, 1, n_mels, T]`.
 
     Framing matches librosa with `center=True, pad_mode="constant"` (zero padding, librosa 0.11's
     default): `T = 1 + samples // hop_length`. The window is the periodic Hamming window of
     `win_length`, zero-padded to `n_fft` in the centre, as both librosa and `torch.stft` do.
+
+    The forward pass is shaped by its CPU cost in the loader's decode workers (~35% less than a
+    plain `stft -> |.|^2 -> fbank @ power -> log`, which `reference_forward` still computes and
+    autograd uses):
+
+    * power and filterbank are one step: the squared real and imaginary parts, interleaved as
+      `torch.stft` returns them, meet a filterbank with every weight repeated twice, so no pass
+      adds them up first; and the filterbank runs as a few GEMMs over the bins each group of
+      bands touches (`_band_groups`) instead of one dense GEMM that is mostly zeros.
+    * on CPU, rows go through in chunks of about `_CPU_CHUNK_FRAMES` frames: a chunk's spectrum
+      (~2 MB) stays in cache between the FFT and the GEMMs, and the smaller temporaries no longer
+      cross glibc's mmap threshold (page faults cost up to a few ms per batch). Other devices run
+      the whole batch at once (fewer kernel launches).
+
+    Rows never mix, so a row's features do not depend on the rest of the batch.
     """
+
+    _CPU_CHUNK_FRAMES = 1000
+    _GEMM_COST_PER_GROUP = 300.0  # multiply-adds per frame a GEMM call costs (150..600: same speed)
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400,
                  hop_length: int = 160, n_mels: int = 40, window: str = "hamming",
@@ -99,6 +145,11 @@ class LogMel(torch.nn.Module):
                              persistent=False)
         fbank = mel_filterbank_htk(sample_rate, n_fft, n_mels, f_min, f_max)
         self.register_buffer("fbank", torch.from_numpy(fbank).float(), persistent=False)
+        self._groups = _band_groups(fbank, self._GEMM_COST_PER_GROUP)
+        for i, (a, b, c, d) in enumerate(self._groups):
+            # weights repeated for the interleaved (re^2, im^2) columns of bins c..d-1
+            weights = self.fbank[a:b, c:d].repeat_interleave(2, dim=1).contiguous()
+            self.register_buffer(f"_group{i}", weights, persistent=False)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for a waveform of `num_samples` (centre padding)."""
@@ -110,8 +161,34 @@ class LogMel(torch.nn.Module):
         if waveform.shape[0] == 0 or waveform.shape[1] == 0:
             raise ValueError(f"refusing an empty waveform batch {tuple(waveform.shape)}")
         x = waveform.float()
+        if x.requires_grad and torch.is_grad_enabled():
+            return self.reference_forward(x)  # the fast path writes into preallocated outputs
+        n, frames = x.shape[0], self.num_frames(x.shape[1])
+        out = torch.empty(n, self.n_mels, frames, dtype=x.dtype, device=x.device)
+        rows = max(1, self._CPU_CHUNK_FRAMES // frames) if x.device.type == "cpu" else n
+        for r in range(0, n, rows):
+            self._log_mel_into(x[r:r + rows], out[r:r + rows])
+        return out.unsqueeze(1)
+
+    def _log_mel_into(self, x: torch.Tensor, out: torch.Tensor) -> None:
         pad = self.n_fft // 2
-        x = F.pad(x, (pad, pad), mode="constant")
+        spec = torch.stft(F.pad(x, (pad, pad), mode="constant"), n_fft=self.n_fft, hop_length=self.hop_length,
+                          win_length=self.win_length, window=self.window, center=False, return_complex=True)
+        n, frames = out.shape[0], out.shape[2]
+        # [N, n_freq, T] with the frequency axis innermost in memory: a [N*T, 2*n_freq] real view
+        squares = torch.view_as_real(spec.transpose(1, 2)).square_().reshape(n * frames, -1)
+        mel = torch.empty(self.n_mels, n * frames, dtype=out.dtype, device=out.device)
+        for i, (a, b, c, d) in enumerate(self._groups):
+            if c == d:
+                mel[a:b].zero_()
+            else:
+                torch.mm(getattr(self, f"_group{i}"), squares[:, 2 * c:2 * d].T, out=mel[a:b])
+        torch.log(mel.add_(self.eps).view(self.n_mels, n, frames).transpose(0, 1), out=out)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain dense computation (differentiable; the fast path's test oracle)."""
+        pad = self.n_fft // 2
+        x = F.pad(x.float(), (pad, pad), mode="constant")
         spec = torch.stft(x, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
                           window=self.window, center=False, return_complex=True)
         power = spec.real.square() + spec.imag.square()  # power=2.0
@@ -121,4 +198,3 @@ class LogMel(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "
                 f"hop_length={self.hop_length}, n_mels={self.n_mels}, eps={self.eps}")
-

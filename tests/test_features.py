@@ -41,6 +41,47 @@ def test_logmel_batch_rows_are_independent_and_device_follows_input():
     assert batch.device == y.device
 
 
+@pytest.mark.parametrize("f_min, f_max, n_mels", [(100.0, 4000.0, 40), (0.0, 8000.0, 64)])
+def test_logmel_band_limited_and_denser_banks_match_librosa(f_min, f_max, n_mels):
+    # f_max below Nyquist leaves high bins outside every triangle: the grouped filterbank never
+    # reads them, and must still equal librosa's dense product
+    import librosa
+
+    y = (0.1 * np.random.default_rng(2).standard_normal(12345)).astype(np.float32)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=16000, n_fft=512, win_length=400, hop_length=160, window="hamming", n_mels=n_mels,
+        fmin=f_min, fmax=f_max, htk=True, norm=None, power=2.0, center=True, pad_mode="constant")
+    ours = LogMel(n_mels=n_mels, f_min=f_min, f_max=f_max)(torch.from_numpy(y)[None])
+    np.testing.assert_allclose(ours[0, 0].numpy(), np.log(mel + 1e-6), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("batch, num_samples, kwargs", [
+    (1, 32000, {}), (2, 32000, {}), (7, 32000, {}), (20, 32000, {}), (40, 32000, {}),  # 7: ragged CPU chunk
+    (3, 200000, {}),  # > _CPU_CHUNK_FRAMES frames per row: one row per chunk
+    (5, 777, {"n_mels": 128, "window": "hann"}),  # empty low triangles (narrower than a bin)
+    (4, 3000, {"n_fft": 1024, "win_length": 1024, "hop_length": 256, "f_min": 300.0, "f_max": 3400.0}),
+    (2, 500, {"n_fft": 16, "win_length": 16, "hop_length": 8, "f_min": 100.0, "f_max": 200.0}),  # no bin in any band
+])
+def test_logmel_fast_path_equals_dense_reference(batch, num_samples, kwargs):
+    y = torch.randn(batch, num_samples, generator=torch.Generator().manual_seed(batch)) * 0.1
+    m = LogMel(**kwargs)
+    with torch.no_grad():
+        fast = m(y)
+    assert fast.shape == (batch, 1, m.n_mels, m.num_frames(num_samples)) and fast.is_contiguous()
+    torch.testing.assert_close(fast, m.reference_forward(y), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(m(y.double()), fast)  # float64 input is computed in float32
+
+
+def test_logmel_stays_differentiable_for_inputs_that_require_grad():
+    y = (torch.randn(2, 4000) * 0.1).requires_grad_()
+    m = LogMel(n_mels=24)
+    out = m(y)
+    out.sum().backward()
+    assert y.grad is not None and y.grad.shape == y.shape and torch.isfinite(y.grad).all()
+    with torch.no_grad():
+        torch.testing.assert_close(out.detach(), m(y), atol=2e-5, rtol=1e-5)
+
+
 def test_logmel_rejects_bad_shapes_and_params():
     m = LogMel()
     with pytest.raises(ValueError, match=r"\[N, samples\]"):
