@@ -30,9 +30,11 @@ from shards.decode import decode_face, decode_voice_crop
 from shards.features import LogMel, faces_to_tensor
 from shards.stream import BadSample, Sample
 from shards.tuples import BatchPlan, repair_plan
+from shards.shm import ShmArray, SlotRef, attach, put_array, take_array
 from shards.wav import crop_pcm16_wav
 
-__all__ = ["AssembleSpec", "Assembled", "assemble_batch", "finish_batch", "lean_plan", "log_mel_for", "worker_init"]
+__all__ = ["AssembleSpec", "Assembled", "assemble_batch", "assemble_in_slot", "finish_batch", "lean_plan",
+           "log_mel_for", "pack_into_slot", "slot_bytes", "take_from_slot", "worker_init"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Assembled:
     batch: dict[str, Any] | None
     skips: list[tuple[str, str]]
     dropped_tuples: int
+    slot_bytes_needed: int = 0  # set by `assemble_in_slot`: where its arrays ended in the slot
 
 
 _LOG_MEL_CACHE: dict[tuple, LogMel] = {}
@@ -126,6 +129,74 @@ def lean_plan(plan: BatchPlan, crop_samples: int) -> BatchPlan:
         return lean[id(s)]
 
     return dataclasses.replace(plan, faces=[slim(s) for s in plan.faces], voices=[slim(s) for s in plan.voices])
+
+
+def _align(n: int) -> int:
+    return (n + 63) // 64 * 64
+
+
+def pack_into_slot(plan: BatchPlan, buf: memoryview) -> tuple[BatchPlan, list, list, int]:
+    """Main side: copy a lean plan's item bytes into a slot. Returns the plan without bytes, the
+    `(offset, size)` of each face item's JPEG and each voice item's audio, and where the worker
+    may start writing its arrays."""
+    pos, spans = 0, {}
+
+    def put(data: bytes) -> tuple[int, int]:
+        nonlocal pos
+        key = id(data)
+        if key not in spans:  # the same bytes object twice (a sample used as face and voice) goes once
+            buf[pos:pos + len(data)] = data
+            spans[key] = (pos, len(data))
+            pos += len(data)
+        return spans[key]
+
+    face_spans = [put(s.face) for s in plan.faces]
+    voice_spans = [put(s.audio) for s in plan.voices]
+    bare = {id(s): dataclasses.replace(s, face=b"", audio=b"") for s in [*plan.faces, *plan.voices]}
+    bare_plan = dataclasses.replace(plan, faces=[bare[id(s)] for s in plan.faces],
+                                    voices=[bare[id(s)] for s in plan.voices])
+    return bare_plan, face_spans, voice_spans, _align(pos)
+
+
+def slot_bytes(plan: BatchPlan, out_bytes: int) -> int:
+    """Slot size a lean plan needs: its item bytes plus `out_bytes` for the decoded arrays."""
+    unique = {id(s.face): len(s.face) for s in plan.faces}
+    unique.update({id(s.audio): len(s.audio) for s in plan.voices})
+    return _align(sum(unique.values())) + out_bytes + 128
+
+
+def assemble_in_slot(plan: BatchPlan, spec: AssembleSpec, slot: SlotRef, face_spans: list, voice_spans: list,
+                     out_offset: int) -> Assembled:
+    """Worker side of `pack_into_slot`: decode the items from the slot and leave the face and
+    log-mel arrays in it (`ShmArray` in the batch); an array that does not fit goes through the
+    pipe as before, and `slot_bytes_needed` tells the loader to size slots up."""
+    buf = attach(slot)
+    plan = dataclasses.replace(
+        plan, faces=[dataclasses.replace(s, face=bytes(buf[o:o + n])) for s, (o, n) in zip(plan.faces, face_spans)],
+        voices=[dataclasses.replace(s, audio=bytes(buf[o:o + n])) for s, (o, n) in zip(plan.voices, voice_spans)])
+    done = assemble_batch(plan, spec)
+    if done.batch is not None:
+        pos = out_offset
+        for name in ("faces", "voices"):
+            arr = done.batch[name]
+            placed = put_array(buf, pos, arr)
+            if placed is not None:
+                done.batch[name] = placed
+            pos = _align(pos + arr.nbytes)
+        done.slot_bytes_needed = pos
+    return done
+
+
+def take_from_slot(batch: dict[str, Any], buf: memoryview) -> dict[str, Any]:
+    """Main side: the arrays a worker left in the slot, copied out so the slot can be reused
+    (uint8 faces stay views: `finish_batch` turns them into new float tensors right away)."""
+    out = dict(batch)
+    for name in ("faces", "voices"):
+        ref = batch[name]
+        if isinstance(ref, ShmArray):
+            view = take_array(buf, ref)
+            out[name] = view if view.dtype == np.uint8 else view.copy()
+    return out
 
 
 def _try(fn: Callable, *args):

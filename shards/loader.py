@@ -35,7 +35,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from shards.assemble import AssembleSpec, Assembled, assemble_batch, finish_batch, lean_plan, log_mel_for, worker_init
+from shards.assemble import (AssembleSpec, Assembled, assemble_batch, assemble_in_slot, finish_batch, lean_plan,
+                             log_mel_for, pack_into_slot, slot_bytes, take_from_slot, worker_init)
+from shards.shm import BatchSlots
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
@@ -97,7 +99,12 @@ class TupleLoader:
                                   face_size=self.face_size, k=self.cfg.k,
                                   gender_matched=self.cfg.gender_matched_negatives,
                                   log_mel=tuple(sorted(self.cfg.log_mel.items())))
-        log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
+        log_mel = log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
+        # bytes a worker's arrays take per item, to size shared-memory slots (uint8 face crops
+        # at the shards' size; float32 log-mel of one crop)
+        self._out_bytes = (3 * self.catalog.face_size ** 2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
+        self._slots: BatchSlots | None = None
+        self._slots_failed = False
         self._streams: list[PieceStream] = []
         self._sampler_ahead = False
         self.epoch = 0
@@ -247,18 +254,39 @@ class TupleLoader:
             if self.decode_workers == "processes":
                 self._assembler = ProcessPoolExecutor(self.cfg.num_workers, initializer=worker_init,
                                                       initargs=(os.getpid(),), mp_context=self._worker_context())
+                self._slots = BatchSlots(1 + self.cfg.prefetch)  # one per batch in flight
             else:
                 self._decode_pool = ThreadPoolExecutor(self.cfg.num_workers, thread_name_prefix="tuple-decode")
                 self._assembler = ThreadPoolExecutor(1, thread_name_prefix="tuple-assemble")
             # a loader dropped without close() must not leave worker processes behind
-            self._finalizer = weakref.finalize(self, _shutdown, self._assembler, self._decode_pool)
+            self._finalizer = weakref.finalize(self, _shutdown, self._assembler, self._decode_pool, self._slots)
         return self._assembler
 
-    def _submit(self, plan: BatchPlan) -> Future:
+    def _submit(self, plan: BatchPlan) -> tuple[Future, int | None]:
+        """Start decoding a planned batch; returns its future and its shared-memory slot (None
+        when the batch goes through the pipe: thread mode, or no shared memory available)."""
         pool = self._pools()
-        if self.decode_workers == "processes":
-            return pool.submit(assemble_batch, lean_plan(plan, self._spec.crop_samples), self._spec)
-        return pool.submit(self._assemble_in_threads, plan)
+        if self.decode_workers != "processes":
+            return pool.submit(self._assemble_in_threads, plan), None
+        lean = lean_plan(plan, self._spec.crop_samples)
+        slot = None
+        if self._slots is not None and not self._slots_failed:
+            out = len(lean.faces) * self._out_bytes[0] + len(lean.voices) * self._out_bytes[1]
+            try:
+                slot = self._slots.acquire(slot_bytes(lean, out))
+            except OSError as exc:  # e.g. a container's small /dev/shm: use the pipe from now on
+                warnings.warn(f"TupleLoader: no shared memory for batch slots ({exc}); decoded batches go through "
+                              "pipes (slower). In Docker, raise --shm-size.", stacklevel=3)
+                self._slots_failed = True
+        if slot is not None:
+            bare, face_spans, voice_spans, out_offset = pack_into_slot(lean, self._slots.buf(slot))
+            return pool.submit(assemble_in_slot, bare, self._spec, self._slots.ref(slot), face_spans,
+                               voice_spans, out_offset), slot
+        return pool.submit(assemble_batch, lean, self._spec), None
+
+    def _release(self, slot: int | None) -> None:
+        if slot is not None and self._slots is not None:
+            self._slots.release(slot)
 
     def _decode_faces_dali(self, samples: list[Sample]) -> list | None:
         """DALI pixels for every face, or None when a bad JPEG failed DALI's batch (PIL finds it)."""
@@ -312,16 +340,16 @@ class TupleLoader:
             self.load_state_dict(self._state)
         self._pools()
         steps = self.steps_per_epoch
-        pending: deque[tuple[Future, dict]] = deque()
+        pending: deque[tuple[Future, int | None, dict]] = deque()
         try:
             while self._step < steps:
                 while len(pending) < 1 + self.cfg.prefetch and self._step + len(pending) < steps:
                     plan = self._plan_next()
                     self._sampler_ahead = True
-                    pending.append((self._submit(plan), self._snapshot()))
-                future, snapshot = pending.popleft()
+                    pending.append((*self._submit(plan), self._snapshot()))
+                future, slot, snapshot = pending.popleft()
                 try:
-                    batch = self._receive(future.result())
+                    batch = self._receive(future.result(), slot)
                 except BrokenProcessPool as exc:
                     raise RuntimeError(
                         "a TupleLoader decode worker process died. Workers start from a fork server that "
@@ -339,22 +367,31 @@ class TupleLoader:
                 self._sampler_ahead = bool(pending)  # planned batches not yet handed out
                 yield batch
         finally:
-            for future, _ in pending:
+            for future, _, _ in pending:
                 future.cancel()
-            for future, _ in pending:
+            for future, slot, _ in pending:
                 if not future.cancelled():
                     try:
                         future.result()
                     except Exception:
                         pass
+                self._release(slot)  # the worker is done with it (or never started)
 
-    def _receive(self, done: Assembled) -> dict[str, Any] | None:
+    def _receive(self, done: Assembled, slot: int | None = None) -> dict[str, Any] | None:
         """Count a decoded batch's skips here, in batch order (strict mode raises here), and put
-        tensors from a worker process on `device`."""
+        tensors from a worker process on `device` (copied out of its slot, which is then free)."""
+        try:
+            batch = done.batch
+            if batch is not None and slot is not None:
+                batch = finish_batch(take_from_slot(batch, self._slots.buf(slot)), self.device, self.face_size)
+            elif batch is not None:
+                batch = finish_batch(batch, self.device, self.face_size)
+        finally:
+            self._release(slot)
         for reason, message in done.skips:
             self.log.skip(reason, message)
         self.stats["dropped_tuples"] += done.dropped_tuples
-        return None if done.batch is None else finish_batch(done.batch, self.device, self.face_size)
+        return batch
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -416,8 +453,8 @@ class TupleLoader:
             s.close()
         if self._assembler is not None:
             self._finalizer.detach()
-            _shutdown(self._assembler, self._decode_pool)
-        self._decode_pool = self._assembler = None
+            _shutdown(self._assembler, self._decode_pool, self._slots)
+        self._decode_pool = self._assembler = self._slots = None
 
     def __enter__(self) -> "TupleLoader":
         return self
@@ -426,10 +463,12 @@ class TupleLoader:
         self.close()
 
 
-def _shutdown(*pools: Executor | None) -> None:
-    for pool in pools:
+def _shutdown(assembler: Executor | None, decode_pool: Executor | None, slots: BatchSlots | None) -> None:
+    for pool in (assembler, decode_pool):
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+    if slots is not None:  # after the workers stopped writing into them
+        slots.close()
 
 
 def main(argv: list[str] | None = None) -> None:

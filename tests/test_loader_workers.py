@@ -165,6 +165,7 @@ if __name__ == "__main__":
     loader.set_epoch(0)
     next(iter(loader))
     print(" ".join(str(p) for p in loader._assembler._processes), flush=True)
+    print(" ".join(seg.name for seg in loader._slots._segments if seg is not None), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no cleanup at all, like the OOM killer or preemption
 """
 
@@ -179,8 +180,9 @@ def test_workers_exit_when_their_training_process_is_killed(shard_dir, tmp_path)
     proc = subprocess.run([sys.executable, str(script), str(shard_dir)], capture_output=True, text=True,
                           timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert proc.returncode == -9, proc.stderr[-2000:]
-    workers = [int(p) for p in proc.stdout.split()]
-    assert len(workers) == 2
+    pids, segments = proc.stdout.splitlines()
+    workers = [int(p) for p in pids.split()]
+    assert len(workers) == 2 and segments.split()
 
     def alive(pid):
         try:
@@ -193,3 +195,67 @@ def test_workers_exit_when_their_training_process_is_killed(shard_dir, tmp_path)
     while time.time() < deadline and any(alive(p) for p in workers):
         time.sleep(0.2)
     assert not any(alive(p) for p in workers), f"decode workers {workers} outlived their killed owner"
+    # the batch slots' shared memory goes too (the resource tracker unlinks it when all users are gone)
+    while time.time() < deadline and any(os.path.exists(f"/dev/shm/{n}") for n in segments.split()):
+        time.sleep(0.2)
+    assert not [n for n in segments.split() if os.path.exists(f"/dev/shm/{n}")], "shared memory leaked"
+
+
+def _segments(loader):
+    return [f"/dev/shm/{seg.name}" for seg in loader._slots._segments if seg is not None]
+
+
+def test_batches_travel_in_shared_memory_slots_that_are_removed_on_close(shard_dir):
+    with TupleLoader(_cfg(shard_dir, decode_workers="processes")) as loader:
+        batches = list(loader)
+        names = _segments(loader)
+        assert 1 <= len(names) <= 1 + loader.cfg.prefetch and all(os.path.exists(n) for n in names)
+        assert sorted(loader._slots._free) == list(range(1 + loader.cfg.prefetch))  # every slot returned
+    assert not any(os.path.exists(n) for n in names)
+    for b in batches:  # yielded tensors own their memory: nothing points into a removed segment
+        assert torch.isfinite(b["voices"]).all() and b["faces"].abs().max() <= 1
+
+    dropped = TupleLoader(_cfg(shard_dir, decode_workers="processes"))
+    next(iter(dropped))
+    names = _segments(dropped)
+    del dropped
+    gc.collect()
+    assert names and not any(os.path.exists(n) for n in names)  # a loader dropped without close()
+
+
+def test_without_shared_memory_batches_go_through_the_pipe_unchanged(shard_dir, monkeypatch):
+    from shards.shm import BatchSlots
+
+    with TupleLoader(_cfg(shard_dir, decode_workers="processes")) as loader:
+        reference = list(loader)
+
+    def no_shm(self, need):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(BatchSlots, "acquire", no_shm)
+    with pytest.warns(UserWarning, match="shm-size"):
+        with TupleLoader(_cfg(shard_dir, decode_workers="processes")) as loader:
+            piped = list(loader)
+    _assert_same_batches(piped, reference)
+
+
+def test_slot_round_trip_grows_and_reports_full():
+    import numpy as np
+
+    from shards.shm import BatchSlots, attach, put_array, take_array
+
+    slots = BatchSlots(2)
+    try:
+        a = slots.acquire(100)
+        small = slots.ref(a)
+        slots.release(a)
+        a = slots.acquire(small.size + 1)  # too small now: replaced by a bigger segment
+        assert slots.ref(a).size > small.size and not os.path.exists(f"/dev/shm/{small.name}")
+        b = slots.acquire(10)
+        assert slots.acquire(10) is None  # both in flight
+        arr = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+        ref = put_array(attach(slots.ref(b)), 64, arr)
+        assert np.array_equal(take_array(slots.buf(b), ref), arr)
+        assert put_array(slots.buf(b), slots.ref(b).size - 8, arr) is None  # does not fit: caller uses the pipe
+    finally:
+        slots.close()
