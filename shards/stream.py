@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from shards.format import BLOCK, CorruptShardError, ShardFormatError, TruncatedShardError, iter_tar_samples
+from shards.format import CorruptShardError, ShardFormatError, TruncatedShardError, iter_tar_sample_spans
 from shards.partition import Piece, ShardCatalog, sample_offset
 
 AUDIO_MEMBERS = ("wav", "flac")  # the audio member a sample may carry: 16 kHz PCM_16 WAV or FLAC
@@ -29,7 +29,7 @@ def audio_member(members: dict[str, bytes]) -> bytes | None:
     """The sample's (non-empty) audio payload, whichever of `AUDIO_MEMBERS` it has."""
     return next((members[ext] for ext in AUDIO_MEMBERS if members.get(ext)), None)
 
-__all__ = ["AUDIO_MEMBERS", "audio_member", "Sample", "BadSample", "ShardReadError", "SkipLog", "SampleParser", "PieceStream", "sample_size"]
+__all__ = ["AUDIO_MEMBERS", "audio_member", "Sample", "BadSample", "ShardReadError", "SkipLog", "SampleParser", "PieceStream"]
 
 
 class BadSample(Exception):
@@ -75,11 +75,6 @@ class SkipLog:
         self.counts[reason] += 1
         if len(self.messages) < self._keep:
             self.messages.append(f"{reason}: {message}")
-
-
-def sample_size(members: dict[str, bytes]) -> int:
-    """Bytes a sample occupies in the tar (headers + padded payloads), as written by ShardWriter."""
-    return sum(BLOCK + len(p) + (-len(p) % BLOCK) for p in members.values())
 
 
 class SampleParser:
@@ -188,14 +183,14 @@ class PieceStream:
                     if not shard.path.is_file():
                         raise FileNotFoundError(f"{shard.path} is listed in index.json but missing")
                     start = self.offset if self.offset is not None else sample_offset(shard, piece.start)
-                    self._it = iter_tar_samples(shard.path, start=start)
+                    self._it = iter_tar_sample_spans(shard.path, start=start)
                 except (OSError, ValueError, IndexError, ShardFormatError) as exc:
                     self.log.skip("missing_shard", f"cannot open {shard.path} ({exc!r})")
                     if self._advance_piece() and not wrap:
                         return None
                     continue
             try:
-                key, members, offset = next(self._it)
+                key, members, offset, end = next(self._it)
             except StopIteration:
                 self.log.skip("short_shard", f"{shard.path} ends after {piece.start + self.read_in_piece} "
                                              f"samples, index.json says {shard.num_samples}")
@@ -212,11 +207,12 @@ class PieceStream:
                 if self._advance_piece() and not wrap:
                     return None
                 continue
-            size = sample_size(members)
-            self.offset = offset + size
+            # the reader's span, not a size recomputed from the payloads: exact for any tar
+            # (PAX / GNU records included), so the cursor and `loc` re-read the same sample
+            self.offset = end
             self.read_in_piece += 1
             try:
-                sample = self.parse(key, members, (piece.shard, offset, size))
+                sample = self.parse(key, members, (piece.shard, offset, end - offset))
             except BadSample as exc:
                 self.log.skip(exc.reason, str(exc))
                 continue

@@ -8,14 +8,17 @@ import tarfile
 
 import pytest
 
+from shards import format as shard_format
 from shards.format import (
     CorruptShardError,
     ShardWriter,
     TruncatedShardError,
+    iter_tar_sample_spans,
     iter_tar_samples,
     make_key,
     read_dali_index,
     read_sample_at,
+    split_member_name,
 )
 
 
@@ -160,3 +163,112 @@ def test_eval_store_roundtrip(tmp_path):
             audio=np.ones(3, np.int16))
     with pytest.raises(FileNotFoundError, match="pipeline.ingest"):
         EvalStore(tmp_path / "missing.zarr")
+
+
+def _foreign_tar(path, fmt, members):
+    """A tar written by Python's tarfile (not our writer): long names become PAX / GNU records,
+    directories and symlinks sit between samples, payloads are not padded like ours."""
+    with tarfile.open(path, "w", format=fmt) as tf:
+        info = tarfile.TarInfo("some-dir")
+        info.type = tarfile.DIRTYPE
+        tf.addfile(info)
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tf.addfile(info, io.BytesIO(payload))
+            if name.endswith(".json"):
+                link = tarfile.TarInfo(name + "-link")
+                link.type, link.linkname = tarfile.SYMTYPE, "target"
+                tf.addfile(link)
+
+
+def _long_name_members():
+    deep = "d" * 60 + "/" + "e" * 60  # > 100 bytes: needs PAX / GNU records (or a ustar prefix)
+    members = []
+    for i in range(4):
+        key = f"{deep}/vox2_id{i:05d}_" + "v" * 90 + f"_{i:05d}"
+        members += [(f"{key}.json", f'{{"i": {i}}}'.encode()),
+                    (f"{key}.f0.jpg", bytes([i]) * (700 + 300 * i)),
+                    (f"{key}.wav", bytes(range(256)) * (3 + i))]
+    return members
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_foreign_tars_long_names_and_exact_sample_spans(tmp_path, fmt):
+    if fmt == tarfile.USTAR_FORMAT:  # ustar splits a long path into prefix + name (no records)
+        members = [(f"{'p' * 120}/k{i // 3}.{ext}", payload)
+                   for i, (ext, payload) in enumerate([("json", b"{}"), ("f0.jpg", b"x" * 600), ("wav", b"y" * 9)] * 3)]
+    else:
+        members = _long_name_members()
+    path = tmp_path / "foreign.tar"
+    _foreign_tar(path, fmt, members)
+    expected: dict[str, dict[str, bytes]] = {}
+    for name, payload in members:
+        base, ext = split_member_name(name)
+        expected.setdefault(base, {})[ext] = payload
+    spans = list(iter_tar_sample_spans(path))
+    assert [(k, m) for k, m, _, _ in spans] == list(expected.items())
+    assert [(k, m, o) for k, m, o, _ in spans] == list(iter_tar_samples(path))
+    for i, (key, members_, offset, end) in enumerate(spans):
+        # the span is exact: random access and resuming at `offset` see the same sample
+        assert read_sample_at(path, offset, end - offset) == (key, members_)
+        assert [s[0] for s in iter_tar_sample_spans(path, start=offset)] == list(expected)[i:]
+        if i + 1 < len(spans):
+            assert end <= spans[i + 1][2]
+
+
+def test_reader_handles_chunk_boundaries_big_members_and_short_reads(tmp_path, monkeypatch):
+    samples = [(f"vox2_a_b_{i:05d}", {"json": b"{}" * (i + 1), "f0.jpg": bytes([i]) * (1 + 97 * i),
+                                      "wav": bytes([7]) * (3000 if i != 5 else 70_000)}) for i in range(12)]
+    path = tmp_path / "s.tar"
+    with ShardWriter(path) as w:
+        records = [w.add(k, m) for k, m in samples]
+
+    class Trickle(io.RawIOBase):  # a stream that returns at most 700 bytes per call
+        def __init__(self, data):
+            self.data, self.pos = data, 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            n = min(len(b), 700, len(self.data) - self.pos)
+            b[:n] = self.data[self.pos:self.pos + n]
+            self.pos += n
+            return n
+
+    class ReadOnly:  # only `read`, no `readinto`
+        def __init__(self, data):
+            self.fh = io.BytesIO(data)
+
+        def read(self, n):
+            return self.fh.read(n)
+
+    data = path.read_bytes()
+    for chunk in (1 << 20, 4096, 512):
+        monkeypatch.setattr(shard_format, "_CHUNK", chunk)
+        for source in (path, Trickle(data), ReadOnly(data)):
+            got = list(iter_tar_sample_spans(source))
+            assert [(k, m) for k, m, _, _ in got] == samples
+            assert [(o, e - o) for _, _, o, e in got] == [(r.offset, r.size) for r in records]
+
+
+def test_header_checksum_is_exact_for_dense_headers(tmp_path):
+    """A ustar header with > 256 non-zero bytes (long prefix + name) is checked with a full
+    byte sum; any flipped byte, also in the checksum field itself, is a CorruptShardError."""
+    name = "p" * 150 + "/" + "n" * 90 + ".json"
+    path = tmp_path / "dense.tar"
+    _foreign_tar(path, tarfile.USTAR_FORMAT, [(name, b"{}")])
+    assert [k for k, _, _ in iter_tar_samples(path)] == [name[:-5]]
+    data = path.read_bytes()
+    start = data.index(b"n" * 90)  # the member's header (its name field comes first)
+    assert start % 512 == 0 and data[start:start + 512].count(0) < 256
+    for where in (start + 3, start + 150, start + 400, start + 148):
+        bad = bytearray(data)
+        bad[where] = ord("7") if bad[where] != ord("7") else ord("1")
+        with pytest.raises(CorruptShardError):
+            list(iter_tar_samples(io.BytesIO(bytes(bad))))
+    bad = bytearray(data)
+    bad[start + 148:start + 156] = b"zz\0     "  # not a number at all: still a corrupt header
+    with pytest.raises(CorruptShardError):
+        list(iter_tar_samples(io.BytesIO(bytes(bad))))
