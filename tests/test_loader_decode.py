@@ -124,4 +124,6 @@ def test_loader_with_dali_cpu_equals_pil(shard_dir):
     for a, b in zip(pil, dali, strict=True):
         assert a["candidate_key"] == b["candidate_key"]
         assert (a["faces"] - b["faces"]).abs().max().item() <= 2 * 2 / 255 + 1e-6
-        assert torch.equal(a["voices"], b["voices"])
+        # DALI runs in threads (log-mel in this process, with its torch threads), PIL in 1-thread
+        # workers: the log-mel GEMMs may block differently, so equal to float32 rounding
+        torch.testing.assert_close(a["voices"], b["voices"], rtol=0, atol=1e-5)

@@ -52,11 +52,17 @@ def _epoch(cfg):
 
 
 def _assert_same_batches(a, b):
+    """Same keys, labels, indices and pixels; log-mel features equal to float32 rounding, because
+    thread mode computes them in this process with its torch threads and a worker with one, and
+    LogMel's GEMMs may block differently (~5e-7 apart). Runs of one mode are bit-identical
+    (test_resume_mid_epoch_with_worker_processes_equals_uninterrupted)."""
     assert len(a) == len(b)
     for x, y in zip(a, b):
         assert x.keys() == y.keys()
         for key in x:
-            if isinstance(x[key], torch.Tensor):
+            if key == "voices":
+                torch.testing.assert_close(x[key], y[key], rtol=0, atol=1e-5)
+            elif isinstance(x[key], torch.Tensor):
                 assert x[key].dtype == y[key].dtype and torch.equal(x[key], y[key]), key
             else:
                 assert x[key] == y[key], key
@@ -68,7 +74,7 @@ def test_processes_and_threads_give_identical_batches(shard_dir):
     assert rep_p["decode_workers"] == "processes" and rep_t["decode_workers"] == "threads"
     for b in procs:
         check_tuple_batch(b, k=3)
-    _assert_same_batches(procs, threads)  # keys and tensors, bit for bit
+    _assert_same_batches(procs, threads)  # keys and pixels bit for bit, features to rounding
     assert rep_p["decoded_items_per_tuple"] == rep_t["decoded_items_per_tuple"] <= 2
 
 
@@ -84,6 +90,7 @@ def test_resume_mid_epoch_with_worker_processes_equals_uninterrupted(shard_dir):
         second.load_state_dict(state)
         tail = list(second)
     _assert_same_batches(head + tail, full)
+    assert all(torch.equal(x["voices"], y["voices"]) for x, y in zip(head + tail, full))  # one mode: bit for bit
 
 
 def test_bad_items_are_counted_in_batch_order_like_threads(tmp_path, shard_dir):
