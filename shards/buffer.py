@@ -26,6 +26,8 @@ class IdentityBuffer:
         self.capacity = capacity
         self._fifo: dict[int, Sample] = {}
         self._by_identity: dict[str, dict[int, Sample]] = {}
+        # identity -> video -> buffered clips: how many partners an anchor has, without a scan
+        self._videos: dict[str, dict[str, int]] = {}
         self.next_seq = 0
 
     def __len__(self) -> int:
@@ -42,13 +44,20 @@ class IdentityBuffer:
         self.next_seq = max(self.next_seq, sample.seq + 1)
         self._fifo[sample.seq] = sample
         self._by_identity.setdefault(sample.identity, {})[sample.seq] = sample
+        videos = self._videos.setdefault(sample.identity, {})
+        videos[sample.video] = videos.get(sample.video, 0) + 1
 
     def remove(self, sample: Sample) -> None:
         del self._fifo[sample.seq]
         same = self._by_identity[sample.identity]
         del same[sample.seq]
+        videos = self._videos[sample.identity]
+        videos[sample.video] -= 1
+        if not videos[sample.video]:
+            del videos[sample.video]
         if not same:
             del self._by_identity[sample.identity]
+            del self._videos[sample.identity]
 
     def oldest(self) -> Sample:
         return next(iter(self._fifo.values()))
@@ -61,6 +70,14 @@ class IdentityBuffer:
         """This identity's buffered samples, oldest first."""
         return list(self._by_identity.get(identity, {}).values())
 
+    def num_partners(self, sample: Sample, same_video: bool) -> int:
+        """How many other buffered clips of `sample`'s identity come from the same video
+        (`same_video`) or from another one: O(1), so a planner can reject anchors cheaply."""
+        videos = self._videos[sample.identity]
+        if same_video:
+            return videos[sample.video] - 1
+        return len(self._by_identity[sample.identity]) - videos[sample.video]
+
     @property
     def num_identities(self) -> int:
         return len(self._by_identity)
@@ -68,6 +85,7 @@ class IdentityBuffer:
     def clear(self) -> None:
         self._fifo.clear()
         self._by_identity.clear()
+        self._videos.clear()
         self.next_seq = 0
 
     def locations(self) -> list[list[int]]:

@@ -58,35 +58,57 @@ def samples_per_batch(batch_size: int, positive: str) -> int:
     return batch_size * (1 if positive == "same_clip" else 2)
 
 
-def _partner(buffer: IdentityBuffer, anchor: Sample, positive: str, rng: np.random.Generator) -> Sample | None:
+def _pairs(buffer: IdentityBuffer, batch_size: int, positive: str,
+           rng: np.random.Generator) -> list[tuple[Sample, Sample]] | None:
+    """(anchor, positive) of the first `batch_size` identities, oldest anchor first, or None.
+
+    An anchor is the oldest clip of its identity that has a partner; its partner is drawn
+    uniformly from the identity's other clips (oldest first) of the same / another video. The
+    draws happen even when the batch falls short: the loader retries with the same `rng` after
+    reading more, so what a failed attempt draws shapes the next plan. Counting partners
+    (`num_partners`) instead of listing them, and drawing them all in one call (the same numbers
+    as one `rng.integers(n)` per anchor), keeps failed attempts cheap; lists are built only for
+    the anchors of a batch that is formed.
+    """
     if positive == "same_clip":
-        return anchor
-    same_video = positive == "same_video"
-    options = [s for s in buffer.of_identity(anchor.identity)
-               if s is not anchor and (s.video == anchor.video) == same_video]
-    if not options:
+        anchors: dict[str, Sample] = {}
+        for s in buffer.fifo():
+            if s.identity not in anchors:
+                anchors[s.identity] = s
+                if len(anchors) == batch_size:
+                    return [(a, a) for a in anchors.values()]
         return None
-    return options[int(rng.integers(len(options)))]
+    same_video = positive == "same_video"
+    anchors, bounds = {}, []
+    num_partners = buffer.num_partners
+    for s in buffer.fifo():
+        if s.identity in anchors:
+            continue
+        n = num_partners(s, same_video)
+        if n:
+            anchors[s.identity] = s
+            bounds.append(n)
+            if len(bounds) == batch_size:
+                break
+    draws = rng.integers(0, np.array(bounds, dtype=np.int64)).tolist() if bounds else []
+    if len(bounds) < batch_size:
+        return None
+    pairs = []
+    for anchor, d in zip(anchors.values(), draws):
+        options = [s for s in buffer.of_identity(anchor.identity)
+                   if s is not anchor and (s.video == anchor.video) == same_video]
+        pairs.append((anchor, options[d]))
+    return pairs
 
 
 def plan_batch(buffer: IdentityBuffer, *, batch_size: int, k: int, direction: str, positive: str,
                gender_matched: bool, rng: np.random.Generator) -> BatchPlan | None:
     """Plan one batch and remove its samples from `buffer`; `None` (buffer untouched) if the
     buffer cannot supply it yet (too few identities with a valid positive)."""
-    pairs: list[tuple[Sample, Sample]] = []
-    used: set[str] = set()
-    for anchor in buffer.fifo():
-        if anchor.identity in used:
-            continue
-        partner = _partner(buffer, anchor, positive, rng)
-        if partner is None:
-            continue
-        pairs.append((anchor, partner))
-        used.add(anchor.identity)
-        if len(pairs) == batch_size:
-            break
-    if len(pairs) < batch_size:
+    pairs = _pairs(buffer, batch_size, positive, rng)
+    if pairs is None:
         return None
+    used = {anchor.identity for anchor, _ in pairs}
 
     group_of = (lambda s: s.gender) if gender_matched else (lambda s: None)
     if k == 1:
@@ -115,11 +137,13 @@ def plan_batch(buffer: IdentityBuffer, *, batch_size: int, k: int, direction: st
             return None
 
     cand_items = [p for _, p in pairs] + distractors  # candidate i (< B) is tuple i's positive
-    cand_group = [group_of(s) for s in cand_items]
+    in_group: dict[object, list[int]] = {}
+    for j, s in enumerate(cand_items):
+        in_group.setdefault(group_of(s), []).append(j)
     rows: list[list[int]] = []
     final_labels: list[int] = []
     for i, (anchor, _) in enumerate(pairs):
-        pool = [j for j in range(len(cand_items)) if j != i and cand_group[j] == group_of(anchor)]
+        pool = [j for j in in_group.get(group_of(anchor), ()) if j != i]
         if k == 1:
             if labels[i] == 1:
                 rows.append([i])
@@ -127,12 +151,12 @@ def plan_batch(buffer: IdentityBuffer, *, batch_size: int, k: int, direction: st
                 rows.append([pool[int(rng.integers(len(pool)))]])
             final_labels.append(labels[i])
             continue
-        negatives = rng.choice(np.array(pool), size=k - 1, replace=False).tolist()
+        # choice(n) draws exactly what choice(np.array(pool)) would, without building the array
+        negatives = [pool[x] for x in rng.choice(len(pool), size=k - 1, replace=False).tolist()]
         row = [i] + negatives
-        order = rng.permutation(k)
-        row = [row[o] for o in order]
-        rows.append(row)
-        final_labels.append(int(np.flatnonzero(order == 0)[0]))
+        order = rng.permutation(k).tolist()
+        rows.append([row[o] for o in order])
+        final_labels.append(order.index(0))
 
     # Keep only candidate items some tuple points at, renumbered in first-use order.
     remap: dict[int, int] = {}

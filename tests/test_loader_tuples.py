@@ -129,3 +129,71 @@ def test_cli_streams_checks_and_reports(shard_dir, capsys):
 def test_too_small_buffer_for_the_identity_count_warns(shard_dir):
     with pytest.warns(UserWarning, match="buffer_size=6 is small for 12 identities"):
         TupleLoader(_cfg(shard_dir, batch_size=2, buffer_size=6, positive="different_video"))
+
+
+def _random_buffer(rng, capacity=60):
+    from shards.buffer import IdentityBuffer
+    from shards.stream import Sample
+
+    buffer = IdentityBuffer(capacity)
+    for i in range(int(rng.integers(5, capacity))):
+        ident, video = f"id{int(rng.integers(12))}", f"v{int(rng.integers(3))}"
+        buffer.add(Sample(f"k{i}", ident, video, f"{i}", None, b"f", b"a", (0, i, 1)))
+    for s in list(buffer.fifo()):
+        if rng.random() < 0.3:
+            buffer.remove(s)
+    return buffer
+
+
+def test_partner_counts_follow_adds_and_removes():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        buffer = _random_buffer(rng)
+        for s in buffer.fifo():
+            same = [o for o in buffer.of_identity(s.identity) if o is not s and o.video == s.video]
+            other = [o for o in buffer.of_identity(s.identity) if o.video != s.video]
+            assert buffer.num_partners(s, True) == len(same)
+            assert buffer.num_partners(s, False) == len(other)
+
+
+def _reference_pairs(buffer, batch_size, positive, rng):
+    """The planner's definition, one scan and one draw per anchor: `_pairs` must pick the same
+    pairs and leave `rng` in the same state (the loader retries failed plans with the same rng)."""
+    pairs, used = [], set()
+    for anchor in buffer.fifo():
+        if anchor.identity in used:
+            continue
+        if positive == "same_clip":
+            partner = anchor
+        else:
+            options = [s for s in buffer.of_identity(anchor.identity)
+                       if s is not anchor and (s.video == anchor.video) == (positive == "same_video")]
+            if not options:
+                continue
+            partner = options[int(rng.integers(len(options)))]
+        pairs.append((anchor, partner))
+        used.add(anchor.identity)
+        if len(pairs) == batch_size:
+            return pairs
+    return None
+
+
+@pytest.mark.parametrize("positive", ["same_clip", "same_video", "different_video"])
+def test_pair_selection_draws_like_one_draw_per_anchor(positive):
+    import numpy as np
+
+    from shards.tuples import _pairs
+
+    rng = np.random.default_rng(1)
+    outcomes = set()
+    for trial in range(60):
+        buffer = _random_buffer(rng)
+        batch_size = int(rng.integers(1, 12))
+        ours, ref = np.random.default_rng([trial, 7]), np.random.default_rng([trial, 7])
+        got, want = _pairs(buffer, batch_size, positive, ours), _reference_pairs(buffer, batch_size, positive, ref)
+        assert got == want
+        assert ours.random() == ref.random()
+        outcomes.add(got is None)
+    assert outcomes == {True, False}  # both formed and failed attempts were compared
