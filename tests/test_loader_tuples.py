@@ -197,3 +197,17 @@ def test_pair_selection_draws_like_one_draw_per_anchor(positive):
         assert ours.random() == ref.random()
         outcomes.add(got is None)
     assert outcomes == {True, False}  # both formed and failed attempts were compared
+
+
+def test_one_negative_draw_matches_numpy_choice():
+    """For K = 2 the planner draws its negative with `integers(n)`, which must give the number
+    `choice(n, 1, replace=False)` (what the planner drew before) and consume the same bits."""
+    import numpy as np
+
+    for trial in range(300):
+        n = 1 + trial % 97 if trial % 5 else 200 + 37 * trial
+        ours, ref = np.random.default_rng([trial, 3]), np.random.default_rng([trial, 3])
+        if trial % 2:  # an odd number of 32-bit draws before, as in a real plan
+            ours.integers(5), ref.integers(5)
+        assert [int(ours.integers(n))] == ref.choice(n, size=1, replace=False).tolist()
+        assert ours.random() == ref.random()
