@@ -45,7 +45,7 @@ def faces_to_tensor(faces, size: int | None = None) -> torch.Tensor:
     if size is not None and (x.shape[2] != size or x.shape[3] != size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         x = x.clamp_(0.0, 255.0)
-    return (x / 255.0 - 0.5) / 0.5
+    return x.div_(255.0).sub_(0.5).div_(0.5)  # in place: x is a fresh float copy (3 MB for B = 20 at 112 px)
 
 
 def hz_to_mel_htk(hz):
