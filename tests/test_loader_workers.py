@@ -266,3 +266,18 @@ def test_slot_round_trip_grows_and_reports_full():
         assert put_array(slots.buf(b), slots.ref(b).size - 8, arr) is None  # does not fit: caller uses the pipe
     finally:
         slots.close()
+
+
+def test_items_sent_to_workers_keep_every_sample_field():
+    """`_with_bytes` builds Samples field by field (for speed): a field added to Sample later must
+    not be dropped on the way to a decode worker."""
+    import dataclasses
+
+    from shards.assemble import _with_bytes
+    from shards.stream import Sample
+
+    s = Sample("k", "id1", "v", "c", "f", b"jpg", b"wav", (1, 2, 3), seq=7)
+    out = _with_bytes(s, b"J", b"A")
+    for f in dataclasses.fields(Sample):
+        expected = {"face": b"J", "audio": b"A"}.get(f.name, getattr(s, f.name))
+        assert getattr(out, f.name) == expected, f.name
