@@ -7,9 +7,10 @@ batch's feature step wait for its decodes and vice versa. `benchmarks/bench_load
 docs/LOADER.md ("Decode workers") have the measurements.
 
 A worker receives a *lean* plan (only the encoded bytes it decodes: face JPEGs of face items,
-the crop window of WAV voice items, whole FLACs) and returns numpy arrays (uint8 faces, 4x smaller than float ones, and
-log-mel features) through the pool's pipe; `finish_batch` in the consuming process normalises the
-faces and builds the index tensors. Bad items are repaired here
+the crop window of WAV voice items, whole FLACs), normally as offsets into a shared-memory slot
+(`pack_into_slot`, `shards/shm.py`), and leaves numpy arrays there (uint8 faces, 4x smaller than
+float ones, and log-mel features); `finish_batch` in the consuming process normalises the faces
+and builds the index tensors. Bad items are repaired here
 (`repair_plan`) and returned as `(reason, message)` pairs; the loader counts them (or raises with
 `strict`) in the consuming thread, in batch order, so counts and messages stay deterministic.
 """
@@ -28,9 +29,9 @@ import torch
 
 from shards.decode import decode_face, decode_voice_crop
 from shards.features import LogMel, faces_to_tensor
+from shards.shm import ShmArray, SlotRef, attach, put_array, take_array
 from shards.stream import BadSample, Sample
 from shards.tuples import BatchPlan, repair_plan
-from shards.shm import ShmArray, SlotRef, attach, put_array, take_array
 from shards.wav import crop_pcm16_wav
 
 __all__ = ["AssembleSpec", "Assembled", "assemble_batch", "assemble_in_slot", "finish_batch", "lean_plan",

@@ -105,6 +105,7 @@ class TupleLoader:
         self._out_bytes = (3 * self.catalog.face_size ** 2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
         self._slots: BatchSlots | None = None
         self._slots_failed = False
+        self._slot_floor = 0  # raised when a worker's arrays did not fit the `_out_bytes` estimate
         self._streams: list[PieceStream] = []
         self._sampler_ahead = False
         self.epoch = 0
@@ -273,7 +274,7 @@ class TupleLoader:
         if self._slots is not None and not self._slots_failed:
             out = len(lean.faces) * self._out_bytes[0] + len(lean.voices) * self._out_bytes[1]
             try:
-                slot = self._slots.acquire(slot_bytes(lean, out))
+                slot = self._slots.acquire(max(slot_bytes(lean, out), self._slot_floor))
             except OSError as exc:  # e.g. a container's small /dev/shm: use the pipe from now on
                 warnings.warn(f"TupleLoader: no shared memory for batch slots ({exc}); decoded batches go through "
                               "pipes (slower). In Docker, raise --shm-size.", stacklevel=3)
@@ -383,6 +384,8 @@ class TupleLoader:
         try:
             batch = done.batch
             if batch is not None and slot is not None:
+                if done.slot_bytes_needed > self._slots.size(slot):  # e.g. faces larger than index.json says
+                    self._slot_floor = max(self._slot_floor, done.slot_bytes_needed + 4096)
                 batch = finish_batch(take_from_slot(batch, self._slots.buf(slot)), self.device, self.face_size)
             elif batch is not None:
                 batch = finish_batch(batch, self.device, self.face_size)

@@ -69,6 +69,9 @@ class BatchSlots:
         self._free.pop()
         return index
 
+    def size(self, index: int) -> int:
+        return self._segments[index].size
+
     def release(self, index: int) -> None:
         self._free.append(index)
 

@@ -281,3 +281,22 @@ def test_items_sent_to_workers_keep_every_sample_field():
     for f in dataclasses.fields(Sample):
         expected = {"face": b"J", "audio": b"A"}.get(f.name, getattr(s, f.name))
         assert getattr(out, f.name) == expected, f.name
+
+
+def test_slots_grow_when_faces_are_larger_than_the_index_says(tmp_path):
+    """Slots are sized from index.json's face_size; if the JPEGs are larger, that batch's arrays
+    come back through the pipe and later slots are sized from what the worker needed."""
+    from shards.testing import SyntheticSpec, make_shard_set
+
+    spec = SyntheticSpec(num_identities=12, videos_per_identity=2, clips_per_video=2, face_size=192, num_faces=1)
+    d = make_shard_set(tmp_path / "s", spec)
+    cfg = dict(shards=[str(d)], batch_size=12, k=2, buffer_size=48, crop_seconds=0.3, seed=5, num_workers=2,
+               decode_workers="processes", face_size=192)
+    reference, _ = _epoch(cfg)  # 12 faces of 192 px: 1.3 MB of pixels per batch, more than a 1 MB slot
+    index = json.loads((d / "index.json").read_text())
+    index["face_size"] = 16  # what the slots are sized from
+    (d / "index.json").write_text(json.dumps(index))
+    with TupleLoader(cfg) as loader:
+        lied = list(loader)
+        assert loader._slot_floor > 1 << 20
+    _assert_same_batches(lied, reference)
