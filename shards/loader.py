@@ -37,12 +37,12 @@ import torch
 
 from shards.assemble import (AssembleSpec, Assembled, assemble_batch, assemble_in_slot, finish_batch, lean_plan,
                              log_mel_for, pack_into_slot, slot_bytes, take_from_slot, worker_init)
-from shards.shm import BatchSlots
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
 from shards.format import ShardFormatError, read_sample_at
 from shards.partition import ShardCatalog, partition_pieces
+from shards.shm import BatchSlots
 from shards.stream import BadSample, PieceStream, Sample, SampleParser, SkipLog
 from shards.tuples import BatchPlan, plan_batch, samples_per_batch
 
