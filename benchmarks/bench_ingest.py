@@ -86,13 +86,13 @@ def _naive(corpus: Path, out: Path, ffmpeg: str, max_clips: int) -> dict:
                                  f"select='{select}',scale={FACE}:{FACE}", "-vsync", "0",
                                  "-q:v", "3", str(frames)], capture_output=True)
             m4a = Path(str(mp4).replace("/mp4/", "/aac/")).with_suffix(".m4a")
-            flac = Path(tmp) / "a.flac"
+            audio = Path(tmp) / "a.wav"  # 16-bit PCM, the ingest's default audio member
             r2 = subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(m4a if m4a.exists() else mp4),
-                                 "-vn", "-ac", "1", "-ar", "16000", "-sample_fmt", "s16", str(flac)],
+                                 "-vn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(audio)],
                                 capture_output=True)
             if r1.returncode or r2.returncode:
                 continue
-            for f in sorted(Path(tmp).glob("f*.jpg")) + [flac]:
+            for f in sorted(Path(tmp).glob("f*.jpg")) + [audio]:
                 tar.add(f, arcname=f"{key}.{f.name}")
                 f.unlink()
             written += 1
