@@ -47,9 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from shards.decode import decode_face, decode_voice_crop  # noqa: E402
 from shards.features import LogMel, faces_to_tensor  # noqa: E402
-from shards.format import iter_tar_samples  # noqa: E402
+from shards.format import AUDIO_MEMBERS, audio_member, iter_tar_samples  # noqa: E402
 from shards.loader import TupleLoader  # noqa: E402
-from shards.stream import AUDIO_MEMBERS, audio_member  # noqa: E402
 from shards.testing import SyntheticSpec, make_shard_set  # noqa: E402
 
 SR = 16000

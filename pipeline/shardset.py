@@ -27,8 +27,7 @@ import soundfile as sf
 from PIL import Image
 
 from shards.evalstore import EvalStoreWriter
-from shards.format import iter_tar_samples
-from shards.stream import audio_member
+from shards.format import audio_member, iter_tar_samples
 
 STATE_DIR = ".ingest"
 INDEX = "index.json"

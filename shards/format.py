@@ -46,6 +46,14 @@ class CorruptShardError(ShardFormatError):
     """A header fails its checksum or is otherwise not a tar header."""
 
 
+AUDIO_MEMBERS = ("wav", "flac")  # the audio member a sample may carry: 16 kHz PCM_16 WAV or FLAC
+
+
+def audio_member(members: dict[str, bytes]) -> bytes | None:
+    """The sample's (non-empty) audio payload, whichever of `AUDIO_MEMBERS` it has."""
+    return next((members[ext] for ext in AUDIO_MEMBERS if members.get(ext)), None)
+
+
 def make_key(dataset: str, identity: str, video: str, clip: str) -> str:
     """Build the sample key `{ds}_{identity}_{video}_{clip}`.
 

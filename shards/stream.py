@@ -19,17 +19,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from shards.format import CorruptShardError, ShardFormatError, TruncatedShardError, iter_tar_sample_spans
+from shards.format import (AUDIO_MEMBERS, CorruptShardError, ShardFormatError, TruncatedShardError, audio_member,
+                           iter_tar_sample_spans)
 from shards.partition import Piece, ShardCatalog, sample_offset
 
-AUDIO_MEMBERS = ("wav", "flac")  # the audio member a sample may carry: 16 kHz PCM_16 WAV or FLAC
 
-
-def audio_member(members: dict[str, bytes]) -> bytes | None:
-    """The sample's (non-empty) audio payload, whichever of `AUDIO_MEMBERS` it has."""
-    return next((members[ext] for ext in AUDIO_MEMBERS if members.get(ext)), None)
-
-__all__ = ["AUDIO_MEMBERS", "audio_member", "Sample", "BadSample", "ShardReadError", "SkipLog", "SampleParser", "PieceStream"]
+__all__ = ["Sample", "BadSample", "ShardReadError", "SkipLog", "SampleParser", "PieceStream"]
 
 
 class BadSample(Exception):
@@ -47,7 +42,7 @@ class ShardReadError(RuntimeError):
 @dataclass
 class Sample:
     """One buffered clip: only the encoded bytes a tuple can use (one face frame + the audio member,
-    `wav` PCM or `flac`, see `AUDIO_MEMBERS`)."""
+    `wav` PCM or `flac`, see `shards.format.AUDIO_MEMBERS`)."""
 
     key: str
     identity: str

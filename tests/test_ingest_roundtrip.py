@@ -24,8 +24,7 @@ from ingest_media import VOX1_ROWS, VOX2_IDS, make_vox1_corpus, make_vox2_corpus
 from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, IngestError, run_ingest
 from shards.evalstore import EvalStore
-from shards.format import iter_tar_samples, read_dali_index
-from shards.stream import audio_member
+from shards.format import audio_member, iter_tar_samples, read_dali_index
 
 F, S = 3, 64
 
