@@ -546,7 +546,8 @@ class Ingest:
             "num_identities": len(identities), "identities": identities,
             "face_size": cfg.extract.face_size, "num_faces": cfg.extract.frames_per_clip,
             "sample_rate": SAMPLE_RATE,
-            "members": [f"f{i}.jpg" for i in range(cfg.extract.frames_per_clip)] + [cfg.extract.audio_format, "json"],
+            "members": sorted([f"f{i}.jpg" for i in range(cfg.extract.frames_per_clip)]
+                              + [cfg.extract.audio_format, "json"]),  # tar order (extract_clip)
             "ingest": run.plan.settings, "preset": self.preset,
             "eval_store": {k: v for k, v in eval_info.items() if k != "seconds"} if eval_info else None,
             "total_bytes": sum(s["bytes"] for s in shards),

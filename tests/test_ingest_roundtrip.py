@@ -73,6 +73,8 @@ def test_webdataset_reads_every_sample_with_all_members(built):
             members = sorted(k for k in sample if not k.startswith("__"))
             assert members == sorted(index["members"])
             assert "." not in sample["__key__"]
+        _, first, _ = next(iter_tar_samples(split_dir / index["shards"][0]["path"]))
+        assert list(first) == index["members"]  # index.json lists the members in tar order
 
 
 def test_tar_cli_extracts_the_same_bytes_as_the_manifest_says(built, tmp_path):
