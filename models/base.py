@@ -83,6 +83,7 @@ class MatchingModel(nn.Module):
         out = self.embed(idx, anchor_maps, cand_maps)
         out["logits"] = self.score(out)
         out["anchor_modality"] = VOICE_MODALITY if idx.anchor_is_voice else FACE_MODALITY
+        out["index"] = idx  # loss() reuses it: check_batch's range checks sync with the GPU
         return out
 
     @torch.no_grad()
@@ -119,7 +120,9 @@ class MatchingModel(nn.Module):
     def loss(self, out: dict, batch: dict, epoch: float) -> dict:
         """Named loss terms; ``total`` = adv + alpha metric + beta cls + model terms (Eq. 16), ``disc_total`` = Eq. 12."""
         cfg = self.cfg
-        idx = check_batch(batch)
+        idx = out.get("index")
+        if idx is None or idx.label is None:  # not a forward() output, or forward() saw no label
+            idx = check_batch(batch)
         if idx.label is None:
             raise ValueError("loss() needs batch['label']")
         if self.training:

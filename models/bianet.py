@@ -103,20 +103,18 @@ class BIANet(MatchingModel):
             self.attention["voice"] = IntervenedAttention(cfg, self.channels)
             self.attention["face"] = IntervenedAttention(cfg, self.channels)
 
-    def cf_weight(self, epoch: float) -> float:
-        """Eq. 22 weight of the reverse prediction (``cf_schedule='constant'``: a fixed weight, Table 7 'w/o CLS')."""
+    def cf_weight(self, epoch):
+        """Eq. 22 weight of the reverse prediction (``cf_schedule='constant'``: a fixed weight, Table 7 'w/o CLS').
+
+        A float for a float `epoch` (the loss); a 0-d tensor on its device for a tensor `epoch`
+        (``score`` passes the ``trained_epoch`` buffer: no host sync on GPU).
+        """
         if not self.cfg["nia"]:
             return 0.0
         if self.cfg["cf_schedule"] == "constant":
-            return float(self.cfg["cf_constant_weight"])
+            w = float(self.cfg["cf_constant_weight"])
+            return torch.full((), w, device=epoch.device) if isinstance(epoch, torch.Tensor) else w
         return losses.curriculum_weight(epoch, self.cfg["total_epochs"])
-
-    def _cf_weight_from_buffer(self) -> torch.Tensor:
-        """cf_weight(trained_epoch) as a tensor on the buffer's device (no host sync on GPU)."""
-        if self.cfg["cf_schedule"] == "constant":
-            return torch.full((), float(self.cfg["cf_constant_weight"]), device=self.trained_epoch.device)
-        n = float(self.cfg["total_epochs"])
-        return 1 - torch.cos(math.pi * self.trained_epoch.clamp(0, n) / n)
 
     def _branch(self, modality: str, maps: torch.Tensor):
         if modality not in self.attention:
@@ -141,7 +139,7 @@ class BIANet(MatchingModel):
         if "h_anchor_neg" not in out:
             return out["logits_cp"]
         out["logits_cn"] = self.classifier(out["h_anchor_neg"], out["h_cand_neg"])      # Eq. 21
-        w = self._cf_weight_from_buffer().to(out["logits_cp"].dtype)
+        w = self.cf_weight(self.trained_epoch).to(out["logits_cp"].dtype)
         if self.cfg["cf_positivity"] == "logit":
             return out["logits_cp"] - w * out["logits_cn"]
         p_cp, p_cn = _as_probabilities(out["logits_cp"]), _as_probabilities(out["logits_cn"])

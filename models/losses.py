@@ -21,8 +21,14 @@ def cosine_anneal(epoch: float, total_epochs: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * e / total_epochs))
 
 
-def curriculum_weight(epoch: float, total_epochs: float) -> float:
-    """BIANet Eq. 22 weight of the reverse prediction: 1 - cos(pi epoch / N), rising 0 -> 2."""
+def curriculum_weight(epoch, total_epochs: float):
+    """BIANet Eq. 22 weight of the reverse prediction: 1 - cos(pi epoch / N), rising 0 -> 2.
+
+    `epoch` is a float (the loss) or a 0-d tensor (the test-time score reads the model's
+    `trained_epoch` buffer: computing on its device avoids a host sync on GPU); same formula.
+    """
+    if isinstance(epoch, torch.Tensor):
+        return 1 - torch.cos(math.pi * epoch.clamp(0, float(total_epochs)) / float(total_epochs))
     e = min(max(float(epoch), 0.0), float(total_epochs))
     return 1.0 - math.cos(math.pi * e / total_epochs)
 

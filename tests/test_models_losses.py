@@ -20,6 +20,9 @@ def test_cosine_anneal_and_curriculum_weight_at_schedule_points():
     assert losses.curriculum_weight(40, 40) == pytest.approx(2.0)
     assert losses.curriculum_weight(10, 40) == pytest.approx(1 - math.cos(math.pi / 4))
     assert losses.curriculum_weight(99, 40) == pytest.approx(2.0)  # clamped past the end
+    for e in (-1.0, 0.0, 7.5, 40.0, 99.0):  # the tensor form (test-time score) is the same formula
+        w = losses.curriculum_weight(torch.tensor(e, dtype=torch.float64), 40)
+        assert isinstance(w, torch.Tensor) and float(w) == pytest.approx(losses.curriculum_weight(e, 40), abs=1e-12)
 
 
 @pytest.mark.parametrize("epoch, expected", [(0, 0.25), (25, 0.125), (50, 0.0)])

@@ -140,6 +140,32 @@ def test_bianet_test_time_weight_comes_from_the_last_trained_epoch_and_survives_
     torch.testing.assert_close(clone.predict(batch), model.predict(batch))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_training_step_validates_the_batch_once(name, monkeypatch):
+    """forward() hands its checked index to loss(): check_batch's range checks are host syncs on GPU."""
+    import models.base
+
+    calls = []
+    real = models.base.check_batch
+    monkeypatch.setattr(models.base, "check_batch", lambda batch: calls.append(1) or real(batch))
+    model = tiny(name)
+    batch = dense_batch(3, 2, "v2f")
+    terms = model.loss(model(batch), batch, epoch=1.0)
+    assert len(calls) == 1 and torch.isfinite(terms["total"])
+    unlabelled = {k: v for k, v in batch.items() if k != "label"}
+    model.loss(model(unlabelled), batch, epoch=1.0)  # forward saw no label: loss checks the batch itself
+    assert len(calls) == 3
+    with pytest.raises(ValueError, match="needs batch"):
+        model.loss(model(unlabelled), unlabelled, epoch=1.0)
+
+
+def test_bianet_constant_weight_is_the_same_at_train_and_test_time():
+    model = tiny("bianet", cf_schedule="constant", cf_constant_weight=0.7)
+    assert model.cf_weight(3.0) == 0.7 and float(model.cf_weight(torch.tensor(3.0))) == pytest.approx(0.7)
+    out = model.eval()(dense_batch(3, 2, "v2f"))
+    torch.testing.assert_close(out["logits"], out["logits_cp"] - 0.7 * out["logits_cn"])
+
+
 def test_bianet_eval_is_deterministic_and_training_uses_dropkey():
     model = tiny("bianet", dropkey_p=0.5)
     batch = dense_batch(3, 2, "v2f")
