@@ -14,12 +14,14 @@ One slot per batch in flight (`1 + prefetch`). The loader acquires a slot when i
 batch and releases it once `finish_batch` has copied the arrays out, so a worker never writes
 into memory the consumer still reads. A slot that is too small is replaced by a larger segment
 (they never shrink), so the first batches size them. Segments are unlinked by `close()`; if the
-training process is killed, Python's resource tracker unlinks them. If shared memory cannot be
-created (e.g. a container with a tiny /dev/shm) the loader falls back to the pipe.
+training process is killed, Python's resource tracker unlinks them. Pages are reserved when a
+segment is created, so a full /dev/shm (e.g. a container's default 64 MB) is an error the loader
+catches, falling back to the pipe, never a SIGBUS in a worker.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 
@@ -62,7 +64,7 @@ class BatchSlots:
         seg = self._segments[index]
         if seg is None or seg.size < need:
             size = max(need + need // 4, 1 << 20)  # headroom: batch sizes vary a little
-            new = shared_memory.SharedMemory(create=True, size=size)
+            new = _reserved_segment(size)
             if seg is not None:
                 _close(seg, unlink=True)
             self._segments[index] = new
@@ -87,6 +89,21 @@ class BatchSlots:
             if seg is not None:
                 _close(seg, unlink=True)
                 self._segments[i] = None
+
+
+def _reserved_segment(size: int) -> shared_memory.SharedMemory:
+    """A new segment whose pages are allocated now. /dev/shm is a tmpfs and `SharedMemory` only
+    sets its size, so a full /dev/shm (Docker's default is 64 MB) would surface later as SIGBUS
+    when a worker writes into it, killing the process; `posix_fallocate` fails with ENOSPC here
+    instead, and the loader falls back to the pipe (PyTorch's shared tensors do the same)."""
+    seg = shared_memory.SharedMemory(create=True, size=size)
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(seg._fd, 0, size)  # noqa: SLF001 (SharedMemory exposes no public fd)
+    except OSError:
+        _close(seg, unlink=True)
+        raise
+    return seg
 
 
 def _close(seg: shared_memory.SharedMemory, unlink: bool) -> None:

@@ -246,6 +246,25 @@ def test_without_shared_memory_batches_go_through_the_pipe_unchanged(shard_dir, 
     _assert_same_batches(piped, reference)
 
 
+def test_a_full_dev_shm_is_an_error_at_acquire_not_a_crash_later(monkeypatch):
+    import errno
+
+    import shards.shm
+    from shards.shm import BatchSlots
+
+    before = set(os.listdir("/dev/shm"))
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards.shm.os, "posix_fallocate", full)
+    slots = BatchSlots(1)
+    with pytest.raises(OSError, match="No space"):
+        slots.acquire(1000)
+    assert not {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("psm")}  # nothing left behind
+    slots.close()
+
+
 def test_slot_round_trip_grows_and_reports_full():
     import numpy as np
 
