@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "decord (seeking reader, ~625 MB per worker); same frames, see docs/INGEST.md")
     p.add_argument("--audio-format", choices=("wav", "flac"), default="wav",
                    help="audio member: wav (default; 16-bit PCM, the loader slices its 2 s crops without "
-                        "decoding) or flac (lossless too, about half the bytes, ~0.4 ms CPU per crop to "
+                        "decoding) or flac (lossless too, fewer bytes, ~0.4 ms CPU per crop to "
                         "decode); see docs/LOADER.md")
     p.add_argument("--crop-boxes", action="store_true",
                    help="crop frames by the txt boxes (only for full, uncropped frames; the released "

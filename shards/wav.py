@@ -4,8 +4,9 @@ Why WAV and not only FLAC: a training step uses a 2 s crop of each voice, and de
 from FLAC (libsndfile through `soundfile`'s Python I/O callbacks, seeking inside the stream)
 costs ~0.4 ms, about twice the log-mel features and four JPEG-112 decodes. A PCM crop is a slice
 of the bytes at a computed offset (~5 us), so the loader's consuming process can cut each voice
-down to its crop before sending it to a decode worker (half the bytes of the whole clip's FLAC
-through the pipe). The price is disk: PCM is ~1.5-2x the size of FLAC for speech.
+down to its crop before sending it to a decode worker (fewer bytes than the whole clip's FLAC).
+The price is disk: FLAC stores the synthetic voices in 0.74 of the PCM bytes, and real speech
+(not measured here) may compress further.
 `benchmarks/bench_loader.py` and docs/LOADER.md ("Audio member") have the measurements.
 
 Only 16-bit integer PCM is read here (what `encode_pcm16_wav` and most tools write); anything
