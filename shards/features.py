@@ -169,10 +169,14 @@ class LogMel(torch.nn.Module):
             self._log_mel_into(x[r:r + rows], out[r:r + rows])
         return out.unsqueeze(1)
 
-    def _log_mel_into(self, x: torch.Tensor, out: torch.Tensor) -> None:
+    def _spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """Complex STFT `[N, n_freq, T]` with librosa's centre framing (zero padding)."""
         pad = self.n_fft // 2
-        spec = torch.stft(F.pad(x, (pad, pad), mode="constant"), n_fft=self.n_fft, hop_length=self.hop_length,
+        return torch.stft(F.pad(x, (pad, pad), mode="constant"), n_fft=self.n_fft, hop_length=self.hop_length,
                           win_length=self.win_length, window=self.window, center=False, return_complex=True)
+
+    def _log_mel_into(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        spec = self._spectrum(x)
         n, frames = out.shape[0], out.shape[2]
         # stft's [N, n_freq, T] has the frequency axis innermost in memory: rows of `power` are frames
         squares = torch.view_as_real(spec.transpose(1, 2)).square_()
@@ -187,10 +191,7 @@ class LogMel(torch.nn.Module):
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The plain dense computation (differentiable; the fast path's test oracle)."""
-        pad = self.n_fft // 2
-        x = F.pad(x.float(), (pad, pad), mode="constant")
-        spec = torch.stft(x, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-                          window=self.window, center=False, return_complex=True)
+        spec = self._spectrum(x.float())
         power = spec.real.square() + spec.imag.square()  # power=2.0
         mel = torch.matmul(self.fbank, power)  # [N, n_mels, T]
         return torch.log(mel + self.eps).unsqueeze(1)

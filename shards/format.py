@@ -310,16 +310,9 @@ def _iter_records(fh: BinaryIO, start: int, chunk: int = _CHUNK) -> Iterator[tup
         # it is one C call where sum() walks 512 Python ints.
         total = (zlib.adler32(hdr) & 0xFFFF) - 1 if zeros >= 256 else sum(hdr)
         stored = hdr[148:156]
-        try:
-            checksum = int(stored.rstrip(b"\0 "), 8)
-        except ValueError:
-            checksum = _parse_octal(stored)
-        if checksum != total - sum(stored) + 256:
+        if _parse_octal(stored) != total - sum(stored) + 256:
             raise CorruptShardError(f"bad tar header checksum at byte {base + p}")
-        try:
-            size = int(hdr[124:136].rstrip(b"\0 "), 8)
-        except ValueError:
-            size = _parse_octal(hdr[124:136])
+        size = _parse_octal(hdr[124:136])
         kind = hdr[156]
         cut = hdr.find(0, 0, 100)
         name = hdr[:cut if cut >= 0 else 100].decode("utf-8")
@@ -395,9 +388,7 @@ def _sample_spans(fh: BinaryIO, start: int, chunk: int) -> Iterator[tuple[str, d
     members: dict[str, bytes] = {}
     first_offset = last_end = start
     for name, payload, offset, end in _iter_records(fh, start, chunk):
-        # split_member_name, inlined: this loop runs for every member the loader reads
-        dot = name.find(".", name.rfind("/") + 1)
-        base, ext = (name, "") if dot < 0 else (name[:dot], name[dot + 1:])
+        base, ext = split_member_name(name)
         if base != key:
             if key is not None:
                 yield key, members, first_offset, last_end

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw
 
-from shards.format import ShardWriter, make_key
+from shards.format import AUDIO_MEMBERS, ShardWriter, make_key
 from shards.wav import encode_pcm16_wav
 
 __all__ = ["SyntheticSpec", "make_shard_set", "face_jpeg", "voice_flac", "voice_wav", "truncate_file",
@@ -51,8 +51,8 @@ class SyntheticSpec:
     audio_format: str = "wav"  # the audio member: "wav" (PCM_16) or "flac"
 
     def __post_init__(self):
-        if self.audio_format not in ("wav", "flac"):
-            raise ValueError(f"audio_format must be 'wav' or 'flac', got {self.audio_format!r}")
+        if self.audio_format not in AUDIO_MEMBERS:
+            raise ValueError(f"audio_format must be one of {AUDIO_MEMBERS}, got {self.audio_format!r}")
 
     @property
     def num_samples(self) -> int:
