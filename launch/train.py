@@ -102,8 +102,10 @@ def loader_skip_counts(loader) -> dict:
 class PreemptionFlag:
     """SIGTERM / SIGUSR1 (cluster preemption, ``kill``, ``scancel --signal``) ask the run to stop:
     the current step finishes, a checkpoint is written, and the process exits with code 3 so a
-    scheduler can requeue it with ``train.resume=auto``. The flag is OR-reduced over processes
-    each step, so all ranks stop at the same step even if only one received the signal."""
+    scheduler can requeue it with ``train.resume=auto``. With several processes the flag is
+    OR-reduced, so all ranks stop at the same step even if only one received the signal; the loop
+    asks only at log steps, where it synchronises anyway (a reduce plus `.item()` every step would
+    stall the CPU on the GPU), so a stop can come up to ``train.log_every`` steps later."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -118,10 +120,10 @@ class PreemptionFlag:
         self.signum = signum
 
     def agreed(self, accelerator) -> bool:
+        if accelerator.num_processes == 1:
+            return self.signum is not None  # no device tensor: no host sync
         flag = torch.tensor([0.0 if self.signum is None else 1.0], device=accelerator.device)
-        if accelerator.num_processes > 1:
-            flag = accelerator.reduce(flag, reduction="sum")
-        return bool(flag.item() > 0)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
@@ -329,7 +331,8 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
                     sched.step()
                 step += 1
 
-                if step % tcfg["log_every"] == 0 or batches_done == total_batches:
+                log_step = step % tcfg["log_every"] == 0 or batches_done == total_batches
+                if log_step:
                     row = make_log_row(accelerator, window, step, batches_done / spe, optimizers, loader)
                     logger.log(row)
                     diverged = [k for k, v in row.items() if k.startswith("loss/") and not math.isfinite(v)]
@@ -345,7 +348,7 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
                 if max_steps is not None and step >= max_steps:
                     stop = True
                     break
-                if preemption.agreed(accelerator):
+                if (log_step or world == 1) and preemption.agreed(accelerator):  # same condition on every rank
                     stop = preempted = True
                     break
                 if writer is not None and tcfg["checkpoint_every"] and step % tcfg["checkpoint_every"] == 0:
@@ -366,10 +369,10 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
                 last_saved_step = step
     finally:
         preemption.restore()
+        if hasattr(loader, "close"):
+            loader.close()  # decode workers and open shard files, also when training fails
     if bar is not None:
         bar.close()
-    if hasattr(loader, "close"):
-        loader.close()  # the loader's decode threads and open shard files
     accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - t_start
     summary = {
