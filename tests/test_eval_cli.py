@@ -152,7 +152,16 @@ def test_exported_embeddings_feed_retrieval(setup, capsys):
     with pytest.raises(SystemExit, match="needs --checkpoint"):
         retrieve.main(["--embeddings", str(zarr_path), "--audio", str(wav)])
     assert retrieve.main(["--embeddings", str(zarr_path), "--map"]) == 0
-    assert "retrieval mAP over 44 clips, 11 identities: V->F" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "retrieval mAP over 44 clips, 11 identities: V->F" in printed
+    # the printed values equal mAP computed here, each query's own clip left out of its gallery
+    from launch.eval.embeddings import EmbeddingStore
+    from launch.eval.metrics import mean_average_precision
+
+    emb, own = EmbeddingStore(zarr_path), list(range(44))
+    v2f = mean_average_precision(emb.voice, emb.identities, emb.face, emb.identities, exclude=own)
+    f2v = mean_average_precision(emb.face, emb.identities, emb.voice, emb.identities, exclude=own)
+    assert f"V->F {100 * v2f:.2f} %, F->V {100 * f2v:.2f} %" in printed
 
 
 def test_published_list_import_through_the_cli(tmp_path, capsys):

@@ -115,5 +115,13 @@ def test_average_precision_hand_computed_and_map_of_a_perfect_embedding():
     centres = {"a": [1, 0, 0], "b": [0, 1, 0], "c": [0, 0, 1]}
     emb = np.array([centres[i] for i in ids], dtype=float) + 0.01 * np.arange(5)[:, None]
     assert metrics.mean_average_precision(emb, ids, emb, ids, exclude=list(range(5))) == pytest.approx(1.0)
+    # `exclude` drops the query's own clip: "c" has no other clip, so it is no longer scorable
+    assert metrics.mean_average_precision(emb[4:], ids[4:], emb, ids) == pytest.approx(1.0)
+    assert np.isnan(metrics.mean_average_precision(emb[4:], ids[4:], emb, ids, exclude=[4]))
+    # and with its own clip gone, a0's other "a" clip (moved orthogonal to it) ranks last of 4: AP 1/4
+    far = emb.copy()
+    far[1] = [0.0, 1.0, 0.3]
+    assert metrics.mean_average_precision(far[:1], ids[:1], far, ids, exclude=[0]) == pytest.approx(0.25)
+    assert metrics.mean_average_precision(far[:1], ids[:1], far, ids) == pytest.approx((1 + 2 / 5) / 2)
     # identities shuffled in the gallery: retrieval is no longer perfect
     assert metrics.mean_average_precision(emb, ids, emb, ids[[2, 0, 4, 1, 3]]) < 1.0
