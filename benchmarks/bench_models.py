@@ -112,6 +112,7 @@ def main(argv=None) -> dict:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="full", action="store_false", help="B=4, 5 rounds (the default, ~1-3 min)")
     size.add_argument("--full", dest="full", action="store_true", help="B=8, 10 rounds (several minutes)")
+    parser.set_defaults(full=False)  # argparse took store_false's default (True) from --quick
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
                         help="which configs to time (default: all)")
     parser.add_argument("--batch", type=int, default=None, help="tuples per batch B (quick 4, full 8)")

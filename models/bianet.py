@@ -22,8 +22,6 @@ item, so PIA/NIA and the generator run once per unique face/voice and tuples gat
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
