@@ -36,6 +36,7 @@ import json
 import math
 import zlib
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -153,13 +154,9 @@ def encode_flac(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buf.getvalue()
 
 
-def encode_wav(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    return encode_pcm16_wav(audio, sample_rate)
-
-
 # the audio member's name (= its extension in the tar) -> encoder of int16 mono 16 kHz samples;
 # docs/LOADER.md ("Audio member") has the measured trade-off
-AUDIO_ENCODERS = {"wav": encode_wav, "flac": encode_flac}
+AUDIO_ENCODERS = {"wav": partial(encode_pcm16_wav, sample_rate=SAMPLE_RATE), "flac": encode_flac}
 
 
 def _float_to_int16(x: np.ndarray) -> np.ndarray:
@@ -229,9 +226,9 @@ def check_audio(audio: np.ndarray, path: str, settings: ExtractSettings) -> floa
         raise ClipError("zero_length_audio", path, "the audio track has no samples")
     duration = audio.size / SAMPLE_RATE
     rms = float(np.sqrt(np.mean(np.square(audio.astype(np.float64)))))
-    dbfs = 20 * math.log10(max(rms, 1e-9) / 32768.0)
     if rms == 0:
         raise ClipError("silent_audio", path, "digital silence (every sample is zero)")
+    dbfs = 20 * math.log10(rms / 32768.0)
     if dbfs < settings.silence_dbfs:
         raise ClipError("silent_audio", path, f"RMS level {dbfs:.1f} dBFS is below "
                         f"{settings.silence_dbfs} dBFS (--silence-dbfs)")

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from shards.format import ShardWriter
 
-from .extract import JPEG_QUALITY, SAMPLE_RATE, ClipError, ExtractSettings, extract_clip
+from .extract import AUDIO_ENCODERS, JPEG_QUALITY, SAMPLE_RATE, ClipError, ExtractSettings, extract_clip
 from .meta import Meta, MetaError, read_meta
 from .plan import INGEST_FORMAT_VERSION, SplitPlan, make_split_plan
 from .shardset import (EVAL_STORE, INDEX, MANIFEST, PLAN, REPORT, SplitDir, build_eval_store,
@@ -279,6 +279,10 @@ class Ingest:
                 "folder(s) first.")
 
     # -- state
+    def _wants_eval_store(self, split: str, num_samples: int) -> bool:
+        """An eval.zarr is written for val/test splits with at least one written sample."""
+        return bool(self.cfg.eval_store and split in EVAL_SPLITS and num_samples)
+
     def _classify(self, run: _SplitRun) -> str:
         """`done` (index.json current), `resume`/`new` (work to do); refuses changed settings."""
         index, plan_state = run.dir.index(), run.dir.plan()
@@ -303,9 +307,7 @@ class Ingest:
                          f"ingest ({', '.join(damaged[:3])}); rewriting them")
                 (run.dir.path / INDEX).unlink()
                 return "resume"
-            # same condition as _finalize: an eval store exists only for written samples
-            wants_eval = self.cfg.eval_store and run.plan.split in EVAL_SPLITS and index["num_samples"]
-            if wants_eval and not (index.get("eval_store") and (run.dir.path / EVAL_STORE).exists()):
+            if self._wants_eval_store(run.plan.split, index["num_samples"]) and not (index.get("eval_store") and (run.dir.path / EVAL_STORE).exists()):
                 return "finalize"
             return "done"
         return "resume" if plan_state else "new"
@@ -407,15 +409,15 @@ class Ingest:
                 except BrokenProcessPool:
                     solo = future.solo
                     pool.shutdown(wait=False, cancel_futures=True)
+                    crashes_in_a_row += solo
+                    if crashes_in_a_row >= _MAX_CRASHES_IN_A_ROW:  # before starting a pool only to drop it
+                        raise IngestError(
+                            f"{crashes_in_a_row} clips in a row killed their worker process: "
+                            "this is not one bad file but a broken environment (decoder "
+                            "libraries, memory limits). Finished shards are kept; fix the "
+                            "cause and re-run the same command")
                     pool = self._executor()
                     if solo:
-                        crashes_in_a_row += 1
-                        if crashes_in_a_row >= _MAX_CRASHES_IN_A_ROW:
-                            raise IngestError(
-                                f"{crashes_in_a_row} clips in a row killed their worker process: "
-                                "this is not one bad file but a broken environment (decoder "
-                                "libraries, memory limits). Finished shards are kept; fix the "
-                                "cause and re-run the same command")
                         run, shard, i = item
                         clip = shard.clips[i]
                         result, pid, rss = {"path": clip.source, "kind": "worker_crash",
@@ -514,7 +516,7 @@ class Ingest:
                 num_records += len(side["records"])
         os.replace(manifest_tmp, run.dir.path / MANIFEST)
         eval_info = None
-        if cfg.eval_store and run.plan.split in EVAL_SPLITS and num_records:
+        if self._wants_eval_store(run.plan.split, num_records):
             te = time.time()
             bar = tqdm(total=num_records, unit="clip", desc=f"eval.zarr {run.plan.split}",
                        disable=not cfg.progress, dynamic_ncols=True)
@@ -666,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-backend", choices=("pyav", "decord"), default="pyav",
                    help="mp4/m4a decoder: pyav (default; sequential decode, ~85 MB per worker) or "
                         "decord (seeking reader, ~625 MB per worker); same frames, see docs/INGEST.md")
-    p.add_argument("--audio-format", choices=("wav", "flac"), default="wav",
+    p.add_argument("--audio-format", choices=sorted(AUDIO_ENCODERS), default="wav",
                    help="audio member: wav (default; 16-bit PCM, the loader slices its 2 s crops without "
                         "decoding) or flac (lossless too, fewer bytes, ~0.4 ms CPU per crop to "
                         "decode); see docs/LOADER.md")
