@@ -59,13 +59,13 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
         container.mux(packet)
 
 
-def write_mp4(path: Path, frames: Iterable[np.ndarray], audio: np.ndarray | None = None, fps: int = 25,
-              sample_rate: int = 16000, size: int = 224, audio_from: Path | None = None) -> int:
+def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: int = 25, size: int = 224,
+              audio_from: Path | None = None) -> int:
     """H.264 yuv420p video plus an AAC mono track; returns the file size.
 
-    The audio track is encoded from `audio`, or copied packet by packet from the .m4a file
-    `audio_from` (VoxCeleb2 clips exist as both; copying saves a second AAC encode and makes the
-    two tracks identical by construction). With neither, the mp4 has no audio stream.
+    The audio track is copied packet by packet from the .m4a file `audio_from` (VoxCeleb2 clips
+    exist as both; copying saves a second AAC encode and makes the two tracks identical by
+    construction). Without it, the mp4 has no audio stream.
     """
     path = Path(path)
     tmp = _tmp(path)
@@ -80,8 +80,6 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], audio: np.ndarray | None
         try:
             if source is not None:
                 astream = container.add_stream_from_template(source.streams.audio[0])
-            elif audio is not None:
-                astream = _add_audio(container, sample_rate)
             for img in frames:
                 for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                     container.mux(packet)
@@ -92,8 +90,6 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], audio: np.ndarray | None
                     if packet.dts is not None:
                         packet.stream = astream
                         container.mux(packet)
-            elif audio is not None:
-                _encode_audio(container, astream, audio, sample_rate)
         finally:
             if source is not None:
                 source.close()
