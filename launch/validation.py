@@ -62,12 +62,15 @@ class Validator:
             raise ConfigError(f"train.val_data has {n_ids} identities; 1:{max_k} validation needs at least "
                               f"{max_k} (set train.val_k lower or use a larger val split)")
         rank, world = accelerator.process_index, accelerator.num_processes
-        self.work = {}
-        for direction in self.directions:
-            probes, cands, labels = [], [], []
-            for round_no in range(MAX_ROUNDS):
-                trials = generate_for_store(self.store, TrialOptions(seed=seed + round_no, max_k=max_k,
-                                                                     probes_per_identity=10**6), split="val")
+        collected = {d: ([], [], []) for d in self.directions}  # probes, candidates, labels
+        for round_no in range(MAX_ROUNDS):
+            short = [d for d in self.directions if len(collected[d][0]) < min_trials]
+            if not short:
+                break
+            # one trial set per round serves every direction still short of min_trials
+            trials = generate_for_store(self.store, TrialOptions(seed=seed + round_no, max_k=max_k,
+                                                                 probes_per_identity=10**6), split="val")
+            for direction in short:
                 if k >= 2:
                     p, c, lab, _ = trials.matching(direction, k)
                 else:
@@ -76,12 +79,12 @@ class Validator:
                 if not p:
                     raise ConfigError(f"train.val_data: no valid {direction} trials (need identities with "
                                       f"clips from two videos); skipped: {trials.header['skipped']}")
+                probes, cands, labels = collected[direction]
                 probes += list(p)
                 cands += list(c)
                 labels += list(np.asarray(lab).tolist())
-                if len(probes) >= min_trials:
-                    break
-            self.work[direction] = (probes[rank::world], cands[rank::world], np.asarray(labels[rank::world]))
+        self.work = {d: (probes[rank::world], cands[rank::world], np.asarray(labels[rank::world]))
+                     for d, (probes, cands, labels) in collected.items()}
         self.items = ItemLoader(self.store, EvalInputs.from_data_config(data_cfg))
 
     @torch.no_grad()
