@@ -61,10 +61,6 @@ def step(model, batch) -> None:
     (terms["total"] + terms["disc_total"]).backward()
 
 
-def group_counts(model) -> dict[str, int]:
-    return {g: sum(p.numel() for p in ps) for g, ps in model.param_groups().items()}
-
-
 def run_config(name: str, spec: dict, args) -> dict:
     models = {}
     for model_name in NAMES:
@@ -91,6 +87,7 @@ def run_config(name: str, spec: dict, args) -> dict:
         best = min(times[model_name])
         med = statistics.median(times[model_name])
         cpu_med = statistics.median(cpu[model_name])
+        counts = models[model_name].param_counts()
         result["models"][model_name] = {
             "step_s_min": round(best, 4),
             "step_s_median": round(med, 4),
@@ -101,8 +98,8 @@ def run_config(name: str, spec: dict, args) -> dict:
             "ratio_to_baseline": round(cpu_med / base_cpu, 3),
             "ratio_to_baseline_min_wall": round(best / base, 3),
             "ratio_to_baseline_median_wall": round(med / base_med, 3),
-            "params": group_counts(models[model_name]),
-            "params_total": sum(group_counts(models[model_name]).values()),
+            "params": counts,
+            "params_total": sum(counts.values()),
         }
     return result
 

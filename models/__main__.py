@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
         model = build_model(cfg)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
-    counts = {group: sum(p.numel() for p in params) for group, params in model.param_groups().items()}
+    counts = model.param_counts()
     print(json.dumps({"config": model.cfg, "parameters": counts, "parameters_total": sum(counts.values())}, indent=2))
     return counts
 

@@ -153,6 +153,10 @@ class MatchingModel(nn.Module):
         """
         return {name: [p for p in getattr(self, name).parameters() if p.requires_grad] for name in PARAM_GROUPS}
 
+    def param_counts(self) -> dict[str, int]:
+        """Trainable parameters per group of `param_groups` (what the CLI and benchmarks report)."""
+        return {name: sum(p.numel() for p in params) for name, params in self.param_groups().items()}
+
 
 def one_hot_match(label: torch.Tensor, k: int) -> torch.Tensor:
     """[B, K] target: 1 for the matching candidate (K = 1: the verification label itself)."""
