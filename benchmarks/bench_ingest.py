@@ -27,7 +27,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -39,17 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cputime import tree_cpu_seconds  # noqa: E402  (benchmarks/cputime.py)
 from pipeline.extract import ExtractSettings  # noqa: E402
 from pipeline.ingest import IngestConfig, run_ingest  # noqa: E402
 
 FRAMES, FACE = 4, 224
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process plus its finished children (the ingest workers, once shut down):
-    unlike wall time, it does not depend on what else the shared machine is running."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _ours(corpus: Path, out: Path, workers: int, backend: str) -> dict:
@@ -57,11 +50,11 @@ def _ours(corpus: Path, out: Path, workers: int, backend: str) -> dict:
                        workers=workers, shard_samples=16, eval_store=False, progress=False,
                        extract=ExtractSettings(frames_per_clip=FRAMES, face_size=FACE, video_backend=backend))
     shutil.rmtree(out, ignore_errors=True)  # measure a full ingest, never a no-op re-run
-    cpu0 = _cpu_seconds()
+    cpu0 = tree_cpu_seconds()
     t0 = time.perf_counter()
     report = run_ingest(cfg, log=lambda *_: None)
     seconds = time.perf_counter() - t0
-    cpu = _cpu_seconds() - cpu0
+    cpu = tree_cpu_seconds() - cpu0
     clips = sum(s["samples"] for s in report["splits"].values())
     workers_rss = {k: v for k, v in report["worker_peak_rss_mb"].items() if k != "main"}
     return {"clips": clips, "seconds": round(seconds, 3), "clips_per_s": round(clips / seconds, 2),
@@ -151,22 +144,22 @@ def main() -> None:
                                 "synth_seconds": round(synth_s, 1)},
                      "settings": {"frames_per_clip": FRAMES, "face_size": FACE},
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
-    # The box is shared with other jobs: alternate the configurations and keep each one's best
-    # of `--repeats` runs (the least disturbed), and record the load average seen by each run.
+    # The box is shared with other jobs: alternate the configurations (the naive baseline too)
+    # and keep each one's best of `--repeats` runs (the least disturbed), with its load average.
+    ffmpeg = shutil.which("ffmpeg") or ("/usr/bin/ffmpeg" if Path("/usr/bin/ffmpeg").exists() else None)
+    configs = [("ours_w1", lambda: _ours(vox2, work / "ours_w1", 1, "pyav")),
+               ("ours_w2", lambda: _ours(vox2, work / "ours_w2", 2, "pyav")),
+               ("ours_decord_w1", lambda: _ours(vox2, work / "ours_decord_w1", 1, "decord"))]
+    if ffmpeg:
+        configs.append(("naive_ffmpeg", lambda: _naive(vox2, work / "naive", ffmpeg, args.naive_clips)))
     for rep in range(args.repeats):
-        for name, workers, backend in (("ours_w1", 1, "pyav"), ("ours_w2", 2, "pyav"),
-                                       ("ours_decord_w1", 1, "decord")):
+        for name, measure in configs:
             load = round(os.getloadavg()[0], 2)
-            run = {**_ours(vox2, work / name, workers, backend), "load_avg_1min": load}
+            run = {**measure(), "load_avg_1min": load}
             print(name, run, flush=True)
             if name not in results or run["clips_per_s"] > results[name]["clips_per_s"]:
                 results[name] = {**run, "best_of": args.repeats}
-    ffmpeg = shutil.which("ffmpeg") or ("/usr/bin/ffmpeg" if Path("/usr/bin/ffmpeg").exists() else None)
-    if ffmpeg:
-        results["naive_ffmpeg"] = {**_naive(vox2, work / "naive", ffmpeg, args.naive_clips),
-                                   "load_avg_1min": round(os.getloadavg()[0], 2)}
-        print("naive_ffmpeg", results["naive_ffmpeg"], flush=True)
-    else:
+    if not ffmpeg:
         results["naive_ffmpeg"] = {"skipped": "no ffmpeg CLI on PATH or at /usr/bin/ffmpeg; install it "
                                               "(apt-get install ffmpeg) to measure the baseline"}
     w1, w2 = results["ours_w1"]["clips_per_s"], results["ours_w2"]["clips_per_s"]

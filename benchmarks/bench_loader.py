@@ -30,7 +30,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cputime import live_children, tree_cpu_seconds  # noqa: E402  (benchmarks/cputime.py)
 from shards.decode import decode_face, decode_voice_crop  # noqa: E402
 from shards.features import LogMel, faces_to_tensor  # noqa: E402
 from shards.format import AUDIO_MEMBERS, audio_member, iter_tar_samples  # noqa: E402
@@ -103,39 +103,6 @@ class NaiveTupleDataset(torch.utils.data.Dataset):
         return torch.from_numpy(wave), torch.from_numpy(np.stack(faces)), int(np.flatnonzero(order == 0)[0])
 
 
-def _children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def _live_children(pid: int | str = "self") -> list[int]:
-    pids = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return pids
-
-
-def _proc_cpu(pid: int, tick: float) -> float:
-    """utime + stime of a live process plus cutime + cstime of its reaped children, and the same
-    for its live descendants (TupleLoader's workers are children of a fork server)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        own = sum(int(f) for f in fields[11:15]) / tick
-    except (OSError, IndexError, ValueError):
-        return 0.0
-    return own + sum(_proc_cpu(c, tick) for c in _live_children(pid))
-
-
-def _tree_cpu() -> float:
-    """CPU seconds of this process plus all its descendants, live (from /proc) or already reaped:
-    TupleLoader's decode worker processes must count against it like DataLoader workers do."""
-    tick = os.sysconf("SC_CLK_TCK")
-    return time.process_time() + _children_cpu() + sum(_proc_cpu(pid, tick) for pid in _live_children())
-
-
 # Batches consumed before the clock starts, for both loaders: more than either keeps in flight
 # (DataLoader: 2 workers x prefetch_factor 2; ours: 1 + prefetch), so the timed window sees steady
 # state, not batches that were decoded for free while the first one was awaited.
@@ -152,7 +119,7 @@ def time_naive(clips, k, batch_size, batches, crop, num_faces, workers) -> dict:
     dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
                                      persistent_workers=False)
     logmel = LogMel()
-    cpu0, child0 = time.process_time(), _children_cpu()
+    cpu0 = tree_cpu_seconds()
     it = iter(dl)
     total = timed = 0
     for step in range(batches + WARMUP_BATCHES):
@@ -167,31 +134,31 @@ def time_naive(clips, k, batch_size, batches, crop, num_faces, workers) -> dict:
     dt = time.perf_counter() - t0
     it._shutdown_workers()
     del it
-    cpu = time.process_time() - cpu0 + _children_cpu() - child0
+    cpu = tree_cpu_seconds() - cpu0
     return {"tuples_per_s": timed / dt, "tuples_per_cpu_s": total / cpu,
             "decoded_items_per_tuple": 1 + k, "seconds": dt}
 
 
 def time_ours(cfg: dict, batches: int) -> dict:
     """Same measurements for TupleLoader (its decode workers' CPU time included)."""
-    cpu0 = _tree_cpu()
+    cpu0 = tree_cpu_seconds()
     loader = TupleLoader({**cfg, "steps_per_epoch": batches + WARMUP_BATCHES})  # cycles the data if needed
     it = iter(loader)
     for _ in range(WARMUP_BATCHES):  # first buffer fill, worker start, pipeline fill
         next(it)
     start_items = loader.stats["decoded_items"]
     start_tuples = loader.stats["tuples"]
-    t0, steady_cpu0 = time.perf_counter(), _tree_cpu()
+    t0, steady_cpu0 = time.perf_counter(), tree_cpu_seconds()
     for _ in range(batches):
         next(it)
     dt = time.perf_counter() - t0
-    steady_cpu = _tree_cpu() - steady_cpu0
+    steady_cpu = tree_cpu_seconds() - steady_cpu0
     tuples = loader.stats["tuples"] - start_tuples
     items = loader.stats["decoded_items"] - start_items
     rep = loader.report()
     it.close()
     loader.close()
-    cpu = _tree_cpu() - cpu0
+    cpu = tree_cpu_seconds() - cpu0
     return {"tuples_per_s": tuples / dt, "decoded_items_per_s": items / dt, "decoded_items_per_tuple": items / tuples,
             "tuples_per_cpu_s": loader.stats["tuples"] / cpu, "decoded_items_per_cpu_s": items / steady_cpu,
             "seconds": dt, "tuples": tuples, "skips": rep["skips"]}
@@ -336,7 +303,7 @@ def rss_child(index_dir: str, steps: int) -> None:
     # across fork+exec on Linux
     hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     workers = [next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmHWM:"))
-               for child in _live_children() for pid in _live_children(child)]
+               for child in live_children() for pid in live_children(child)]
     print(json.dumps({"maxrss_kib": hwm, "decode_workers_maxrss_kib": workers, "rss_before_loader_kib": before, "loader_peak_increment_kib": hwm - before,
                       "buffer_encoded_bytes": loader.buffer.encoded_bytes(),
                       "total_samples": loader.catalog.total_samples, "steps_per_epoch": loader.steps_per_epoch}))

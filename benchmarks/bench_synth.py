@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cputime import tree_cpu_seconds  # benchmarks/cputime.py
 from pipeline.synth import make_corpus
 from pipeline.synth import media
 from pipeline.synth.clip import ClipRenderer
@@ -35,17 +36,12 @@ from pipeline.synth.plan import CorpusSpec, plan_corpus
 DEMO = {"identities": 40, "videos_per_identity": 3, "clips_per_video": 2}
 
 
-def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 def timed_corpus(root: Path, name: str, workers: int, **args) -> dict:
     """Generate, measure wall and CPU seconds (worker processes included), delete."""
     out = root / name
-    cpu0 = _cpu_seconds()
+    cpu0 = tree_cpu_seconds()  # the corpus workers are fork-server children: os.times() misses them
     summary = make_corpus(out, workers=workers, progress=False, **args)
-    cpu = _cpu_seconds() - cpu0
+    cpu = tree_cpu_seconds() - cpu0
     shutil.rmtree(out)
     return {k: summary[k] for k in ("clips", "files", "bytes", "seconds", "clips_per_second", "workers")} | {
         "cpu_seconds": cpu,
