@@ -6,8 +6,8 @@ with the share of wall time the loop waits for the loader.
 
 Both runs train the demo model (tiny baseline, 64 px faces, 2 s log-mel voices, K = 2, batch 24) through the
 real CLI (`launch/train.py`, `accelerate launch` for 2 processes) on the same shard set, with the
-same per-process batch and the same total number of CPU threads (1 process x 2 threads vs 2
-processes x 1 thread). Numbers come from the runs' own JSONL logs, skipping the first log window
+same per-process batch, the same total number of CPU threads (1 process x 2 threads vs 2
+processes x 1 thread) and the same total number of loader decode workers (2 vs 2 x 1). Numbers come from the runs' own JSONL logs, skipping the first log window
 (start-up, first decode). Results: benchmarks/results/train.json.
 """
 
@@ -43,7 +43,9 @@ def make_data(out: Path) -> Path:
 def run(config: Path, out: Path, processes: int, steps: int, log_every: int) -> dict:
     overrides = [f"train.output_dir={out}", f"train.max_steps={steps}", f"train.log_every={log_every}",
                  "train.progress=false", "train.tensorboard=false", "train.val_data=null",
-                 "train.checkpoint_every=0"]
+                 "train.checkpoint_every=0",
+                 # the same decode workers in total too: data.num_workers is per process
+                 f"data.num_workers={max(1, 2 // processes)}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(2 // processes)}
     if processes == 1:
         cmd = [sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(config), *overrides]
