@@ -137,11 +137,29 @@ def contrastive_verification(anchor: torch.Tensor, candidates: torch.Tensor, lab
     return 0.5 * (lab * d + (1 - lab) * (margin - d).clamp_min(0)).mean()
 
 
+RDSM_DISTANCES = ("unit", "raw")
+
+
 def metric_loss(name: str, anchor: torch.Tensor, candidates: torch.Tensor, label: torch.Tensor, theta: float = 1.2,
-                mu1: float = 10.0, mu2: float = 4.0) -> torch.Tensor:
-    """Dispatch on the configured metric loss (``rdsm`` | ``structure`` | ``lifted`` | ``triplet`` | ``none``)."""
+                mu1: float = 10.0, mu2: float = 4.0, rdsm_distance: str = "unit") -> torch.Tensor:
+    """Dispatch on the configured metric loss (``rdsm`` | ``structure`` | ``lifted`` | ``triplet`` | ``none``).
+
+    ``rdsm_distance='unit'`` (default) evaluates RDSM on L2-normalised embeddings; ``'raw'`` on
+    the tanh embeddings as printed. Why: RDSM's log term mu1 log(1 + mu2 e^{theta + d_0p - 2 d_0j})
+    is a softplus that fades once 2 d_0j - d_0p > theta + ln mu2 (2.59), an absolute distance.
+    Raw 128-d tanh embeddings start ~10 apart, where the push on the negatives is ~4 % of the
+    pull d_0p (tests/test_models_losses.py), whose cheapest descent shrinks every embedding (a
+    baseline trained with raw RDSM stayed at chance, docs/MODELS.md). Unit vectors are at most 2
+    apart (random ones sqrt 2): the push is 1.8x the pull at init and acts until a negative is
+    > ~1.3 + d_0p / 2 away, so theta = 1.2 and mu2 = 4 get a fixed meaning. The other metrics see the raw embeddings (the
+    structure metric needs them: on unit vectors a baseline stayed at chance).
+    """
     if name == "none":
         return anchor.new_zeros(())
+    if name == "rdsm" and rdsm_distance == "unit" and candidates.shape[1] > 1:   # K = 1: the contrastive stand-in
+        anchor, candidates = F.normalize(anchor, dim=-1), F.normalize(candidates, dim=-1)
+    elif rdsm_distance not in RDSM_DISTANCES:
+        raise ValueError(f"rdsm_distance {rdsm_distance!r} unknown; allowed: {list(RDSM_DISTANCES)}")
     if candidates.shape[1] == 1:
         return contrastive_verification(anchor, candidates, label, theta)
     d_ac, d_cc = tuple_distances(anchor, candidates)

@@ -137,3 +137,31 @@ def test_counterfactual_loss_eq22_and_positivity_choices():
     assert logit.item() == pytest.approx(F.cross_entropy(z_cp - z_cn, label).item())
     with pytest.raises(ValueError, match="allowed"):
         losses.counterfactual_loss(p_cp, p_cn, label, 1.0, "exp")
+
+
+def test_rdsm_pushes_negatives_at_initialisation_only_on_unit_distances():
+    """What RDSM is for: pull the positive *and* push the negatives. The log term is a softplus of
+    theta + ln mu2 + d_0p - 2 d_0j; at initialisation the 128-d tanh embeddings are ~10 apart, where
+    the printed (raw) form's push is ~4 % of its pull, so training starts by shrinking every
+    embedding. On unit vectors (the default) it is 1.8x the pull."""
+    torch.manual_seed(0)
+    h = torch.randn(256, 3, 128).tanh()                  # anchor, positive, negative as at init
+    label = torch.zeros(256, dtype=torch.long)
+    ratios = {}
+    for space in ("raw", "unit"):
+        e = torch.nn.functional.normalize(h, dim=-1) if space == "unit" else h
+        d_ac, d_cc = losses.tuple_distances(e[:, 0], e[:, 1:])
+        d_ac.requires_grad_()
+        d_cc.requires_grad_()
+        losses.rdsm_from_distances(d_ac, d_cc, label).backward()
+        pull = d_ac.grad[:, 0].mean()
+        push = -(d_ac.grad[:, 1] + d_cc.grad[:, 0, 1] + d_cc.grad[:, 1, 0]).mean()
+        ratios[space] = (push / pull).item()
+    assert ratios["raw"] < 0.1 and ratios["unit"] > 1.0, ratios     # measured 0.04 and 1.8
+    anchor, cands = h[:, 0], h[:, 1:]
+    unit = losses.metric_loss("rdsm", anchor, cands, label)
+    normed = losses.metric_loss("rdsm", torch.nn.functional.normalize(anchor, dim=-1),
+                                torch.nn.functional.normalize(cands, dim=-1), label, rdsm_distance="raw")
+    assert unit.item() == pytest.approx(normed.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="rdsm_distance"):
+        losses.metric_loss("rdsm", anchor, cands, label, rdsm_distance="cosine")
