@@ -2,6 +2,7 @@
 
     python -m models --name aicanet                  # paper defaults
     python -m models --name bianet --tiny --set num_candidates=10 epsilon=0.1
+    python -m models --rows                          # every table row of both papers -> its config
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .ablations import ABLATIONS, ablation_config
+from .ablations import ABLATIONS, ablation_config, paper_rows_markdown
 from .registry import DEFAULTS, build_model, tiny_overrides
 
 
@@ -24,12 +25,17 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--rows", action="store_true",
+                        help="print every table row of both papers and the config that reproduces it")
     source.add_argument("--name", choices=sorted(DEFAULTS), help="model to build with its paper defaults")
     source.add_argument("--ablation", choices=sorted(ABLATIONS), help="an ablation row of models/ablations.py")
     parser.add_argument("--tiny", action="store_true", help="apply the CPU-demo sizes (models.TINY)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides; values are JSON when they parse (2, 0.1, true, null), else strings")
     args = parser.parse_args(argv)
+    if args.rows:
+        print(paper_rows_markdown(), end="")
+        return {}
     overrides = {}
     for item in args.set:
         if "=" not in item:

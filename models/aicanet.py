@@ -5,7 +5,7 @@ Where each equation lives:
 * Eq. 1  relevance R of a (voice, face) pair: :class:`RelevanceNet` (compact bilinear pooling + FC + tanh).
 * Eq. 2  relevance loss: :func:`models.losses.relevance_loss`, added in :meth:`AICANet.extra_losses`.
 * Eq. 3  correlation E between the pair's pooled shared features: :meth:`InteractionCorrection.pairs`.
-* Eqs. 4-5, 10  sign(R) (.) clamp(E, +-eps): same place (``relevance_guidance``, ``aca_inter``).
+* Eqs. 4-5, 10  sign(R) (.) clamp(E, +-eps): same place (``relevance_guidance``, ``aca``).
 * Eqs. 6, 11  softmax(delta E) f: ``_first_order``; Eq. 7 self-support: ``_self_support``.
 * Eq. 8  dynamic estimation fusion with SE masks and IN: :meth:`InteractionCorrection.fuse`.
 * Eq. 9  adaptive threshold eps: :class:`models.attention.AdaptiveThreshold`.
@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses
-from .attention import (AdaptiveThreshold, SEMask, attend, channel_affinity, instance_norm, l2_normalize,
-                        scaled_dot_softmax, shrink)
+from .attention import (AdaptiveThreshold, FeatureShrinkage, SEMask, attend, channel_affinity, instance_norm,
+                        l2_normalize, low_rank, lowpass, scaled_dot_softmax, thresholded_logits)
 from .base import MatchingModel, one_hot_match, pair_indices
 from .batch import TupleIndex, gather_rows
 from .cbp import CompactBilinearPooling
@@ -61,52 +61,64 @@ class InteractionCorrection(nn.Module):
         self.cfg = cfg
         c2 = cfg["attn_channels"]
         fixed = None if cfg["aca_epsilon"] == "learned" else float(cfg["aca_epsilon"])
-        self.use_aia = cfg["aia"]
-        self.use_intra = cfg["aca_intra"]
-        if self.use_aia:
-            self.shared = nn.ModuleDict({m: _conv1x1(channels, c2) for m in MODALITIES})
-            self.decode_inter = _conv1x1(c2, channels)
-            if cfg["def_fusion"]:
-                self.mask_inter = SEMask(channels, cfg["se_reduction"])
-            if cfg["first_order"] and (cfg["relevance_guidance"] or cfg["rel_loss"]):
-                self.relevance = RelevanceNet(c2, cfg["cbp_dim"], cfg["relevance_hidden"], cfg["cbp_seed"])
-                if not cfg["rel_loss"]:
-                    # R reaches the features only through sign(R), whose gradient is 0: without
-                    # Eq. 2 nothing can train it (Table VI row b). Freezing says so, and keeps
-                    # DDP from waiting for gradients that never come.
-                    self.relevance.requires_grad_(False)
-            if cfg["first_order"] and cfg["aca_inter"]:
+        # Eq. 8 fuses an inter-modal branch (f^, per pair) and an intra-modal one (f~, per item).
+        self.shared = nn.ModuleDict({m: _conv1x1(channels, c2) for m in MODALITIES})
+        self.decode_inter = _conv1x1(c2, channels)
+        self.private = nn.ModuleDict({m: _conv1x1(channels, c2) for m in MODALITIES})
+        self.decode_intra = nn.ModuleDict({m: _conv1x1(c2, channels) for m in MODALITIES})
+        if cfg["def_fusion"]:
+            self.mask_inter = SEMask(channels, cfg["se_reduction"])
+            self.mask_intra = SEMask(channels, cfg["se_reduction"])
+        if cfg["first_order"] and (cfg["relevance_guidance"] or cfg["rel_loss"]):
+            self.relevance = RelevanceNet(c2, cfg["cbp_dim"], cfg["relevance_hidden"], cfg["cbp_seed"])
+            if not cfg["rel_loss"]:
+                # R reaches the features only through sign(R), whose gradient is 0: without
+                # Eq. 2 nothing can train it (Table VI row b). Freezing says so, and keeps
+                # DDP from waiting for gradients that never come.
+                self.relevance.requires_grad_(False)
+        # Without ACA eps = 0: both correlations pass unchanged (identity threshold). Table IX swaps
+        # the adaptive threshold for another de-interference method (``aca_method``).
+        self.correction = cfg["aca_method"] if cfg["aca"] else None
+        if self.correction == "adaptive":
+            if cfg["first_order"]:
                 self.inter_threshold = AdaptiveThreshold(c2, fixed)
-        if self.use_intra:
-            self.private = nn.ModuleDict({m: _conv1x1(channels, c2) for m in MODALITIES})
-            self.decode_intra = nn.ModuleDict({m: _conv1x1(c2, channels) for m in MODALITIES})
-            if cfg["def_fusion"]:
-                self.mask_intra = SEMask(channels, cfg["se_reduction"])
             self.intra_threshold = AdaptiveThreshold(c2, fixed)
+        elif self.correction == "shrinkage":
+            self.shrink_shared = nn.ModuleDict({m: FeatureShrinkage(c2) for m in MODALITIES})
+            self.shrink_private = nn.ModuleDict({m: FeatureShrinkage(c2) for m in MODALITIES})
 
-    @property
-    def pairwise(self) -> bool:
-        return self.use_aia
+    # The inter-modal branch depends on the (anchor, candidate) pair (launch.eval.embeddings reads this).
+    pairwise = True
 
     # ---- per-item intra-modal correction (ACA, G = Intra) ---------------------------------------
-    def intra(self, modality: str, x: torch.Tensor) -> torch.Tensor | None:
+    def intra(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """f~ of Eq. 8: softmax(delta clamp(E_intra, +-eps)) P, decoded back to C channels; ``[N, C, H, W]``."""
-        if not self.use_intra:
-            return None
         n, _, h, w = x.shape
         p = self.private[modality](x).flatten(2)
+        if self.correction == "shrinkage":
+            p = self.shrink_private[modality](p)
         e = channel_affinity(p, p)
-        e = shrink(e, self.intra_threshold(e), self.cfg["aca_threshold"])
-        f = attend(torch.softmax(self.cfg["delta"] * e, dim=-1), p)
+        logits = self._corrected(e, getattr(self, "intra_threshold", None), self.cfg["delta"])  # Eq. 11, Intra
+        f = attend(torch.softmax(logits, dim=-1), p)
         return self.decode_intra[modality](f.view(n, -1, h, w))
 
     # ---- per-pair inter-modal interaction (AIA + ACA, G = Inter) --------------------------------
+    def _corrected(self, e: torch.Tensor, threshold: AdaptiveThreshold | None, scale) -> torch.Tensor:
+        """Softmax logits scale * E with ACA's threshold (Eqs. 9-11; none without ACA) or a Table IX
+        alternative (``aca_method``: principal components, low-pass; shrinkage acts on the features)."""
+        cfg = self.cfg
+        if self.correction == "pca":
+            return scale * low_rank(e, cfg["aca_pca_ratio"])
+        if self.correction == "lowpass":
+            return scale * lowpass(e, cfg["aca_lowpass_cutoff"])
+        eps = None if threshold is None else threshold(e)                               # Eq. 9
+        return thresholded_logits(e, eps, scale, cfg["aca_threshold"], cfg["threshold_width"])
+
     def _first_order(self, e: torch.Tensor, s: torch.Tensor, sign_r: torch.Tensor | None) -> torch.Tensor:
-        if hasattr(self, "inter_threshold"):
-            e = shrink(e, self.inter_threshold(e), self.cfg["aca_threshold"])     # Eq. 10 clamp
-        if sign_r is not None:
-            e = sign_r[:, None, None] * e                                          # Eq. 4 / 10 sign(R)
-        return attend(torch.softmax(self.cfg["delta"] * e, dim=-1), s)              # Eq. 6 / 11
+        """Eqs. 4-6 / 10-11: softmax(delta sign(R) clamp(E, +-eps)) applied to the shared map ``s``."""
+        scale = self.cfg["delta"] if sign_r is None else self.cfg["delta"] * sign_r[:, None, None]  # Eq. 4
+        logits = self._corrected(e, getattr(self, "inter_threshold", None), scale)                  # Eq. 10
+        return attend(torch.softmax(logits, dim=-1), s)                                              # Eq. 6
 
     @staticmethod
     def _self_support(s: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
@@ -124,6 +136,9 @@ class InteractionCorrection(nn.Module):
         """Interaction features f^ of every (voice vi[p], face fi[p]) pair and the relevance R [P] (or None)."""
         cfg = self.cfg
         s_v, s_f = self.shared["voice"](voice_maps), self.shared["face"](face_maps)
+        if self.correction == "shrinkage":
+            s_v = self.shrink_shared["voice"](s_v.flatten(2)).view_as(s_v)
+            s_f = self.shrink_shared["face"](s_f.flatten(2)).view_as(s_f)
         hv, wv = s_v.shape[2:]
         hf, wf = s_f.shape[2:]
         sv_p, sf_p = gather_rows(s_v.flatten(2), vi), gather_rows(s_f.flatten(2), fi)
@@ -171,7 +186,7 @@ class InteractionCorrection(nn.Module):
 class AICANet(MatchingModel):
     def __init__(self, cfg: dict):
         super().__init__(cfg)
-        if cfg["aia"] or cfg["aca_intra"]:
+        if cfg["aia"]:
             self.attention["aia_aca"] = InteractionCorrection(cfg, self.channels)
 
     def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
@@ -181,20 +196,14 @@ class AICANet(MatchingModel):
         block: InteractionCorrection = self.attention["aia_aca"]
         m_anchor, m_cand = ("voice", "face") if idx.anchor_is_voice else ("face", "voice")
         intra_anchor, intra_cand = block.intra(m_anchor, anchor_maps), block.intra(m_cand, cand_maps)
-        if not block.pairwise:
-            h_anchor, h_cand = self.embed_items(idx, block.fuse(anchor_maps, None, intra_anchor),
-                                                block.fuse(cand_maps, None, intra_cand))
-            return {"h_anchor": h_anchor, "h_cand": h_cand, "relevance": None}
         b, k = idx.candidate_index.shape
         ai, ci = pair_indices(idx)
         if idx.anchor_is_voice:
             dec_a, dec_c, relevance = block.pairs(anchor_maps, cand_maps, ai, ci)
         else:
             dec_c, dec_a, relevance = block.pairs(cand_maps, anchor_maps, ci, ai)
-        intra_a = None if intra_anchor is None else gather_rows(intra_anchor, ai)
-        intra_c = None if intra_cand is None else gather_rows(intra_cand, ci)
-        fused_a = block.fuse(gather_rows(anchor_maps, ai), dec_a, intra_a)
-        fused_c = block.fuse(gather_rows(cand_maps, ci), dec_c, intra_c)
+        fused_a = block.fuse(gather_rows(anchor_maps, ai), dec_a, gather_rows(intra_anchor, ai))
+        fused_c = block.fuse(gather_rows(cand_maps, ci), dec_c, gather_rows(intra_cand, ci))
         anchor_mean = fused_a.view(b, k, *fused_a.shape[1:]).mean(dim=1)
         h_anchor = self.generator(anchor_mean)
         h_cand = self.generator(fused_c).view(b, k, -1)

@@ -103,17 +103,51 @@ class AdaptiveThreshold(nn.Module):
         return (alpha * mag.mean(dim=2)).unsqueeze(-1)
 
 
+THRESHOLD_MODES = ("gate", "soft", "hard")
+
+
 def shrink(e: torch.Tensor, eps: torch.Tensor, mode: str = "soft") -> torch.Tensor:
-    """The clamp(E, +-eps) of AICANet Eq. 10.
+    """The clamp(E, +-eps) of AICANet Eq. 10 as a transform of E (the ``soft`` and ``hard`` modes).
 
     ``soft``: sign(E) max(|E| - eps, 0), the soft thresholding the paper describes (§III-C).
     ``hard``: E where |E| >= eps else 0, what the authors' code does.
+    Both feed a softmax, which only sees differences: soft thresholding shrinks the strong entries
+    by eps and so *raises* the weak entries' share of the attention; the hard form moves weak
+    entries to the neutral logit 0 (a weak positive loses weight, a weak negative gains it). The
+    ``gate`` mode (:func:`threshold_gate`) suppresses them instead.
     """
     if mode == "soft":
         return torch.sign(e) * F.relu(e.abs() - eps)
     if mode == "hard":
         return e * (e.abs() >= eps).to(e.dtype)
     raise ValueError(f"threshold mode {mode!r} unknown; allowed: ['soft', 'hard']")
+
+
+def threshold_gate(strength: torch.Tensor, eps: torch.Tensor, width: float) -> torch.Tensor:
+    """log sigmoid((strength - eps) / width), to be *added* to softmax logits.
+
+    It multiplies each entry's attention weight by a sigmoid gate that is ~1 above the threshold
+    and falls to ~0 below it (e^-5 at 5 widths below): the sub-threshold entries are suppressed,
+    which is what the thresholds of AICANet Eqs. 9-11 and BIANet Eqs. 10-11 are for. Unlike a hard
+    mask it is smooth in eps, so the self-learned threshold layer receives a gradient, and no row
+    can lose all its weight (every logit stays finite).
+    """
+    return F.logsigmoid((strength - eps) / width)
+
+
+def thresholded_logits(e: torch.Tensor, eps: torch.Tensor | None, scale: torch.Tensor | float, mode: str,
+                       width: float) -> torch.Tensor:
+    """Softmax logits ``scale * E`` with the correction threshold ``eps`` applied (AICANet Eqs. 10-11).
+
+    ``scale`` carries delta and, for the inter-modal branch, sign(R) (Eq. 4). ``gate`` keeps E and
+    gates the entries with |E| < eps out (:func:`threshold_gate`); ``soft`` / ``hard`` transform E
+    (:func:`shrink`). ``eps=None`` is no threshold (AICANet "without ACA").
+    """
+    if eps is None:
+        return scale * e
+    if mode == "gate":
+        return scale * e + threshold_gate(e.abs(), eps, width)
+    return scale * shrink(e, eps, mode)
 
 
 class SEMask(nn.Module):
@@ -145,3 +179,49 @@ def instance_norm(x: torch.Tensor) -> torch.Tensor:
     its eps, and without it the variance of a 1e20-sized map overflows and IN returns zeros.
     """
     return F.instance_norm(unit_scale(x, (2, 3))[0], eps=1e-5)
+
+
+# ---- AICANet Table IX: the de-interference alternatives to ACA -----------------------------------
+
+def low_rank(e: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Principal-component filtering [53] of correlation matrices ``[N, C, C]``: the best rank-r
+    approximation E V_r V_r^T (V_r: the top r right singular vectors, r = max(1, round(ratio * C)));
+    the dropped components are taken as interference.
+
+    The subspace V_r is estimated without gradient, as a PCA preprocessing step would be: the
+    gradient of an SVD has 1 / (s_i^2 - s_j^2) terms and correlations over few positions have
+    many equal (zero) singular values, which made it non-finite. Computed in float32 (SVD has no
+    half-precision kernels).
+    """
+    r = max(1, round(ratio * e.shape[-1]))
+    with torch.no_grad():
+        v = torch.linalg.svd(e.float(), full_matrices=False)[2][..., :r, :].transpose(-2, -1)
+    return ((e.float() @ v) @ v.transpose(-2, -1)).to(e.dtype)
+
+
+def lowpass(e: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """Frequency filtering [54] of correlation matrices ``[N, C, C]``: keep the 2-D Fourier
+    coefficients whose frequency is at most ``cutoff`` of the Nyquist frequency along both axes,
+    drop the high-frequency rest as interference."""
+    c1, c2 = e.shape[-2:]
+    f1 = torch.fft.fftfreq(c1, device=e.device).abs() <= cutoff * 0.5
+    f2 = torch.fft.fftfreq(c2, device=e.device).abs() <= cutoff * 0.5
+    spectrum = torch.fft.fft2(e.float()) * (f1[:, None] & f2[None, :])
+    return torch.fft.ifft2(spectrum).real.to(e.dtype)
+
+
+class FeatureShrinkage(nn.Module):
+    """Shrinkage thresholds [47] (deep residual shrinkage networks) on *features* ``[N, C, P]``:
+    a per-channel threshold tau = sigmoid(FC(GAP |x|)) * GAP |x| and soft thresholding
+    sign(x) max(|x| - tau, 0). AICANet Table IX's first alternative: denoise the features with a
+    learned but correlation-blind threshold, then attend without correcting the correlation."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels)
+        self.fc2 = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mag = x.abs().mean(dim=-1)
+        tau = torch.sigmoid(self.fc2(F.relu(self.fc1(mag)))) * mag
+        return torch.sign(x) * F.relu(x.abs() - tau[..., None])

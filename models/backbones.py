@@ -13,6 +13,9 @@ Presets (``preset`` key of the ``face_backbone`` / ``voice_backbone`` config):
 * voice ``seresnet34``: [3, 4, 6, 3] BasicBlocks with squeeze-excitation, widths 64..512.
 * voice ``light``: the authors' shipped variant, [2, 2, 2, 2] plain BasicBlocks (no SE).
 * voice ``tiny``: [1, 1, 1, 1] SE blocks, widths 16..128, for CPU demos.
+* face / voice ``vit`` and ``vit_tiny``: a Transformer encoder over patches that returns a map
+  (BIANet Table 1's "Transformer" backbone row; the paper does not describe it, see
+  :class:`TransformerMap`).
 """
 
 from __future__ import annotations
@@ -24,10 +27,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+_TRANSFORMER_KEYS = {"arch", "dim", "depth", "heads", "patch", "mlp_ratio"}
+# BIANet Table 1 "Transformer": ViT-style encoders of the CNN backbones' output width (512; 128 for
+# the tiny CPU sizes) and roughly their output grid (7 x 7 faces at 224 px; 10 x ~12 voices at 4 s).
+TRANSFORMER_FACE = {"arch": "transformer", "dim": 512, "depth": 6, "heads": 8, "patch": [32, 32], "mlp_ratio": 4}
+TRANSFORMER_VOICE = {"arch": "transformer", "dim": 512, "depth": 6, "heads": 8, "patch": [4, 32], "mlp_ratio": 4}
+TRANSFORMER_TINY_FACE = {"arch": "transformer", "dim": 128, "depth": 2, "heads": 4, "patch": [16, 16], "mlp_ratio": 2}
+TRANSFORMER_TINY_VOICE = {"arch": "transformer", "dim": 128, "depth": 2, "heads": 4, "patch": [8, 16], "mlp_ratio": 2}
+
 FACE_PRESETS: dict[str, dict] = {
     "resnet18": {"arch": "resnet18", "imagenet_norm": True},
     "tiny": {"arch": "resnet", "layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "se": False,
              "stem_channels": [16], "stem_strides": [[2, 2]], "stage_strides": [1, 2, 2, 2]},
+    "vit": TRANSFORMER_FACE,
+    "vit_tiny": TRANSFORMER_TINY_FACE,
 }
 
 VOICE_PRESETS: dict[str, dict] = {
@@ -41,6 +54,8 @@ VOICE_PRESETS: dict[str, dict] = {
               "stage_strides": [1, 2, 2, 1]},
     "tiny": {"arch": "resnet", "layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "se": True,
              "stem_channels": [16], "stem_strides": [[1, 2]], "stage_strides": [1, 2, 2, 2]},
+    "vit": TRANSFORMER_VOICE,
+    "vit_tiny": TRANSFORMER_TINY_VOICE,
 }
 
 _RESNET_KEYS = {"arch", "layers", "widths", "se", "se_reduction", "stem_channels", "stem_strides",
@@ -121,6 +136,37 @@ class ResNetTrunk(nn.Module):
         return self.stages(self.stem(x))
 
 
+class TransformerMap(nn.Module):
+    """A Transformer encoder that returns a feature map ``[N, dim, H/ph, W/pw]`` like the CNNs.
+
+    BIANet Table 1 reports a "Transformer" backbone row without describing it; this is the plain
+    ViT recipe adapted to the map contract the attention modules and the generator need: a
+    strided-conv patch embedding, a depthwise 3x3 conv positional encoding (size-agnostic, as
+    voice clips differ in length; learned absolute position tables would fix the input size),
+    ``depth`` pre-norm encoder layers with GELU MLPs, a final LayerNorm, tokens folded back into
+    the patch grid.
+    """
+
+    def __init__(self, in_channels: int, dim: int, depth: int, heads: int, patch: Sequence[int], mlp_ratio: int = 4):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"transformer dim {dim} must be divisible by heads {heads}")
+        self.embed = nn.Conv2d(in_channels, dim, tuple(patch), stride=tuple(patch))
+        self.position = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim * mlp_ratio, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.out_channels = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        x = x + self.position(x)
+        n, c, h, w = x.shape
+        tokens = self.norm(self.blocks(x.flatten(2).transpose(1, 2)))
+        return tokens.transpose(1, 2).reshape(n, c, h, w)
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -154,17 +200,46 @@ class FaceResNet18(nn.Module):
         return self.body(x)
 
 
+# torchvision's ResNet18_Weights.IMAGENET1K_V1 file, as the torch hub cache stores it.
+IMAGENET_RESNET18_FILE = "resnet18-f37072fd.pth"
+IMAGENET_RESNET18_URL = f"https://download.pytorch.org/models/{IMAGENET_RESNET18_FILE}"
+
+
+def hub_cache_weights() -> str:
+    """Where the torch hub cache keeps torchvision's ResNet-18 ImageNet weights (may not exist)."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", IMAGENET_RESNET18_FILE)
+
+
+def resolve_pretrained(path: str) -> str:
+    """``face_pretrained`` -> a local file: ``imagenet`` means the torch hub cache's copy.
+
+    Nothing is downloaded at run time (a training job on a cluster node has no network, and a
+    silent fallback to random init would make a paper preset train something else).
+    """
+    if path == "imagenet":
+        path = hub_cache_weights()
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"face_pretrained=imagenet: the torch hub cache has no {IMAGENET_RESNET18_FILE} at {path}. "
+                f"Fetch it once on a machine with network (python -c \"import torchvision; "
+                f"torchvision.models.resnet18(weights='IMAGENET1K_V1')\", or download {IMAGENET_RESNET18_URL} "
+                f"into {os.path.dirname(path)}), or set model.face_pretrained=/path/to/{IMAGENET_RESNET18_FILE}.")
+    return path
+
+
 def load_imagenet_weights(net: nn.Module, path: str) -> None:
     """Load a torchvision ResNet-18 state dict from a local file (nothing is ever downloaded).
 
-    The classification head (``fc.*``) may be absent or present; every trunk weight must match,
-    so a wrong file fails loudly instead of silently training from random init.
+    ``path`` may be ``imagenet`` (the torch hub cache's copy, :func:`resolve_pretrained`). The
+    classification head (``fc.*``) may be absent or present; every trunk weight must match, so a
+    wrong file fails loudly instead of silently training from random init.
     """
+    path = resolve_pretrained(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"face_pretrained={path!r} does not exist. Give the path of a torchvision ResNet-18 "
-            "ImageNet state dict (e.g. resnet18-f37072fd.pth), or set face_pretrained to null to "
-            "start from random init.")
+            f"ImageNet state dict ({IMAGENET_RESNET18_FILE}), 'imagenet' for the torch hub cache's copy, "
+            "or null to start from random init.")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -207,7 +282,7 @@ def _resolve(spec: str | dict, presets: dict[str, dict], what: str) -> dict:
     if preset not in presets:
         raise ValueError(f"{what}.preset={preset!r} is unknown; allowed: {sorted(presets)}")
     merged = dict(presets[preset])
-    allowed = _RESNET_KEYS if merged["arch"] == "resnet" else {"arch", "imagenet_norm"}
+    allowed = {"resnet": _RESNET_KEYS, "transformer": _TRANSFORMER_KEYS}.get(merged["arch"], {"arch", "imagenet_norm"})
     for key in spec:
         if key not in allowed:
             raise ValueError(f"{what}.{key} is not a setting of preset {preset!r}; allowed: {sorted(allowed | {'preset'})}")
@@ -215,7 +290,10 @@ def _resolve(spec: str | dict, presets: dict[str, dict], what: str) -> dict:
     return merged
 
 
-def _trunk(settings: dict, in_channels: int) -> ResNetTrunk:
+def _trunk(settings: dict, in_channels: int) -> nn.Module:
+    if settings["arch"] == "transformer":
+        return TransformerMap(in_channels, settings["dim"], settings["depth"], settings["heads"], settings["patch"],
+                              settings["mlp_ratio"])
     return ResNetTrunk(in_channels, settings["layers"], settings["widths"], settings["se"],
                        settings["stem_channels"], settings["stem_strides"], settings["stage_strides"],
                        settings.get("se_reduction", 8))

@@ -76,7 +76,19 @@ class MatchingModel(nn.Module):
                 gather_rows(self.generator(cand_maps), idx.candidate_index))
 
     def score(self, out: dict) -> torch.Tensor:
+        """The head's scores: ``[B, K]`` logits (argmax = the match), or ``[B]`` for K = 1 (> 0 = match)."""
         return self.classifier(out["h_anchor"], out["h_cand"])
+
+    def similarity(self, out: dict) -> torch.Tensor:
+        """Embedding scores ``[B, K]``: cosine of the anchor's and each candidate's shared embedding.
+
+        The head-free scorer (any K, no trained head needed; not the papers' scorer). BIANet
+        overrides it to keep its counterfactual difference.
+        """
+        h_a, h_c = out["h_anchor"], out["h_cand"]
+        if h_a.dim() == 2:
+            h_a = h_a[:, None, :]
+        return F.cosine_similarity(h_a, h_c, dim=-1)
 
     def forward(self, batch: dict) -> dict:
         idx, anchor_maps, cand_maps = self.encode(batch)
@@ -130,7 +142,7 @@ class MatchingModel(nn.Module):
         terms = dict(self.classification_loss(out, idx.label, epoch))
         total = cfg["beta"] * terms["cls"]
         terms["metric"] = losses.metric_loss(cfg["metric_loss"], out["h_anchor"], out["h_cand"], idx.label,
-                                             cfg["theta"], cfg["mu1"], cfg["mu2"])
+                                             cfg["theta"], cfg["mu1"], cfg["mu2"], cfg["rdsm_distance"])
         total = total + cfg["alpha"] * terms["metric"]
         if cfg["adversarial"]:
             adv = self.adversarial_terms(out)

@@ -3,11 +3,14 @@
 No code was published (reference_code_study.md §8); this follows the paper's equations:
 
 * Eq. 9   intra-modal affinity A = Q K^T (cosine, per item): :meth:`IntervenedAttention.forward`.
-* Eq. 10  strong part  A^ = clamp(A, min=eps)          -> PIA.
+* Eq. 10  strong part of A -> PIA: the entries A < eps gated out of the softmax
+  (``pia_threshold=gate``); the printed clamp(A, min=eps) raises them instead (``clamp``).
 * Eq. 11  weak part    A~ = ReLU(-(ReLU(A) - eps))       -> NIA.
 * Eq. 12  X^ = softmax(tau1 A^) X (the printed ``softmax(tau1 A^ X)`` is read as a typo).
 * Eq. 14  X- = (1 - mask) X + mask IN(X^), mask from an SE gate.
-* Eqs. 15, 17  X~ = softmax(A~ + d) X, d = -inf with probability p (training only; DropKey).
+* Eqs. 15, 17  X~ = softmax(tau_neg A~ / eps + d) X with the strong entries gated out
+  (``nia_form=normalized``; the printed softmax(A~ + d) is ``literal``), d = -inf with
+  probability p (training only; DropKey).
 * Eqs. 18-19  X~ <- softmax(tau2 X~X~^T) X~ + softmax(-tau2 X~X~^T) X~.
 * Eqs. 20-21  P_cp, P_cn: the shared generator and classifier on the PIA and NIA features.
 * Eq. 22  L_cls = -mean log(P_cp - w(epoch) P_cn), w = 1 - cos(pi epoch / N); the same
@@ -23,27 +26,73 @@ item, so PIA/NIA and the generator run once per unique face/voice and tuples gat
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import losses
-from .attention import AdaptiveThreshold, SEMask, attend, channel_affinity, instance_norm
+from .attention import AdaptiveThreshold, SEMask, attend, channel_affinity, instance_norm, threshold_gate
 from .base import MatchingModel
 from .batch import TupleIndex
 
 MODALITIES = ("voice", "face")
 
 
-def dropkey_mask(shape: torch.Size, p: float, device, dtype, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Eq. 17: 0 with probability 1 - p, -inf with probability p. The diagonal is never masked so
-    no softmax row can be all -inf (a channel can always attend to itself)."""
+def dropkey_mask(shape: torch.Size, p: float, device, dtype, generator: torch.Generator | None = None,
+                 keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 17: 0 with probability 1 - p, -inf with probability p.
+
+    Entries in ``keep`` (a bool tensor of ``shape``; default the diagonal) are never dropped, so
+    no softmax row can become all -inf.
+    """
     drop = torch.rand(shape, device=device, generator=generator) < p
-    eye = torch.eye(shape[-1], dtype=torch.bool, device=device)
-    drop = drop & ~eye
+    if keep is None:
+        keep = torch.eye(shape[-1], dtype=torch.bool, device=device).expand(shape)
+    drop = drop & ~keep
     return torch.zeros(shape, device=device, dtype=dtype).masked_fill(drop, float("-inf"))
 
 
+def strong_logits(a: torch.Tensor, eps: torch.Tensor, tau1: float, mode: str, width: float) -> torch.Tensor:
+    """PIA softmax logits over the strong part of A (Eqs. 10, 12).
+
+    ``gate`` (default): tau1 A plus a sigmoid gate on A - eps (models.attention.threshold_gate):
+    the entries below eps are suppressed (weight x ~e^-5 at 5 widths below), eps gets a gradient.
+    ``clamp`` (the printed Eq. 10): tau1 max(A, eps). Softmax is shift-invariant, so this equals
+    softmax(tau1 ReLU(A - eps)): every sub-threshold entry is *raised* to the floor eps and gets
+    more mass than it would with no threshold at all (docs/MODELS.md, "PIA threshold").
+    """
+    if mode == "clamp":
+        return tau1 * torch.maximum(a, eps)
+    if mode != "gate":
+        raise ValueError(f"pia_threshold {mode!r} unknown; allowed: ['gate', 'clamp']")
+    return tau1 * a + threshold_gate(a, eps, width)
+
+
+def weak_logits(a: torch.Tensor, eps: torch.Tensor, tau_neg: float, mode: str,
+                width: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """NIA softmax logits over the weak part A~ = ReLU(-(ReLU(A) - eps)) of Eq. 11, and the entries
+    DropKey must keep (each row's weakest).
+
+    ``normalized`` (default): tau_neg A~ / eps, gated to the sub-threshold entries (a sigmoid gate
+    on eps - A), so the weak part spans [0, tau_neg] whatever eps is and the strong channels are
+    suppressed. ``literal`` (Eq. 15 as printed): softmax(A~ + d). A~ lies in [0, eps] (eps ~
+    0.01-0.2), so every row is a near-uniform average of all channels and every NIA output
+    channel is the same map up to sign: the reverse prediction then sees almost nothing of the item.
+    """
+    weak = F.relu(-(F.relu(a) - eps))                                                    # Eq. 11
+    keep = a == a.amin(dim=-1, keepdim=True)
+    if mode == "literal":
+        return weak, keep
+    if mode != "normalized":
+        raise ValueError(f"nia_form {mode!r} unknown; allowed: ['normalized', 'literal']")
+    return tau_neg * weak / eps.clamp_min(1e-6) + threshold_gate(-a, -eps, width), keep
+
+
 class IntervenedAttention(nn.Module):
-    """PIA and NIA for one modality: ``X [N, C, H, W] -> (X- positive features, X~ negative features)``."""
+    """PIA and NIA for one modality: ``X [N, C, H, W] -> (X- positive features, X~ negative features)``.
+
+    The threshold layer is shared by the two branches: A >= eps is the strong part (PIA), A < eps
+    the weak part (NIA), a partition of the affinity matrix as Eqs. 10-11 intend.
+    """
 
     def __init__(self, cfg: dict, channels: int):
         super().__init__()
@@ -60,25 +109,38 @@ class IntervenedAttention(nn.Module):
         if cfg["nia"]:
             self.decode_neg = nn.Conv2d(c2, channels, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """The pieces of Eqs. 9-17 for ``x``: values ``v [N, C', P]``, affinity ``a`` and threshold
+        ``eps``, and the row-stochastic PIA / NIA weights ``[N, C', C']`` (None when off)."""
         cfg = self.cfg
-        n, _, h, w = x.shape
         v = self.value(x).flatten(2)
         a = channel_affinity(self.query(x).flatten(2), self.key(x).flatten(2))      # Eq. 9
         eps = self.threshold(a)
-        positive = x
+        maps = {"v": v, "a": a, "eps": eps, "pia": None, "nia": None}
         if cfg["pia"]:
-            strong = torch.maximum(a, eps)                                            # Eq. 10
-            x_hat = attend(torch.softmax(cfg["tau1"] * strong, dim=-1), v)             # Eq. 12
+            logits = strong_logits(a, eps, cfg["tau1"], cfg["pia_threshold"], cfg["threshold_width"])   # Eq. 10
+            maps["pia"] = torch.softmax(logits, dim=-1)
+        if cfg["nia"]:
+            logits, keep = weak_logits(a, eps, cfg["tau_neg"], cfg["nia_form"], cfg["threshold_width"])  # Eq. 11
+            if self.training and cfg["dropkey_p"] > 0:
+                logits = logits + dropkey_mask(logits.shape, cfg["dropkey_p"], logits.device, logits.dtype,
+                                               keep=keep)                               # Eq. 17
+            maps["nia"] = torch.softmax(logits, dim=-1)
+        return maps
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cfg = self.cfg
+        n, _, h, w = x.shape
+        maps = self.attention_maps(x)
+        positive = x
+        if maps["pia"] is not None:
+            x_hat = attend(maps["pia"], maps["v"])                                     # Eq. 12
             dec = self.decode_pos(x_hat.view(n, -1, h, w))
             mask = self.mask(dec)
             positive = (1 - mask) * x + mask * instance_norm(dec)                     # Eq. 14
         negative = None
-        if cfg["nia"]:
-            weak = torch.relu(-(torch.relu(a) - eps))                                 # Eq. 11
-            if self.training and cfg["dropkey_p"] > 0:
-                weak = weak + dropkey_mask(weak.shape, cfg["dropkey_p"], weak.device, weak.dtype)  # Eq. 17
-            x_tilde = attend(torch.softmax(weak, dim=-1), v)                           # Eq. 15
+        if maps["nia"] is not None:
+            x_tilde = attend(maps["nia"], maps["v"])                                   # Eq. 15
             aff = channel_affinity(x_tilde, x_tilde)                                   # Eq. 18
             x_tilde = (attend(torch.softmax(cfg["tau2"] * aff, dim=-1), x_tilde)
                        + attend(torch.softmax(-cfg["tau2"] * aff, dim=-1), x_tilde))   # Eq. 19
@@ -132,7 +194,7 @@ class BIANet(MatchingModel):
     def score(self, out: dict) -> torch.Tensor:
         """The counterfactual score with w at the last trained epoch, in the form the loss trains:
         z_cp - w z_cn for ``cf_positivity='logit'``, P_cp - w P_cn (Eq. 22) otherwise; P_cp's
-        logits alone without NIA."""
+        logits alone without NIA. For K = 1 a single match margin (> 0 = match)."""
         out["logits_cp"] = self.classifier(out["h_anchor"], out["h_cand"])              # Eq. 20
         if "h_anchor_neg" not in out:
             return out["logits_cp"]
@@ -142,7 +204,20 @@ class BIANet(MatchingModel):
             return out["logits_cp"] - w * out["logits_cn"]
         p_cp, p_cn = _as_probabilities(out["logits_cp"]), _as_probabilities(out["logits_cn"])
         scores = p_cp - w * p_cn
-        return scores[:, 1] if out["logits_cp"].dim() == 1 else scores
+        # K = 1: the margin of "match" over "no match", so > 0 is the model's match decision
+        return scores[:, 1] - scores[:, 0] if out["logits_cp"].dim() == 1 else scores
+
+    def similarity(self, out: dict) -> torch.Tensor:
+        """Embedding scores that keep Eq. 22's counterfactual: cos(h^_a, h^_c) - w cos(h~_a, h~_c).
+
+        The positive (PIA) embeddings' cosine minus w times the reverse (NIA) embeddings' cosine,
+        with w at the last trained epoch as in :meth:`score`; without NIA the plain cosine.
+        """
+        positive = super().similarity(out)
+        if "h_anchor_neg" not in out:
+            return positive
+        negative = super().similarity({"h_anchor": out["h_anchor_neg"], "h_cand": out["h_cand_neg"]})
+        return positive - self.cf_weight(self.trained_epoch).to(positive.dtype) * negative
 
     def classification_loss(self, out: dict, label: torch.Tensor, epoch: float) -> dict:
         if "logits_cn" not in out:

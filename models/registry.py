@@ -13,7 +13,8 @@ from typing import Any
 from .aicanet import AICANet
 from .baseline import BaselineModel
 from .bianet import BIANet
-from .losses import CF_POSITIVITY, METRIC_LOSSES
+from .attention import THRESHOLD_MODES
+from .losses import CF_POSITIVITY, METRIC_LOSSES, RDSM_DISTANCES
 
 COMMON: dict[str, Any] = {
     "name": "baseline",
@@ -35,6 +36,7 @@ COMMON: dict[str, Any] = {
     "theta": 1.2,               # Eq. 15 theta, also the margin of the alternative metrics
     "mu1": 10.0,                # Eq. 15
     "mu2": 4.0,                 # Eq. 15 (paper; the authors' code uses 10)
+    "rdsm_distance": "unit",    # RDSM on L2-normalised embeddings | raw (printed; never pushes, docs/MODELS.md)
 }
 
 AICANET: dict[str, Any] = {
@@ -54,10 +56,14 @@ AICANET: dict[str, Any] = {
     "self_support": True,       # second-order step, Eq. 7
     "rel_loss": True,           # Eq. 2 (Table VI 'L_Rel')
     "def_fusion": True,         # Eq. 8 dynamic estimation fusion vs plain skip (Tables VI, VII)
-    "aca_inter": True,          # adaptive correction on the inter-modal correlation (Eq. 10)
-    "aca_intra": True,          # intra-modal correction branch f~ (Eqs. 8, 11)
+    "aca": True,                # adaptive correction (Eqs. 9-11) on the inter- and intra-modal correlations;
+                                # false = eps 0 (identity), both branches of Eq. 8 kept (Table V "without ACA")
     "aca_epsilon": "learned",   # 'learned' (Eq. 9) or a fixed value (Table VIII)
-    "aca_threshold": "soft",    # soft (paper) | hard (authors' code)
+    "aca_threshold": "gate",    # gate (suppresses |E| < eps) | soft (paper's words) | hard (authors' code)
+    "threshold_width": 0.02,    # width of the sigmoid threshold gate (cosine units)
+    "aca_method": "adaptive",   # Eq. 9 | Table IX alternatives: shrinkage (features) | pca | lowpass
+    "aca_pca_ratio": 0.25,      # Table IX principal components: kept fraction of the C' components
+    "aca_lowpass_cutoff": 0.25,  # Table IX frequency filtering: kept fraction of the frequencies
     "se_reduction": 4,
 }
 
@@ -67,6 +73,10 @@ BIANET: dict[str, Any] = {
     "pia": True,                # positive intervention attention (Table 5)
     "nia": True,                # negative intervention attention + counterfactual inference
     "epsilon": "learned",       # 'learned' (self-learning) or a fixed value (Table 6)
+    "pia_threshold": "gate",    # Eq. 10: gate (suppresses A < eps) | clamp (printed; raises the weak entries)
+    "nia_form": "normalized",   # Eq. 15: normalized (tau_neg A~/eps, gated to A < eps) | literal (softmax(A~ + d))
+    "threshold_width": 0.02,    # width of the sigmoid threshold gate (cosine units)
+    "tau_neg": 10.0,            # temperature of the normalized NIA softmax (A~/eps in [0, 1]); as tau1
     "tau1": 10.0,               # Eq. 12 (text: 10; Fig. 7 reports 5 as best)
     "tau2": 20.0,               # Eq. 19, not given in the paper: largest value of its Fig. 7 grid
     "dropkey_p": 0.1,           # Eq. 17 p, not given: the authors' vestigial DropKey ratio
@@ -93,16 +103,20 @@ TINY: dict[str, Any] = {
 _CHOICES = {
     "classifier": ("concat", "shared"),
     "metric_loss": METRIC_LOSSES,
-    "aca_threshold": ("soft", "hard"),
+    "aca_threshold": THRESHOLD_MODES,
+    "aca_method": ("adaptive", "shrinkage", "pca", "lowpass"),
     "cf_schedule": ("cosine", "constant"),
     "cf_positivity": CF_POSITIVITY,
+    "rdsm_distance": RDSM_DISTANCES,
+    "pia_threshold": ("gate", "clamp"),
+    "nia_form": ("normalized", "literal"),
 }
 _POSITIVE_INT = ("num_candidates", "embed_dim", "generator_hidden", "attn_channels", "cbp_dim", "relevance_hidden",
                  "se_reduction")
-_POSITIVE_FLOAT = ("total_epochs", "mu1", "mu2", "tau", "delta", "tau1", "tau2", "cf_softplus_beta", "cf_clamp_floor")
+_POSITIVE_FLOAT = ("total_epochs", "mu1", "mu2", "tau", "delta", "tau1", "tau2", "tau_neg", "threshold_width", "cf_softplus_beta", "cf_clamp_floor")
 _NONNEG_FLOAT = ("adv_weight", "alpha", "beta", "gamma", "theta", "cf_constant_weight")
 _BOOL = ("spectral_norm", "adversarial", "aia", "first_order", "relevance_guidance", "self_support", "rel_loss",
-         "def_fusion", "aca_inter", "aca_intra", "pia", "nia")
+         "def_fusion", "aca", "pia", "nia")
 
 
 def resolve_config(cfg: dict) -> dict:
@@ -134,6 +148,9 @@ def resolve_config(cfg: dict) -> dict:
             raise ValueError(f"model.{key}={full[key]!r} must be true or false")
     if "dropout" in full and not 0 <= full["dropout"] < 1:
         raise ValueError(f"model.dropout={full['dropout']!r} must be in [0, 1)")
+    for key in ("aca_pca_ratio", "aca_lowpass_cutoff"):
+        if key in full and not (isinstance(full[key], (int, float)) and 0 < full[key] <= 1):
+            raise ValueError(f"model.{key}={full[key]!r} must be in (0, 1]")
     if "dropkey_p" in full and not 0 <= full["dropkey_p"] < 1:
         raise ValueError(f"model.dropkey_p={full['dropkey_p']!r} must be in [0, 1)")
     for key in ("aca_epsilon", "epsilon"):

@@ -236,6 +236,23 @@ def test_face_pretrained_missing_file_and_roundtrip(tmp_path):
         build_model({"name": "baseline", "face_pretrained": str(bad), "voice_backbone": "light"})
 
 
+def test_face_pretrained_imagenet_reads_the_torch_hub_cache_and_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda *a, **k: pytest.fail("face_pretrained must never download"))
+    with pytest.raises(FileNotFoundError, match="resnet18-f37072fd.pth.*IMAGENET1K_V1"):
+        build_model({"name": "baseline", "face_pretrained": "imagenet", "voice_backbone": "light"})
+    from torchvision.models import resnet18
+    torch.manual_seed(3)
+    net = resnet18(weights=None)
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(net.state_dict(), cache / "resnet18-f37072fd.pth")
+    model = build_model({"name": "baseline", "face_pretrained": "imagenet", "voice_backbone": "light"})
+    torch.testing.assert_close(model.face_encoder.body[0].weight, net.conv1.weight)
+
+
 def test_backbone_and_head_sizes_match_the_reference_implementation():
     # reference_code_study.md §6: ResNet-18 trunk without fc 11,176,512; the authors' [2,2,2,2]
     # audio net without its dead embedders 11,190,384; generator MLP 1,213,568.
