@@ -30,10 +30,11 @@ from launch.eval.importers import StoreResolver, import_list, load_vox1_names, m
 from launch.eval.inputs import EvalInputs, ItemLoader
 from launch.eval.plots import plot_accuracy_vs_k
 from launch.eval.protocols import PROTOCOLS, get_protocol
+from launch.eval.rows import RowMergeError, merge_rows
 from launch.eval.scoring import SCORING_METHODS, ModelScorer
-from launch.eval.tables import MAIN_COLUMNS, headline, write_all
-from launch.eval.trials import (POSITIVE_VIDEO_RULES, TrialFileError, TrialOptions, TrialSet, check_disjoint,
-                                generate_for_store, store_fingerprint)
+from launch.eval.tables import MAIN_COLUMNS, headline, scorer_cell, write_all
+from launch.eval.trials import (POSITIVE_VIDEO_RULES, TRIAL_MODES, TrialFileError, TrialOptions, TrialSet,
+                                check_disjoint, generate_for_store, store_fingerprint)
 from shards.evalstore import EvalStore
 
 DEFAULT_META = "/work/shared/data/voxceleb_meta/vox1_meta.csv"
@@ -44,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", nargs="+", default=[],
                    help="checkpoint folder(s), run folder(s) or model.pt file(s); several -> comparison table")
-    p.add_argument("--names", nargs="+", help="row names for the checkpoints (default: folder names)")
+    p.add_argument("--names", nargs="+",
+                   help="row names for the checkpoints (default: folder names); checkpoints given the same name "
+                        "form one row, each column from the checkpoint whose head was trained for it "
+                        "(the K = 2, K = 10 and K = 1 trainings of one model)")
     p.add_argument("--data", required=True, help="ingest output root holding <dataset>/<split>/eval.zarr")
     p.add_argument("--protocol", default="wen1251", choices=sorted(PROTOCOLS),
                    help="which splits to use (see docs/EVALUATION.md)")
@@ -61,18 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--face-fallback", default="video", choices=("video", "identity"),
                    help="how imported face paths without a clip resolve (see launch/eval/importers.py)")
     g.add_argument("--seed", type=int, default=0, help="trial generation seed")
-    g.add_argument("--probes-per-identity", type=int, default=50, help="probes per identity and direction")
+    g.add_argument("--trial-mode", default="strict", choices=TRIAL_MODES,
+                   help="strict (default: positive from another video, one row per probe) or authors (the "
+                        "authors' published lists: 8 probes x 50 rows per identity, V-F positive from the "
+                        "voice's own video); use authors when comparing with the papers' tables")
+    g.add_argument("--probes-per-identity", type=int, default=50,
+                   help="probes per identity and direction (strict mode)")
     g.add_argument("--max-k", type=int, default=10, help="largest K of the 1:K curve (nested negatives)")
     g.add_argument("--gender-matched", action="store_true", help="negatives of the probe's gender (G lists)")
     g.add_argument("--positive-video", default="different", choices=POSITIVE_VIDEO_RULES,
-                   help="positive from a different (default), the same, or any video of the probe")
+                   help="positive from a different (default), the same, or any video of the probe (strict mode)")
     g.add_argument("--allow-seen-identities", action="store_true",
                    help="do not fail when trial identities occur in the training split")
     g.add_argument("--trials-only", action="store_true", help="write the trial files and stop")
     s = p.add_argument_group("scoring")
     s.add_argument("--batch-size", type=int, default=64, help="tuples per model call (results do not depend on it)")
-    s.add_argument("--scoring", default="auto", choices=SCORING_METHODS,
-                   help="head = model.predict, embedding = cosine of shared embeddings, auto = head where it fits K")
+    s.add_argument("--scoring", default="head", choices=SCORING_METHODS,
+                   help="head (default, the papers' scorer) = the model's own classifier, only for the K it was "
+                        "trained for; embedding = cosine of shared embeddings (BIANet: minus w x the reverse "
+                        "cosine), any K; auto = head where it fits K, embedding elsewhere")
     s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device for scoring (default: cuda if available, else cpu)")
     s.add_argument("--audio-seconds", type=float, help="evaluation audio window in s (default: the checkpoint data config crop_seconds)")
@@ -104,6 +115,17 @@ def _split_name(folder: Path) -> str:
     return f"{folder.parent.name}/{folder.name}"
 
 
+def trial_options(args) -> TrialOptions:
+    """The trial rules the flags ask for (one-line error for a contradiction)."""
+    if args.trial_mode == "authors":
+        if args.probes_per_identity != 50 or args.positive_video != "different":
+            raise SystemExit("error: --trial-mode authors fixes the probes (8 per identity, 50 rows) and the "
+                             "positive's video; drop --probes-per-identity / --positive-video")
+        return TrialOptions.authors(seed=args.seed, max_k=args.max_k, gender_matched=args.gender_matched)
+    return TrialOptions(seed=args.seed, probes_per_identity=args.probes_per_identity, max_k=args.max_k,
+                        gender_matched=args.gender_matched, positive_video=args.positive_video)
+
+
 def trial_path(args, out: Path, role: str) -> Path:
     """The trial file a role's trials are read from (--trials / --val-trials) or saved to."""
     given = args.trials if role == "test" else args.val_trials
@@ -111,8 +133,7 @@ def trial_path(args, out: Path, role: str) -> Path:
 
 
 def prepare_trials(args, folders: dict[str, Path], stores: dict[str, EvalStore], out: Path) -> dict[str, TrialSet]:
-    options = TrialOptions(seed=args.seed, probes_per_identity=args.probes_per_identity, max_k=args.max_k,
-                           gender_matched=args.gender_matched, positive_video=args.positive_video)
+    options = trial_options(args)
     trials: dict[str, TrialSet] = {}
     for role, given in (("test", args.trials), ("val", args.val_trials)):
         if role not in stores:
@@ -244,14 +265,16 @@ def evaluate_checkpoint(args, ckpt: str, name: str, stores, trials, out: Path) -
     return result
 
 
-def summary(rows) -> str:
+def summary(rows, multi_k: int | None = None) -> str:
     """Plain-text table for the terminal: value and 95 % CI per column, one line per checkpoint."""
     width = max(len("checkpoint"), *(len(n) for n, _ in rows))
     fmt = lambda c: "-" if c is None else f"{c['value']:.1f} [{c['lo']:.0f},{c['hi']:.0f}]"  # noqa: E731
     lines = [f"{'checkpoint':<{width}}  " + "  ".join(f"{c:>17}" for c in MAIN_COLUMNS)]
     for name, res in rows:
-        h = headline(res)
+        h = headline(res, multi_k)
         lines.append(f"{name:<{width}}  " + "  ".join(f"{fmt(h[c]):>17}" for c in MAIN_COLUMNS))
+        scorers = [scorer_cell(h[c]).replace(" model)", ")") for c in MAIN_COLUMNS]
+        lines.append(f"{'  scored by':<{width}}  " + "  ".join(f"{s:>17}" for s in scorers))
     return "\n".join(lines)
 
 
@@ -274,24 +297,28 @@ def main(argv=None) -> int:
     if args.trials_only:
         return 0
     names = args.names or [Path(c).name for c in args.checkpoint]
-    if len(set(names)) != len(names):
-        raise SystemExit(f"error: checkpoint names {names} are not unique; pass --names")
     from launch.checkpoint import CheckpointError
 
-    rows, failed = [], {}
-    for ckpt, name in zip(args.checkpoint, names):
+    parts: dict[str, list] = {}   # row name -> [(checkpoint, result)]; one row may join several checkpoints
+    failed = {}
+    for i, (ckpt, name) in enumerate(zip(args.checkpoint, names)):
         print(f"== {name}: {ckpt}")
         try:
             result = evaluate_checkpoint(args, ckpt, name, stores, trials, out)
         except (CheckpointError, FileNotFoundError) as exc:
             # one unusable checkpoint must not cost the others' results
             print(f"error: {name}: {exc}; skipped")
-            failed[name] = str(exc)
+            failed[f"{name} ({ckpt})" if names.count(name) > 1 else name] = str(exc)
             continue
-        rows.append((name, result))
+        parts.setdefault(name, []).append((str(ckpt), result))
         # written as soon as it exists, so a later failure never loses finished work
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (out / "checkpoints" / f"{name}.json").write_text(json.dumps(result, indent=1))
+        stem = name if names.count(name) == 1 else f"{name}.{i}"
+        (out / "checkpoints" / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    try:
+        rows = [(name, merge_rows(name, row_parts)) for name, row_parts in parts.items()]
+    except RowMergeError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if not rows:
         raise SystemExit(f"error: no checkpoint could be evaluated ({failed})")
     meta = {"protocol": args.protocol, "description": protocol.description,
@@ -306,10 +333,10 @@ def main(argv=None) -> int:
             "identity_disjointness": disjoint, "batch_size": args.batch_size, "scoring": args.scoring,
             "failed_checkpoints": failed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     title = f"{args.protocol}: {protocol.description}"
-    paths = write_all(out, rows, meta, title=title)
+    paths = write_all(out, rows, meta, title=title, multi_k=trials["test"].max_k)
     png = plot_accuracy_vs_k(rows, out / "accuracy_vs_k.png", title=title)
     print()
-    print(summary(rows))
+    print(summary(rows, trials["test"].max_k))
     print(f"\ntables: {paths['md']}, {paths['csv']}, {paths['json']}\nplot:   {png}")
     if failed:
         print(f"{len(failed)} checkpoint(s) skipped: {', '.join(failed)} (reasons above and in results.json)")

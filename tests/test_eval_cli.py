@@ -37,16 +37,18 @@ def test_comparison_run_writes_tables_plot_and_summary(setup, capsys):
     root, ckpts = setup
     out = root / "out"
     assert evaluate.main(["--checkpoint", *map(str, ckpts), "--names", "Baseline", "BIANet", "--data",
-                          str(root / "data"), "--protocol", "wen1251", "--out", str(out), *FAST]) == 0
+                          str(root / "data"), "--protocol", "wen1251", "--out", str(out), "--scoring", "auto",
+                          *FAST]) == 0
     printed = capsys.readouterr().out
     assert "identity disjointness: ok (5 training identities in voxceleb1/train)" in printed
     assert "Binary V-F" in printed and "Baseline" in printed and "BIANet" in printed
     md = (out / "results.md").read_text()
     assert "| Method | Binary V-F | Binary F-V | Multi-way V-F | Multi-way F-V | Verification V-F |" in md
-    assert md.count("| Baseline |") == 4 and "K=10" in md     # main, ROC, and the V-F + F-V curve rows
+    assert md.count("| Baseline |") == 5 and "K=10" in md     # main, scorer, ROC, and the V-F + F-V curve rows
+    assert "| Baseline | head (K=2 model) | head (K=2 model) | embedding (K=2 model) |" in md
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("method,metric,direction,k,value")
-    # 2 checkpoints x 2 directions x (9 K values + 3 verification metrics)
+    # 2 checkpoints x 2 directions x (9 K values + 3 verification metrics), scorer and source per line
     assert len(csv_lines) == 1 + 2 * 2 * (9 + 3)
     doc = json.loads((out / "results.json").read_text())
     assert set(doc["results"]) == {"Baseline", "BIANet"}
@@ -109,7 +111,7 @@ def test_cross_dataset_vox2test_uses_vox1_val_threshold(setup, tmp_path):
     (data / "voxceleb1/val").symlink_to(root / "data/voxceleb1/val")
     out = tmp_path / "out"
     evaluate.main(["--checkpoint", str(ckpts[0]), "--data", str(data), "--protocol", "vox2test",
-                   "--out", str(out), *FAST])
+                   "--out", str(out), "--scoring", "embedding", *FAST])
     doc = json.loads((out / "results.json").read_text())
     assert doc["meta"]["trials"]["test"]["split"] == "voxceleb2/test"
     ver = doc["results"]["base"]["directions"]["f2v"]["verification"]
@@ -254,3 +256,36 @@ def test_exported_embeddings_record_pair_dependence_and_audio_files_are_decoded(
     assert wave.dtype == np.int16 and abs(len(wave) - 16000) < 1600
     with pytest.raises(SystemExit, match="cannot read audio"):
         retrieve.decode_audio(str(tmp_path / "missing.wav"))
+
+
+def test_one_row_from_the_k2_multiway_and_verification_checkpoints_of_a_model(setup, tmp_path):
+    """The papers' scorer: each column comes from the head trained for it, and the table says which."""
+    root, _ = setup
+    k2 = tiny_checkpoint(tmp_path / "k2", "bianet", num_candidates=2)
+    k3 = tiny_checkpoint(tmp_path / "k3", "bianet", num_candidates=3, seed=2)
+    k1 = tiny_checkpoint(tmp_path / "k1", "bianet", num_candidates=1, seed=3)
+    out = tmp_path / "out"
+    assert evaluate.main(["--checkpoint", str(k2), str(k3), str(k1), "--names", "BIANet", "BIANet", "BIANet",
+                          "--data", str(root / "data"), "--out", str(out), "--max-k", "3", *FAST]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    row = doc["results"]["BIANet"]["directions"]["f2v"]
+    assert {k: (m["method"], m["trained_k"]) for k, m in row["matching"].items()} == {
+        "2": ("head", 2), "3": ("head", 3)}
+    assert (row["verification"]["method"], row["verification"]["trained_k"]) == ("head", 1)
+    assert row["verification"]["checkpoint"] == str(k1)
+    md = (out / "results.md").read_text()
+    assert "| BIANet | head (K=2 model) | head (K=2 model) | head (K=3 model) | head (K=3 model) | " \
+           "head (K=1 model) | head (K=1 model) |" in md
+    # two checkpoints that would produce the same column in the same way: refused, both named
+    with pytest.raises(SystemExit, match="scored by two checkpoints"):
+        evaluate.main(["--checkpoint", str(k2), str(k2), "--names", "X", "X", "--data", str(root / "data"),
+                       "--out", str(tmp_path / "o2"), "--max-k", "3", *FAST])
+
+
+def test_a_k2_model_alone_leaves_the_other_columns_empty_with_the_head_scorer(setup, tmp_path):
+    root, ckpts = setup
+    out = tmp_path / "o"
+    assert evaluate.main(["--checkpoint", str(ckpts[0]), "--data", str(root / "data"), "--out", str(out), *FAST]) == 0
+    md = (out / "results.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| base |"))
+    assert row.count(" - |") == 4                       # multi-way and verification: no head for them

@@ -93,7 +93,7 @@ def test_scores_do_not_depend_on_batch_size(tmp_path, store, trials, name):
     results = {}
     sizes = (1, 7, 64) if name == "baseline" else (1, 64)     # uneven last chunk checked once
     for bs in sizes:
-        scorer = ModelScorer(model, loader, batch_size=bs, progress=False)
+        scorer = ModelScorer(model, loader, batch_size=bs, method="auto", progress=False)
         s2, m2 = scorer.score("v2f", *trials.matching("v2f", 2)[:2])
         s5, m5 = scorer.score("f2v", *trials.matching("f2v", 5)[:2])
         assert (m2, m5) == ("head", "embedding")
@@ -117,7 +117,7 @@ def test_nested_scoring_equals_one_predict_call_per_k(tmp_path, store, trials, n
     torch.set_num_threads(1)
     model = load_model(tiny_checkpoint(tmp_path / name, name, num_candidates=3))
     scorer = ModelScorer(model, ItemLoader(store, EvalInputs(audio_seconds=0.5, face_size=32)), batch_size=8,
-                         progress=False)
+                         method="auto", progress=False)
     ks = (2, 3, 6)
     probes = trials.matching("f2v", 2)[0]
     nested = scorer.score_nested("f2v", probes, {k: trials.matching("f2v", k)[1] for k in ks})
@@ -128,3 +128,37 @@ def test_nested_scoring_equals_one_predict_call_per_k(tmp_path, store, trials, n
     # the head path through predict() really is the model's forward: compare with a direct call
     batch = build_batch("f2v", probes[:4], trials.matching("f2v", 3)[1][:4], scorer.loader, "cpu")
     np.testing.assert_allclose(model(batch)["logits"].detach().numpy(), nested[3][0][:4], rtol=0, atol=1e-5)
+
+
+def test_head_scorer_scores_only_what_the_head_was_trained_for(tmp_path, store, trials):
+    torch.set_num_threads(1)
+    loader = ItemLoader(store, EvalInputs(audio_seconds=0.5, face_size=32))
+    k2 = ModelScorer(load_model(tiny_checkpoint(tmp_path / "k2", "baseline")), loader, progress=False)
+    assert k2.method == "head" and k2.supports(2) and not k2.supports(3) and not k2.supports(1)
+    res = evaluate(k2, trials, val=trials, n_boot=10)["directions"]["v2f"]
+    assert list(res["matching"]) == ["2"] and "verification" not in res
+    k1 = ModelScorer(load_model(tiny_checkpoint(tmp_path / "k1", "baseline", num_candidates=1)), loader,
+                     progress=False)
+    ver = evaluate(k1, trials, val=trials, n_boot=10)["directions"]["v2f"]["verification"]
+    # the papers classify verification pairs: accuracy of the head's own decision (logit > 0)
+    scores, labels, _, _ = __import__("launch.eval.evaluation", fromlist=["x"]).score_verification(k1, trials, "v2f")
+    assert ver["acc"] == pytest.approx(float(((scores > 0) == labels).mean()))
+    assert ver["threshold"] == 0.0 and "head decision" in ver["threshold_source"]
+    assert "acc_val_threshold" in ver and ver["method"] == "head"
+
+
+def test_bianet_embedding_scores_keep_the_counterfactual(tmp_path, store, trials):
+    torch.set_num_threads(1)
+    model = load_model(tiny_checkpoint(tmp_path / "b", "bianet"))
+    model.trained_epoch.fill_(25.0)                  # w = 1 - cos(pi / 2) = 1
+    batch = build_batch("v2f", *trials.matching("v2f", 2)[:2], ItemLoader(store, EvalInputs(0.5, 32)), "cpu")
+    with torch.no_grad():
+        out = model.eval()(batch)
+        cos = torch.nn.functional.cosine_similarity
+        expected = (cos(out["h_anchor"][:, None], out["h_cand"], dim=-1)
+                    - cos(out["h_anchor_neg"][:, None], out["h_cand_neg"], dim=-1))
+        torch.testing.assert_close(model.similarity(out), expected)
+        scorer = ModelScorer(model, ItemLoader(store, EvalInputs(0.5, 32)), method="embedding", progress=False)
+        got, method = scorer.score("v2f", *trials.matching("v2f", 2)[:2])
+    assert method == "embedding"
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)

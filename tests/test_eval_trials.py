@@ -126,3 +126,33 @@ def test_identity_disjointness_check():
     check_disjoint(ts, {"id99999"})
     with pytest.raises(ValueError, match="training split"):
         check_disjoint(ts, {"id00003", "id99999"})
+
+
+def test_authors_mode_rebuilds_the_published_list_structure():
+    """8 probe clips and 50 rows per identity; V-F positives from the voice's own video (100 % of the
+    authors' V-F rows), F-V positives from any video (their F-V list)."""
+    keys, ids, vids, genders = _table(n_ids=14, videos=3, clips=4)
+    video_of, ident_of = dict(zip(keys, vids)), dict(zip(keys, ids))
+    ts = generate_trials(keys, ids, vids, genders, TrialOptions.authors(), split="voxceleb1/test")
+    assert ts.header["options"]["mode"] == "authors"
+    for direction in ("v2f", "f2v"):
+        rows = ts.match[direction]
+        per_identity = {}
+        for t in rows:
+            per_identity.setdefault(t["identity"], []).append(t)
+        assert set(per_identity) == set(ids) and all(len(r) == 50 for r in per_identity.values())
+        for trials in per_identity.values():
+            probes = [t["probe"] for t in trials]
+            assert len(set(probes)) == 8
+            assert sorted(probes.count(p) for p in set(probes)) == [6, 6, 6, 6, 6, 6, 7, 7]
+        same = [video_of[t["positive"]] == video_of[t["probe"]] for t in rows]
+        assert all(ident_of[t["positive"]] == t["identity"] for t in rows)
+        if direction == "v2f":
+            assert all(same)
+        else:
+            assert 0 < sum(same) < len(same)           # any video: some same, most not
+        assert all(t["positive"] != t["probe"] for t in rows)
+        assert len(ts.verify[direction]) == 2 * len(rows)
+    assert "authors' construction" in TrialOptions.authors().describe()
+    strict = generate_trials(keys, ids, vids, genders, TrialOptions(probes_per_identity=4), split="s")
+    assert all(video_of[t["positive"]] != video_of[t["probe"]] for t in strict.match["v2f"])

@@ -1,16 +1,18 @@
 """Score trials with a model: indexed tuple batches in, `[N, K]` numpy scores out.
 
-Two scoring methods, recorded next to every number they produce:
+Scoring methods, recorded next to every number they produce:
 
-* `head`: `model.predict(batch)`, the model's own K-candidate classifier (AICANet Eq. 13 /
-  BIANet Eq. 20-22). The papers' concat head is built for one K, so it can only score that K
-  (a `classifier: shared` model scores any K >= 2, and a K = 1 model scores verification);
-* `embedding`: cosine similarity between the anchor's and each candidate's shared-space
-  embeddings (`h_anchor`, `h_cand` of `model.embed`, the generator output that the metric loss
-  pulls together). It works for every K, including K = 1 verification, with one trained model.
-
-`auto` (the default) uses the head wherever it can score K and embeddings elsewhere; the results
-JSON says which method produced each number.
+* `head` (default, the papers' scorer): `model.predict(batch)`, the model's own classifier
+  (AICANet Eq. 13, BIANet Eqs. 20-22 with the counterfactual difference z_cp - w z_cn). The
+  papers train one head per task: K = 2 for binary matching, K = 10 for multi-way, K = 1 for
+  verification. A concat head scores only the K it was built for (`classifier: shared` scores any
+  K >= 2), so a K = 2 checkpoint cannot produce the multi-way or verification columns with this
+  method: give `launch.evaluate` the K = 10 and K = 1 checkpoints of the same model (same
+  `--names`) and each column is scored by the checkpoint trained for it;
+* `embedding` (explicit, not the papers'): `model.similarity`, the cosine of the shared-space
+  embeddings (`h_anchor`, `h_cand`); any K and verification from one model. BIANet's keeps its
+  counterfactual: cos(h^) - w cos(h~) (models/bianet.py);
+* `auto`: `head` where the head fits K, `embedding` elsewhere.
 
 Batches: tuples are cut into chunks of `batch_size` in trial-file order, each chunk holding its
 unique faces and voices once (ARCHITECTURE.md §3). The model runs in eval mode under no_grad,
@@ -33,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-SCORING_METHODS = ("auto", "head", "embedding")
+SCORING_METHODS = ("head", "auto", "embedding")
 
 
 def head_supports(model, k: int) -> bool:
@@ -80,8 +82,11 @@ def splits_encoding(model) -> bool:
     return all(callable(getattr(model, m, None)) for m in ("encode", "embed", "score"))
 
 
-def cosine_from_embeddings(out: dict) -> torch.Tensor:
-    """Cosine similarity of `h_anchor` ([B, D] or pairwise [B, K, D]) and `h_cand` [B, K, D]."""
+def similarity_from_embeddings(model, out: dict) -> torch.Tensor:
+    """`model.similarity(out)` ([B, K]); the plain cosine of `h_anchor` ([B, D] or pairwise
+    [B, K, D]) and `h_cand` [B, K, D] for models without one."""
+    if callable(getattr(model, "similarity", None)):
+        return model.similarity(out)
     h_a, h_c = out["h_anchor"], out["h_cand"]
     if h_a.dim() == 2:
         h_a = h_a[:, None, :]
@@ -90,17 +95,17 @@ def cosine_from_embeddings(out: dict) -> torch.Tensor:
 
 @torch.no_grad()
 def embedding_scores(model, batch: dict) -> torch.Tensor:
-    """Cosine similarity of shared-space embeddings, `[B, K]`."""
+    """Embedding scores of shared-space embeddings, `[B, K]` (see `similarity_from_embeddings`)."""
     if not (hasattr(model, "encode") and hasattr(model, "embed")):
         raise TypeError(f"{type(model).__name__} has no encode()/embed(); use --scoring head")
     idx, anchor_maps, cand_maps = model.encode(batch)
-    return cosine_from_embeddings(model.embed(idx, anchor_maps, cand_maps))
+    return similarity_from_embeddings(model, model.embed(idx, anchor_maps, cand_maps))
 
 
 class ModelScorer:
     """Scores trial tuples with a model (see module docstring for the methods)."""
 
-    def __init__(self, model, loader, batch_size: int = 64, method: str = "auto",
+    def __init__(self, model, loader, batch_size: int = 64, method: str = "head",
                  device: str | torch.device = "cpu", progress: bool = True):
         if method not in SCORING_METHODS:
             raise ValueError(f"scoring method must be one of {SCORING_METHODS}, got {method!r}")
@@ -110,6 +115,10 @@ class ModelScorer:
         # dependence (reference_code_study.md §4: the authors' generator stayed in train mode)
         self.model, self.loader = model.to(device).eval(), loader
         self.batch_size, self.method, self.device, self.progress = batch_size, method, device, progress
+
+    def supports(self, k: int) -> bool:
+        """Can this scorer score tuples of K candidates (K = 1: verification pairs)?"""
+        return self.method != "head" or head_supports(self.model, k)
 
     def method_for(self, k: int) -> str:
         if self.method == "auto":
@@ -166,6 +175,6 @@ class ModelScorer:
                                      device=batch["anchor_index"].device)
                 idx = models.check_batch(dict(batch, candidate_index=index))
                 emb = self.model.embed(idx, anchor_maps, cand_maps)
-                scores = self.model.score(emb) if methods[k] == "head" else cosine_from_embeddings(emb)
+                scores = self.model.score(emb) if methods[k] == "head" else similarity_from_embeddings(self.model, emb)
                 out[k][s:s + len(index)] = scores.float().reshape(len(index), k).cpu().numpy()
         return {k: (out[k], methods[k]) for k in ks}

@@ -21,16 +21,21 @@ def _pct(x):
 
 
 def headline(result: dict, multi_k: int | None = None) -> dict:
-    """{column: {"value", "lo", "hi", "method"}} (percent) for the papers' six columns + AUC/EER."""
+    """{column: {"value", "lo", "hi", "method", ...}} (percent) for the papers' six columns + AUC/EER.
+
+    Multi-way is 1:`multi_k` (the trial file's largest K, 10 by default); with `multi_k` = 2 there
+    is no multi-way column, and a row whose scorers stop below it shows '-', never a smaller K.
+    """
     cols: dict = {}
+    mk = str(multi_k or 10)
     for d, label in DIRS:
         res = result["directions"].get(d, {})
         match = res.get("matching", {})
-        mk = str(multi_k or max((int(k) for k in match), default=10))
         for name, key in (("Binary", "2"), ("Multi-way", mk)):
-            m = match.get(key)
+            m = match.get(key) if not (name == "Multi-way" and key == "2") else None
             cols[f"{name} {label}"] = None if m is None else {
-                "value": _pct(m["acc"]), "lo": _pct(m["ci"][0]), "hi": _pct(m["ci"][1]), "method": m["method"]}
+                "value": _pct(m["acc"]), "lo": _pct(m["ci"][0]), "hi": _pct(m["ci"][1]), "method": m["method"],
+                "trained_k": m.get("trained_k"), "checkpoint": m.get("checkpoint")}
         ver = res.get("verification")
         for name, key in (("Verification", "acc"), ("AUC", "auc"), ("EER", "eer")):
             if ver is None or ver.get(key) is None:
@@ -38,8 +43,17 @@ def headline(result: dict, multi_k: int | None = None) -> dict:
                 continue
             ci = ver["acc_ci" if key == "acc" else f"{key}_ci"]
             cols[f"{name} {label}"] = {"value": _pct(ver[key]), "lo": _pct(ci[0]), "hi": _pct(ci[1]),
-                                       "method": ver["method"]}
+                                       "method": ver["method"], "trained_k": ver.get("trained_k"),
+                                       "checkpoint": ver.get("checkpoint")}
     return cols
+
+
+def scorer_cell(c) -> str:
+    """Which scorer produced a column: `head (K=10 model)`, `embedding (K=2 model)`, or `-`."""
+    if c is None:
+        return "-"
+    k = c.get("trained_k")
+    return f"{c['method']} (K={k} model)" if k is not None else c["method"]
 
 
 MAIN_COLUMNS = ["Binary V-F", "Binary F-V", "Multi-way V-F", "Multi-way F-V", "Verification V-F",
@@ -67,10 +81,16 @@ def curve(result: dict, direction: str) -> dict[int, dict]:
 
 def describe_trials(meta: dict) -> list[str]:
     """One line per trial set: what the numbers were computed on (source, split, size, options, checksum)."""
+    from launch.eval.trials import TrialOptions
+
     lines = []
     for role, t in (meta or {}).get("trials", {}).items():
         opts = t.get("options") or {}
-        detail = ", ".join(f"{k}={v}" for k, v in opts.items() if k != "seed")
+        try:
+            detail = TrialOptions(**opts).describe() + (", gender-matched negatives" if opts.get("gender_matched")
+                                                        else "")
+        except (TypeError, ValueError):   # imported lists, or a file from an older version
+            detail = ", ".join(f"{k}={v}" for k, v in opts.items() if k != "seed")
         lines.append(f"- {role} trials: {t.get('source')} on `{t.get('split')}`, {t.get('identities')} identities"
                      + (f", {detail}" if detail else "") + f", sha256 {str(t.get('sha256'))[:12]}")
     return lines
@@ -80,7 +100,7 @@ def markdown(rows: list[tuple[str, dict]], title: str = "", multi_k: int | None 
              meta: dict | None = None) -> str:
     """Three Markdown tables (paper layout, ROC metrics, accuracy vs K) for `rows` of (name, result)."""
     heads = [(name, headline(res, multi_k)) for name, res in rows]
-    mk = multi_k or max((k for _, r in rows for d, _ in DIRS for k in curve(r, d)), default=10)
+    mk = multi_k or 10
     out = []
     if title:
         out += [f"## {title}", ""]
@@ -88,8 +108,14 @@ def markdown(rows: list[tuple[str, dict]], title: str = "", multi_k: int | None 
     if trial_lines:
         out += trial_lines + [""]
     out += [f"Accuracy in % with 95 % bootstrap CI over identities. Binary = 1:2, Multi-way = 1:{mk}, "
-            "Verification = accuracy at the threshold chosen on the validation split.", ""]
+            "Verification = accuracy of the head's own match decision (head scorer) or at the threshold "
+            "chosen on the validation split (embedding scorer). '-': no checkpoint of the row was scored "
+            "for that column (see the scorer table).", ""]
     out.append(_md(["Method"] + MAIN_COLUMNS, [[n] + [_cell(h[c]) for c in MAIN_COLUMNS] for n, h in heads]))
+    out += ["", "Scorer of each column: `head` = the model's classifier trained for that K (the papers' "
+            "scorer), `embedding` = cosine of the shared embeddings (BIANet: minus w times the reverse "
+            "cosine), not the papers' scorer.", ""]
+    out.append(_md(["Method"] + MAIN_COLUMNS, [[n] + [scorer_cell(h[c]) for c in MAIN_COLUMNS] for n, h in heads]))
     out += ["", "Verification ROC: AUC (higher is better) and EER (lower is better), in %.", ""]
     out.append(_md(["Method"] + ROC_COLUMNS, [[n] + [_cell(h[c]) for c in ROC_COLUMNS] for n, h in heads]))
     ks = sorted({k for _, r in rows for d, _ in DIRS for k in curve(r, d)})
@@ -102,8 +128,7 @@ def markdown(rows: list[tuple[str, dict]], title: str = "", multi_k: int | None 
                 if c:
                     body.append([name, label] + [f"{100 * c[k]['acc']:.1f}" if k in c else "-" for k in ks])
         out.append(_md(["Method", "Direction"] + [f"K={k}" for k in ks], body))
-    methods = sorted({v["method"] for _, h in heads for v in h.values() if v})
-    out += ["", f"Scoring: {', '.join(methods)} (see docs/EVALUATION.md)."]
+    out += ["", "Scoring conventions: docs/EVALUATION.md."]
     return "\n".join(out) + "\n"
 
 
@@ -112,19 +137,21 @@ def write_csv(path: str | os.PathLike, rows: list[tuple[str, dict]]) -> Path:
     path = Path(path)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["method", "metric", "direction", "k", "value", "ci_low", "ci_high", "n", "scoring"])
+        w.writerow(["method", "metric", "direction", "k", "value", "ci_low", "ci_high", "n", "scoring", "trained_k",
+                    "checkpoint"])
         for name, res in rows:
             for d, label in DIRS:
                 r = res["directions"].get(d, {})
                 for k, m in sorted(((int(k), m) for k, m in r.get("matching", {}).items())):
-                    w.writerow([name, "matching_acc", label, k, m["acc"], *m["ci"], m["n"], m["method"]])
+                    w.writerow([name, "matching_acc", label, k, m["acc"], *m["ci"], m["n"], m["method"],
+                                m.get("trained_k"), m.get("checkpoint")])
                 ver = r.get("verification")
                 if ver:
                     for key in ("acc", "auc", "eer"):
                         if ver.get(key) is not None:
                             ci = ver["acc_ci" if key == "acc" else f"{key}_ci"]
                             w.writerow([name, f"verification_{key}", label, 1, ver[key], *ci, ver["n"],
-                                        ver["method"]])
+                                        ver["method"], ver.get("trained_k"), ver.get("checkpoint")])
     return path
 
 

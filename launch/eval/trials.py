@@ -21,6 +21,17 @@ seeded from (seed, direction, identity), so adding an identity elsewhere changes
   pair (probe, first negative): balanced by construction, and gender-matched in `G` mode.
 
 Identities that cannot satisfy the rules are skipped and counted in the header's `skipped`.
+
+Two named modes (`TrialOptions.mode`, recorded in the header and in every results table):
+
+* `strict` (default): the rules above, one row per probe, positives from a different video;
+* `authors`: the construction of the authors' published V-F lists (AICANet / ACIENet repositories,
+  `test_V2F_8vox1_label50.txt`): 8 probe clips per identity and 50 rows per identity (the rows go
+  round the probes, 6-7 each, every row with a fresh positive and fresh negatives); the V-F
+  positive face comes from the *same video* as the voice (true in 100 % of the published rows),
+  the F-V positive voice from any video (the authors' F-V list, DSANet's, has a same-video
+  positive in 13 % of its rows, what a random draw gives). Use it whenever numbers are put beside
+  the papers' tables; `strict` removes the same-session shortcut and is the harder protocol.
 """
 
 from __future__ import annotations
@@ -38,6 +49,10 @@ import numpy as np
 TRIALS_FORMAT = "voxface-trials/1"
 DIRECTIONS = ("v2f", "f2v")
 POSITIVE_VIDEO_RULES = ("different", "same", "any")
+TRIAL_MODES = ("strict", "authors")
+# The authors' lists: 8 probe clips and 50 rows per identity; V-F positives from the probe's video.
+AUTHORS_PROBES, AUTHORS_ROWS = 8, 50
+AUTHORS_POSITIVE_VIDEO = {"v2f": "same", "f2v": "any"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,8 @@ class TrialOptions:
     max_k: int = 10
     gender_matched: bool = False
     positive_video: str = "different"
+    mode: str = "strict"
+    rows_per_identity: int | None = None   # None: one row per probe
 
     def __post_init__(self):
         if self.max_k < 2:
@@ -55,6 +72,28 @@ class TrialOptions:
             raise ValueError(f"probes_per_identity must be >= 1, got {self.probes_per_identity}")
         if self.positive_video not in POSITIVE_VIDEO_RULES:
             raise ValueError(f"positive_video must be one of {POSITIVE_VIDEO_RULES}, got {self.positive_video!r}")
+        if self.mode not in TRIAL_MODES:
+            raise ValueError(f"trial mode must be one of {TRIAL_MODES}, got {self.mode!r}")
+        if self.rows_per_identity is not None and self.rows_per_identity < 1:
+            raise ValueError(f"rows_per_identity must be >= 1, got {self.rows_per_identity}")
+
+    @classmethod
+    def authors(cls, seed: int = 0, max_k: int = 10, gender_matched: bool = False) -> "TrialOptions":
+        """The authors' list construction (module docstring): 8 probes, 50 rows per identity."""
+        return cls(seed=seed, probes_per_identity=AUTHORS_PROBES, max_k=max_k, gender_matched=gender_matched,
+                   positive_video=AUTHORS_POSITIVE_VIDEO["v2f"], mode="authors", rows_per_identity=AUTHORS_ROWS)
+
+    def positive_rule(self, direction: str) -> str:
+        """Which video a positive may come from, for `direction`."""
+        return AUTHORS_POSITIVE_VIDEO[direction] if self.mode == "authors" else self.positive_video
+
+    def describe(self) -> str:
+        """One line for results tables."""
+        if self.mode == "authors":
+            return (f"authors' construction ({self.probes_per_identity} probes, {self.rows_per_identity} rows per "
+                    "identity; V-F positive from the voice's own video, F-V from any video)")
+        rows = f", {self.rows_per_identity} rows per identity" if self.rows_per_identity else ""
+        return f"strict (positive from a {self.positive_video} video, up to {self.probes_per_identity} probes{rows})"
 
 
 class TrialFileError(ValueError):
@@ -211,12 +250,13 @@ def generate_trials(keys, identities, videos, genders, options: TrialOptions, *,
     skipped: Counter = Counter()
     for direction in DIRECTIONS:
         m_rows, v_rows = [], []
+        rule = options.positive_rule(direction)
         for ident in all_ids:
             rng = _stream_seed(options.seed, direction, ident)
             rows = items[ident]
-            eligible = _eligible_probes(rows, videos, options.positive_video)
+            eligible = _eligible_probes(rows, videos, rule)
             if not eligible:
-                skipped[f"{direction}: identity without a {options.positive_video}-video positive"] += 1
+                skipped[f"{direction}: identity without a {rule}-video positive"] += 1
                 continue
             pool = [i for i in all_ids if i != ident]
             if options.gender_matched:
@@ -228,8 +268,11 @@ def generate_trials(keys, identities, videos, genders, options: TrialOptions, *,
                 skipped[f"{direction}: fewer than {options.max_k - 1} eligible negative identities"] += 1
                 continue
             n = min(options.probes_per_identity, len(eligible))
-            for probe in rng.choice(eligible, size=n, replace=False):
-                positives = _valid_positives(rows, int(probe), videos, options.positive_video)
+            probes = [int(p) for p in rng.choice(eligible, size=n, replace=False)]
+            n_rows = options.rows_per_identity or n
+            for r in range(n_rows):
+                probe = probes[r % n]            # round the probes: 50 rows over 8 probes
+                positives = _valid_positives(rows, probe, videos, rule)
                 positive = positives[int(rng.integers(len(positives)))]
                 neg_ids = [pool[j] for j in rng.choice(len(pool), size=options.max_k - 1, replace=False)]
                 negs = [items[i][int(rng.integers(len(items[i])))] for i in neg_ids]
