@@ -84,6 +84,8 @@ OPTIM_SCHEMA: dict[str, Field] = {
     "lr": Field(None, (dict,), "initial learning rate per module group (AICANet Table I)",
                 children={g: Field(PAPER_LR[g], NUM, f"initial lr of the {g} group", check=_non_negative)
                           for g in MODULE_GROUPS}),
+    "lr_scale": Field(1.0, NUM, "multiplies every lr; the paper presets keep Table I in lr and set 0.1, the "
+                                "rates the authors' code trained at (docs/TRAINING.md)", check=_positive),
     "betas": Field([0.9, 0.999], (list,), "Adam betas of the main optimiser (paper: momentum 0.9)",
                    check=_betas),
     "disc_betas": Field([0.9, 0.999], (list,),

@@ -78,9 +78,11 @@ def split_param_groups(groups: dict[str, list], model: torch.nn.Module | None = 
 
 def build_optimizers(groups: dict[str, list], optim_cfg: dict):
     """Main Adam over all non-discriminator groups (one torch param group per module, each with
-    its Table I lr) and a separate Adam for the discriminator (None when the model has none)."""
+    its Table I lr times ``lr_scale``) and a separate Adam for the discriminator (None when the
+    model has none)."""
+    scale = float(optim_cfg.get("lr_scale", 1.0))
     main_groups = [
-        {"params": groups[name], "lr": float(optim_cfg["lr"][name]), "group_name": name}
+        {"params": groups[name], "lr": scale * float(optim_cfg["lr"][name]), "group_name": name}
         for name in MODULE_GROUPS
         if name != "discriminator" and groups.get(name)
     ]
@@ -91,7 +93,7 @@ def build_optimizers(groups: dict[str, list], optim_cfg: dict):
     disc = None
     if groups.get("discriminator"):
         disc = torch.optim.Adam(
-            [{"params": groups["discriminator"], "lr": float(optim_cfg["lr"]["discriminator"]),
+            [{"params": groups["discriminator"], "lr": scale * float(optim_cfg["lr"]["discriminator"]),
               "group_name": "discriminator"}],
             betas=tuple(optim_cfg["disc_betas"]), **common)
     return main, disc

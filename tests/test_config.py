@@ -106,6 +106,8 @@ def test_every_paper_variant_has_a_preset():
     for model in ("baseline", "aicanet", "bianet"):
         for direction in ("v2f", "f2v", "both"):
             assert f"{model}_{direction}.yaml" in PRESETS
+        for direction in ("v2f", "f2v"):                # the papers' multi-way and verification heads
+            assert {f"{model}_{direction}_k10.yaml", f"{model}_{direction}_k1.yaml"} <= set(PRESETS)
     assert "demo.yaml" in PRESETS
 
 
@@ -113,8 +115,12 @@ def test_every_paper_variant_has_a_preset():
 def test_presets_validate_and_match_their_name(name):
     cfg = load_config(CONFIGS / name)
     if name != "demo.yaml":
-        model, direction = name[:-5].split("_")
+        model, direction, *k = name[:-5].split("_")
         assert cfg["model"]["name"] == model and cfg["data"]["direction"] == direction
+        assert cfg["data"]["k"] == (int(k[0][1:]) if k else 2)
+        assert cfg["train"]["output_dir"] == f"runs/{name[:-5]}"
+        assert cfg["model"]["face_pretrained"] == "imagenet"      # the papers start from ImageNet
+        assert cfg["model"].get("alpha", 2.0) == (3.0 if (model, direction) == ("aicanet", "f2v") else 2.0)
         assert cfg["optim"]["lr"] == PAPER_LR and cfg["data"]["batch_size"] == 50
         assert cfg["train"]["val_data"] and "val" in str(cfg["train"]["val_data"])
         assert "test" not in str(cfg["train"]["val_data"])  # model selection never on test

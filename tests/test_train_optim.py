@@ -30,6 +30,15 @@ def test_one_adam_group_per_module_with_table_i_rates():
     assert main_ids | disc_ids == {id(p) for p in model.parameters()}
 
 
+def test_lr_scale_multiplies_every_group():
+    model = FakeModel({})
+    cfg = dict(paper_optim(), lr_scale=0.1)
+    main, disc = build_optimizers(split_param_groups(model.param_groups(), model), cfg)
+    assert {g["group_name"]: g["lr"] for g in main.param_groups} == pytest.approx(
+        {k: 0.1 * v for k, v in PAPER_LR.items() if k != "discriminator"})
+    assert disc.param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
 def test_param_group_errors():
     model = FakeModel({})
     groups = model.param_groups()
