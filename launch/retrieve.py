@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import torch
 
-from launch.eval.embeddings import EmbeddingStore, rank_gallery
+from launch.eval.embeddings import EmbeddingStore, rank_gallery, retrieval_vectors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +65,6 @@ def decode_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
 @torch.no_grad()
 def embed_audio_file(path: str, emb: EmbeddingStore, checkpoint: str, device) -> np.ndarray:
     """Voice embedding of an audio file, paired with the gallery's first face (see embeddings.py)."""
-    import torch.nn.functional as F
 
     from launch.checkpoint import load_model
     from launch.eval.inputs import EvalInputs, ItemLoader
@@ -80,8 +79,8 @@ def embed_audio_file(path: str, emb: EmbeddingStore, checkpoint: str, device) ->
              "anchor_index": torch.zeros(1, dtype=torch.long, device=device),
              "candidate_index": torch.zeros(1, 1, dtype=torch.long, device=device)}
     idx, a_maps, c_maps = model.encode(batch)
-    h = model.embed(idx, a_maps, c_maps)["h_anchor"].reshape(-1)      # [D] (or [1, 1, D] if pairwise)
-    return F.normalize(h.float(), dim=0).cpu().numpy()
+    voice_vec, _, _ = retrieval_vectors(model, model.embed(idx, a_maps, c_maps))   # as the exported voices
+    return voice_vec[0].cpu().numpy()
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,7 @@
 """Scoring: deterministic inputs, oracle scorer, head/embedding choice, batch-size invariance."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,23 @@ def test_bianet_embedding_scores_keep_the_counterfactual(tmp_path, store, trials
         got, method = scorer.score("v2f", *trials.matching("v2f", 2)[:2])
     assert method == "embedding"
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+
+
+def test_bianet_exported_embeddings_rank_as_the_counterfactual_score(tmp_path, store):
+    """Retrieval must not drop Eq. 22: voice . face of the exported vectors orders pairs exactly as
+    cos(h^) - w cos(h~)."""
+    from launch.eval.embeddings import embed_items
+
+    torch.set_num_threads(1)
+    model = load_model(tiny_checkpoint(tmp_path / "b", "bianet"))
+    model.trained_epoch.fill_(40.0)                          # w = 1 - cos(0.8 pi) = 1.81
+    loader = ItemLoader(store, EvalInputs(0.5, 32))
+    keys = store.keys[:6]
+    voice, face, _, w = embed_items(model, loader, keys, progress=False)
+    assert w == pytest.approx(1 - math.cos(0.8 * math.pi)) and voice.shape[1] == 256
+    batch = build_batch("v2f", [k for k in keys for _ in keys], [[c] for _ in keys for c in keys], loader, "cpu")
+    with torch.no_grad():
+        idx, a_maps, c_maps = model.eval().encode(batch)
+        expected = model.similarity(model.embed(idx, a_maps, c_maps))[:, 0].view(6, 6).numpy()
+    got = voice @ face.T
+    np.testing.assert_allclose(got * expected[0, 0] / got[0, 0], expected, atol=1e-5)   # a constant factor

@@ -12,9 +12,17 @@ the anchor's): the exported vectors are the ones computed in the clip's own pair
 with them approximates, and does not equal, AICANet's pairwise scores (the zarr attribute
 `pair_dependent` records this).
 
-Layout of `<out>.zarr`: arrays `voice` and `face` float32 `[N, D]`, L2-normalised, and group
-attributes `keys`, `identities`, `videos`, `clips`, `checkpoint`, `model`, `inputs`,
-`pair_dependent`, `store`. Written to `<out>.partial` and renamed when complete.
+BIANet keeps its counterfactual here too (`model.similarity`, Eq. 22): with NIA the exported
+vectors are the concatenations voice = [n(h^_v), n(h~_v)] and face = [n(h^_f), -w n(h~_f)]
+(n = L2 normalisation, w = the test-time Eq. 22 weight), so a dot product between a voice and a
+face is cos(h^) - w cos(h~), and after the final normalisation (a constant factor for every item)
+every cosine ranking and mAP equals that of the counterfactual score (attribute
+`counterfactual_weight`).
+
+Layout of `<out>.zarr`: arrays `voice` and `face` float32 `[N, D]` (D = 2 x 128 for BIANet with
+NIA), L2-normalised, and group attributes `keys`, `identities`, `videos`, `clips`, `checkpoint`,
+`model`, `inputs`, `pair_dependent`, `counterfactual_weight`, `store`. Written to
+`<out>.partial` and renamed when complete.
 """
 
 from __future__ import annotations
@@ -35,13 +43,29 @@ from launch.eval.scoring import build_batch
 EMBEDDINGS_FORMAT = "voxface-embeddings/1"
 
 
+def retrieval_vectors(model, out: dict) -> tuple[torch.Tensor, torch.Tensor, float | None]:
+    """(anchor [B, D'], candidate [B, D'], w) for a K = 1 V-F `out`: L2-normalised vectors whose
+    dot product ranks pairs as `model.similarity` does (module docstring); w is BIANet's Eq. 22
+    weight when the counterfactual is part of the score, else None."""
+    h_a, h_c = out["h_anchor"], out["h_cand"][:, 0]
+    if h_a.dim() == 3:                              # pair-dependent anchor (AICANet): this pair's
+        h_a = h_a[:, 0]
+    h_a, h_c = F.normalize(h_a.float(), dim=-1), F.normalize(h_c.float(), dim=-1)
+    if "h_anchor_neg" not in out:
+        return h_a, h_c, None
+    w = float(model.cf_weight(model.trained_epoch))
+    n_a = F.normalize(out["h_anchor_neg"].float(), dim=-1)
+    n_c = F.normalize(out["h_cand_neg"][:, 0].float(), dim=-1)
+    return (F.normalize(torch.cat([h_a, n_a], -1), dim=-1), F.normalize(torch.cat([h_c, -w * n_c], -1), dim=-1), w)
+
+
 @torch.no_grad()
 def embed_items(model, loader, keys, batch_size: int = 64, device="cpu", progress: bool = True):
-    """(voice [N, D], face [N, D], pair_dependent) L2-normalised embeddings of store items."""
+    """(voice [N, D], face [N, D], pair_dependent, counterfactual weight or None) of store items."""
     if not (hasattr(model, "encode") and hasattr(model, "embed")):
         raise TypeError(f"{type(model).__name__} has no encode()/embed(); cannot export embeddings")
     model.eval()
-    voices, faces = [], []
+    voices, faces, weight = [], [], None
     # AICANet's interaction attention (AIA) makes both embeddings functions of the pair
     # (docs/MODELS.md: the anchor is the mean over its pair-specific maps)
     pair_dependent = any(getattr(m, "pairwise", False) is True for m in model.modules())
@@ -50,20 +74,18 @@ def embed_items(model, loader, keys, batch_size: int = 64, device="cpu", progres
         batch = build_batch("v2f", chunk, [[k] for k in chunk], loader, device)
         idx, a_maps, c_maps = model.encode(batch)
         out = model.embed(idx, a_maps, c_maps)
-        h_v, h_f = out["h_anchor"], out["h_cand"][:, 0]
-        if h_v.dim() == 3:
-            pair_dependent = True
-            h_v = h_v[:, 0]
-        voices.append(F.normalize(h_v.float(), dim=-1).cpu())
-        faces.append(F.normalize(h_f.float(), dim=-1).cpu())
-    return torch.cat(voices).numpy(), torch.cat(faces).numpy(), pair_dependent
+        pair_dependent = pair_dependent or out["h_anchor"].dim() == 3
+        h_v, h_f, weight = retrieval_vectors(model, out)
+        voices.append(h_v.cpu())
+        faces.append(h_f.cpu())
+    return torch.cat(voices).numpy(), torch.cat(faces).numpy(), pair_dependent, weight
 
 
 def export_embeddings(model, loader, store, out: str | os.PathLike, meta: dict, batch_size: int = 64,
                       device="cpu", progress: bool = True) -> Path:
     """Embed every item of `store` and write `out` (zarr) atomically."""
     out = Path(out)
-    voice, face, pair_dependent = embed_items(model, loader, store.keys, batch_size, device, progress)
+    voice, face, pair_dependent, weight = embed_items(model, loader, store.keys, batch_size, device, progress)
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -73,6 +95,7 @@ def export_embeddings(model, loader, store, out: str | os.PathLike, meta: dict, 
     root.attrs.update({
         "format": EMBEDDINGS_FORMAT, "keys": list(store.keys), "identities": list(store.identities),
         "videos": list(store.videos), "clips": list(store.clips), "pair_dependent": pair_dependent,
+        "counterfactual_weight": weight,
         "store": str(store.path), "inputs": asdict(loader.inputs), **meta})
     if out.exists():
         shutil.rmtree(out)
