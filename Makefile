@@ -37,10 +37,12 @@ demo: venv
 	    --split-preset vox2 --face-size 64 --frames-per-clip 2 --shard-samples 32 --workers 2
 	@echo "== 3/5 train the demo preset (launch/configs/demo.yaml) -> runs/demo"
 	$(PY) launch/train.py --config launch/configs/demo.yaml train.resume=auto
-	@echo "== 4/5 evaluate on VoxCeleb1 Wen test identities (threshold from val)"
-	$(PY) -m launch.evaluate --checkpoint runs/demo --data $(DEMO)/shards --protocol wen1251 --out runs/demo/eval/wen1251
+	@echo "== 4/5 evaluate on VoxCeleb1 Wen test identities (Binary: the K = 2 head; the other columns: embeddings)"
+	$(PY) -m launch.evaluate --checkpoint runs/demo --data $(DEMO)/shards --protocol wen1251 --scoring auto \
+	    --out runs/demo/eval/wen1251
 	@echo "== 5/5 cross-dataset: the same model on the VoxCeleb2 test identities"
-	$(PY) -m launch.evaluate --checkpoint runs/demo --data $(DEMO)/shards --protocol vox2test --out runs/demo/eval/vox2test
+	$(PY) -m launch.evaluate --checkpoint runs/demo --data $(DEMO)/shards --protocol vox2test --scoring auto \
+	    --out runs/demo/eval/vox2test
 	@$(PY) -c "import json; o=json.load(open('$(DEMO)/corpus/ground_truth.json'))['oracle']; \
 	  print('\nCeiling: an oracle that knows gender, age band and appearance group reaches 1:2 accuracy ' \
 	  '%.3f (VoxCeleb1 test) and %.3f (VoxCeleb2 test); chance is 0.5.' % \
