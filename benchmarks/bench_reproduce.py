@@ -83,13 +83,13 @@ def run(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def build_data(work: Path, identities: int, logs: Path) -> dict:
+def build_data(work: Path, identities: int, logs: Path, interference: float = 0.0) -> dict:
     py = sys.executable
     seconds = {}
     corpus, shards = work / "corpus", work / "shards"
     seconds["synth"] = run([py, "-m", "pipeline.synth", "--out", str(corpus), "--identities", str(identities),
-                            "--videos-per-identity", "3", "--clips-per-video", "2", "--seed", "7", "--no-progress"],
-                           logs / "synth.log")
+                            "--videos-per-identity", "3", "--clips-per-video", "2", "--seed", "7",
+                            "--interference", str(interference), "--no-progress"], logs / "synth.log")
     common = ["--out", str(shards), "--face-size", "64", "--frames-per-clip", "2", "--shard-samples", "32",
               "--workers", "2", "--no-progress"]
     seconds["ingest"] = run([py, "-m", "pipeline.ingest", "--dataset", "voxceleb1", "--root",
@@ -175,19 +175,27 @@ def markdown(report: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default=str(ROOT / "data" / "bench_reproduce"), help="cache folder")
+    parser.add_argument("--work", help="cache folder (default data/bench_reproduce[_interference])")
     parser.add_argument("--identities", type=int, default=200, help="identities per dataset (>= 150)")
     parser.add_argument("--epochs", type=float, default=18, help="training epochs per row (33 batches each)")
-    parser.add_argument("--out", default=str(RESULTS / "reproduce.json"))
+    parser.add_argument("--out", help="results JSON (default benchmarks/results/reproduce.json)")
+    parser.add_argument("--interference", type=float, default=0.0,
+                        help="pipeline.synth --interference P: a stranger's voice and face in clips with probability P "
+                             "each (the interference the papers' attention is meant to remove); results go to "
+                             "reproduce_interference.json unless --out is given")
     parser.add_argument("--data-only", action="store_true", help="build the corpus and shards, then stop")
     args = parser.parse_args()
     if args.identities < 150:
         parser.error("--identities must be >= 150 (the results must separate)")
+    if args.out is None:
+        args.out = str(RESULTS / ("reproduce_interference.json" if args.interference else "reproduce.json"))
+    if args.work is None:
+        args.work = str(ROOT / "data" / ("bench_reproduce_interference" if args.interference else "bench_reproduce"))
     work = Path(args.work)
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data_seconds = build_data(work, args.identities, logs)
+    data_seconds = build_data(work, args.identities, logs, args.interference)
     if args.data_only:
         return 0
     rows = list(dict.fromkeys(r for spec in TABLES.values() for _, _, r in spec["rows"]))
@@ -200,9 +208,12 @@ def main() -> int:
     truth = json.loads((work / "corpus" / "ground_truth.json").read_text())
     oracle = truth["oracle"]["voxceleb1/wen_test"]["random_negatives"]
     report = {
-        "setup": {"summary": f"{args.identities} identities per dataset, tiny backbones, {args.epochs:g} epochs of "
+        "setup": {"summary": f"{args.identities} identities per dataset"
+                             + (f", interference {args.interference:g}" if args.interference else "")
+                             + f", tiny backbones, {args.epochs:g} epochs of "
                              f"{trained[BASELINE]['steps'] / args.epochs:.0f} batches of 24 tuples, both directions",
-                  "identities_per_dataset": args.identities, "epochs": args.epochs, "sizes": SIZES,
+                  "identities_per_dataset": args.identities, "interference": args.interference,
+                  "epochs": args.epochs, "sizes": SIZES,
                   "test_identities": ev["meta"]["trials"]["test"]["identities"],
                   "trials_per_direction": binary(ev["results"][BASELINE], "v2f")["n"],
                   "trial_options": ev["meta"]["trials"]["test"]["options"],

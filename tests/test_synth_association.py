@@ -150,3 +150,28 @@ def test_voices_have_syllable_rhythm_at_the_speaking_rate():
     measured, trait = np.array(measured), np.array(trait)
     assert 2.5 <= np.median(measured) <= 7.0  # real speech: roughly 3-7 syllables per second
     assert np.corrcoef(measured, trait)[0, 1] > 0.4
+
+
+def test_interference_adds_a_stranger_to_the_frame_and_the_audio_and_nothing_else():
+    """--interference P: a second person with *random* attributes (wrong cues for the oracle's
+    attributes) talks underneath at 0-8 dB SIR and shows in the background; P = 0 changes nothing."""
+    from pipeline.synth.nuisance import mix_at_sir
+
+    plans = plan_corpus(CorpusSpec(identities=3, videos_per_identity=1, clips_per_video=1, min_seconds=2, max_seconds=2))
+    person = plans[0]
+    video = person.videos[0]
+    plain, same = ClipRenderer(0, person, video, video.clips[0]), ClipRenderer(0, person, video, video.clips[0], interference=0.0)
+    mixed = ClipRenderer(0, person, video, video.clips[0], interference=1.0)
+    assert plain.interference is None and np.array_equal(plain.audio, same.audio)
+    inter = mixed.interference
+    assert inter.voice_sir_db is not None and 0 <= inter.voice_sir_db <= 8 and inter.face_box is not None
+    x, y, size = inter.face_box
+    a, b = plain.frame(0).astype(int), mixed.frame(0).astype(int)
+    outside = np.ones(a.shape[:2], dtype=bool)
+    outside[y:y + size, x:x + size] = False
+    assert np.array_equal(a[outside], b[outside])          # only the stranger's box changes
+    assert np.abs(a[~outside] - b[~outside]).mean() > 5     # and it does change there
+    assert not np.array_equal(plain.audio, mixed.audio)
+    s, o = np.random.default_rng(0).normal(0, 1, (2, 16000)).astype(np.float32)
+    m = mix_at_sir(s, 3 * o, 6.0) - s
+    assert 10 * np.log10(np.mean(s.astype(float) ** 2) / np.mean(m.astype(float) ** 2)) == pytest.approx(6.0, abs=1e-3)

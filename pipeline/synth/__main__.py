@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=6.0, help="longest clip length in seconds; default 6")
     p.add_argument("--workers", type=int, default=2, help="parallel processes; does not change the output; default 2")
     p.add_argument("--inject-faults", action="store_true", help="also write bad inputs an ingest must skip (listed in faults.json)")
+    p.add_argument("--interference", type=float, default=0.0, metavar="P",
+                   help="probability per clip of a stranger talking underneath (SIR 0-8 dB) and, independently, "
+                        "of a stranger's face in the background: interference with wrong attribute cues; default 0")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             inject_faults=args.inject_faults,
             progress=not args.no_progress,
+            interference=args.interference,
         )
     except (ValueError, CorpusExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -13,7 +13,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .faces import background, render_face_layers
-from .nuisance import FaceNuisance, VoiceNuisance, apply_voice_nuisance, draw_face_nuisance, draw_voice_nuisance, light_map
+from .attributes import draw_face_traits, draw_voice_traits
+from .faces import Pose
+from .nuisance import (FaceNuisance, VoiceNuisance, apply_voice_nuisance, draw_face_nuisance, draw_interference,
+                       draw_voice_nuisance, light_map, mix_at_sir)
 from .plan import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, ClipPlan, IdentityPlan, VideoPlan, clip_rng
 from .seeding import rng_for
 from .voices import synthesise
@@ -56,11 +59,16 @@ def _fixed_point(lit: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.nda
 class ClipRenderer:
     """Lazily renders the audio and any requested frames of one clip."""
 
-    def __init__(self, seed: int, identity: IdentityPlan, video: VideoPlan, clip: ClipPlan, look: VideoLook | None = None):
+    def __init__(self, seed: int, identity: IdentityPlan, video: VideoPlan, clip: ClipPlan, look: VideoLook | None = None,
+                 interference: float = 0.0):
         self.seed, self.identity, self.video, self.clip = seed, identity, video, clip
         self.look = look or video_look(seed, identity, video)
         self.face_nuisance: FaceNuisance = draw_face_nuisance(clip_rng(seed, identity, video, clip, "face-nuisance"))
         self.voice_nuisance: VoiceNuisance = draw_voice_nuisance(clip_rng(seed, identity, video, clip, "voice-nuisance"))
+        # Optional second person (nuisance.py, --interference); its own random stream, so clips
+        # rendered without it are byte-identical to a corpus made before the option existed.
+        self.interference = draw_interference(clip_rng(seed, identity, video, clip, "interference"), interference,
+                                              "/".join((identity.uid, video.ytid, clip.clip)), FRAME_SIZE)
         self._parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         bob = np.random.default_rng(self.face_nuisance.bob_seed)
         t = np.arange(clip.num_frames) / FPS
@@ -76,9 +84,15 @@ class ClipRenderer:
 
     @cached_property
     def audio(self) -> np.ndarray:
-        """float32 [num_frames * 640] at 16 kHz with voice nuisance applied."""
+        """float32 [num_frames * 640] at 16 kHz with voice nuisance (and interference) applied."""
         rng = clip_rng(self.seed, self.identity, self.video, self.clip, "voice-nuisance-noise")
-        return apply_voice_nuisance(self._utterance.waveform, self.voice_nuisance, rng, SAMPLE_RATE)
+        speech = self._utterance.waveform
+        if self.interference is not None and self.interference.voice_sir_db is not None:
+            stranger = draw_voice_traits(self.seed, self.interference.stranger_uid, self.interference.shared)
+            other = synthesise(stranger, len(speech), FPS,
+                               clip_rng(self.seed, self.identity, self.video, self.clip, "interference-speech"))
+            speech = mix_at_sir(speech, other.waveform, self.interference.voice_sir_db)
+        return apply_voice_nuisance(speech, self.voice_nuisance, rng, SAMPLE_RATE)
 
     @property
     def clean_speech(self) -> np.ndarray:
@@ -140,10 +154,21 @@ class ClipRenderer:
         p = BOB_PAD
         return np.pad(self._light, ((p, p), (p, p), (0, 0)), mode="edge")
 
+    def _background_image(self) -> Image.Image:
+        """The video's background, with the interfering stranger's face pasted in when drawn."""
+        img = Image.fromarray(self.look.background.astype(np.uint8))
+        if self.interference is not None and self.interference.face_box is not None:
+            x, y, size = self.interference.face_box
+            face = draw_face_traits(self.seed, self.interference.stranger_uid, self.interference.shared)
+            clothing = tuple(int(v) for v in np.clip(np.asarray(face.skin_rgb) * 0.5 + 40, 0, 255))
+            layer = render_face_layers(face, Pose(0.0, 0.0, 0.0), FRAME_SIZE, 1, clothing)[0]
+            img.paste(layer.resize((size, size), Image.Resampling.BOX), (x, y), layer.resize((size, size), Image.Resampling.BOX))
+        return img
+
     @cached_property
     def _background(self) -> np.ndarray:
         """Lit (and blurred) background as uint16 [S, S, 3] in 0..255."""
-        bg = self._blur(Image.fromarray(self.look.background.astype(np.uint8))) * self._light
+        bg = self._blur(self._background_image()) * self._light
         return np.clip(np.rint(bg), 0, 255).astype(np.uint16)
 
     @cached_property

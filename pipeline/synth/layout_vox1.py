@@ -44,9 +44,9 @@ def clip_paths(identity: IdentityPlan, video: VideoPlan, clip: ClipPlan) -> dict
 
 
 def write_clip(out: Path, seed: int, identity: IdentityPlan, video: VideoPlan, clip: ClipPlan,
-               look: VideoLook | None = None) -> dict:
+               look: VideoLook | None = None, interference: float = 0.0) -> dict:
     """Render and write one VoxCeleb1 clip; returns {"files": n, "bytes": n}."""
-    r = ClipRenderer(seed, identity, video, clip, look)
+    r = ClipRenderer(seed, identity, video, clip, look, interference)
     paths = clip_paths(identity, video, clip)
     for key in ("wav", "txt", "faces_dir"):
         target = out / paths[key]

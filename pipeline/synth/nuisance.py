@@ -122,3 +122,47 @@ def apply_voice_nuisance(x: np.ndarray, n: VoiceNuisance, rng: np.random.Generat
     rms = np.sqrt(np.mean(y**2)) + 1e-12
     y *= 10 ** (n.level_db / 20) / rms
     return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+# ---- optional interference (--interference P): a second person in the clip ----------------------
+#
+# The papers' attention modules are meant to keep the cues of the speaker and drop interference
+# such as "overlapping sound sources" and other people in the frame (BIANet §5.1, AICANet Fig. 6).
+# The nuisance above is attribute-free noise; this one carries *wrong attribute cues*: a random
+# stranger (own gender, age band and group, drawn per clip) talks underneath the speaker and
+# appears small in the background of the frame. A model that reads gender or age off the whole
+# clip is misled by it; one that attends to the speaker is not.
+
+@dataclass(frozen=True)
+class Interference:
+    stranger_uid: str                  # seeds the stranger's traits (unique per clip)
+    shared: "object"                   # the stranger's SharedAttributes
+    voice_sir_db: float | None         # speaker-to-stranger ratio, None = no second voice
+    face_box: tuple[int, int, int] | None  # (x, y, size) of the background face, None = none
+
+
+def draw_interference(rng: np.random.Generator, probability: float, clip_key: str, frame_size: int) -> Interference | None:
+    """With `probability` each, a second voice (SIR 0-8 dB) and a background face of a stranger."""
+    from .attributes import AGE_BANDS, GENDERS, GROUPS, SharedAttributes
+
+    if probability <= 0:
+        return None
+    voice = rng.random() < probability
+    face = rng.random() < probability
+    if not (voice or face):
+        return None
+    shared = SharedAttributes(str(rng.choice(GENDERS)), str(rng.choice(AGE_BANDS)), str(rng.choice(GROUPS)))
+    size = int(frame_size * rng.uniform(0.32, 0.42))
+    left = bool(rng.random() < 0.5)
+    x = int(rng.uniform(0, 0.08) * frame_size) if left else frame_size - size - int(rng.uniform(0, 0.08) * frame_size)
+    y = int(rng.uniform(0.0, 0.1) * frame_size)
+    return Interference(stranger_uid=f"stranger/{clip_key}", shared=shared,
+                        voice_sir_db=float(rng.uniform(0, 8)) if voice else None,
+                        face_box=(x, y, size) if face else None)
+
+
+def mix_at_sir(speech: np.ndarray, other: np.ndarray, sir_db: float) -> np.ndarray:
+    """speech + other scaled so that power(speech) / power(other) = sir_db (float32)."""
+    p_s = float(np.mean(speech.astype(np.float64) ** 2)) + 1e-12
+    p_o = float(np.mean(other.astype(np.float64) ** 2)) + 1e-12
+    return (speech + other * np.sqrt(p_s / p_o / 10 ** (sir_db / 10))).astype(np.float32)

@@ -81,8 +81,11 @@ class CorpusSpec:
     seed: int = 0
     min_seconds: float = 4.0
     max_seconds: float = 6.0
+    interference: float = 0.0  # probability of a stranger's voice / face in a clip (nuisance.py)
 
     def validate(self) -> None:
+        if not 0.0 <= self.interference <= 1.0:
+            raise ValueError(f"--interference must be a probability in [0, 1], got {self.interference}")
         if self.identities < 1 or self.videos_per_identity < 1 or self.clips_per_video < 1:
             raise ValueError("--identities, --videos-per-identity and --clips-per-video must all be >= 1")
         if not (1.0 <= self.min_seconds <= self.max_seconds <= 60):
