@@ -175,6 +175,16 @@ def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
+def downmix(samples: np.ndarray) -> np.ndarray:
+    """The one downmix rule of every container: the mean of the channels (``[channels, n]`` float).
+
+    Each reader used its own: the channel mean for WAV, FFmpeg's matrix for m4a/mp4 (PyAV's mono
+    resampler, decord's mono reader), and decord's came out 3 dB above the mean for the same
+    stereo recording (tested). Every container is now decoded with its channels and downmixed here.
+    """
+    return samples.mean(axis=0) if samples.shape[0] > 1 else samples[0]
+
+
 def _read_audio_pyav(path: str) -> np.ndarray:
     import av
 
@@ -183,16 +193,17 @@ def _read_audio_pyav(path: str) -> np.ndarray:
             if not container.streams.audio:
                 raise ClipError("no_audio_track", path, "the file has no audio stream")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            # resample only (float, planar, the source's own channels), then downmix() ourselves
+            resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
             chunks = []
             for frame in container.decode(stream):
-                chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(frame)]
-            chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+                chunks += [downmix(r.to_ndarray()) for r in resampler.resample(frame)]
+            chunks += [downmix(r.to_ndarray()) for r in resampler.resample(None)]
     except ClipError:
         raise
     except Exception as err:  # av.FFmpegError and friends
         raise ClipError("unreadable_audio", path, f"cannot decode audio: {_first_line(err)}") from None
-    return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
+    return _float_to_int16(np.concatenate(chunks)) if chunks else np.zeros(0, np.int16)
 
 
 def read_audio(path: str, backend: str = "pyav") -> np.ndarray:
@@ -201,23 +212,25 @@ def read_audio(path: str, backend: str = "pyav") -> np.ndarray:
         raise ClipError("zero_length_audio", path, "file is empty (0 bytes)")
     if path.lower().endswith((".wav", ".flac")):
         try:
-            data, rate = sf.read(path, dtype="int16", always_2d=True)
+            # float, whatever the subtype: asking libsndfile for int16 turns a FLOAT/DOUBLE WAV
+            # into zeros (no scaling), which then looked like digital silence
+            data, rate = sf.read(path, dtype="float64", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise ClipError("unreadable_audio", path, f"soundfile cannot read it: {err}") from None
-        audio = data.mean(axis=1).round().astype(np.int16) if data.shape[1] > 1 else data[:, 0]
+        audio = _float_to_int16(downmix(data.T)) if data.size else np.zeros(0, np.int16)
         return audio if rate == SAMPLE_RATE or audio.size == 0 else _resample_int16(audio, rate)
     if backend == "pyav":
         return _read_audio_pyav(path)
     import decord
 
     try:
-        reader = decord.AudioReader(path, ctx=decord.cpu(0), sample_rate=SAMPLE_RATE, mono=True)
-        samples = reader[:].asnumpy()
+        reader = decord.AudioReader(path, ctx=decord.cpu(0), sample_rate=SAMPLE_RATE, mono=False)
+        samples = downmix(np.atleast_2d(reader[:].asnumpy()))
     except Exception as err:  # decord raises its own error classes plus RuntimeError
         if "audio stream" in str(err).lower():
             raise ClipError("no_audio_track", path, "the file has no audio stream") from None
         raise ClipError("unreadable_audio", path, f"cannot decode audio: {_first_line(err)}") from None
-    return _float_to_int16(samples.reshape(-1))
+    return _float_to_int16(samples)
 
 
 def check_audio(audio: np.ndarray, path: str, settings: ExtractSettings) -> float:

@@ -54,17 +54,27 @@ def audio_member(members: dict[str, bytes]) -> bytes | None:
     return next((members[ext] for ext in AUDIO_MEMBERS if members.get(ext)), None)
 
 
+def _key_field(field: str) -> str:
+    safe = _KEY_UNSAFE.sub("-", field)
+    if safe != field:
+        safe += "-h" + hashlib.sha1(field.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return safe
+
+
 def make_key(dataset: str, identity: str, video: str, clip: str) -> str:
     """Build the sample key `{ds}_{identity}_{video}_{clip}`.
 
     WebDataset splits a member name at the first dot and treats keys that start with `_` as
     metadata, and YouTube ids may contain `-`/`_`: so the dataset prefix always comes first and
-    every character outside `[A-Za-z0-9_-]` becomes `-`. The original fields live in the json.
+    every character outside `[A-Za-z0-9_-]` becomes `-`. A field that needed such a replacement
+    also gets `-h` and 8 hex digits of its SHA-1, so two different folder names (`ü vid é`,
+    `ö vid à`) never share a key; the real VoxCeleb ids, YouTube ids and clip numbers are all safe
+    and keep their plain form. The original fields live in the json.
     """
     prefix = _DATASET_PREFIX.get(dataset)
     if prefix is None:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(_DATASET_PREFIX)}")
-    parts = [_KEY_UNSAFE.sub("-", str(p)) for p in (identity, video, clip)]
+    parts = [_key_field(str(p)) for p in (identity, video, clip)]
     if not all(parts):
         raise ValueError(f"empty key field in {(identity, video, clip)!r}")
     return "_".join([prefix, *parts])

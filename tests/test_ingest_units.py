@@ -290,3 +290,45 @@ def test_crop_boxes_crop_the_box_region(tmp_path):
         assert box == (38, 13, 90, 102)
         np.testing.assert_array_equal(face, to_face_crop(frame, 32, box))
     assert not np.array_equal(np.stack(plain), np.stack(cropped))
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
+def test_every_wav_subtype_reads_as_the_same_int16_samples(tmp_path, subtype):
+    """A FLOAT WAV used to come out as zeros (libsndfile's int16 read does not scale floats) and was
+    skipped as silent_audio."""
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float64)
+    path = tmp_path / f"{subtype}.wav"
+    sf.write(path, x, 16000, subtype=subtype)
+    got = read_audio(str(path))
+    expected = np.round(x * 32768).astype(np.int16)
+    assert np.abs(got.astype(int) - expected).max() <= 1        # PCM_16 quantisation only
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+def test_stereo_downmix_is_the_channel_mean_in_every_container(tmp_path, backend):
+    """One downmix rule: the same stereo recording has the same level from a WAV and from an m4a
+    (decord's mono reader used FFmpeg's matrix: 3 dB above the WAV's channel mean)."""
+    import av
+    import soundfile as sf
+
+    t = np.arange(32000) / 16000
+    left = 0.2 * np.sin(2 * np.pi * 300 * t)
+    stereo = np.stack([left, 0.5 * left], axis=1)              # correlated channels, mean = 0.75 left
+    wav = tmp_path / "s.wav"
+    sf.write(wav, stereo, 16000, subtype="PCM_16")
+    m4a = tmp_path / "s.m4a"
+    with av.open(str(m4a), "w") as out:
+        stream = out.add_stream("aac", rate=16000, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(stereo.T.astype(np.float32).copy(), format="fltp", layout="stereo")
+        frame.sample_rate = 16000
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    rms = lambda a: float(np.sqrt(np.mean(a[4000:28000].astype(np.float64) ** 2)))  # noqa: E731
+    from_wav, from_m4a = rms(read_audio(str(wav))), rms(read_audio(str(m4a), backend))
+    assert from_wav == pytest.approx(0.75 * 0.2 / np.sqrt(2) * 32768, rel=0.01)
+    assert 20 * np.log10(from_m4a / from_wav) == pytest.approx(0.0, abs=0.5)   # decord was +3 dB

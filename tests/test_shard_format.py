@@ -47,7 +47,7 @@ def shard(tmp_path):
 
 def test_key_is_dot_free_and_prefixed():
     key = make_key("voxceleb2", "id00012", "_a.b/c-d", "00001")
-    assert key == "vox2_id00012__a-b-c-d_00001"
+    assert key.startswith("vox2_id00012__a-b-c-d-h") and key.endswith("_00001")   # + hash of the raw name
     assert "." not in key and not key.startswith("_")
     with pytest.raises(ValueError, match="unknown dataset"):
         make_key("vgg", "a", "b", "c")
@@ -272,3 +272,16 @@ def test_header_checksum_is_exact_for_dense_headers(tmp_path):
     bad[start + 148:start + 156] = b"zz\0     "  # not a number at all: still a corrupt header
     with pytest.raises(CorruptShardError):
         list(iter_tar_samples(io.BytesIO(bytes(bad))))
+
+
+def test_keys_stay_unique_and_dot_free_for_every_distinct_path():
+    """'ü vid é' and 'ö vid à' both sanitise to '--vid--'; the second clip was dropped as a duplicate."""
+    from shards.format import make_key
+
+    a = make_key("voxceleb1", "id10001", "ü vid é", "00001")
+    b = make_key("voxceleb1", "id10001", "ö vid à", "00001")
+    assert a != b and "." not in a + b and a.startswith("vox1_id10001_--vid---h")
+    assert make_key("voxceleb1", "id10001", "a.b", "00001") != make_key("voxceleb1", "id10001", "a-b", "00001")
+    # real VoxCeleb fields are already safe: their keys do not change
+    assert make_key("voxceleb2", "id00012", "_-AbC-1_xyz", "00001") == "vox2_id00012__-AbC-1_xyz_00001"
+    assert make_key("voxceleb1", "id10270", "5r0dWxy17C8", "00001") == "vox1_id10270_5r0dWxy17C8_00001"
