@@ -58,7 +58,7 @@ def strong_logits(a: torch.Tensor, eps: torch.Tensor, tau1: float, mode: str, wi
     the entries below eps are suppressed (weight x ~e^-5 at 5 widths below), eps gets a gradient.
     ``clamp`` (the printed Eq. 10): tau1 max(A, eps). Softmax is shift-invariant, so this equals
     softmax(tau1 ReLU(A - eps)): every sub-threshold entry is *raised* to the floor eps and gets
-    more mass than it would with no threshold at all (docs/MODELS.md, "PIA threshold").
+    more mass than it would with no threshold at all (docs/MODELS.md, "Deviations").
     """
     if mode == "clamp":
         return tau1 * torch.maximum(a, eps)

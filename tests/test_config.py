@@ -122,6 +122,7 @@ def test_presets_validate_and_match_their_name(name):
         assert cfg["model"]["face_pretrained"] == "imagenet"      # the papers start from ImageNet
         assert cfg["model"].get("alpha", 2.0) == (3.0 if (model, direction) == ("aicanet", "f2v") else 2.0)
         assert cfg["optim"]["lr"] == PAPER_LR and cfg["data"]["batch_size"] == 50
+        assert cfg["optim"]["lr_scale"] == 0.02       # what trained (bench_paper_presets); Table I = 1
         assert cfg["train"]["val_data"] and "val" in str(cfg["train"]["val_data"])
         assert "test" not in str(cfg["train"]["val_data"])  # model selection never on test
 
