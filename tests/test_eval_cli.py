@@ -238,7 +238,9 @@ def test_exported_embeddings_record_pair_dependence_and_audio_files_are_decoded(
         path = export_embeddings(model, loader, store, tmp_path / f"{name}.zarr", {"model": name}, progress=False)
         emb = EmbeddingStore(path)
         assert emb.attrs["pair_dependent"] is expected
-        assert emb.voice.shape == emb.face.shape == (6, 128)
+        # BIANet with NIA: [h^, h~] so that retrieval keeps its counterfactual (embeddings.py)
+        assert emb.voice.shape == emb.face.shape == (6, 128 if name == "aicanet" else 256)
+        assert (emb.attrs["counterfactual_weight"] is None) == (name == "aicanet")
         np.testing.assert_allclose(np.linalg.norm(emb.face, axis=1), 1.0, atol=1e-5)
     # an AAC .m4a at 22.05 kHz stereo decodes to 16 kHz mono int16 of the same duration
     m4a = tmp_path / "q.m4a"
