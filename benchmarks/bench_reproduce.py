@@ -172,6 +172,48 @@ def markdown(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def plot_saved() -> Path:
+    """reproduce.png from whichever of reproduce.json / reproduce_interference.json exist."""
+    reports = {}
+    for name, title in (("reproduce.json", "plain corpus"), ("reproduce_interference.json", "with interference 0.5")):
+        if (RESULTS / name).is_file():
+            reports[title] = json.loads((RESULTS / name).read_text())
+    return plot(reports, RESULTS / "reproduce.png")
+
+
+LABELS = {"aicanet_t5_a_baseline": "baseline", "aicanet_t5_b_rdsm": "+RDSM", "aicanet_t5_c_aia": "AIA",
+          "aicanet_t5_d_aia_aca": "AIA+ACA", "aicanet_t5_e_full": "AICANet", "bianet_t5_b_pia": "PIA",
+          "bianet_t5_c_nia": "NIA", "bianet_t5_d_full": "BIANet"}
+
+
+def plot(reports: dict[str, dict], path: Path) -> Path:
+    """One panel per corpus: Binary V-F and F-V per row with 95 % CIs, oracle and chance lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(reports), figsize=(6.5 * len(reports), 4), sharey=True, squeeze=False)
+    for ax, (title, report) in zip(axes[0], reports.items()):
+        rows = list(report["rows"])
+        for offset, (direction, colour) in zip((-0.2, 0.2), (("v2f", "tab:blue"), ("f2v", "tab:orange"))):
+            vals = [report["rows"][r][direction] for r in rows]
+            ax.bar([i + offset for i in range(len(rows))], [v["acc"] for v in vals], 0.4, color=colour,
+                   label=direction.upper().replace("2", "-"),
+                   yerr=[[v["acc"] - v["lo"] for v in vals], [v["hi"] - v["acc"] for v in vals]], capsize=2)
+        ax.axhline(100 * report["oracle"], color="k", ls="--", lw=1, label="attribute oracle")
+        ax.axhline(50, color="grey", ls=":", lw=1, label="chance")
+        ax.set_xticks(range(len(rows)), [LABELS.get(r, r) for r in rows], rotation=30, ha="right")
+        ax.set_ylim(40, 100)
+        ax.set_title(title)
+        ax.set_ylabel("Binary 1:2 accuracy (%)")
+    axes[0][0].legend(loc="upper left", fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,7 +226,12 @@ def main() -> int:
                              "each (the interference the papers' attention is meant to remove); results go to "
                              "reproduce_interference.json unless --out is given")
     parser.add_argument("--data-only", action="store_true", help="build the corpus and shards, then stop")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw benchmarks/results/reproduce.png from the saved JSON results and stop")
     args = parser.parse_args()
+    if args.plot_only:
+        print(plot_saved())
+        return 0
     if args.identities < 150:
         parser.error("--identities must be >= 150 (the results must separate)")
     if args.out is None:
@@ -239,6 +286,7 @@ def main() -> int:
     md = markdown(report)
     Path(args.out).with_suffix(".md").write_text(md)
     print(md)
+    print(f"plot: {plot_saved()}")
     print(f"total {report['seconds']['total']:.0f} s; results: {args.out}")
     return 0
 
