@@ -162,25 +162,12 @@ class InteractionCorrection(nn.Module):
         dec_f = self.decode_inter(hat_f.reshape(p, -1, hf, wf))
         return dec_v, dec_f, relevance
 
-    def fuse(self, x: torch.Tensor, inter: torch.Tensor | None, intra: torch.Tensor | None) -> torch.Tensor:
+    def fuse(self, x: torch.Tensor, inter: torch.Tensor, intra: torch.Tensor) -> torch.Tensor:
         """Eq. 8 (DEF): (1 - m_inter - m_intra) x + m_inter IN(f^) + m_intra IN(f~); without DEF a plain skip."""
-        out = x
         if not self.cfg["def_fusion"]:
-            for part in (inter, intra):
-                if part is not None:
-                    out = out + instance_norm(part)
-            return out
-        keep = torch.ones_like(x[:, :, :1, :1])
-        mixed = 0
-        if inter is not None:
-            m = self.mask_inter(inter)
-            keep = keep - m
-            mixed = mixed + m * instance_norm(inter)
-        if intra is not None:
-            m = self.mask_intra(intra)
-            keep = keep - m
-            mixed = mixed + m * instance_norm(intra)
-        return keep * x + mixed
+            return x + instance_norm(inter) + instance_norm(intra)
+        m_inter, m_intra = self.mask_inter(inter), self.mask_intra(intra)
+        return (1 - m_inter - m_intra) * x + m_inter * instance_norm(inter) + m_intra * instance_norm(intra)
 
 
 class AICANet(MatchingModel):

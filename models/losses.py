@@ -151,8 +151,9 @@ def metric_loss(name: str, anchor: torch.Tensor, candidates: torch.Tensor, label
     pull d_0p (tests/test_models_losses.py), whose cheapest descent shrinks every embedding (a
     baseline trained with raw RDSM stayed at chance, docs/MODELS.md). Unit vectors are at most 2
     apart (random ones sqrt 2): the push is 1.8x the pull at init and acts until a negative is
-    > ~1.3 + d_0p / 2 away, so theta = 1.2 and mu2 = 4 get a fixed meaning. The other metrics see the raw embeddings (the
-    structure metric needs them: on unit vectors a baseline stayed at chance).
+    > ~1.3 + d_0p / 2 away, so theta = 1.2 and mu2 = 4 get a fixed meaning. The other metrics
+    see the raw embeddings (the structure metric needs them: on unit vectors a baseline stayed
+    at chance).
     """
     if name == "none":
         return anchor.new_zeros(())
