@@ -35,9 +35,10 @@ from launch.eval.scoring import SCORING_METHODS, ModelScorer
 from launch.eval.tables import MAIN_COLUMNS, headline, scorer_cell, write_all
 from launch.eval.trials import (POSITIVE_VIDEO_RULES, TRIAL_MODES, TrialFileError, TrialOptions, TrialSet,
                                 check_disjoint, generate_for_store, store_fingerprint)
+from pipeline.bundled import meta_file
 from shards.evalstore import EvalStore
 
-DEFAULT_META = "/work/shared/data/voxceleb_meta/vox1_meta.csv"
+DEFAULT_META = str(meta_file("voxceleb1"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ Voice-face matching is evaluated on *unseen* people, so every preset assigns who
 * `wen1225` - the same letter split restricted to the 1,225 identities with VGGFace images
   (val 112 and test 189 exact from the published lists; train = F-Z minus the 16 dotted names =
   926, two further unknown exclusions make the papers' 924), read from
-  `presets/vox1_identity_splits_derived.csv`.
+  `voxceleb_meta/vox1_identity_splits_derived.csv`.
 * `pins` - Learnable PINs (Nagrani et al., ECCV 2018): 901 train / 100 val / 250 unseen-unheard
   test, keyed by VGGFace1 name (mapped to ids through the meta file).
 * `vox2` - VoxCeleb2 `Set` column: dev -> train, test -> test (the default for VoxCeleb2).
@@ -27,9 +27,9 @@ from pathlib import Path
 
 from .meta import Meta
 
-PRESET_DIR = Path(__file__).with_name("presets")
+PRESET_DIR = Path(__file__).with_name("voxceleb_meta")
 WEN1225_FILE = PRESET_DIR / "vox1_identity_splits_derived.csv"
-PINS_FILE = PRESET_DIR / "learnable_pins_identity_splits.txt"
+PINS_FILE = PRESET_DIR / "learnable_pins_lists" / "identity_splits.txt"
 SPLITS = ("train", "val", "test")
 #: Listed as `test` in vox2_meta.csv but absent from the VoxCeleb2 test download (§1.5).
 VOX2_TEST_MISSING = ("id04170", "id05348")

@@ -7,6 +7,7 @@ import torch
 
 from eval_fakes import build_store, tiny_checkpoint
 from launch import evaluate, retrieve
+from pipeline.bundled import META_DIR
 
 FAST = ["--probes-per-identity", "2", "--bootstrap", "20", "--no-progress"]
 
@@ -171,9 +172,7 @@ def test_published_list_import_through_the_cli(tmp_path, capsys):
 
     from launch.eval.importers import load_vox1_names, parse_item, read_rows
 
-    meta = Path("/work/shared/data/voxceleb_meta")
-    if not (meta / "vox1_meta.csv").exists():
-        pytest.skip(f"{meta} not available")
+    meta = META_DIR
     lst = meta / "cmpc_lists/matching_f2v_U.csv.gz"
     names = load_vox1_names(meta / "vox1_meta.csv")
     items = set()

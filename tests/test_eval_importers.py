@@ -1,4 +1,4 @@
-"""Published-list importers on the REAL files in shared/data/voxceleb_meta."""
+"""Published-list importers on the REAL files bundled in pipeline/voxceleb_meta."""
 
 from pathlib import Path
 
@@ -9,9 +9,9 @@ from launch.eval.importers import (StoreResolver, import_list, load_vox1_names, 
                                    resolve_items)
 from launch.eval.trials import TrialSet
 from shards.evalstore import EvalStore
+from pipeline.bundled import META_DIR
 
-META = Path("/work/shared/data/voxceleb_meta")
-pytestmark = pytest.mark.skipif(not (META / "vox1_meta.csv").exists(), reason=f"{META} not available")
+META = META_DIR
 
 # rows per file, counted independently in shared/research/evaluation_protocols.md §3
 EXPECTED_ROWS = {

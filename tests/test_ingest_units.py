@@ -16,7 +16,7 @@ from pipeline.extract import (ClipError, ExtractSettings, check_audio, choose_fr
 from pipeline.meta import MetaError, read_meta
 from pipeline.sources import scan_voxceleb1
 
-META_DIR = Path("/work/shared/data/voxceleb_meta")
+from pipeline.bundled import META_DIR
 
 VOX2_VARIANTS = {
     "real_bom_padded": "\ufeffVoxCeleb2 ID,VGGFace2 ID,Gender,Set\nid00012 ,n000012 ,m ,dev \nid00015 ,n000015 ,f ,test \n",
@@ -47,7 +47,6 @@ def test_vox1_meta_comma_and_quoted_tab_copies(tmp_path):
         assert meta["id10001"].nationality == "Ireland" and meta["id10001"].gender == "m"
 
 
-@pytest.mark.skipif(not (META_DIR / "vox1_meta.csv").exists(), reason="real meta files not present")
 def test_real_meta_files():
     v1 = read_meta(META_DIR / "vox1_meta.csv", "voxceleb1")
     v2 = read_meta(META_DIR / "vox2_meta.csv", "voxceleb2")

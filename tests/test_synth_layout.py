@@ -12,8 +12,9 @@ from pipeline.synth import MetaFormatError, TrackFormatError, read_track, read_v
 from pipeline.synth.naming import wen_split
 from pipeline.synth.plan import CorpusSpec, plan_corpus
 from pipeline.synth.testing import cached_corpus, load_ground_truth
+from pipeline.bundled import META_DIR
 
-REAL_META = Path("/work/shared/data/voxceleb_meta")
+REAL_META = META_DIR
 YTID = r"[A-Za-z0-9_-]{11}"
 VOX2_FILE = re.compile(rf"voxceleb2/(dev|test)/(mp4|aac|txt)/id\d{{5}}/{YTID}/\d{{5}}\.(mp4|m4a|txt)")
 VOX1_FILE = re.compile(
