@@ -30,15 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from launch.checkpoint import load_model
+from launch.eval.inputs import EvalInputs, ItemLoader
+from launch.eval.scoring import ModelScorer
+from launch.eval.testing import build_store, tiny_checkpoint
+from launch.eval.trials import TrialOptions, generate_for_store
+from shards.evalstore import EvalStore
 
-from eval_fakes import build_store, tiny_checkpoint  # noqa: E402
-from launch.checkpoint import load_model  # noqa: E402
-from launch.eval.inputs import EvalInputs, ItemLoader  # noqa: E402
-from launch.eval.scoring import ModelScorer  # noqa: E402
-from launch.eval.trials import TrialOptions, generate_for_store  # noqa: E402
-from shards.evalstore import EvalStore  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def count_items(model):

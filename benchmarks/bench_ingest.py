@@ -29,18 +29,16 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cputime import tree_cpu_seconds  (benchmarks/cputime.py)
+from pipeline.extract import ExtractSettings
+from pipeline.ingest import IngestConfig, run_ingest
 
-from cputime import tree_cpu_seconds  # noqa: E402  (benchmarks/cputime.py)
-from pipeline.extract import ExtractSettings  # noqa: E402
-from pipeline.ingest import IngestConfig, run_ingest  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FRAMES, FACE = 4, 224
 

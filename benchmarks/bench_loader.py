@@ -41,15 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cputime import live_children, tree_cpu_seconds  (benchmarks/cputime.py)
+from shards.decode import decode_face, decode_voice_crop
+from shards.features import LogMel, faces_to_tensor
+from shards.format import AUDIO_MEMBERS, audio_member, iter_tar_samples
+from shards.loader import TupleLoader
+from shards.testing import SyntheticSpec, make_shard_set
 
-from cputime import live_children, tree_cpu_seconds  # noqa: E402  (benchmarks/cputime.py)
-from shards.decode import decode_face, decode_voice_crop  # noqa: E402
-from shards.features import LogMel, faces_to_tensor  # noqa: E402
-from shards.format import AUDIO_MEMBERS, audio_member, iter_tar_samples  # noqa: E402
-from shards.loader import TupleLoader  # noqa: E402
-from shards.testing import SyntheticSpec, make_shard_set  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SR = 16000
 

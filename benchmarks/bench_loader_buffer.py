@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from shards.buffer import IdentityBuffer
+from shards.stream import Sample
+from shards.tuples import plan_batch
 
-from shards.buffer import IdentityBuffer  # noqa: E402
-from shards.stream import Sample  # noqa: E402
-from shards.tuples import plan_batch  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def simulate(capacity: int, identities: int, videos: int, batch_size: int, batches: int, seed: int = 0) -> dict:

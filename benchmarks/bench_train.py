@@ -26,10 +26,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from launch.logging_utils import read_log
 
-from launch.logging_utils import read_log  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_data(out: Path) -> Path:

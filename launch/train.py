@@ -33,9 +33,6 @@ import threading
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python launch/train.py`: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
 from launch import checkpoint as ckpt

@@ -152,7 +152,7 @@ class FakeModel(nn.Module):
         return {"total": total, "disc_total": disc, "cls": cls, "adv": adv}
 
     def param_groups(self):
-        from launch.config import MODULE_GROUPS  # lazily: run as a script, the repo joins sys.path in __main__
+        from launch.config import MODULE_GROUPS
 
         return {name: list(getattr(self, name).parameters()) for name in MODULE_GROUPS}
 
@@ -207,7 +207,6 @@ def run_fake(cfg: dict, **kwargs):
 
 
 if __name__ == "__main__":  # accelerate launch tests/train_fakes.py --config X [overrides]
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from launch.config import load_config
     from launch.train import build_parser
 
