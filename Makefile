@@ -9,11 +9,13 @@ DEMO := data/demo
 # Quiet pip; the machine-local find-links/file indexes of some hosts print harmless warnings.
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: venv demo test test-fast bench clean-demo help
+.PHONY: venv demo test test-fast lint format bench clean-demo help
 help:
 	@echo "make demo       set up .venv, build the synthetic corpus, ingest, train, evaluate"
 	@echo "make test       set up .venv and run the whole test suite (incl. the slow end-to-end test)"
 	@echo "make test-fast  the suite without the slow end-to-end test"
+	@echo "make lint       ruff (lint + format check) and mypy, as CI runs them"
+	@echo "make format     apply ruff's fixes and formatting"
 	@echo "make bench      run every benchmark (JSON in benchmarks/results/)"
 
 venv: $(STAMP)
@@ -51,6 +53,15 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"

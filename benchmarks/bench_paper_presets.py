@@ -61,7 +61,7 @@ def one_run(preset: str, scale: float, steps: int, shards: Path, work: Path) -> 
     cmd = [sys.executable, "launch/train.py", "--config", f"launch/configs/{preset}.yaml",
            f"data.shards=[{shards / 'voxceleb1/train'},{shards / 'voxceleb2/train'}]",
            f"train.val_data={shards / 'voxceleb1/val'}", f"train.output_dir={out}", f"train.max_steps={steps}",
-           "train.log_every=10", "train.progress=false", "train.tensorboard=false", "train.val_min_trials=250",
+           "train.log_every=10", "train.progress=false", "train.log_with=[]", "train.val_min_trials=250",
            "data.batch_size=24", "data.face_size=64", "data.crop_seconds=2.0", "data.num_workers=2",
            "data.buffer_size=240", "model.face_pretrained=null", "train.mixed_precision=no",
            f"optim.lr_scale={scale}", *sizes]

@@ -116,7 +116,7 @@ def train_row(row: str, work: Path, epochs: float, logs: Path) -> dict:
     cmd = [sys.executable, "launch/train.py", "--config", "launch/configs/demo.yaml",
            f"data.shards=[{shards / 'voxceleb1/train'},{shards / 'voxceleb2/train'}]", "data.direction=both",
            f"train.val_data={shards / 'voxceleb1/val'}", f"train.output_dir={out}", f"train.epochs={epochs}",
-           "train.progress=false", "train.tensorboard=false", "train.val_every=3",
+           "train.progress=false", "train.log_with=[]", "train.val_every=3",
            *row_overrides(row)]
     seconds = run(cmd, logs / f"train-{row}.log")
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]

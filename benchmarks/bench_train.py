@@ -41,7 +41,7 @@ def make_data(out: Path) -> Path:
 
 def run(config: Path, out: Path, processes: int, steps: int, log_every: int) -> dict:
     overrides = [f"train.output_dir={out}", f"train.max_steps={steps}", f"train.log_every={log_every}",
-                 "train.progress=false", "train.tensorboard=false", "train.val_data=null",
+                 "train.progress=false", "train.log_with=[]", "train.val_data=null",
                  "train.checkpoint_every=0",
                  # the same decode workers in total too: data.num_workers is per process
                  f"data.num_workers={max(1, 2 // processes)}"]

@@ -1,9 +1,9 @@
 """Experiment configuration: YAML presets + ``section.key=value`` overrides + validation.
 
-One YAML per experiment (``launch/configs/``) with the sections ``data``, ``model``, ``optim``,
-``train`` and ``eval`` (ARCHITECTURE.md §6). A preset may start from another one with
-``base: other.yaml`` (path relative to the preset) so the nine paper presets only spell out what
-differs. Every field can be overridden on the command line, at any depth
+One YAML per experiment (``launch/configs/``) with the sections ``data``, ``model``, ``optim`` and
+``train`` (ARCHITECTURE.md §6; evaluation is configured on the ``launch.evaluate`` command line).
+A preset may start from another one with ``base: other.yaml`` (path relative to the preset) so
+the paper presets only spell out what differs. Every field can be overridden on the command line, at any depth
 (``optim.lr.generator=1e-3``); values are parsed as YAML so ``null``, ``[25, 40]`` and ``true``
 work as expected.
 
@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import yaml
 
-SECTIONS = ("data", "model", "optim", "train", "eval")
+SECTIONS = ("data", "model", "optim", "train")
 MODULE_GROUPS = ("face_encoder", "voice_encoder", "generator", "discriminator", "classifier", "attention")
 
 
@@ -65,6 +65,15 @@ def _betas(v):
 def _milestones(v):
     if not all(isinstance(m, (int, float)) and m > 0 for m in v) or list(v) != sorted(v):
         return "must be an increasing list of positive epoch numbers, e.g. [25, 40]"
+    return None
+
+
+def _trackers(v):
+    from launch.logging_utils import KNOWN_TRACKERS
+
+    unknown = [t for t in v if t not in KNOWN_TRACKERS]
+    if unknown:
+        return f"names unknown tracker {unknown[0]!r}; allowed: {', '.join(KNOWN_TRACKERS)}"
     return None
 
 
@@ -130,7 +139,9 @@ TRAIN_SCHEMA: dict[str, Field] = {
                    nullable=True, check=_positive),
     "val_seed": Field(1234, (int,), "seed of the fixed validation trials"),
     "cpu": Field(False, (bool,), "force CPU even when CUDA is present"),
-    "tensorboard": Field(True, (bool,), "also write TensorBoard event files"),
+    "log_with": Field(["tensorboard"], (list,), "Accelerate experiment trackers beside the JSONL log "
+                                                "(tensorboard, wandb, mlflow, ...); [] = JSONL only",
+                      check=_trackers),
     "find_unused_parameters": Field(False, (bool,), "DDP find_unused_parameters (only for model "
                                                     "configs that skip modules in forward)"),
     "progress": Field(True, (bool,), "tqdm progress bar on the main process"),
@@ -189,11 +200,28 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
+#: The presets shipped with the package (also found by bare name: ``--config aicanet_v2f``).
+PRESET_DIR = Path(__file__).with_name("configs")
+
+
+def resolve_preset(path: str | Path) -> Path:
+    """A config file: the path as given, else a shipped preset of that name (``demo``, ``demo.yaml`` or
+    ``launch/configs/demo.yaml`` when run outside a clone, e.g. after ``pip install voxface``)."""
+    given = Path(path)
+    if given.is_file():
+        return given.resolve()
+    name = given.name if given.suffix in (".yaml", ".yml") else given.name + ".yaml"
+    if given.parent in (Path("."), Path("launch/configs")) and (PRESET_DIR / name).is_file():
+        return (PRESET_DIR / name).resolve()
+    known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("[!_]*.yaml")))
+    raise ConfigError(f"config file not found: {given.resolve()} (shipped presets: {known})")
+
+
 def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
     """Read one preset, following ``base:`` chains (cycles are an error)."""
-    path = Path(path).resolve()
+    path = resolve_preset(path) if not _seen else Path(path).resolve()
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (presets live in launch/configs/)")
+        raise ConfigError(f"config file not found: {path} (named by 'base' in {_seen[-1]})")
     if path in _seen:
         raise ConfigError(f"'base' cycle: {' -> '.join(map(str, _seen + (path,)))}")
     try:
@@ -276,7 +304,7 @@ def validate(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown section {unknown[0]!r}; allowed sections: {', '.join(SECTIONS)}")
     out = {s: copy.deepcopy(cfg.get(s) or {}) for s in SECTIONS}
-    for section in ("data", "model", "eval"):
+    for section in ("data", "model"):
         if not isinstance(out[section], dict):
             raise ConfigError(f"section {section} must be a mapping")
     for section, schema in SCHEMAS.items():

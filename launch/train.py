@@ -227,8 +227,8 @@ def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_build
     if is_main and not dry_run:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg))
-    logger = RunLogger(run_dir, is_main and not dry_run, tcfg["tensorboard"],
-                       resume_step=step if resume_dir is not None else None)
+    logger = RunLogger(run_dir, is_main and not dry_run, tcfg["log_with"],
+                       resume_step=step if resume_dir is not None else None, hparams=cfg)
     if resume_dir is not None:
         logger.log({"event": "resume", "step": step, "from": str(resume_dir)})
         accelerator.print(f"resumed from {resume_dir} at step {step} "

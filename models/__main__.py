@@ -1,7 +1,7 @@
 """Print a model's complete config and its parameter count per group.
 
     python -m models --name aicanet                  # paper defaults
-    python -m models --name bianet --tiny --set num_candidates=10 epsilon=0.1
+    python -m models --name bianet --set size=tiny num_candidates=10 epsilon=0.1
     python -m models --rows                          # every table row of both papers -> its config
 """
 
@@ -11,14 +11,17 @@ import argparse
 import json
 
 from .ablations import ABLATIONS, ablation_config, paper_rows_markdown
-from .registry import DEFAULTS, build_model, tiny_overrides
+from .registry import DEFAULTS, build_model
 
 
 def _parse_value(text: str):
+    """Values read exactly as training overrides read them (YAML: 2, 0.1, 1e-3, true, null, [1, 2])."""
+    from launch.config import ConfigError, parse_value  # the one parser of command-line values
+
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+        return parse_value(text)
+    except ConfigError as err:
+        raise SystemExit(f"python -m models: {err}") from None
 
 
 def main(argv=None) -> dict:
@@ -29,9 +32,9 @@ def main(argv=None) -> dict:
                         help="print every table row of both papers and the config that reproduces it")
     source.add_argument("--name", choices=sorted(DEFAULTS), help="model to build with its paper defaults")
     source.add_argument("--ablation", choices=sorted(ABLATIONS), help="an ablation row of models/ablations.py")
-    parser.add_argument("--tiny", action="store_true", help="apply the CPU-demo sizes (models.TINY)")
+    parser.add_argument("--tiny", action="store_true", help="the CPU-demo sizes: the same as --set size=tiny")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides; values are JSON when they parse (2, 0.1, true, null), else strings")
+                        help="config overrides, values read as training overrides read them (YAML: 2, 0.1, true, null)")
     args = parser.parse_args(argv)
     if args.rows:
         print(paper_rows_markdown(), end="")
@@ -44,9 +47,9 @@ def main(argv=None) -> dict:
         overrides[key] = _parse_value(value)
     if args.ablation:
         name = ABLATIONS[args.ablation]["name"]
-        cfg = {**ablation_config(args.ablation, **(tiny_overrides(name) if args.tiny else {})), **overrides}
+        cfg = {**ablation_config(args.ablation, **({"size": "tiny"} if args.tiny else {})), **overrides}
     else:
-        cfg = {"name": args.name, **(tiny_overrides(args.name) if args.tiny else {}), **overrides}
+        cfg = {"name": args.name, **({"size": "tiny"} if args.tiny else {}), **overrides}
     try:
         model = build_model(cfg)
     except (ValueError, FileNotFoundError) as err:

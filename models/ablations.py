@@ -96,8 +96,9 @@ def ablation_config(row: str, **settings: Any) -> dict[str, Any]:
     allowed = DEFAULTS[overrides["name"]]
     merged = {k: v for k, v in settings.items() if k in allowed and k != "name"}
     for key in ("face_backbone", "voice_backbone"):
-        if key in overrides and isinstance(merged.get(key), str):
-            overrides[key] = _SIZED_BACKBONES.get((overrides[key], merged[key]), overrides[key])
+        size = merged.get(key) if isinstance(merged.get(key), str) else merged.get("size")
+        if key in overrides and isinstance(size, str):
+            overrides[key] = _SIZED_BACKBONES.get((overrides[key], size), overrides[key])
     merged.update(overrides)
     return merged
 

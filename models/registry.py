@@ -18,6 +18,7 @@ from .losses import CF_POSITIVITY, METRIC_LOSSES, RDSM_DISTANCES
 
 COMMON: dict[str, Any] = {
     "name": "baseline",
+    "size": "paper",            # paper | tiny: the CPU sizes of TINY under every key not set explicitly
     "num_candidates": 2,        # K; 1 = verification
     "total_epochs": 50,         # N of Eq. 2 / Eq. 22
     "face_backbone": "resnet18",     # preset name or {"preset": ..., overrides}
@@ -101,6 +102,7 @@ TINY: dict[str, Any] = {
 }
 
 _CHOICES = {
+    "size": ("paper", "tiny"),
     "classifier": ("concat", "shared"),
     "metric_loss": METRIC_LOSSES,
     "aca_threshold": THRESHOLD_MODES,
@@ -130,7 +132,10 @@ def resolve_config(cfg: dict) -> dict:
     for key in cfg:
         if key not in defaults:
             raise ValueError(f"model.{key} is not a setting of model {name!r}; allowed keys: {sorted(defaults)}")
-    full = {**defaults, **cfg}
+    size = cfg.get("size", "paper")
+    if size not in _CHOICES["size"]:
+        raise ValueError(f"model.size={size!r}; allowed: {list(_CHOICES['size'])}")
+    full = {**defaults, **(tiny_overrides(name) if size == "tiny" else {}), **cfg}
     for key, allowed in _CHOICES.items():
         if key in full and full[key] not in allowed:
             raise ValueError(f"model.{key}={full[key]!r}; allowed: {list(allowed)}")

@@ -54,8 +54,10 @@ def test_override_syntax_errors(tmp_path):
     path = write(tmp_path, "c.yaml", minimal())
     with pytest.raises(ConfigError, match="section.key=value"):
         load_config(path, ["train.epochs"])
-    with pytest.raises(ConfigError, match="section one of data, model, optim, train, eval"):
+    with pytest.raises(ConfigError, match="section one of data, model, optim, train$"):
         load_config(path, ["trian.epochs=3"])
+    with pytest.raises(ConfigError, match="section one of data, model, optim, train$"):
+        load_config(path, ["eval.foo=1"])     # evaluation is configured on launch.evaluate's command line
     with pytest.raises(ConfigError, match="unknown section 'trainer'"):
         validate({**minimal(), "trainer": {}})
 
@@ -160,3 +162,19 @@ def test_yaml_1_1_words_stay_strings_so_mixed_precision_no_works():
     assert cfg["train"]["mixed_precision"] == "no"
     with pytest.raises(ConfigError, match="mixed_precision"):
         load_config(demo, ["train.mixed_precision=off"])
+
+
+def test_a_preset_is_found_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    by_name, by_path = load_config("demo"), load_config("launch/configs/demo.yaml")
+    assert by_name == by_path and by_name["model"]["name"]
+    with pytest.raises(ConfigError, match="shipped presets: .*aicanet_v2f"):
+        load_config("no_such_preset")
+
+
+def test_trackers_are_checked_by_name(tmp_path):
+    path = write(tmp_path, "c.yaml", minimal())
+    assert load_config(path)["train"]["log_with"] == ["tensorboard"]
+    assert load_config(path, ["train.log_with=[]"])["train"]["log_with"] == []
+    with pytest.raises(ConfigError, match="unknown tracker 'tensorbord'"):
+        load_config(path, ["train.log_with=[tensorbord]"])

@@ -49,7 +49,7 @@ def test_synth_ingest_train_kill_resume_beats_chance(tmp_path):
                  "train.val_min_trials=300",
                  "data.batch_size=20", "data.buffer_size=200", "train.epochs=40",
                  "optim.milestones=[30,36]", "train.val_every=10", "train.progress=false",
-                 "train.tensorboard=false"]
+                 "train.log_with=[]"]
 
     # First run: kill -9 once a few end-of-epoch checkpoints exist (mid-training, no clean exit).
     first = subprocess.Popen([sys.executable, *train_cmd], cwd=ROOT, env=ENV,

@@ -110,3 +110,20 @@ def test_cbp_runs_in_float32_under_bfloat16_autocast():
         out = cbp(x.bfloat16(), x.bfloat16())
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, cbp(x.bfloat16().float(), x.bfloat16().float()))
+
+
+def test_size_tiny_is_one_switch_for_the_cpu_sizes_and_explicit_keys_win():
+    from models import TINY, build_model, resolve_config
+    from models.ablations import ablation_config
+
+    for name in ("baseline", "aicanet", "bianet"):
+        cfg = resolve_config({"name": name, "size": "tiny"})
+        assert all(cfg[k] == v for k, v in TINY.items() if k in cfg) and cfg["size"] == "tiny"
+        assert resolve_config({"name": name})["face_backbone"] == "resnet18"
+    assert resolve_config({"name": "aicanet", "size": "tiny", "attn_channels": 16})["attn_channels"] == 16
+    tiny = build_model({"name": "aicanet", "size": "tiny"})
+    by_hand = build_model({"name": "aicanet", **{k: v for k, v in TINY.items()}})
+    assert tiny.param_counts() == by_hand.param_counts()
+    assert ablation_config("bianet_t1_transformer", size="tiny")["face_backbone"] == "vit_tiny"
+    with pytest.raises(ValueError, match="model.size='small'"):
+        resolve_config({"name": "baseline", "size": "small"})

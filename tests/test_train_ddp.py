@@ -39,7 +39,7 @@ def test_two_process_gloo_run_and_resume(tmp_path):
         "model": {"name": "fake"},
         "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS}},
         "train": {"epochs": 2, "output_dir": str(tmp_path / "run"), "log_every": 1, "progress": False,
-                  "tensorboard": False, "cpu": True, "val_data": "fake-val", "val_min_trials": 32,
+                  "log_with": [], "cpu": True, "val_data": "fake-val", "val_min_trials": 32,
                   "checkpoint_every": 3},
     }
     config = tmp_path / "fake.yaml"

@@ -51,7 +51,7 @@ def config(shard_sets, out, name="aicanet", **train_overrides):
         "model": {"name": name, **tiny},
         "optim": {"lr": {g: 1e-3 for g in MODULE_GROUPS}, "milestones": [1]},
         "train": {"epochs": 2, "output_dir": str(out), "log_every": 1, "progress": False,
-                  "tensorboard": False, "cpu": True, "val_data": str(shard_sets[1]), "val_min_trials": 40,
+                  "log_with": [], "cpu": True, "val_data": str(shard_sets[1]), "val_min_trials": 40,
                   **train_overrides},
     })
     cfg["model"] = check_owned_sections(cfg)

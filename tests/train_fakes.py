@@ -193,7 +193,7 @@ def fake_config(tmp_dir, **train) -> dict:
         "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS},
                   "milestones": [2, 3]},
         "train": {"epochs": 3, "output_dir": str(Path(tmp_dir) / "run"), "log_every": 1,
-                  "progress": False, "tensorboard": False, "cpu": True, "val_data": "fake-val",
+                  "progress": False, "log_with": [], "cpu": True, "val_data": "fake-val",
                   "val_min_trials": 32, **train},
     }
     return validate(cfg)
