@@ -1,6 +1,6 @@
 """Loader benchmark: ratios measured side by side in one run on the same synthetic data.
 
-Measures (goals from issue 4 / streaming_pipeline_anchors.md §5b):
+Measures (goals from issue 4, docs/REFERENCES.md#s6):
   * tuples/s of TupleLoader vs a naive map-style folder baseline (one folder of files per clip, a
     `Dataset.__getitem__` that opens and decodes 1 anchor + K candidates, DataLoader workers),
     K = 2 and K = 10, warm cache            -> goals >= 1.5x (K=2), >= 4x (K=10), checked at the

@@ -6,7 +6,7 @@
 
 Why: AICANet Table I gives Adam rates of 5e-2 for the encoders and the classifier (5e-3 for the
 rest); the authors' code applied its x0.1 decay at epoch 0, so it trained at a tenth of that
-(reference study §3.3). The presets keep Table I in `optim.lr` and choose `optim.lr_scale`; this
+(docs/REFERENCES.md#a8). The presets keep Table I in `optim.lr` and choose `optim.lr_scale`; this
 benchmark measures which scale trains.
 
 Each run is the real CLI (`launch/train.py --config launch/configs/<preset>.yaml`) with reduced

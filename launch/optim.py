@@ -9,7 +9,7 @@ zero-based epochs 0-24 / 25-39 / 40-49).
 Two optimisers because the discriminator plays the other side of the adversarial game: the main
 optimiser owns every group except ``discriminator`` and steps on ``terms["total"]``; the
 discriminator optimiser steps on ``terms["disc_total"]``. The authors' code keeps the same split
-(reference_code_study.md §3.2).
+(docs/REFERENCES.md#a7).
 
 The schedule is a function of the *epoch reached*, computed from the true optimiser step count
 (``step / optimiser_steps_per_epoch`` with ``ceil(batches_per_epoch / grad_accum_steps)`` steps

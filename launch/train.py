@@ -17,7 +17,7 @@ One training step (see docs/TRAINING.md, "Adversarial order"):
 
 The loader is deliberately NOT passed to ``accelerator.prepare()``: it already knows its rank and
 world size, and Accelerate would otherwise re-shard or rank-0-dispatch the stream
-(streaming_pipeline_anchors.md §2.5, §5(c) item 9). Learning-rate schedulers are not prepared
+(docs/REFERENCES.md#s4). Learning-rate schedulers are not prepared
 either (Accelerate steps prepared schedulers once per process, which would make an epoch-based
 schedule run ``num_processes`` times too fast).
 """

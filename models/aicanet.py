@@ -14,7 +14,7 @@ Where each equation lives:
 The intra-modal ACA branch depends on one item only, so it runs once per unique face/voice; the
 inter-modal AIA branch depends on the (anchor, candidate) pair and runs batched over all B*K pairs
 in one pass. As in the authors' code the anchor embedding is the generator applied to the mean of
-the anchor's K pair-specific fused maps (reference_code_study.md §2.4).
+the anchor's K pair-specific fused maps (docs/REFERENCES.md#a5).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Building blocks shared by AICANet's AIA/ACA and BIANet's PIA/NIA.
 
 Every block works per sample (or per pair): no statistic is taken over the batch axis. The
-authors' code divides features by their L2 norm *across the batch* (reference_code_study.md
-§2.3), which makes a test prediction depend on the other tuples in the batch; here each channel
+authors' code divides features by their L2 norm *across the batch* (docs/REFERENCES.md#a4),
+which makes a test prediction depend on the other tuples in the batch; here each channel
 vector is L2-normalised over its own spatial positions instead, so affinities are cosines in
 [-1, 1]. That also gives the fixed thresholds of AICANet Table VIII / BIANet Table 6
 (0.01 ... 0.2) a scale they can act on.

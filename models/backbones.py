@@ -2,7 +2,7 @@
 
 Both return a ``[N, C, H, W]`` feature map; the heads pool it to ``C x 3 x 3`` (the papers'
 "512 x 3 x 3"). The face net may start from ImageNet weights loaded from a local file (the
-authors' AICANet code downloads them but never loads them, reference_code_study.md §2.1); the
+authors' AICANet code downloads them but never loads them, docs/REFERENCES.md#a1); the
 voice net always trains from scratch (BIANet §5.1).
 
 Presets (``preset`` key of the ``face_backbone`` / ``voice_backbone`` config):

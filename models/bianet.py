@@ -1,6 +1,6 @@
 """BIANet (Wang et al., Pattern Recognition 2025): bidirectional intervention attention + counterfactual inference.
 
-No code was published (reference_code_study.md §8); this follows the paper's equations:
+No code was published (docs/REFERENCES.md#a14); this follows the paper's equations:
 
 * Eq. 9   intra-modal affinity A = Q K^T (cosine, per item): :meth:`IntervenedAttention.forward`.
 * Eq. 10  strong part of A -> PIA: the entries A < eps gated out of the softmax

@@ -41,7 +41,7 @@ class Generator(nn.Module):
 
     One generator for both modalities (the adversarial game needs a shared space): 3x3 average
     pooling (the papers' "512 x 3 x 3"), then MLP C*9 -> hidden -> D with BN, LeakyReLU and tanh,
-    as in the authors' code (reference_code_study.md §2.4).
+    as in the authors' code (docs/REFERENCES.md#a5).
     """
 
     def __init__(self, in_channels: int, hidden: int = 256, embed_dim: int = 128, dropout: float = 0.1,

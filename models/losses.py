@@ -39,7 +39,7 @@ def relevance_loss(relevance: torch.Tensor, match: torch.Tensor, epoch: float, t
 
     ``relevance [B, K]`` is R of every (anchor, candidate) pair and ``match [B, K]`` is 1 for the
     matching candidate. Each R is compared with its own pair's label; the authors' code compares
-    every R with every label of the batch (a B x B broadcast, reference_code_study.md §3.1).
+    every R with every label of the batch (a B x B broadcast, docs/REFERENCES.md#a6).
     """
     if relevance.shape != match.shape:
         raise ValueError(f"relevance {tuple(relevance.shape)} and match {tuple(match.shape)} must have the same shape")

@@ -1,6 +1,6 @@
 """Parser for the VoxCeleb `txt` face-track files (one per utterance).
 
-Real format (evaluation_protocols.md §2.1): six header lines, then a TAB table
+Real format (docs/REFERENCES.md#e8): six header lines, then a TAB table
 
     Identity  : 	id10661
     Reference : 	<ytid>

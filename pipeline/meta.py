@@ -1,7 +1,7 @@
 """Robust readers for the VoxCeleb identity meta files (`vox1_meta.csv`, `vox2_meta.csv`).
 
 Why not `csv.DictReader` on a fixed header: the copies in circulation differ in ways that silently
-break naive parsing (see shared/data/voxceleb_meta/README.md and evaluation_protocols.md §1.1):
+break naive parsing (see pipeline/voxceleb_meta/README.md and docs/REFERENCES.md#e1):
 
 * the official `vox1_meta.csv` is TAB-separated despite its name; other copies use commas or
   quote TAB-joined rows;

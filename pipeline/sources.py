@@ -2,7 +2,7 @@
 
 Scanning only lists and stats files (no decoding), so it is cheap enough to run on every ingest
 and gives the deterministic input list the shard plan is derived from. Layouts understood
-(evaluation_protocols.md §2):
+(docs/REFERENCES.md#e7):
 
 VoxCeleb2  `[dev|test/]mp4/idNNNNN/<ytid>/000NN.mp4`, optional audio `.../aac/<same>.m4a` and
            track files `.../txt/<same>.txt` next to the `mp4` folder.

@@ -2,7 +2,7 @@
 
 Voice-face matching is evaluated on *unseen* people, so every preset assigns whole identities to
 `train` / `val` / `test`, never clips. The presets reproduce the splits used in the literature
-(shared/research/evaluation_protocols.md §1.2-1.5, §5.1):
+(docs/REFERENCES.md#e3 to #e6, #e13):
 
 * `wen1251` - Wen et al. (DIMNet) letter split over all 1,251 VoxCeleb1 identities by the first
   letter of the VGGFace1 name: A/B val, C/D/E test, F-Z train -> 116 / 193 / 942. What the
@@ -31,7 +31,7 @@ PRESET_DIR = Path(__file__).with_name("voxceleb_meta")
 WEN1225_FILE = PRESET_DIR / "vox1_identity_splits_derived.csv"
 PINS_FILE = PRESET_DIR / "learnable_pins_lists" / "identity_splits.txt"
 SPLITS = ("train", "val", "test")
-#: Listed as `test` in vox2_meta.csv but absent from the VoxCeleb2 test download (§1.5).
+#: Listed as `test` in vox2_meta.csv but absent from the VoxCeleb2 test download (docs/REFERENCES.md#e6).
 VOX2_TEST_MISSING = ("id04170", "id05348")
 _PINS_CODES = {"1": "train", "2": "val", "4": "test"}
 PRESETS = {

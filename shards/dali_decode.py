@@ -2,7 +2,7 @@
 
 DALI is used only as a *batch decoder* fed from the main process through `external_source`: our
 tuple sampler is stateful, and DALI's parallel external source requires stateless callables, so
-DALI cannot be the sampler (streaming_pipeline_anchors.md §5c item 10). Decoding the batch's
+DALI cannot be the sampler (docs/REFERENCES.md#s2). Decoding the batch's
 unique faces in one call keeps the GPU path simple and the CPU fallback bit-compatible.
 
 A DALI batch fails as a whole when one JPEG is bad; the caller then falls back to per-item PIL

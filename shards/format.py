@@ -11,7 +11,7 @@ Why our own writer and reader instead of `tarfile` / `webdataset.ShardWriter`:
   the same input produces byte-identical shards, which is what makes "resumed equals
   uninterrupted" testable;
 * reading with a minimal 512-byte-header parser is 7-9x faster than `tarfile` on this class of
-  machine (`streaming_pipeline_anchors.md` §4), and it reports truncation and corruption with
+  machine (docs/REFERENCES.md#s3), and it reports truncation and corruption with
   the offset where it happened instead of silently stopping.
 
 The tars stay plain ustar, so `tar`, `webdataset` and DALI read them unchanged.

@@ -1,6 +1,6 @@
 """Turning buffered samples into one batch of k-candidate tuples (a `BatchPlan`, nothing decoded).
 
-The batch is built CLIP-style (streaming_pipeline_anchors.md §5a): B (anchor, positive) pairs of B
+The batch is built CLIP-style (docs/REFERENCES.md#s1): B (anchor, positive) pairs of B
 *distinct* identities are taken from the buffer; tuple i's candidates are its own positive plus
 K-1 positives of other tuples. Each item is decoded once and shared by every tuple that points at
 it, so a batch decodes ~2 items per tuple whatever K is (1 + K for a naive loader).

@@ -13,7 +13,7 @@ from pipeline.bundled import META_DIR
 
 META = META_DIR
 
-# rows per file, counted independently in shared/research/evaluation_protocols.md §3
+# rows per file, counted independently when the lists were collected (docs/REFERENCES.md#e9)
 EXPECTED_ROWS = {
     "learnable_pins_lists/veriflist_test_random_unseenunheard.txt.gz": 30496,
     "learnable_pins_lists/veriflist_test_G_unseenunheard.txt.gz": 30496,
@@ -137,8 +137,8 @@ def test_retrieval_lists_report_coverage(names, tmp_path):
 
 
 def test_wang_label_lists_put_the_positive_at_the_labelled_column(names, tmp_path):
-    # the format of the AICANet/ACIENet/DSANet lists (evaluation_protocols.md §4); the files
-    # themselves are not in shared/, so the rows are written here in that format
+    # the format of the AICANet/ACIENet/DSANet lists (docs/REFERENCES.md#e10); the files
+    # themselves are not bundled, so the rows are written here in that format
     v2f = tmp_path / "test_V2F_8vox1_label50.txt"
     v2f.write_text(
         "/data/datasets/wav1/id10117/59-3D0HIDAc/00001.wav /data/datasets/unzippedface/test/CCH_Pounder/59-3D0HIDAc/"

@@ -12,7 +12,7 @@ from models import losses
 def test_cosine_anneal_and_curriculum_weight_at_schedule_points():
     assert losses.cosine_anneal(0, 50) == pytest.approx(1.0)
     assert losses.cosine_anneal(25, 50) == pytest.approx(0.5)
-    assert losses.cosine_anneal(49, 50) == pytest.approx(9.87e-4, rel=1e-2)   # reference study §6
+    assert losses.cosine_anneal(49, 50) == pytest.approx(9.87e-4, rel=1e-2)   # docs/REFERENCES.md#a12
     assert losses.cosine_anneal(50, 50) == pytest.approx(0.0, abs=1e-12)
     # Eq. 22: w = 1 - cos(pi e / N) rises 0 -> 1 -> 2.
     assert losses.curriculum_weight(0, 40) == pytest.approx(0.0)
@@ -27,7 +27,7 @@ def test_cosine_anneal_and_curriculum_weight_at_schedule_points():
 
 @pytest.mark.parametrize("epoch, expected", [(0, 0.25), (25, 0.125), (50, 0.0)])
 def test_relevance_loss_eq2_with_zero_relevance(epoch, expected):
-    # R = 0 -> sigmoid = 0.5; k = 2: (1/4)(1 + cos) * (0.25 + 0.25) per tuple (reference study §6).
+    # R = 0 -> sigmoid = 0.5; k = 2: (1/4)(1 + cos) * (0.25 + 0.25) per tuple (docs/REFERENCES.md#a12).
     r = torch.zeros(5, 2)
     match = F.one_hot(torch.tensor([0, 1, 1, 0, 1]), 2).float()
     assert losses.relevance_loss(r, match, epoch, 50).item() == pytest.approx(expected, abs=1e-7)

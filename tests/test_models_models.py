@@ -254,7 +254,7 @@ def test_face_pretrained_imagenet_reads_the_torch_hub_cache_and_never_downloads(
 
 
 def test_backbone_and_head_sizes_match_the_reference_implementation():
-    # reference_code_study.md §6: ResNet-18 trunk without fc 11,176,512; the authors' [2,2,2,2]
+    # docs/REFERENCES.md#a11: ResNet-18 trunk without fc 11,176,512; the authors' [2,2,2,2]
     # audio net without its dead embedders 11,190,384; generator MLP 1,213,568.
     model = build_model({"name": "baseline", "voice_backbone": "light"})
     count = lambda ps: sum(p.numel() for p in ps)  # noqa: E731

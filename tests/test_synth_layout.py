@@ -21,7 +21,7 @@ VOX1_FILE = re.compile(
     rf"voxceleb1/(wav/id1\d{{4}}/{YTID}/\d{{5}}\.wav|txt/id1\d{{4}}/{YTID}/\d{{5}}\.txt"
     rf"|unzippedIntervalFaces/data/[A-Za-z._-]+/1\.6/{YTID}/[1-9]\d*/\d{{7}}\.jpg)"
 )
-#: A real VoxCeleb2 txt file head (quoted in public code; see evaluation_protocols.md section 2.1).
+#: A real VoxCeleb2 txt file head (quoted in public code; see docs/REFERENCES.md#e8).
 REAL_VOX2_TXT = (
     "Identity  : \tid00012\nReference : \t_raOc3-IRsw\nOffset    : \t2\nFV Conf   : \t20.230\t(1)\n"
     "ASD Conf  : \t2.765\n\nFRAME \tX \tY \tW \tH \n000349 \t0.319 \t0.067 \t0.424 \t0.753 \n"

@@ -6,7 +6,7 @@ items with three different path conventions, none of which is our store key
 resolved against the store. What cannot be resolved is counted per reason and reported, and a
 trial with any unresolved item is dropped (never silently replaced by another trial).
 
-Path conventions (see shared/data/voxceleb_meta/README.md):
+Path conventions (see pipeline/voxceleb_meta/README.md and docs/REFERENCES.md#e9):
 
 * voices, current layout: `idXXXXX/<ytid>/000NN.wav` (CMPC, Wen) -> exact clip;
 * voices, Learnable-PINs (old name-keyed layout): `Name/<ytid>_<7 digits>.wav` -> exact clip
@@ -23,8 +23,8 @@ Path conventions (see shared/data/voxceleb_meta/README.md):
 
 Wang/Zheng lists (AICANet, ACIENet, DSANet repositories, `test_{V2F,F2V}_8vox1_label50.txt`,
 `test_V2_V2F_8vox1_label50.txt`): `probe candidate_A candidate_B [identity_index] label`, label =
-index (0/1) of the matching candidate; the files are not in shared/ (see
-`evaluation_protocols.md` §4), the format is supported for when they are.
+index (0/1) of the matching candidate; the files are not bundled (see docs/REFERENCES.md#e10),
+the format is supported for users who have them.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ class ModelScorer:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         # eval mode for the whole scorer's life: no dropout, BN running statistics, no batch-axis
-        # dependence (reference_code_study.md §4: the authors' generator stayed in train mode)
+        # dependence (docs/REFERENCES.md#a10: the authors' generator stayed in train mode)
         self.model, self.loader = model.to(device).eval(), loader
         self.batch_size, self.method, self.device, self.progress = batch_size, method, device, progress
 

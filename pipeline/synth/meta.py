@@ -1,6 +1,6 @@
 """VoxCeleb meta files in the exact formats of the real ones, and one strict parser for both.
 
-Real formats (see shared/data/voxceleb_meta/README.md):
+Real formats (see pipeline/voxceleb_meta/README.md):
 
 * ``vox1_meta.csv`` is TAB-separated despite its name, LF line ends, header
   ``VoxCeleb1 ID<TAB>VGGFace1 ID<TAB>Gender<TAB>Nationality<TAB>Set``.
