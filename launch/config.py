@@ -187,7 +187,8 @@ def parse_value(text: str) -> Any:
     try:
         return _yaml_load(text) if text != "" else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse override value {text!r}: {exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"cannot parse override value {text!r}: {problem}") from None
 
 
 def _deep_merge(base: dict, top: dict) -> dict:
