@@ -30,11 +30,15 @@ import json
 import os
 import random
 import shutil
+import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from launch.storage import describe as describe_storage_fault
 
 MODEL_FORMAT = "voxface-model/1"
 MODEL_FILE = "model.pt"
@@ -120,6 +124,19 @@ class CheckpointWriter:
 
     def save(self, name: str, *, model: dict, trainer: dict | None, rank_state: dict | None,
              meta: dict, mark_latest: bool = True) -> Path:
+        """Write checkpoint ``name``; a storage fault is a CheckpointError naming the path and cause
+        (disk full, read-only), and the previous checkpoints stay as they were."""
+        try:
+            return self._save(name, model=model, trainer=trainer, rank_state=rank_state, meta=meta,
+                              mark_latest=mark_latest)
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            shutil.rmtree(self.root / f".tmp-{name}", ignore_errors=True)
+            raise CheckpointError(describe_storage_fault(exc, self.root / name, "write checkpoint")) from None
+
+    def _save(self, name: str, *, model: dict, trainer: dict | None, rank_state: dict | None,
+              meta: dict, mark_latest: bool) -> Path:
         tmp = self.root / f".tmp-{name}"
         final = self.root / name
         if self.is_main:
@@ -164,23 +181,76 @@ class CheckpointWriter:
 
 def read_latest(root: str | Path) -> Path | None:
     """Newest complete checkpoint folder under ``root`` (``<output_dir>/checkpoints``), or None."""
-    root = Path(root)
+    candidates = _resumable_newest_first(Path(root))
+    return candidates[0] if candidates else None
+
+
+def _resumable_newest_first(root: Path) -> list[Path]:
+    """The folder ``latest`` names first, then every other step folder from the newest (a pointer
+    may be missing when a run was killed between the rename and the pointer update)."""
+    steps = sorted((p for p in root.glob("step-*") if (p / TRAINER_FILE).is_file()), reverse=True)
     pointer = root / LATEST_FILE
     if pointer.is_file():
-        candidate = root / pointer.read_text().strip()
-        if (candidate / TRAINER_FILE).is_file():
+        named = root / pointer.read_text().strip()
+        if named in steps:
+            steps.remove(named)
+            steps.insert(0, named)
+    return steps
+
+
+def unreadable_files(ckpt_dir: Path) -> list[str]:
+    """Files of a checkpoint folder that cannot be read back (truncated or damaged), cheaply: every
+    file torch writes is a zip whose directory sits at its end, so truncation shows on opening."""
+    problems = []
+    meta = ckpt_dir / "meta.json"
+    world = None
+    try:
+        world = json.loads(meta.read_text()).get("world_size")
+    except (OSError, ValueError):
+        problems.append("meta.json")
+    names = [MODEL_FILE, TRAINER_FILE] + [f"rank-{r:05d}.pt" for r in range(world or 0)]
+    for name in names:
+        try:
+            with zipfile.ZipFile(ckpt_dir / name) as archive:
+                archive.infolist()
+        except (OSError, zipfile.BadZipFile):
+            problems.append(name)
+    return problems
+
+
+def latest_intact(root: str | Path, warn=None) -> Path | None:
+    """The newest checkpoint under ``root`` whose files all read back; each damaged newer one is
+    skipped with a warning through ``warn`` (one line naming the folder and the damaged files)."""
+    for candidate in _resumable_newest_first(Path(root)):
+        damaged = unreadable_files(candidate)
+        if not damaged:
             return candidate
-    # Pointer missing (killed between rename and pointer update): fall back to the newest folder.
-    steps = sorted(p for p in root.glob("step-*") if (p / TRAINER_FILE).is_file())
-    return steps[-1] if steps else None
+        if warn is not None:
+            warn(f"warning: checkpoint {candidate} is damaged ({', '.join(damaged)} cannot be read); "
+                 f"falling back to the previous one")
+    return None
 
 
-def resolve_resume(resume: str | None, checkpoint_root: Path) -> Path | None:
-    """``train.resume`` → checkpoint folder (None = start fresh). Errors say what to do."""
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def resolve_resume(resume: str | None, checkpoint_root: Path, warn=_stderr) -> Path | None:
+    """``train.resume`` → checkpoint folder (None = start fresh). Errors say what to do.
+
+    ``auto`` takes the newest checkpoint that reads back whole: a ``latest`` left truncated (disk
+    full, a copy cut short) is skipped with a warning for the previous intact one; a damaged
+    folder named explicitly is an error, since the user asked for exactly that one."""
     if resume is None:
         return None
     if resume == "auto":
-        return read_latest(checkpoint_root)
+        if not _resumable_newest_first(Path(checkpoint_root)):
+            return None
+        found = latest_intact(checkpoint_root, warn)
+        if found is None:
+            raise CheckpointError(f"no intact checkpoint under {checkpoint_root} (every one is damaged); "
+                                  f"start a fresh run with another train.output_dir")
+        return found
     path = Path(resume)
     if path.is_file() and path.name in (MODEL_FILE, TRAINER_FILE):
         path = path.parent

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -39,6 +40,8 @@ from launch import checkpoint as ckpt
 from launch.config import ConfigError, check_owned_sections, describe_trainer_keys, dump_config, load_config
 from launch.logging_utils import RunLogger
 from launch.optim import build_optimizers, build_schedulers, current_lrs, split_param_groups
+from launch.runguard import RunLock, RunLockError, stop_with_launcher
+from launch.storage import describe as describe_storage_fault
 
 
 # ----------------------------------------------------------------------------- builders
@@ -147,9 +150,27 @@ def check_gradient_separation(model, terms: dict, groups: dict) -> None:
 # ----------------------------------------------------------------------------- training
 
 
-def train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_builder,
-          loader_builder=default_loader_builder, validator_builder=default_validator_builder) -> dict:
-    """Run (or resume) one training run; returns the summary printed at the end."""
+def train(cfg: dict, *, dry_run: bool = False, **builders) -> dict:
+    """Run (or resume) one training run; returns the summary printed at the end.
+
+    The run folder has one owner at a time (the main process holds ``run.lock``), and a rank whose
+    launcher dies stops at the next step with a checkpoint (``launch.runguard``)."""
+    stop_with_launcher()
+    owner = is_global_main_process() and not dry_run
+    with RunLock(cfg["train"]["output_dir"]) if owner else contextlib.nullcontext() as lock:
+        if lock is not None and lock.stale_holder is not None:
+            print(f"warning: took over {lock.path} from a run that is gone (pid {lock.stale_holder.get('pid')} "
+                  f"on {lock.stale_holder.get('host')})", file=sys.stderr)
+        return _train(cfg, dry_run=dry_run, **builders)
+
+
+def is_global_main_process() -> bool:
+    """Rank 0 of the whole job, known before Accelerate starts (launchers set RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_builder,
+           loader_builder=default_loader_builder, validator_builder=default_validator_builder) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -424,26 +445,35 @@ def build_parser() -> argparse.ArgumentParser:
                "models):\n" + describe_trainer_keys(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", required=True, help="preset YAML, e.g. launch/configs/demo.yaml")
+    parser.add_argument("--config", required=True,
+                        help="preset YAML, e.g. launch/configs/demo.yaml, or a shipped preset's name (demo)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
                         help="config overrides, applied in order (values parsed as YAML)")
     parser.add_argument("--dry-run", action="store_true",
                         help="build everything, run one step and one validation, write nothing")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (the same as train.progress=false; bars also hide when the "
+                             "output is not a terminal)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    cfg: dict = {}
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, [*args.overrides, *(["train.progress=false"] if args.no_progress else [])])
         cfg["model"] = check_owned_sections(cfg)
         if args.print_config:
             print(dump_config(cfg))
             return 0
         summary = train(cfg, dry_run=args.dry_run)
-    except (ConfigError, ckpt.CheckpointError, FileNotFoundError, FloatingPointError) as exc:
+    except (ConfigError, ckpt.CheckpointError, RunLockError, FileNotFoundError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only, permissions: one line naming the path and the cause
+        where = exc.filename or cfg.get("train", {}).get("output_dir", ".")
+        print(f"error: {describe_storage_fault(exc, where, 'write')}", file=sys.stderr)
         return 2
     from accelerate.state import PartialState
 
