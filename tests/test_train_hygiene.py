@@ -157,3 +157,39 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_intact_one(tmp
         ckpt.resolve_resume("auto", tmp_path / "checkpoints", warn=warnings.append)
     with pytest.raises(ckpt.CheckpointError, match="cannot read checkpoint file"):   # named explicitly
         ckpt.load_trainer_state(second, 0, 1)
+
+
+@pytest.mark.slow
+def test_killing_accelerate_launch_stops_both_ranks_with_a_checkpoint(tmp_path):
+    import psutil
+    import yaml
+
+    from launch.config import MODULE_GROUPS
+
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cfg = {"data": {"k": 2, "batch_size": 8, "batches_per_epoch": 5, "identities": 20, "direction": "v2f"},
+           "model": {"name": "fake"}, "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS}},
+           "train": {"epochs": 100000, "output_dir": str(tmp_path / "run"), "log_every": 1, "progress": False,
+                     "log_with": [], "cpu": True, "val_data": None, "checkpoint_every": 0}}
+    (tmp_path / "fake.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+           str(ROOT / "tests" / "train_fakes.py"), "--config", str(tmp_path / "fake.yaml")]
+    env = {**ENV, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "run" / "train_log.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
+        time.sleep(0.5)
+    assert log.exists(), "the run did not start"
+    ranks = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "train_fakes" in " ".join(p.cmdline())]
+    assert len(ranks) == 2
+    launcher.kill()
+    launcher.wait()
+    gone, alive = psutil.wait_procs(ranks, timeout=90)
+    assert not alive, f"ranks outlived their launcher: {[p.pid for p in alive]}"
+    rows = log.read_text()
+    assert '"event": "preempted"' in rows
+    latest = ckpt.read_latest(tmp_path / "run" / "checkpoints")
+    assert latest is not None and not ckpt.unreadable_files(latest)
+    RunLock(tmp_path / "run").acquire().release()        # the folder is free again
