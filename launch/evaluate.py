@@ -285,6 +285,9 @@ def main(argv=None) -> int:
         raise SystemExit("error: give --checkpoint (or --trials-only to just write trial files)")
     if args.names and len(args.names) != len(args.checkpoint):
         raise SystemExit(f"error: {len(args.names)} --names for {len(args.checkpoint)} checkpoints")
+    missing = [str(c) for c in args.checkpoint if not Path(c).exists()]
+    if missing:   # a mistyped path fails before any trial file or table is written
+        raise SystemExit(f"error: checkpoint not found: {', '.join(missing)} (nothing written)")
     protocol = get_protocol(args.protocol)
     folders = protocol.folders(args.data, args.test_split, args.val_split, args.train_split)
     out = Path(args.out or Path("runs") / "eval" / args.protocol)

@@ -193,6 +193,15 @@ def test_published_list_import_through_the_cli(tmp_path, capsys):
     assert set(res) == {"f2v"} and list(res["f2v"]["matching"]) == ["2"] and res["f2v"]["matching"]["2"]["n"] >= 6
 
 
+def test_a_missing_checkpoint_fails_before_anything_is_written(setup, tmp_path):
+    root, ckpts = setup
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"checkpoint not found: .*nope \(nothing written\)"):
+        evaluate.main(["--checkpoint", str(ckpts[0]), str(tmp_path / "nope"), "--data", str(root / "data"),
+                       "--out", str(out), "--max-k", "2", *FAST])
+    assert not out.exists()
+
+
 def test_a_broken_checkpoint_is_skipped_and_reported_without_losing_the_others(setup, tmp_path, capsys):
     root, ckpts = setup
     broken = tmp_path / "broken"
