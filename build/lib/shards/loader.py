@@ -1,0 +1,536 @@
+"""`TupleLoader`: streaming k-candidate tuple batches for one rank (docs/LOADER.md).
+
+Data path per rank:
+
+    index.json --partition(seed, epoch)--> num_workers PieceStreams (sequential tar reads)
+        --round robin--> IdentityBuffer (encoded bytes, bounded) --plan_batch(rng)--> BatchPlan
+        --decode workers (PIL, FLAC crop, faces_to_tensor + LogMel; shards/assemble.py)--> batch
+
+Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `prefetch` batches
+ahead. Each planned batch goes whole to one of `num_workers` decode worker *processes* (started
+once from a fork server, kept across epochs), which send back uint8 faces and log-mel arrays
+through the pool's pipe; this process normalises the faces, builds the index tensors and moves
+everything to `device` (`finish_batch`). Batches are handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
+decoded by a thread pool in this process instead, features on `device`. Every random choice comes
+from an RNG seeded by (seed, epoch, rank, plan number), and decoding is a pure function of a plan,
+so worker timing never changes a batch.
+
+State for resume (`state_dict`) is the state right after the last *yielded* batch was planned:
+stream cursors (byte offsets), the round-robin position, the plan counter and the buffer's sample
+locations. Loading it seeks the streams and re-reads only the buffered samples: O(buffer), the
+same at 10% or 90% of an epoch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+import weakref
+from collections import Counter, deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from shards.assemble import (AssembleSpec, Assembled, assemble_batch, assemble_in_slot, finish_batch, lean_plan,
+                             log_mel_for, pack_into_slot, slot_bytes, take_from_slot, worker_init)
+from shards.batch import DIRECTIONS
+from shards.buffer import IdentityBuffer
+from shards.config import LoaderConfig
+from shards.format import ShardFormatError, read_sample_at
+from shards.partition import ShardCatalog, partition_pieces
+from shards.shm import BatchSlots
+from shards.stream import BadSample, PieceStream, Sample, SampleParser, SkipLog
+from shards.tuples import BatchPlan, plan_batch, samples_per_batch
+
+__all__ = ["TupleLoader", "STATE_FORMAT"]
+
+STATE_FORMAT = "voxface-loader-state/1"
+
+
+class TupleLoader:
+    """Iterate tuple batches (ARCHITECTURE.md §3) for `rank` of `world_size`, on `device`.
+
+    Usage::
+
+        loader = TupleLoader(cfg["data"], rank=acc.process_index, world_size=acc.num_processes,
+                             device=acc.device)
+        for epoch in range(start_epoch, epochs):
+            loader.set_epoch(epoch)
+            for batch in loader:            # exactly loader.steps_per_epoch batches on every rank
+                ...
+
+    Do not pass it to `accelerator.prepare()` or wrap it in a `torch.utils.data.DataLoader`: it
+    already shards by rank and places tensors on `device` (see docs/LOADER.md).
+    """
+
+    def __init__(self, data_cfg: dict[str, Any] | LoaderConfig, rank: int = 0, world_size: int = 1,
+                 device: str | torch.device = "cpu"):
+        self.cfg = LoaderConfig.from_dict(data_cfg)
+        if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device)
+        self.catalog = ShardCatalog(self.cfg.shards)
+        identities = len(self.catalog.genders)
+        if self.cfg.positive != "same_clip" and self.cfg.buffer_size < 0.6 * identities:
+            # benchmarks/bench_loader_buffer.py: below ~0.58 x identities, clips start leaving the
+            # buffer before another clip of their identity arrives (8.8% at 0.5x, 40% at 0.33x)
+            warnings.warn(f"data.buffer_size={self.cfg.buffer_size} is small for {identities} identities: many clips "
+                          f"will be evicted before a positive arrives (see report()['unpaired_evicted']); use "
+                          f">= {int(0.7 * identities) + 1} (docs/LOADER.md, buffer sizing)", stacklevel=2)
+        self.sample_rate = self.catalog.sample_rate
+        self.face_size = self.cfg.face_size or self.catalog.face_size
+        self.crop_samples = int(round(self.cfg.crop_seconds * self.sample_rate))
+        self.log = SkipLog(self.cfg.strict)
+        self.stats: Counter[str] = Counter()
+        self.parser = SampleParser(self.catalog.num_faces, self.cfg.frame, self.cfg.seed, self.catalog.genders)
+        self.buffer = IdentityBuffer(self.cfg.buffer_size)
+        self._num_streams = world_size * self.cfg.num_workers
+        self._decode_pool: ThreadPoolExecutor | None = None
+        self._assembler: Executor | None = None
+        self._face_decoder = None
+        self._face_decoder_kind = self._choose_face_decoder()
+        self.decode_workers = self._choose_decode_workers()
+        self._spec = AssembleSpec(crop_samples=self.crop_samples, sample_rate=self.sample_rate,
+                                  face_size=self.face_size, k=self.cfg.k,
+                                  gender_matched=self.cfg.gender_matched_negatives,
+                                  log_mel=tuple(sorted(self.cfg.log_mel.items())))
+        log_mel = log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
+        # bytes a worker's arrays take per item, to size shared-memory slots (uint8 face crops
+        # at the shards' size; float32 log-mel of one crop)
+        self._out_bytes = (3 * self.catalog.face_size ** 2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
+        self._slots: BatchSlots | None = None
+        self._slots_failed = False
+        self._slot_floor = 0  # raised when a worker's arrays did not fit the `_out_bytes` estimate
+        self._streams: list[PieceStream] = []
+        self._sampler_ahead = False
+        self.epoch = 0
+        self._start_epoch(0)
+
+    # ----------------------------------------------------------------------------- epochs
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches every rank yields per epoch: all samples once, split over ranks, unless set."""
+        if self.cfg.steps_per_epoch is not None:
+            return self.cfg.steps_per_epoch
+        per_batch = samples_per_batch(self.cfg.batch_size, self.cfg.positive)
+        return max(1, self.catalog.total_samples // (self.world_size * per_batch))
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to iterate. A no-op if `epoch` is the current, unfinished epoch (so
+        calling it after `load_state_dict` resumes mid-epoch); otherwise starts `epoch` afresh."""
+        if not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        if epoch == self.epoch and self._step < self.steps_per_epoch:
+            return
+        self._start_epoch(epoch)
+
+    def _start_epoch(self, epoch: int) -> None:
+        for s in self._streams:
+            s.close()
+        self.epoch = epoch
+        self.parser.epoch = epoch
+        parts = partition_pieces(self.catalog, self.cfg.seed, epoch, self._num_streams)
+        mine = parts[self.rank * self.cfg.num_workers:(self.rank + 1) * self.cfg.num_workers]
+        self._streams = [PieceStream(self.catalog, pieces, self.parser, self.log) for pieces in mine]
+        self._rank_samples = sum(p.num_samples for pieces in mine for p in pieces)
+        self.buffer.clear()
+        self._rr = 0
+        self._plan_no = 0
+        self._step = 0
+        self._sampler_ahead = False
+        self._state = self._snapshot()
+        self._state["step"] = 0
+
+    # ----------------------------------------------------------------------------- sampling
+    def _read_into_buffer(self) -> bool:
+        """Add one sample, preferring streams still in their first pass. False if none was read."""
+        n = len(self._streams)
+        for wrap in (False, True):
+            for _ in range(n):
+                stream = self._streams[self._rr]
+                self._rr = (self._rr + 1) % n
+                if not wrap and stream.first_pass_done:
+                    continue
+                sample = stream.next(wrap=wrap)
+                if sample is None:
+                    continue
+                if wrap:
+                    self.stats["wrapped_reads"] += 1
+                if self.buffer.full:
+                    self.buffer.remove(self.buffer.oldest())
+                    self.stats["unpaired_evicted"] += 1
+                self.buffer.add(sample)
+                return True
+        return False
+
+    def _direction(self, plan_no: int) -> str:
+        if self.cfg.direction == "both":
+            return DIRECTIONS[plan_no % 2]
+        return self.cfg.direction
+
+    def _plan_next(self) -> BatchPlan:
+        """Fill the buffer with unread samples, then plan; read on (re-reading if needed) until a
+        batch can be formed. Raises if the data cannot ever supply one."""
+        while not self.buffer.full and any(not s.first_pass_done for s in self._streams):
+            if not self._read_into_buffer():
+                break
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, self.rank, self._plan_no])
+        direction = self._direction(self._plan_no)
+        kwargs = dict(batch_size=self.cfg.batch_size, k=self.cfg.k, direction=direction,
+                      positive=self.cfg.positive, gender_matched=self.cfg.gender_matched_negatives, rng=rng)
+        plan = plan_batch(self.buffer, **kwargs)
+        limit = 2 * (self._rank_samples + self.cfg.buffer_size) + 64
+        reads = 0
+        chunk = max(1, self.cfg.batch_size // 2)
+        while plan is None:
+            for _ in range(chunk):
+                self._read_into_buffer()
+            reads += chunk
+            if reads > limit:
+                raise RuntimeError(
+                    f"rank {self.rank}: cannot form a batch of {self.cfg.batch_size} tuples with K={self.cfg.k} "
+                    f"(positive={self.cfg.positive}, gender_matched={self.cfg.gender_matched_negatives}) from "
+                    f"{self.buffer.num_identities} identities in a {self.cfg.buffer_size}-sample buffer after "
+                    f"reading {reads} samples. Lower data.batch_size / data.k, raise data.buffer_size, or use a "
+                    f"positive policy the data supports (skips: {dict(self.log.counts)})")
+            plan = plan_batch(self.buffer, **kwargs)
+        self._plan_no += 1
+        return plan
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT, "epoch": self.epoch, "plan_no": self._plan_no, "rr": self._rr,
+            "streams": [s.state_dict() for s in self._streams], "buffer": self.buffer.locations(),
+            "next_seq": self.buffer.next_seq, "stats": dict(self.stats), "skips": dict(self.log.counts),
+            "world_size": self.world_size, "rank": self.rank, "num_workers": self.cfg.num_workers,
+            "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint(),
+        }
+
+    # ----------------------------------------------------------------------------- decoding
+    def _choose_face_decoder(self) -> str:
+        want = self.cfg.face_decoder
+        if want == "pil":
+            return "pil"
+        from shards.dali_decode import dali_available
+
+        if want == "dali":
+            if not dali_available():
+                raise ValueError("data.face_decoder is 'dali' but nvidia.dali is not installed "
+                                 "(pip install nvidia-dali-cuda130) - or use 'pil'")
+            return "dali-gpu" if self.device.type == "cuda" else "dali-cpu"
+        return "dali-gpu" if self.device.type == "cuda" and dali_available() else "pil"
+
+    def _choose_decode_workers(self) -> str:
+        want = self.cfg.decode_workers
+        if want == "processes" and self._face_decoder_kind != "pil":
+            raise ValueError(f"data.decode_workers 'processes' needs PIL face decoding, but face_decoder resolves "
+                             f"to {self._face_decoder_kind!r}: set data.face_decoder: pil or decode_workers: threads")
+        if want == "auto":
+            return "processes" if self._face_decoder_kind == "pil" else "threads"
+        return want
+
+    @staticmethod
+    def _worker_context() -> multiprocessing.context.BaseContext:
+        """forkserver where available: a plain fork of a training process that has run torch's
+        OpenMP pool can leave the child spinning forever in its first parallel op (we saw a
+        decode worker hang this way in tests), while the fork server is a clean process that
+        imported only `shards.assemble`; workers are forked from it in milliseconds."""
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["shards.assemble"])
+            return ctx
+        return multiprocessing.get_context("spawn")
+
+    def _pools(self) -> Executor:
+        """The executor batches are submitted to (created on first use, kept across epochs)."""
+        if self._assembler is None:
+            if self.decode_workers == "processes":
+                self._assembler = ProcessPoolExecutor(self.cfg.num_workers, initializer=worker_init,
+                                                      initargs=(os.getpid(),), mp_context=self._worker_context())
+                self._slots = BatchSlots(1 + self.cfg.prefetch)  # one per batch in flight
+            else:
+                self._decode_pool = ThreadPoolExecutor(self.cfg.num_workers, thread_name_prefix="tuple-decode")
+                self._assembler = ThreadPoolExecutor(1, thread_name_prefix="tuple-assemble")
+            # a loader dropped without close() must not leave worker processes behind
+            self._finalizer = weakref.finalize(self, _shutdown, self._assembler, self._decode_pool, self._slots)
+        return self._assembler
+
+    def _submit(self, plan: BatchPlan) -> tuple[Future, int | None]:
+        """Start decoding a planned batch; returns its future and its shared-memory slot (None
+        when the batch goes through the pipe: thread mode, or no shared memory available)."""
+        pool = self._pools()
+        if self.decode_workers != "processes":
+            return pool.submit(self._assemble_in_threads, plan), None
+        lean = lean_plan(plan, self._spec.crop_samples)
+        slot = None
+        if self._slots is not None and not self._slots_failed:
+            out = len(lean.faces) * self._out_bytes[0] + len(lean.voices) * self._out_bytes[1]
+            try:
+                slot = self._slots.acquire(max(slot_bytes(lean, out), self._slot_floor))
+            except OSError as exc:  # e.g. a container's small /dev/shm: use the pipe from now on
+                warnings.warn(f"TupleLoader: no shared memory for batch slots ({exc}); decoded batches go through "
+                              "pipes (slower). In Docker, raise --shm-size.", stacklevel=3)
+                self._slots_failed = True
+        if slot is not None:
+            bare, face_spans, voice_spans, out_offset = pack_into_slot(lean, self._slots.buf(slot))
+            return pool.submit(assemble_in_slot, bare, self._spec, self._slots.ref(slot), face_spans,
+                               voice_spans, out_offset), slot
+        return pool.submit(assemble_batch, lean, self._spec), None
+
+    def _release(self, slot: int | None) -> None:
+        if slot is not None and self._slots is not None:
+            self._slots.release(slot)
+
+    def _decode_faces_dali(self, samples: list[Sample]) -> list | None:
+        """DALI pixels for every face, or None when a bad JPEG failed DALI's batch (PIL finds it)."""
+        if self._face_decoder_kind != "pil":
+            if self._face_decoder is None:
+                from shards.dali_decode import DaliFaceDecoder
+
+                gpu = self._face_decoder_kind == "dali-gpu"
+                self._face_decoder = DaliFaceDecoder(
+                    "gpu" if gpu else "cpu", max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
+                    num_threads=self.cfg.num_workers, device_id=self.device.index if gpu else None)
+            try:
+                pixels = self._face_decoder([s.face for s in samples])
+                return [pixels[i] for i in range(len(samples))]
+            except Exception:  # one bad JPEG fails DALI's whole batch: find it with PIL
+                self.stats["dali_fallback_batches"] += 1
+        return None
+
+    def _assemble_in_threads(self, plan: BatchPlan) -> Assembled:
+        """Thread mode (DALI, or `decode_workers: threads`): items decoded by a thread pool in this
+        process, features computed on `device`."""
+        return assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), device=self.device,
+                              item_map=self._decode_pool.map)
+
+    # ----------------------------------------------------------------------------- iteration
+    def _guard_distributed(self) -> None:
+        """Catch the two ways this loader is commonly misused under Accelerate/torchrun."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ws, r = torch.distributed.get_world_size(), torch.distributed.get_rank()
+            if (ws, r) != (self.world_size, self.rank):
+                raise RuntimeError(
+                    f"TupleLoader built for rank {self.rank} of {self.world_size} but this process is rank {r} of "
+                    f"{ws}: build it with rank=accelerator.process_index, world_size=accelerator.num_processes "
+                    "(and do not pass it to accelerator.prepare()), otherwise ranks read the same samples")
+        else:
+            env_ws = os.environ.get("WORLD_SIZE")
+            if env_ws is not None and env_ws.isdigit() and int(env_ws) != self.world_size:
+                warnings.warn(f"WORLD_SIZE={env_ws} in the environment but TupleLoader(world_size={self.world_size}); "
+                              "pass rank/world_size from the accelerator", stacklevel=3)
+
+    def __getitem__(self, index):
+        raise TypeError("TupleLoader is an iterator of ready batches, not a Dataset: iterate it directly. Do not wrap "
+                        "it in torch.utils.data.DataLoader or pass it to accelerator.prepare(); it shards by "
+                        "rank itself (docs/LOADER.md)")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._guard_distributed()
+        if self._step >= self.steps_per_epoch:
+            self._start_epoch(self.epoch)
+        if self._sampler_ahead:  # a previous iteration stopped early: rewind to the last yielded batch
+            self.load_state_dict(self._state)
+        self._pools()
+        steps = self.steps_per_epoch
+        pending: deque[tuple[Future, int | None, dict]] = deque()
+        try:
+            while self._step < steps:
+                while len(pending) < 1 + self.cfg.prefetch and self._step + len(pending) < steps:
+                    plan = self._plan_next()
+                    self._sampler_ahead = True
+                    pending.append((*self._submit(plan), self._snapshot()))
+                future, slot, snapshot = pending.popleft()
+                try:
+                    batch = self._receive(future.result(), slot)
+                except BrokenProcessPool as exc:
+                    raise RuntimeError(
+                        "a TupleLoader decode worker process died. Workers start from a fork server that "
+                        "re-imports your main script: guard its top-level code with "
+                        "`if __name__ == \"__main__\":` (as for DataLoader workers), or set "
+                        "data.decode_workers: threads (see docs/LOADER.md, Decode workers)") from exc
+                if batch is None:
+                    self.stats["dropped_batches"] += 1
+                    continue
+                self._step += 1
+                self.stats["batches"] += 1
+                self.stats["tuples"] += len(batch["label"])
+                self.stats["decoded_items"] += batch["faces"].shape[0] + batch["voices"].shape[0]
+                self._state = {**snapshot, "step": self._step, "stats": dict(self.stats), "skips": dict(self.log.counts)}
+                self._sampler_ahead = bool(pending)  # planned batches not yet handed out
+                yield batch
+        finally:
+            for future, _, _ in pending:
+                future.cancel()
+            for future, slot, _ in pending:
+                if not future.cancelled():
+                    try:
+                        future.result()
+                    except Exception:
+                        pass
+                self._release(slot)  # the worker is done with it (or never started)
+
+    def _receive(self, done: Assembled, slot: int | None = None) -> dict[str, Any] | None:
+        """Count a decoded batch's skips here, in batch order (strict mode raises here), and put
+        tensors from a worker process on `device` (copied out of its slot, which is then free)."""
+        try:
+            batch = done.batch
+            if batch is not None and slot is not None:
+                if done.slot_bytes_needed > self._slots.size(slot):  # e.g. faces larger than index.json says
+                    self._slot_floor = max(self._slot_floor, done.slot_bytes_needed + 4096)
+                batch = finish_batch(take_from_slot(batch, self._slots.buf(slot)), self.device, self.face_size)
+            elif batch is not None:
+                batch = finish_batch(batch, self.device, self.face_size)
+        finally:
+            self._release(slot)
+        for reason, message in done.skips:
+            self.log.skip(reason, message)
+        self.stats["dropped_tuples"] += done.dropped_tuples
+        return batch
+
+    # ----------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Position after the last yielded batch (plain ints/strings/lists: JSON- and
+        `torch.load(weights_only=True)`-safe). Per rank: save one per rank."""
+        return {k: (list(map(list, v)) if k == "buffer" else v) for k, v in self._state.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume where `state` was taken: seek the streams, re-read the buffered samples."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a TupleLoader state (format {state.get('format')!r}, expected {STATE_FORMAT!r})")
+        expected = {"world_size": self.world_size, "rank": self.rank, "num_workers": self.cfg.num_workers,
+                    "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint()}
+        diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+        if diff:
+            raise ValueError(f"loader state does not match this loader (saved, now): {diff}; resume with the same "
+                             "data, seed, world size, rank, num_workers and buffer_size")
+        self._start_epoch(int(state["epoch"]))
+        for stream, s in zip(self._streams, state["streams"], strict=True):
+            stream.load_state_dict(s)
+        for shard, offset, size, seq in state["buffer"]:
+            path = self.catalog.shards[shard].path
+            try:
+                key, members = read_sample_at(path, offset, size)
+                self.buffer.add(self.parser(key, members, (shard, offset, size)), seq=seq)
+            except (OSError, ShardFormatError) as exc:
+                self.log.skip("restore_failed", f"cannot re-read buffered sample at {path}:{offset} ({exc!r})")
+            except BadSample as exc:
+                self.log.skip(exc.reason, str(exc))
+        self.buffer.next_seq = int(state["next_seq"])
+        self._rr, self._plan_no, self._step = int(state["rr"]), int(state["plan_no"]), int(state["step"])
+        self.stats = Counter(state.get("stats", {}))
+        self.log.counts = Counter(state.get("skips", {}))
+        self._sampler_ahead = False
+        self._state = {**state}
+
+    # ----------------------------------------------------------------------------- reporting
+    @property
+    def skip_counts(self) -> dict[str, int]:
+        """Bad data skipped so far, by reason (what training logs and reports)."""
+        return dict(self.log.counts)
+
+    def report(self) -> dict[str, Any]:
+        """Counters for logs: skips, coverage of this epoch, decoded items per tuple, buffer use."""
+        tuples = self.stats["tuples"]
+        return {
+            "epoch": self.epoch, "step": self._step, "steps_per_epoch": self.steps_per_epoch,
+            "skips": self.skip_counts, "skip_messages": list(self.log.messages),
+            "coverage": sum(s.fresh for s in self._streams) / max(1, self._rank_samples),
+            "decoded_items_per_tuple": self.stats["decoded_items"] / tuples if tuples else None,
+            "buffer_samples": len(self.buffer), "buffer_encoded_bytes": self.buffer.encoded_bytes(),
+            "face_decoder": self._face_decoder_kind, "decode_workers": self.decode_workers,
+            **{k: self.stats[k] for k in ("batches", "tuples", "dropped_tuples", "dropped_batches",
+                                          "unpaired_evicted", "wrapped_reads", "dali_fallback_batches")},
+        }
+
+    def close(self) -> None:
+        for s in self._streams:
+            s.close()
+        if self._assembler is not None:
+            self._finalizer.detach()
+            _shutdown(self._assembler, self._decode_pool, self._slots)
+        self._decode_pool = self._assembler = self._slots = None
+
+    def __enter__(self) -> "TupleLoader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _shutdown(assembler: Executor | None, decode_pool: Executor | None, slots: BatchSlots | None) -> None:
+    for pool in (assembler, decode_pool):
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if slots is not None:  # after the workers stopped writing into them
+        slots.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m shards.loader DIR [DIR ...]`: stream one epoch, check every batch, report."""
+    import argparse
+    import json
+    import time
+
+    from tqdm import tqdm
+
+    from shards.batch import check_tuple_batch
+
+    ap = argparse.ArgumentParser(
+        prog="python -m shards.loader",
+        description="Stream one epoch of k-candidate tuple batches from shard sets, check every batch "
+                    "against the tuple invariants (ARCHITECTURE.md §3) and print the loader report "
+                    "(throughput, skips, coverage). Useful to validate a fresh ingest before training.")
+    ap.add_argument("shards", nargs="+", help="shard-set folders (<out>/<dataset>/<split> with index.json)")
+    ap.add_argument("--k", type=int, default=2, help="candidates per tuple (1 = verification pairs)")
+    ap.add_argument("--batch-size", type=int, default=50, help="tuples per batch")
+    ap.add_argument("--direction", default="v2f", choices=["v2f", "f2v", "both"], help="anchor modality")
+    ap.add_argument("--positive", default="different_video", choices=["same_clip", "same_video", "different_video"])
+    ap.add_argument("--buffer-size", type=int, default=2000, help="encoded samples in the identity buffer")
+    ap.add_argument("--num-workers", type=int, default=2, help="reader streams and decode worker processes")
+    ap.add_argument("--max-batches", type=int, default=None, help="stop after this many batches")
+    ap.add_argument("--epoch", type=int, default=0, help="which epoch's order to stream")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--strict", action="store_true", help="stop at the first bad sample instead of skipping it")
+    ap.add_argument("--device", default="cpu", help="where tensors are put (cpu, cuda, cuda:1)")
+    args = ap.parse_args(argv)
+    cfg = dict(shards=args.shards, k=args.k, batch_size=args.batch_size, direction=args.direction,
+               positive=args.positive, buffer_size=args.buffer_size, num_workers=args.num_workers,
+               seed=args.seed, strict=args.strict)
+    try:
+        loader = TupleLoader(cfg, device=args.device)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}")
+    loader.set_epoch(args.epoch)
+    total = min(loader.steps_per_epoch, args.max_batches or loader.steps_per_epoch)
+    t0 = time.perf_counter()
+    tuples = 0
+    with loader:
+        try:
+            for i, batch in enumerate(tqdm(loader, total=total, unit="batch", desc="tuples")):
+                check_tuple_batch(batch, k=args.k)
+                tuples += len(batch["label"])
+                if i + 1 >= total:
+                    break
+        except RuntimeError as exc:  # ShardReadError (strict) or data that cannot form batches
+            raise SystemExit(f"error: {exc}")
+        seconds = time.perf_counter() - t0
+        report = loader.report()
+    print(f"{total} batches, {tuples} tuples in {seconds:.1f} s ({tuples / seconds:.1f} tuples/s), all invariants hold")
+    print(f"samples in index: {loader.catalog.total_samples} in {len(loader.catalog.shards)} shards; "
+          f"steps per epoch: {loader.steps_per_epoch}")
+    print(json.dumps({k: v for k, v in report.items() if k != "skip_messages"}, indent=1))
+    for msg in report["skip_messages"]:
+        print("skipped:", msg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Sequential reading of a stream's shard pieces, with a resumable cursor and counted skips.
+
+A stream owns a list of pieces for the epoch (see `partition.py`) and reads them in order with the
+lean tar parser. Its whole state is `(pass, piece, byte offset, samples read in piece)`: resuming
+is one `seek`, never a replay. When the stream runs out it starts its pieces again (`pass` + 1):
+ranks never run dry, so every rank yields exactly `steps_per_epoch` batches (the DDP-hang fix
+of wespeaker/SpeechBrain), and `fresh` counts first-pass reads to report epoch coverage.
+
+Damage found while reading is skipped and counted (or raised when `strict`): a truncated or
+corrupt tar ends that piece, a missing shard skips it, a sample missing members or with bad JSON
+is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from shards.format import (AUDIO_MEMBERS, CorruptShardError, ShardFormatError, TruncatedShardError, audio_member,
+                           iter_tar_sample_spans)
+from shards.partition import Piece, ShardCatalog, sample_offset
+
+
+__all__ = ["Sample", "BadSample", "ShardReadError", "SkipLog", "SampleParser", "PieceStream"]
+
+
+class BadSample(Exception):
+    """A sample that cannot be used; `reason` is the counter name."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class ShardReadError(RuntimeError):
+    """Raised instead of skipping when the loader runs with `strict: true`."""
+
+
+@dataclass
+class Sample:
+    """One buffered clip: only the encoded bytes a tuple can use (one face frame + the audio member,
+    `wav` PCM or `flac`, see `shards.format.AUDIO_MEMBERS`)."""
+
+    key: str
+    identity: str
+    video: str
+    clip: str
+    gender: str | None
+    face: bytes
+    audio: bytes
+    loc: tuple[int, int, int]  # (shard index, byte offset, byte size): enough to re-read it
+    seq: int = -1  # insertion order in the buffer
+
+
+class SkipLog:
+    """Skip counters plus the first few messages, reported by the loader and logged by training."""
+
+    def __init__(self, strict: bool, keep: int = 20):
+        self.strict = strict
+        self.counts: Counter[str] = Counter()
+        self.messages: list[str] = []
+        self._keep = keep
+
+    def skip(self, reason: str, message: str) -> None:
+        if self.strict:
+            raise ShardReadError(f"{message} (data.strict is true; set it to false to skip and count bad data)")
+        self.counts[reason] += 1
+        if len(self.messages) < self._keep:
+            self.messages.append(f"{reason}: {message}")
+
+
+class SampleParser:
+    """Turn raw tar members into a `Sample`, choosing the face frame deterministically.
+
+    The frame is a function of `(seed, epoch, key)` so a sample re-read on resume gets the same
+    frame without storing it, and only that frame's bytes are buffered (F times less memory).
+    """
+
+    def __init__(self, num_faces: int, frame: str, seed: int, genders: dict[str, str | None] | None = None):
+        self.num_faces, self.frame, self.seed = num_faces, frame, seed
+        self.genders = genders or {}  # index.json's identity genders, used when a json lacks one
+        self.epoch = 0
+
+    def frame_index(self, key: str) -> int:
+        if self.frame == "first":
+            return 0
+        if self.frame == "middle":
+            return self.num_faces // 2
+        return zlib.crc32(f"{self.seed}:{self.epoch}:{key}".encode()) % self.num_faces
+
+    def __call__(self, key: str, members: dict[str, bytes], loc: tuple[int, int, int]) -> Sample:
+        where = f"sample {key!r} (shard #{loc[0]}, byte {loc[1]})"
+        if "json" not in members:
+            raise BadSample("missing_member", f"{where} has no json member")
+        try:
+            meta = json.loads(members["json"])
+            identity, video, clip = str(meta["identity"]), str(meta["video"]), str(meta["clip"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadSample("bad_json", f"{where}: unreadable json ({exc!r})") from exc
+        frame = f"f{self.frame_index(key)}.jpg"
+        if not members.get(frame):
+            raise BadSample("missing_member", f"{where} has no (or an empty) {frame} member")
+        audio = audio_member(members)
+        if audio is None:
+            raise BadSample("missing_member", f"{where} has no (or an empty) audio member "
+                                              f"({' or '.join(AUDIO_MEMBERS)})")
+        gender = meta.get("gender") or self.genders.get(identity)
+        return Sample(key, identity, video, clip, gender, members[frame], audio, loc)
+
+
+class PieceStream:
+    """Reads the good samples of a list of pieces, cycling forever; see the module docstring."""
+
+    def __init__(self, catalog: ShardCatalog, pieces: list[Piece], parse: Callable[..., Sample], log: SkipLog):
+        if not pieces:
+            raise ValueError("a stream needs at least one piece")
+        self.catalog, self.pieces, self.parse, self.log = catalog, pieces, parse, log
+        self.pass_no = 0
+        self.piece_pos = 0
+        self.offset: int | None = None
+        self.read_in_piece = 0
+        self.fresh = 0  # good samples read in the first pass
+        self.good_in_pass = 0
+        self._it: Iterator | None = None
+
+    @property
+    def first_pass_done(self) -> bool:
+        return self.pass_no > 0
+
+    def state_dict(self) -> dict:
+        return {"pass": self.pass_no, "piece": self.piece_pos, "offset": self.offset,
+                "read_in_piece": self.read_in_piece, "fresh": self.fresh, "good_in_pass": self.good_in_pass}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.close()
+        self.pass_no, self.piece_pos, self.offset = state["pass"], state["piece"], state["offset"]
+        self.read_in_piece, self.fresh, self.good_in_pass = state["read_in_piece"], state["fresh"], state["good_in_pass"]
+
+    def close(self) -> None:
+        if self._it is not None:
+            self._it.close()
+            self._it = None
+
+    def _advance_piece(self) -> bool:
+        """Move to the next piece; True when that started a new pass over the pieces."""
+        self.close()
+        self.piece_pos += 1
+        self.offset, self.read_in_piece = None, 0
+        if self.piece_pos == len(self.pieces):
+            if self.good_in_pass == 0:
+                names = sorted({self.catalog.shards[p.shard].path.name for p in self.pieces})
+                raise ShardReadError(f"no readable sample in a full pass over shards {names}; "
+                                     f"skips so far: {dict(self.log.counts)} ({self.log.messages[:3]})")
+            self.pass_no += 1
+            self.piece_pos = 0
+            self.good_in_pass = 0
+            return True
+        return False
+
+    def next(self, wrap: bool = True) -> Sample | None:
+        """The next good sample of this stream; bad data is skipped and counted.
+
+        At the end of a pass it starts the next one, or returns None when `wrap` is False (the
+        loader prefers unread samples of other streams before re-reading any).
+        """
+        while True:
+            piece = self.pieces[self.piece_pos]
+            if self.read_in_piece >= piece.num_samples:
+                if self._advance_piece() and not wrap:
+                    return None
+                continue
+            shard = self.catalog.shards[piece.shard]
+            if self._it is None:
+                try:
+                    if not shard.path.is_file():
+                        raise FileNotFoundError(f"{shard.path} is listed in index.json but missing")
+                    start = self.offset if self.offset is not None else sample_offset(shard, piece.start)
+                    self._it = iter_tar_sample_spans(shard.path, start=start)
+                except (OSError, ValueError, IndexError, ShardFormatError) as exc:
+                    self.log.skip("missing_shard", f"cannot open {shard.path} ({exc!r})")
+                    if self._advance_piece() and not wrap:
+                        return None
+                    continue
+            try:
+                key, members, offset, end = next(self._it)
+            except StopIteration:
+                self.log.skip("short_shard", f"{shard.path} ends after {piece.start + self.read_in_piece} "
+                                             f"samples, index.json says {shard.num_samples}")
+                if self._advance_piece() and not wrap:
+                    return None
+                continue
+            except TruncatedShardError as exc:
+                self.log.skip("truncated_shard", f"{shard.path}: {exc}")
+                if self._advance_piece() and not wrap:
+                    return None
+                continue
+            except (CorruptShardError, OSError, UnicodeDecodeError) as exc:
+                self.log.skip("corrupt_shard", f"{shard.path}: {exc}")
+                if self._advance_piece() and not wrap:
+                    return None
+                continue
+            # the reader's span, not a size recomputed from the payloads: exact for any tar
+            # (PAX / GNU records included), so the cursor and `loc` re-read the same sample
+            self.offset = end
+            self.read_in_piece += 1
+            try:
+                sample = self.parse(key, members, (piece.shard, offset, end - offset))
+            except BadSample as exc:
+                self.log.skip(exc.reason, str(exc))
+                continue
+            self.good_in_pass += 1
+            if self.pass_no == 0:
+                self.fresh += 1
+            return sample
