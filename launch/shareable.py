@@ -207,12 +207,18 @@ def hub_config(payload: dict) -> dict:
         # the weights are in the folder: an ImageNet file path of the training machine is not needed
         "model_config": {**models.resolve_config(dict(payload["model_config"])), "face_pretrained": None},
         "data_config": {**data_config, "shards": portable_shards(shards)},
-        "preprocessing": {**preprocessing, "ingest_settings_from": Path(str(preprocessing.get(
-            "ingest_settings_from", ""))).name or "defaults"},
+        "preprocessing": {**preprocessing, "ingest_settings_from": _portable_source(
+            str(preprocessing.get("ingest_settings_from", "")))},
         "training": {"epoch": payload.get("epoch"), "step": payload.get("step"), "data": training_data(shards),
                      "face_initialisation": "ImageNet" if payload["model_config"].get("face_pretrained") else "random"},
         "weights_sha256": weights_fingerprint(payload["state_dict"]),
     }
+
+
+def _portable_source(source: str) -> str:
+    """``/abs/.../voxceleb1/train/index.json`` -> ``voxceleb1/train/index.json``; other text as is."""
+    p = Path(source)
+    return "/".join(p.parts[-3:]) if p.name == "index.json" else source
 
 
 def write_hub_folder(payload: dict, out: str | os.PathLike, card: str | None = None) -> Path:

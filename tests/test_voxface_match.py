@@ -66,7 +66,8 @@ def files(tmp_path_factory):
         Image.fromarray(img).save(path)
         faces.append(path)
     ckpts = {"baseline": _checkpoint(root / "ck_base", "baseline", shards),
-             "bianet": _checkpoint(root / "ck_bia", "bianet", shards, seed=1)}
+             "bianet": _checkpoint(root / "ck_bia", "bianet", shards, seed=1),
+             "aicanet": _checkpoint(root / "ck_aica", "aicanet", shards, seed=2)}
     return root, voices, faces, ckpts
 
 
@@ -89,7 +90,7 @@ def _eval_store(root, voices, faces):
     return EvalStore(writer.close()), keys
 
 
-@pytest.mark.parametrize("name", ["baseline", "bianet"])
+@pytest.mark.parametrize("name", ["baseline", "bianet", "aicanet"])
 def test_scores_equal_evaluation_on_the_same_items(files, tmp_path, name):
     root, voices, faces, ckpts = files
     store, keys = _eval_store(tmp_path, voices, faces)
@@ -221,6 +222,7 @@ def test_hub_export_loads_offline_with_the_same_scores(files, tmp_path):
     assert set(config["data_config"]) == set(LoaderConfig().to_dict())
     assert config["data_config"]["shards"] == ["voxceleb1/train"]
     assert config["training"]["data"][0]["identities"] == 7
+    assert config["preprocessing"]["ingest_settings_from"] == "voxceleb1/train/index.json"
     assert set(load_file(str(hub / "model.safetensors"))) == set(torch.load(
         ckpts["bianet"] / "model.pt", weights_only=True)["state_dict"])   # any safetensors reader
 
@@ -244,3 +246,77 @@ def test_hub_export_loads_offline_with_the_same_scores(files, tmp_path):
         (tmp_path / "busy").mkdir()
         (tmp_path / "busy/data.csv").write_text("x")
         voxface.export_hub(run, tmp_path / "busy")
+
+
+@pytest.mark.slow
+def test_a_trained_tiny_model_ranks_the_true_pair_first(tmp_path):
+    """Three 'people' (a voice timbre each, a face colour each); a tiny baseline trained for 40
+    steps on tensors the matcher prepared ranks each person's own face / voice first, with its
+    K = 2 head in both directions and with embeddings for K = 3."""
+    from models import from_dense
+
+    torch.set_num_threads(1)      # 2 shared cores: threads only contend (5 s instead of 90 s)
+    torch.manual_seed(0)
+    t = np.arange(16000) / 16000
+    voices, faces = [], []
+    for i, (f0, colour) in enumerate([(140, (200, 60, 60)), (420, (60, 200, 60)), (900, (60, 60, 200))]):
+        wave = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.3 * np.sin(2 * np.pi * 2.3 * f0 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+        sf.write(tmp_path / f"voice{i}.wav", wave, 16000)
+        Image.fromarray(np.full((64, 64, 3), colour, np.uint8)).save(tmp_path / f"face{i}.png")
+        voices.append(tmp_path / f"voice{i}.wav")
+        faces.append(tmp_path / f"face{i}.png")
+    cfg = {"name": "baseline", **models.tiny_overrides("baseline"), "num_candidates": 2}
+    data = {"face_size": 32, "crop_seconds": 0.5, "direction": "both"}
+    model = models.build_model(cfg)
+    torch.save(model_payload(model, cfg, data, 0.0, 0), tmp_path / "model.pt")
+    prep = voxface.load_matcher(tmp_path, device="cpu")
+    V = torch.stack([prep.loader.voice(prep.items.key_for(v)) for v in voices])
+    F = torch.stack([prep.loader.face(prep.items.key_for(f)) for f in faces])
+    g = torch.Generator().manual_seed(0)
+    groups = model.param_groups()
+    opt = torch.optim.Adam([p for k, ps in groups.items() if k != "discriminator" for p in ps], lr=1e-3)
+    disc = torch.optim.Adam(groups["discriminator"], lr=1e-3)
+    model.train()
+    for step in range(40):
+        a = torch.randint(3, (8,), generator=g)
+        other = (a + torch.randint(1, 3, (8,), generator=g)) % 3
+        label = torch.randint(2, (8,), generator=g)
+        c = torch.stack([torch.where(label == 0, a, other), torch.where(label == 1, a, other)], 1)
+        batch = from_dense(V[a], F[c], "v2f", label) if step % 2 == 0 else from_dense(F[a], V[c], "f2v", label)
+        terms = model.loss(model(batch), batch, epoch=0.0)
+        opt.zero_grad()
+        disc.zero_grad()
+        (terms["total"] + terms["disc_total"]).backward()
+        opt.step()
+        disc.step()
+    torch.save(model_payload(model, cfg, data, 1.0, 40), tmp_path / "model.pt")
+    m = voxface.load_matcher(tmp_path, device="cpu")
+    for i in range(3):
+        for j in {0, 1, 2} - {i}:
+            r = m.match(voice=voices[i], faces=[faces[j], faces[i]])
+            assert r.method == "head (K=2)" and r.best.path == str(faces[i])
+            r = m.match(face=faces[i], voices=[voices[i], voices[j]])
+            assert r.method == "head (K=2)" and r.best.path == str(voices[i])
+        r = m.match(voice=voices[i], faces=faces)
+        assert r.method == "embedding (cosine)" and r.best.path == str(faces[i])
+
+
+def test_model_card_carries_the_runs_evaluation(files, tmp_path):
+    """Export after `launch.evaluate --out <run>/eval/<protocol>` (as make demo does): the card has
+    the table with its scorers, the protocol and the full trial checksums."""
+    from eval_fakes import build_store
+    from launch import evaluate
+
+    root, voices, faces, ckpts = files
+    build_store(tmp_path / "data/voxceleb1/test/eval.zarr", n_ids=4, seconds=0.3)
+    run = tmp_path / "run"
+    (run / "checkpoints/best").mkdir(parents=True)
+    (run / "checkpoints/best/model.pt").write_bytes((ckpts["baseline"] / "model.pt").read_bytes())
+    assert evaluate.main(["--checkpoint", str(run), "--data", str(tmp_path / "data"), "--out", str(run / "eval/wen1251"),
+                          "--max-k", "3", "--probes-per-identity", "1", "--bootstrap", "5", "--no-progress",
+                          "--scoring", "auto", "--allow-seen-identities"]) == 0
+    meta = json.loads((run / "eval/wen1251/results.json").read_text())["meta"]
+    card = (voxface.export_hub(run / "checkpoints/best", tmp_path / "hub") / "README.md").read_text()
+    assert "| Method | Binary V-F | Binary F-V |" in card and "| run | head (K=2 model) |" in card
+    assert "Protocol: `wen1251`" in card and meta["trials"]["test"]["sha256"] in card
+    assert "`voxceleb1/train`: identities 7, samples 40" in card and "face crop is expected" in card

@@ -74,8 +74,8 @@ def _evaluation_section(evals) -> list[str]:
         title = f"{meta.get('protocol', '?')}: {meta.get('description', '')}".rstrip(": ")
         table = markdown(rows, title=title, multi_k=multi_k, meta=meta).replace("## ", "### ", 1)
         lines += [table.rstrip(), ""]
-        lines += ["Protocol: " + f"`{meta.get('protocol')}`, test split `{Path(str((meta.get('splits') or {}).get('test', '?'))).name}`"
-                  f" ({'/'.join(Path(str((meta.get('splits') or {}).get('test', '?'))).parts[-2:])}), "
+        test_split = "/".join(Path(str((meta.get("splits") or {}).get("test", "?"))).parts[-2:])
+        lines += [f"Protocol: `{meta.get('protocol')}`, test split `{test_split}`, "
                   f"identity disjointness with the training data: {meta.get('identity_disjointness', '?')}, "
                   f"scoring `{meta.get('scoring', '?')}`, evaluated {meta.get('created', '?')}.", ""]
         for role, t in (meta.get("trials") or {}).items():
