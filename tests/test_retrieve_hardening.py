@@ -82,3 +82,19 @@ def test_refuses_a_checkpoint_that_did_not_make_the_embeddings(exported, tmp_pat
     # the same weights exported to a Hub folder are the same model: accepted
     hub = voxface.export_hub(ckpt, tmp_path / "hub")
     assert retrieve.main(["--embeddings", str(emb), "--audio", str(wav), "--checkpoint", str(hub)]) == 0
+
+
+def test_embeddings_without_a_fingerprint_warn_instead_of_passing_silently(exported, tmp_path, capsys):
+    import zarr
+
+    root, project, emb, ckpt, other, wav = exported
+    old = tmp_path / "old.zarr"
+    shutil.copytree(emb, old)
+    group = zarr.open_group(str(old), mode="r+")
+    attrs = dict(group.attrs)
+    attrs.pop("checkpoint_fingerprint")
+    group.attrs.clear()
+    group.attrs.update(attrs)
+    assert retrieve.main(["--embeddings", str(old), "--audio", str(wav), "--checkpoint", str(other)]) == 0
+    err = capsys.readouterr().err
+    assert "predates weight fingerprints" in err and len(err.strip().splitlines()) == 1

@@ -320,3 +320,19 @@ def test_model_card_carries_the_runs_evaluation(files, tmp_path):
     assert "| Method | Binary V-F | Binary F-V |" in card and "| run | head (K=2 model) |" in card
     assert "Protocol: `wen1251`" in card and meta["trials"]["test"]["sha256"] in card
     assert "`voxceleb1/train`: identities 7, samples 40" in card and "face crop is expected" in card
+
+
+def test_voxface_is_the_top_layer():
+    """pipeline, shards, models and launch never import voxface (docs/ARCHITECTURE.md)."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    offenders = []
+    for package in ("pipeline", "shards", "models", "launch"):
+        for path in (repo / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                offenders += [f"{path.relative_to(repo)}: {n}" for n in names if n.split(".")[0] == "voxface"]
+    assert offenders == []

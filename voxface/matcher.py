@@ -164,10 +164,11 @@ class Matcher:
         """Rank ``faces`` for ``voice``, or ``voices`` for ``face`` (paths; see the module docstring)."""
         from launch.eval.scoring import ModelScorer
 
-        if (voice is None) == (face is None) or (voice is not None and (faces is None or voices is not None)) \
-                or (face is not None and (voices is None or faces is not None)):
+        v2f = voice is not None and faces is not None and face is None and voices is None
+        f2v = face is not None and voices is not None and voice is None and faces is None
+        if not (v2f or f2v):
             raise MatchInputError("give voice= with faces=[...], or face= with voices=[...]")
-        direction = "v2f" if voice is not None else "f2v"
+        direction = "v2f" if v2f else "f2v"
         query, cands = (voice, faces) if direction == "v2f" else (face, voices)
         if isinstance(cands, (str, os.PathLike)):
             cands = [cands]
