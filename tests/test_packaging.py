@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("voxface-synth", "voxface-ingest", "voxface-train", "voxface-eval", "voxface-retrieve")
+SCRIPTS = ("voxface-synth", "voxface-ingest", "voxface-train", "voxface-eval", "voxface-retrieve", "voxface-match",
+           "voxface-export")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_the_wheel_carries_presets_metadata_and_console_scripts(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "launch/configs/demo.yaml" in names and "launch/configs/_paper_vox1.yaml" in names
+    assert "voxface/__init__.py" in names and "launch/configs/demo.yaml" in names and "launch/configs/_paper_vox1.yaml" in names
     assert {"pipeline/voxceleb_meta/vox1_meta.csv", "pipeline/voxceleb_meta/README.md",
             "pipeline/voxceleb_meta/cmpc_lists/matching_v2f_U.csv.gz"} <= names
     assert not any(n.startswith(("tests/", "benchmarks/", "data/", "docs/")) for n in names)
@@ -41,8 +42,8 @@ def test_an_installed_copy_works_from_another_directory(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
-    code = ("import launch, pipeline.bundled as b, launch.config as c, launch.evaluate as e;"
-            "assert launch.__file__.startswith(%r), launch.__file__;"
+    code = ("import voxface, launch, pipeline.bundled as b, launch.config as c, launch.evaluate as e;"
+            "assert launch.__file__.startswith(%r), launch.__file__; assert callable(voxface.load_matcher);"
             "assert c.load_config('demo')['model']['name'];"
             "assert b.meta_file('voxceleb2').is_file() and e.DEFAULT_META.startswith(%r);"
             "print('ok')") % (str(target), str(target))

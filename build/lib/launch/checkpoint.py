@@ -98,8 +98,26 @@ def model_payload(model: torch.nn.Module, model_config: dict, data_config: dict,
                   step: int) -> dict:
     """The evaluation contract (ARCHITECTURE.md, train brief): plain dict of plain types."""
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    return {"format": MODEL_FORMAT, "model_config": dict(model_config), "data_config": dict(data_config),
+    return {"format": MODEL_FORMAT, "model_config": dict(model_config), "data_config": complete_data_config(data_config),
             "state_dict": state, "epoch": float(epoch), "step": int(step)}
+
+
+def complete_data_config(data_config: dict | None) -> dict:
+    """The data config as the loader ran it: every ``LoaderConfig`` default filled, shard folders
+    absolute.
+
+    Why: a checkpoint outlives the shell that trained it. A relative ``shards`` path meant
+    something only in the training run's working directory (evaluate's identity-disjointness
+    check and the model card read it later, from elsewhere), and an unfilled default left the
+    preprocessing (crop length, log-mel settings) to whatever the loader's defaults are on the
+    day the checkpoint is read. Unknown keys are kept as they are.
+    """
+    from shards.config import LoaderConfig
+
+    full = {**LoaderConfig().to_dict(), **dict(data_config or {})}
+    shards = full.get("shards") or []
+    full["shards"] = [os.path.abspath(s) for s in ([shards] if isinstance(shards, str) else shards)]
+    return full
 
 
 class CheckpointWriter:

@@ -257,9 +257,11 @@ def evaluate_checkpoint(args, ckpt: str, name: str, stores, trials, out: Path) -
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if args.export_embeddings:
         from launch.eval.embeddings import export_embeddings
+        from launch.shareable import weights_fingerprint
 
         path = export_embeddings(model, loaders["test"], stores["test"], out / "embeddings" / f"{name}-test.zarr",
-                                 {"checkpoint": str(ckpt), "model": result["checkpoint"]["model"]},
+                                 {"checkpoint": str(Path(ckpt).resolve()), "model": result["checkpoint"]["model"],
+                                  "checkpoint_fingerprint": weights_fingerprint(payload["state_dict"])},
                                  args.batch_size, args.device, progress=not args.no_progress)
         result["embeddings"] = str(path)
         print(f"embeddings: {path}")

@@ -7,8 +7,15 @@
 The gallery is every face of the embeddings store (one per clip); `--one-per-identity` keeps the
 best-scoring clip of each identity, so the list reads as "who is speaking". A store key as query
 reuses its exported voice embedding (the query clip's own face is left out of the gallery); an
-audio file (wav/flac/m4a, any rate, decoded with PyAV to 16 kHz mono) is embedded with the
-checkpoint, with the same centred window as evaluation. Cosine similarity ranks the gallery.
+audio file (anything soundfile or FFmpeg reads, any rate and channels, read as ingest reads it:
+16 kHz, the channel mean) is embedded with the checkpoint, with the same centred window as
+evaluation. Cosine similarity ranks the gallery.
+
+The checkpoint (a training checkpoint or an exported Hub folder) must be the one that made the
+embeddings: its weights' sha256 (`launch.shareable.weights_fingerprint`) is compared with the one
+the export recorded, and a different model is refused. The evaluation store is found from any
+working directory (absolute path, else relative to the embeddings). Bad keys, stores and
+checkpoints end with one `error:` line.
 `--map` instead uses every clip as a query and prints the retrieval mAP in both directions (the
 metric of Wen et al., CVPR 2021).
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,39 +50,96 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def decode_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
-    """int16 mono waveform at `sample_rate` from any file FFmpeg reads (PyAV)."""
-    import av
+    """int16 mono waveform at 16 kHz, read as ingest reads audio (``pipeline.extract.read_audio``:
+    soundfile for wav/flac, FFmpeg for the rest, the one downmix rule); one-line exit otherwise."""
+    from pipeline.extract import SAMPLE_RATE, ClipError, read_audio
 
+    if sample_rate != SAMPLE_RATE:
+        raise SystemExit(f"error: the embeddings were made at {sample_rate} Hz; audio queries are read at {SAMPLE_RATE}")
+    if not Path(path).is_file():
+        raise SystemExit(f"error: cannot read audio {path}: no such file")
     try:
-        container = av.open(path)
-    except (av.error.FileNotFoundError, av.error.InvalidDataError, OSError) as exc:
-        raise SystemExit(f"error: cannot read audio {path}: {exc}") from None
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
-    chunks = []
-    with container:
-        for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    if not chunks:
+        wave = read_audio(str(path))
+    except ClipError as exc:
+        raise SystemExit(f"error: cannot read audio {path}: {exc.reason}") from None
+    if wave.size == 0:
         raise SystemExit(f"error: {path} has no audio samples")
-    return np.concatenate(chunks).astype(np.int16)
+    return wave
+
+
+def open_embeddings(path: str) -> EmbeddingStore:
+    """The embeddings store, or a one-line exit that says what to do."""
+    try:
+        return EmbeddingStore(path)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    except Exception as exc:  # not a zarr group, a foreign zarr, a truncated copy
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SystemExit(f"error: {path} is not an embeddings store written by `launch.evaluate "
+                         f"--export-embeddings` ({first})") from None
+
+
+def resolve_store(emb: EmbeddingStore) -> Path:
+    """The evaluation store the embeddings were made from, from any working directory.
+
+    Exports record the store's absolute path and its path relative to the embeddings folder
+    (``store_relative``), so a copied or moved pair of folders is still found; an older export's
+    relative ``store`` is tried from here and from beside the embeddings."""
+    attrs, base = emb.attrs, emb.path.resolve().parent
+    tried = []
+    for cand in (attrs.get("store"), attrs.get("store_relative")):
+        if not cand:
+            continue
+        p = Path(cand)
+        for full in ([p] if p.is_absolute() else [base / p, Path.cwd() / p]):
+            tried.append(str(full))
+            if full.exists():
+                return full
+    raise SystemExit(f"error: the evaluation store of {emb.path} is not where the export recorded it "
+                     f"(tried {', '.join(dict.fromkeys(tried)) or 'nothing: no store recorded'}); "
+                     f"re-export the embeddings with `launch.evaluate --export-embeddings`")
+
+
+def check_fingerprint(emb: EmbeddingStore, checkpoint: str, payload: dict) -> None:
+    """Refuse a checkpoint whose weights are not the ones that made the embeddings."""
+    from launch.shareable import weights_fingerprint
+
+    recorded = emb.attrs.get("checkpoint_fingerprint")
+    if recorded is None:
+        print(f"warning: {emb.path} predates weight fingerprints; cannot check that {checkpoint} made it",
+              file=sys.stderr)
+        return
+    found = weights_fingerprint(payload["state_dict"])
+    if found != recorded:
+        raise SystemExit(f"error: {checkpoint} did not make these embeddings (weights sha256 {found[:12]}, "
+                         f"the export recorded {recorded[:12]} from {emb.attrs.get('checkpoint')}); give that "
+                         f"checkpoint, or re-export the embeddings with this one")
 
 
 @torch.no_grad()
 def embed_audio_file(path: str, emb: EmbeddingStore, checkpoint: str, device) -> np.ndarray:
     """Voice embedding of an audio file, paired with the gallery's first face (see embeddings.py)."""
 
-    from launch.checkpoint import load_model
+    from launch.checkpoint import CheckpointError, model_from_payload
     from launch.eval.inputs import EvalInputs, ItemLoader
+    from launch.shareable import read_payload
     from shards.evalstore import EvalStore
 
-    model = load_model(checkpoint, device=device)
+    try:
+        payload = read_payload(checkpoint)
+    except CheckpointError as exc:
+        raise SystemExit(f"error: --checkpoint: {exc}") from None
+    check_fingerprint(emb, checkpoint, payload)
     inputs = EvalInputs(**{k: (tuple(tuple(x) for x in v) if k == "logmel" else v)
                            for k, v in emb.attrs["inputs"].items()})
-    loader = ItemLoader(EvalStore(emb.attrs["store"]), inputs)
-    voice = loader.voice_from_wave(decode_audio(path, inputs.sample_rate))[None]
+    wave = decode_audio(path, inputs.sample_rate)
+    try:
+        model = model_from_payload(dict(payload, model_config={**payload["model_config"], "face_pretrained": None}),
+                                   device=device, source=checkpoint)
+    except CheckpointError as exc:
+        raise SystemExit(f"error: --checkpoint: {exc}") from None
+    loader = ItemLoader(EvalStore(resolve_store(emb)), inputs)
+    voice = loader.voice_from_wave(wave)[None]
     batch = {"direction": "v2f", "faces": loader.faces([emb.keys[0]]).to(device), "voices": voice.to(device),
              "anchor_index": torch.zeros(1, dtype=torch.long, device=device),
              "candidate_index": torch.zeros(1, 1, dtype=torch.long, device=device)}
@@ -85,7 +150,9 @@ def embed_audio_file(path: str, emb: EmbeddingStore, checkpoint: str, device) ->
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    emb = EmbeddingStore(args.embeddings)
+    if args.top < 1:
+        raise SystemExit("error: --top must be >= 1")
+    emb = open_embeddings(args.embeddings)
     if args.map:
         from launch.eval.metrics import mean_average_precision
 
@@ -97,7 +164,11 @@ def main(argv=None) -> int:
         return 0
     query_identity, exclude = None, None
     if args.key:
-        i = emb.index_of(args.key)
+        try:
+            i = emb.index_of(args.key)
+        except KeyError:
+            raise SystemExit(f"error: key {args.key!r} is not in {args.embeddings} ({len(emb.keys)} clips; keys look "
+                             f"like {emb.keys[0]!r})") from None
         query, query_identity, exclude = emb.voice[i], emb.identities[i], i
     else:
         if not args.checkpoint:

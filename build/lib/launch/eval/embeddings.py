@@ -21,7 +21,9 @@ every cosine ranking and mAP equals that of the counterfactual score (attribute
 
 Layout of `<out>.zarr`: arrays `voice` and `face` float32 `[N, D]` (D = 2 x 128 for BIANet with
 NIA), L2-normalised, and group attributes `keys`, `identities`, `videos`, `clips`, `checkpoint`,
-`model`, `inputs`, `pair_dependent`, `counterfactual_weight`, `store`. Written to
+`model`, `inputs`, `pair_dependent`, `counterfactual_weight`, `store` (absolute), `store_relative`
+(from the embeddings' folder) and `checkpoint_fingerprint` (sha256 of the weights, which
+`launch.retrieve` checks before embedding a query with a checkpoint). Written to
 `<out>.partial` and renamed when complete.
 """
 
@@ -96,7 +98,10 @@ def export_embeddings(model, loader, store, out: str | os.PathLike, meta: dict, 
         "format": EMBEDDINGS_FORMAT, "keys": list(store.keys), "identities": list(store.identities),
         "videos": list(store.videos), "clips": list(store.clips), "pair_dependent": pair_dependent,
         "counterfactual_weight": weight,
-        "store": str(store.path), "inputs": asdict(loader.inputs), **meta})
+        # absolute, and relative to the embeddings (found again after both folders move together)
+        "store": os.path.abspath(store.path),
+        "store_relative": os.path.relpath(os.path.abspath(store.path), os.path.abspath(out.parent)),
+        "inputs": asdict(loader.inputs), **meta})
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
