@@ -42,6 +42,7 @@ from launch import checkpoint as ckpt
 from launch.config import ConfigError, check_owned_sections, describe_trainer_keys, dump_config, load_config
 from launch.logging_utils import RunLogger
 from launch.optim import build_optimizers, build_schedulers, current_lrs, split_param_groups
+from shards.partition import ShardSetError
 
 
 # ----------------------------------------------------------------------------- builders
@@ -445,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
             print(dump_config(cfg))
             return 0
         summary = train(cfg, dry_run=args.dry_run)
-    except (ConfigError, ckpt.CheckpointError, FileNotFoundError, FloatingPointError) as exc:
+    except (ConfigError, ckpt.CheckpointError, FileNotFoundError, FloatingPointError,
+            ShardSetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from accelerate.state import PartialState
