@@ -123,9 +123,13 @@ def _shorten(items, limit: int = _LIST_LIMIT) -> list:
 # ---------------------------------------------------------------- the checks
 
 def _scan(cfg: DoctorConfig, meta) -> ScanResult:
-    if cfg.dataset == "voxceleb2":
-        return scan_voxceleb2(cfg.root, audio=cfg.vox2_audio)
-    return scan_voxceleb1(cfg.root, meta, faces=cfg.faces)
+    """The ingest's own layout scan, with a progress bar over identity folders (no total: the
+    folders are counted while walking)."""
+    with tqdm(unit="identity", desc="scan", disable=not cfg.progress, dynamic_ncols=True) as bar:
+        tick = lambda: bar.update(1)  # noqa: E731
+        if cfg.dataset == "voxceleb2":
+            return scan_voxceleb2(cfg.root, audio=cfg.vox2_audio, tick=tick)
+        return scan_voxceleb1(cfg.root, meta, faces=cfg.faces, tick=tick)
 
 
 def _identity_checks(report: dict, findings: Findings, meta, assignment: SplitAssignment | None,

@@ -220,7 +220,8 @@ def _shard_set(tmp_path):
 
 
 def _loader_cfg(d, **kw):
-    return dict(shards=[str(d)], batch_size=3, k=2, buffer_size=24, crop_seconds=0.3, frame="first", seed=1, **kw)
+    return dict(shards=[str(d)], batch_size=3, k=2, buffer_size=24, crop_seconds=0.3, frame="first", seed=1,
+                decode_workers="threads", **kw)
 
 
 def test_member_names_that_are_absolute_or_climb_out_are_counted_as_bad(tmp_path):
