@@ -17,6 +17,7 @@ from pipeline import doctor
 from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, run_ingest
 from pipeline.probe import probe_file
+from pipeline.synth.testing import cached_corpus
 
 #: faults.json kind -> what the structural file check reports for each bad file (the probe
 #: does not decode, so silent audio is only found by the sample check)
@@ -28,11 +29,9 @@ SMALL = ["--frames-per-clip", "2", "--face-size", "48", "--no-progress"]
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    synth = pytest.importorskip("pipeline.synth")
-    root = tmp_path_factory.mktemp("doctor") / "corpus"
-    synth.make_corpus(root, identities=6, videos_per_identity=2, clips_per_video=1,
-                      min_seconds=1.0, max_seconds=1.5, workers=1, inject_faults=True, progress=False)
-    return root
+    """The session's tiny faulty corpus (shared with the synth tests; never modified here:
+    tests that plant faults work on copies)."""
+    return cached_corpus(tmp_path_factory.getbasetemp(), inject_faults=True)
 
 
 def _doctor(capsys, *args) -> tuple[int, dict, str]:
