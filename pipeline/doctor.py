@@ -116,6 +116,15 @@ def _tar_bytes(members: dict[str, bytes]) -> int:
     return sum(_TAR_BLOCK + -(-len(b) // _TAR_BLOCK) * _TAR_BLOCK for b in members.values())
 
 
+def _identity_folder(rel: str) -> str:
+    """The identity folder of a layout path: the part after `wav/` or `mp4/` (`[<part>/]wav/<folder>/...`)."""
+    parts = rel.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part in ("wav", "mp4", "aac"):
+            return parts[i + 1]
+    return rel
+
+
 def _shorten(items, limit: int = _LIST_LIMIT) -> list:
     return sorted(items)[:limit]
 
@@ -141,8 +150,8 @@ def _identity_checks(report: dict, findings: Findings, meta, assignment: SplitAs
     skipped_ids = {s.identity for s in scan.skipped if s.identity}
     on_disk = set(clips_of) | skipped_ids
     not_in_meta = sorted(i for i in on_disk if i not in meta)
-    unnamed = sorted({s.path.split("/")[1] if "/" in s.path else s.path
-                      for s in scan.skipped if s.kind == "missing_meta_row" and not s.identity})
+    unnamed = sorted({_identity_folder(s.path) for s in scan.skipped
+                      if s.kind == "missing_meta_row" and not s.identity})
     if not_in_meta or unnamed:
         findings.add("warning", "identities_not_in_meta",
                      f"{len(not_in_meta) + len(unnamed)} identity folder(s) on disk have no row in "

@@ -461,10 +461,10 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
 def _real_cause(record: ClipRecord, settings: ExtractSettings, track: Track | None,
                 audio_error: ClipError) -> ClipError:
     """The error to report when the audio cannot be read. The audio is read first (cheaper, and
-    most skips are audio skips), so a truncated or non-media mp4 used to surface as
-    `unreadable_audio`; when the clip's video is broken too, the damaged container is the cause:
-    `corrupt_video` (the audio failure is kept in the reason)."""
-    if audio_error.kind != "unreadable_audio" or record.video_path is None:
+    most skips are audio skips), so a truncated, empty or non-media mp4 used to surface as
+    `unreadable_audio` / `zero_length_audio`; when the clip's video is broken too, the damaged
+    container is the cause: `corrupt_video` (a separate unreadable m4a is named in the reason)."""
+    if audio_error.kind not in ("unreadable_audio", "zero_length_audio") or record.video_path is None:
         return audio_error
     try:
         _read_video_frames(record, settings, track)

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from ingest_media import write_wav
 
 from pipeline import doctor
 from pipeline.extract import ExtractSettings
@@ -88,12 +89,15 @@ def test_missing_faces_and_identities_missing_on_either_side(corpus, tmp_path, c
     shutil.rmtree(root / "unzippedIntervalFaces" / "data" / victim_name)
     # a meta row for an identity that was never downloaded, with a name that puts it in test (C/D/E)
     (root / "vox1_meta.csv").write_text("\n".join([*meta, "id10999\tDe_Absent\tm\tUK\tdev"]) + "\n")
+    # a name-keyed audio folder that is neither an id nor a name of the meta file
+    write_wav(root / "wav" / "Zz_Stranger" / "abcdefghijk" / "00001.wav")
     rc, report, out = _doctor(capsys, "--dataset", "voxceleb1", "--root", str(root),
                               "--max-bad-fraction", "1", "--json", str(tmp_path / "r.json"))
     assert victim_id in report["missing_inputs"]["missing_faces"]["identities_with_no_usable_clip"]
     assert report["splits"]["test"]["identities_missing_list"] == ["id10999"]
     assert report["identities"]["in_meta_not_on_disk_count"] >= 2  # the absent one and the faceless one
-    assert "missing faces" in out and rc == 0
+    assert report["identities"]["unnamed_folders"] == ["Zz_Stranger"]
+    assert "missing faces" in out and "Zz_Stranger" in out and rc == 0
 
 
 def test_a_split_with_no_clip_on_disk_is_blocking(corpus, tmp_path, capsys):

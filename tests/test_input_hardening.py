@@ -198,11 +198,12 @@ def test_small_face_images_are_dropped_and_a_clip_of_only_small_ones_skipped(tmp
 
 # ------------------------------------------------------------------ 10: the real cause of a broken mp4
 
-@pytest.mark.parametrize("damage", ["truncated", "not_media"])
+@pytest.mark.parametrize("damage", ["truncated", "not_media", "empty"])
 def test_a_broken_mp4_with_its_own_audio_is_corrupt_video(tmp_path, damage):
     mp4 = write_mp4(tmp_path / "id00012" / "-abcdefghij" / "00001.mp4", 1.0, size=64)
     data = mp4.read_bytes()
-    mp4.write_bytes(data[: int(len(data) * 0.4)] if damage == "truncated" else b"<html>not a video</html>" * 40)
+    mp4.write_bytes({"truncated": data[: int(len(data) * 0.4)], "not_media": b"<html>not a video</html>" * 40,
+                     "empty": b""}[damage])
     record = ClipRecord("voxceleb2", "id00012", "-abcdefghij", "00001", "x.mp4", str(mp4), str(mp4))
     for backend in ("pyav", "decord"):
         with pytest.raises(ClipError) as err:
@@ -276,3 +277,15 @@ def test_a_shard_holding_more_samples_than_its_index_lists_is_flagged(tmp_path):
     loader = TupleLoader(_loader_cfg(clean, steps_per_epoch=4))
     list(loader)
     assert "extra_samples" not in loader.skip_counts
+
+
+def test_a_broken_m4a_beside_a_good_mp4_stays_unreadable_audio(tmp_path):
+    from ingest_media import write_m4a
+
+    mp4 = write_mp4(tmp_path / "v.mp4", 1.0, size=64)
+    m4a = write_m4a(tmp_path / "a.m4a", 1.0)
+    m4a.write_bytes(m4a.read_bytes()[:200])
+    record = ClipRecord("voxceleb2", "id00012", "-abcdefghij", "00001", "v.mp4", str(m4a), str(mp4))
+    with pytest.raises(ClipError) as err:
+        extract_clip(record, "train", {}, ExtractSettings(frames_per_clip=2, face_size=32))
+    assert err.value.kind == "unreadable_audio"  # the video is fine: the audio is the cause
