@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from ingest_media import write_wav
 
-from pipeline import doctor
+from pipeline import doctor, doctor_checks
 from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, run_ingest
 from pipeline.probe import probe_file
@@ -131,7 +131,7 @@ def test_disk_estimate_matches_the_ingest_and_a_full_disk_blocks(corpus, tmp_pat
     assert zarr_bytes <= report["disk"]["splits"]["test"]["eval_store_bytes_at_most"]
     assert rc == 0 and report["disk"]["free_bytes"] > 0
     # the same copy against a nearly full disk
-    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(doctor_checks.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     rc, report, out_text = _doctor(capsys, "--dataset", "voxceleb2", "--root", str(corpus / "voxceleb2"),
                                    "--max-bad-fraction", "1", "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json"))
     assert rc == 1 and "BLOCKING [disk_space]" in out_text
