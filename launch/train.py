@@ -42,6 +42,7 @@ from launch.logging_utils import RunLogger
 from launch.optim import build_optimizers, build_schedulers, current_lrs, split_param_groups
 from launch.runguard import RunLock, RunLockError, stop_with_launcher
 from launch.storage import describe as describe_storage_fault
+from shards.partition import ShardSetError
 
 
 # ----------------------------------------------------------------------------- builders
@@ -468,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
             print(dump_config(cfg))
             return 0
         summary = train(cfg, dry_run=args.dry_run)
-    except (ConfigError, ckpt.CheckpointError, RunLockError, FileNotFoundError, FloatingPointError) as exc:
+    except (ConfigError, ckpt.CheckpointError, RunLockError, FileNotFoundError, FloatingPointError,
+            ShardSetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only, permissions: one line naming the path and the cause

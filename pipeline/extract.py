@@ -54,6 +54,12 @@ JPEG_QUALITY = 90
 #: Fraction of the header's frame count that decord must be able to index; below it the file
 #: is treated as truncated.
 _MIN_FRAME_FRACTION = 0.9
+#: Default smallest face side kept (pixels of the square cut from the frame, before resizing).
+#: Below it a "face" is a smear: a 17x9 video upscaled to 224x224 crops teaches nothing and
+#: used to pass silently. 32 px is conservative: VoxCeleb2 mp4s are 224x224 and VoxCeleb1 face
+#: boxes are about 100-200 px of a 360-high frame (the txt example row is 130 px); it rejects
+#: thumbnails and broken encodes. (Not measured on the whole real VoxCeleb1 face release.)
+MIN_FACE_SIZE = 32
 
 
 class ClipError(Exception):
@@ -76,6 +82,8 @@ class ExtractSettings:
     silence_dbfs: float = -60.0
     video_backend: str = "pyav"  # pyav | decord (mp4/m4a decoding)
     audio_format: str = "wav"  # wav (PCM_16, cropped without decoding) | flac (fewer bytes)
+    #: smallest face square (pixels, before resizing to face_size) worth keeping; 0 = no limit
+    min_face_size: int = MIN_FACE_SIZE
 
     def __post_init__(self) -> None:
         if self.frames_per_clip < 1:
@@ -88,6 +96,8 @@ class ExtractSettings:
             raise ValueError(f"video_backend must be pyav or decord, got {self.video_backend!r}")
         if self.audio_format not in AUDIO_ENCODERS:
             raise ValueError(f"audio_format must be one of {sorted(AUDIO_ENCODERS)}, got {self.audio_format!r}")
+        if self.min_face_size < 0:
+            raise ValueError(f"min_face_size must be >= 0 (0 = no limit), got {self.min_face_size}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
 
@@ -127,6 +137,22 @@ def _square_box(left: int, top: int, right: int, bottom: int, width: int, height
     x0 = int(round(min(max(cx - side / 2, 0), width - side)))
     y0 = int(round(min(max(cy - side / 2, 0), height - side)))
     return x0, y0, x0 + side, y0 + side
+
+
+def face_side(frame: np.ndarray, box: tuple[int, int, int, int] | None) -> int:
+    """Side in pixels of the square `to_face_crop` cuts from `frame` (before resizing)."""
+    height, width = frame.shape[:2]
+    left, top, right, bottom = box if box is not None else (0, 0, width, height)
+    x0, _, x1, _ = _square_box(left, top, right, bottom, width, height)
+    return x1 - x0
+
+
+def _small_face(side: int, settings: ExtractSettings) -> str | None:
+    """The reason a face of `side` pixels is too small to keep, or None."""
+    if settings.min_face_size and side < settings.min_face_size:
+        return (f"the face is {side} px, below the {settings.min_face_size} px minimum "
+                f"(--min-face-size); it would be upscaled to {settings.face_size} px")
+    return None
 
 
 def to_face_crop(frame: np.ndarray, size: int, box: tuple[int, int, int, int] | None) -> np.ndarray:
@@ -357,6 +383,9 @@ def _read_video_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
                 box = track.pixel_box(track.box_for_index(i), frame.shape[1], frame.shape[0])
             except BoxFileError as err:
                 raise ClipError("bad_box_file", record.box_path or "", str(err)) from None
+        small = _small_face(face_side(frame, box), settings)
+        if small:
+            raise ClipError("small_face", path, f"{small} (frame {i}, {frame.shape[1]}x{frame.shape[0]})")
         faces.append(to_face_crop(frame, settings.face_size, box))
     return faces, idx
 
@@ -380,12 +409,18 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
         if p not in decoded:
             try:
                 with Image.open(p) as img:
-                    decoded[p] = np.asarray(img.convert("RGB"))
+                    image = np.asarray(img.convert("RGB"))
             except Exception as err:
                 dropped.append({"path": p, "kind": "unreadable_image",
                                 "reason": f"cannot decode image: {_first_line(err)}"})
                 return None
-        return decoded[p]
+            small = None if settings.crop_boxes else _small_face(face_side(image, None), settings)
+            if small:  # (with --crop-boxes the box decides, checked below)
+                dropped.append({"path": p, "kind": "small_face",
+                                "reason": f"{small} ({image.shape[1]}x{image.shape[0]} image)"})
+                return None
+            decoded[p] = image
+        return decoded.get(p)
 
     if record.face_source == "interval_faces":
         paths = [p for p in paths if load(p) is not None]
@@ -394,8 +429,11 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
     while True:
         if not paths:
             first = dropped[0]["path"] if dropped else record.source
+            if dropped and all(d["kind"] == "small_face" for d in dropped):
+                raise ClipError("small_face", first, f"every face image of the clip is too small "
+                                                     f"({dropped[0]['reason']})")
             raise ClipError("unreadable_image", first,
-                            f"none of the clip's {len(record.frame_paths)} face images can be decoded "
+                            f"none of the clip's {len(record.frame_paths)} face images can be used "
                             f"({dropped[0]['reason'] if dropped else 'no images'})")
         idx = choose_frames(len(paths), settings.frames_per_clip, mode, rng)
         bad = [paths[i] for i in sorted(set(idx)) if load(paths[i]) is None]
@@ -413,9 +451,30 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
                     box = track.pixel_box(track.box_for_frame(number), frame.shape[1], frame.shape[0])
                 except BoxFileError as err:
                     raise ClipError("bad_box_file", record.box_path or "", str(err)) from None
+            small = _small_face(face_side(frame, box), settings)
+            if small:
+                raise ClipError("small_face", paths[i], f"{small} (the txt box of this frame)")
         faces.append(to_face_crop(frame, settings.face_size, box))
         used.append(Path(paths[i]).name)
     return faces, used, dropped
+
+
+def _real_cause(record: ClipRecord, settings: ExtractSettings, track: Track | None,
+                audio_error: ClipError) -> ClipError:
+    """The error to report when the audio cannot be read. The audio is read first (cheaper, and
+    most skips are audio skips), so a truncated, empty or non-media mp4 used to surface as
+    `unreadable_audio` / `zero_length_audio`; when the clip's video is broken too, the damaged
+    container is the cause: `corrupt_video` (a separate unreadable m4a is named in the reason)."""
+    if audio_error.kind not in ("unreadable_audio", "zero_length_audio") or record.video_path is None:
+        return audio_error
+    try:
+        _read_video_frames(record, settings, track)
+    except ClipError as video_error:
+        if video_error.kind in ("corrupt_video", "no_video_track"):
+            also = ("" if record.audio_path == record.video_path
+                    else f"; its audio {Path(record.audio_path).name} is unreadable too")
+            return ClipError(video_error.kind, video_error.path, video_error.reason + also)
+    return audio_error
 
 
 def extract_clip(record: ClipRecord, split: str, identity_info: dict,
@@ -430,7 +489,10 @@ def extract_clip(record: ClipRecord, split: str, identity_info: dict,
             track = read_track(record.box_path)
         except BoxFileError as err:
             raise ClipError("bad_box_file", record.box_path, str(err)) from None
-    audio = read_audio(record.audio_path, settings.video_backend)
+    try:
+        audio = read_audio(record.audio_path, settings.video_backend)
+    except ClipError as err:
+        raise _real_cause(record, settings, track, err) from None
     duration = check_audio(audio, record.audio_path, settings)
     dropped: list[dict] = []
     if record.video_path is not None:

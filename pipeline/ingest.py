@@ -30,9 +30,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from shards.format import ShardWriter
+from shards.splitinfo import empty_split_message
 
-from .extract import AUDIO_ENCODERS, JPEG_QUALITY, SAMPLE_RATE, ClipError, ExtractSettings, extract_clip
-from .meta import Meta, MetaError, read_meta
+from .extract import (AUDIO_ENCODERS, JPEG_QUALITY, MIN_FACE_SIZE, SAMPLE_RATE, ClipError, ExtractSettings,
+                      extract_clip)
+from .meta import Meta, MetaError, read_meta, warning_lines
 from .plan import INGEST_FORMAT_VERSION, SplitPlan, make_split_plan
 from .shardset import (EVAL_STORE, INDEX, MANIFEST, PLAN, REPORT, SplitDir, build_eval_store,
                        existing_split_identities, write_json_atomic)
@@ -201,6 +203,7 @@ class Ingest:
         self.worker_rss: dict[int, float] = {}
         self.dataset_skips: list[dict] = []
         self.not_selected: Counter = Counter()
+        self.meta_warnings: list[dict] = []
         self.timings: dict[str, float] = {}
 
     # -- planning
@@ -213,6 +216,9 @@ class Ingest:
             assignment = assign_splits(preset, meta, cfg.split_file)
         except (MetaError, SplitError) as err:
             raise IngestError(str(err)) from None
+        self.meta_warnings = [w.as_dict() for w in meta.warnings]
+        for line in warning_lines(meta.warnings):
+            self.log(line)
         available = assignment.splits()
         splits = cfg.splits or available
         unknown = [s for s in splits if s not in available]
@@ -327,6 +333,9 @@ class Ingest:
         if all(s == "done" for s in states.values()):
             self.log("nothing to do: " + ", ".join(
                 f"{r.dir.path} is up to date ({r.dir.index()['num_samples']} samples)" for r in runs))
+            for r in runs:
+                if not r.dir.index()["num_samples"]:
+                    self.log(f"warning: {empty_split_message(r.dir.path, 'leave this split out (--splits)')}")
             return {"status": "up_to_date", "splits": {r.plan.split: r.dir.index() for r in runs}}
         for run in runs:
             if states[run.plan.split] == "done":
@@ -556,7 +565,9 @@ class Ingest:
             "total_duration_s": round(total_duration, 3),
         }
         write_json_atomic(run.dir.path / INDEX, index)
-        return {"status": "written", **self._short(index), "skipped": len(skipped),
+        if not num_records:  # written (a re-run is up to date), but nothing to train or evaluate on
+            self.log(f"warning: {empty_split_message(run.dir.path, 'leave this split out (--splits)')}")
+        return {"status": "written" if num_records else "empty", **self._short(index), "skipped": len(skipped),
                 "skipped_by_kind": dict(kinds), "dropped_inputs": len(dropped),
                 "shards_written_this_run": run.written_now}
 
@@ -578,6 +589,7 @@ class Ingest:
                      "ignored_examples": self.scan.ignored[:50],
                      "not_selected_by_preset": dict(self.not_selected)},
             "skipped_outside_splits": self.dataset_skips[:_SKIP_LIST_LIMIT],
+            "meta_warnings": self.meta_warnings[:_SKIP_LIST_LIMIT],
             "timings": self.timings, "workers": self.cfg.workers,
             "worker_peak_rss_mb": self._rss_table(),
         }
@@ -675,6 +687,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-boxes", action="store_true",
                    help="crop frames by the txt boxes (only for full, uncropped frames; the released "
                         "VoxCeleb crops must not be re-cropped)")
+    p.add_argument("--min-face-size", type=int, default=MIN_FACE_SIZE,
+                   help=f"skip faces whose square is smaller than this many pixels before resizing "
+                        f"(reason small_face; default {MIN_FACE_SIZE}, 0 = keep any size)")
     p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY,
                    help=f"JPEG quality of face crops (default {JPEG_QUALITY})")
     p.add_argument("--min-audio-seconds", type=float, default=0.5,
@@ -700,7 +715,8 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
             frames_per_clip=args.frames_per_clip, face_size=args.face_size,
             frame_selection=args.frame_selection, seed=args.seed, crop_boxes=args.crop_boxes,
             jpeg_quality=args.jpeg_quality, min_audio_seconds=args.min_audio_seconds,
-            silence_dbfs=args.silence_dbfs, video_backend=args.video_backend, audio_format=args.audio_format)
+            silence_dbfs=args.silence_dbfs, video_backend=args.video_backend, audio_format=args.audio_format,
+            min_face_size=args.min_face_size)
     except ValueError as err:
         raise IngestError(str(err)) from None
     if not args.root.is_dir():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: A VoxCeleb identity id (meta rows, folder names of both layouts).
@@ -40,6 +40,8 @@ _HEADER_FIELDS = {
     "set": "set", "vox1set": "set", "vox2set": "set", "split": "set",
 }
 _GENDERS = {"m": "m", "male": "m", "f": "f", "female": "f"}
+#: Values of the official Set column (lower-cased).
+SET_VALUES = ("dev", "test")
 
 
 class MetaError(ValueError):
@@ -57,15 +59,38 @@ class Identity:
     name: str | None = None
     nationality: str | None = None
     vggface2_id: str | None = None
+    #: line of the meta file the row came from (for messages; not part of the row's value)
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class MetaWarning:
+    """A row the parser accepted but a user should look at: `kind` is machine-readable
+    (`missing_set`, `unknown_set`, `unknown_gender`, `extra_fields`, `missing_fields`)."""
+
+    line: int
+    identity: str
+    kind: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"line": self.line, "identity": self.identity, "kind": self.kind, "message": self.message}
 
 
 @dataclass
 class Meta:
-    """All identities of one meta file, with the VGGFace1 name <-> VoxCeleb1 id mapping."""
+    """All identities of one meta file, with the VGGFace1 name <-> VoxCeleb1 id mapping.
+
+    `warnings` lists questionable rows by line number (a missing or unknown Set, a gender other
+    than m/f, extra or missing fields): the rows are kept, and whoever uses a field decides
+    whether the problem matters (a split preset that reads `Set` turns `missing_set` /
+    `unknown_set` into an error, see `pipeline.splits`).
+    """
 
     path: Path
     dataset: str
     identities: dict[str, Identity]
+    warnings: list[MetaWarning] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._by_name = {r.name: r.identity for r in self.identities.values() if r.name}
@@ -157,6 +182,8 @@ def read_meta(path: str | Path, dataset: str | None = None) -> Meta:
         body = lines[1:]
 
     identities: dict[str, Identity] = {}
+    warnings: list[MetaWarning] = []
+    width = len(columns) if body is lines else len(first)  # fields a row should have
     for lineno, line in body:
         fields = _split_row(line, delimiter)
 
@@ -182,18 +209,59 @@ def read_meta(path: str | Path, dataset: str | None = None) -> Meta:
             name=col("name"),
             nationality=col("nationality"),
             vggface2_id=col("vggface2_id"),
+            line=lineno,
         )
         if identity in identities and identities[identity] != row:
             raise MetaError(f"{path}:{lineno}: {identity} appears twice with different values")
+        if identity not in identities:
+            warnings += _row_warnings(path, lineno, row, gender_raw, fields, width,
+                                      "set" in columns, "gender" in columns)
         identities[identity] = row
     if not identities:
         raise MetaError(f"{path}: header only, no identity rows")
     datasets = {r.dataset for r in identities.values()}
     if len(datasets) > 1:
         raise MetaError(f"{path}: mixes VoxCeleb1 and VoxCeleb2 ids; use one meta file per dataset")
-    meta = Meta(path=path, dataset=datasets.pop(), identities=identities)
+    meta = Meta(path=path, dataset=datasets.pop(), identities=identities, warnings=warnings)
     names = [r.name for r in identities.values() if r.name]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
         raise MetaError(f"{path}: VGGFace1 names are not unique ({dup}); name -> id would be ambiguous")
     return meta
+
+
+def _row_warnings(path: Path, lineno: int, row: Identity, gender_raw: str, fields: list[str],
+                  width: int, has_set: bool, has_gender: bool) -> list[MetaWarning]:
+    """What is questionable about one accepted row (see `Meta.warnings`)."""
+    where, out = f"{path.name}:{lineno}: {row.identity}", []
+
+    def warn(kind: str, message: str) -> None:
+        out.append(MetaWarning(lineno, row.identity, kind, f"{where}: {message}"))
+
+    # trailing empty fields (a trailing separator) carry nothing: not worth a warning
+    used = len(fields)
+    while used > width and not fields[used - 1]:
+        used -= 1
+    if used > width:
+        warn("extra_fields", f"{used - width} field(s) beyond the {width} columns of the header "
+                             f"({fields[width:used]!r}) are ignored")
+    elif len(fields) < width:
+        warn("missing_fields", f"{len(fields)} field(s), the header has {width}")
+    if has_set and row.set is None:
+        warn("missing_set", "no Set value (expected dev or test)")
+    elif row.set is not None and row.set not in SET_VALUES:
+        warn("unknown_set", f"Set {row.set!r} is neither dev nor test")
+    if has_gender and row.gender is None:
+        shown = repr(gender_raw) if gender_raw else "empty"
+        warn("unknown_gender", f"gender {shown} is not m/f (or male/female): stored as unknown, so "
+                               "gender-matched negatives cannot use this identity")
+    return out
+
+
+def warning_lines(warnings: list[MetaWarning], limit: int = 20) -> list[str]:
+    """At most `limit` warning lines plus one that counts the rest (a file with thousands of odd
+    rows must not bury the run's output; every warning is in the report)."""
+    lines = [f"warning: {w.message}" for w in warnings[:limit]]
+    if len(warnings) > limit:
+        lines.append(f"warning: ... and {len(warnings) - limit} more meta rows (all listed in report.json)")
+    return lines

@@ -126,11 +126,14 @@ def _find_layout_dirs(root: Path, name: str) -> list[Path]:
     return found
 
 
-def _walk_three_levels(top: Path, ext: str, result: ScanResult, root: Path):
+def _walk_three_levels(top: Path, ext: str, result: ScanResult, root: Path, tick=None):
     """Yield (identity_dir_name, video, stem, path) for `top/<id>/<video>/<stem><ext>`, and
     (identity_dir_name, None, file name, path) for a file directly in `top/<id>/` (the old
-    name-keyed VoxCeleb1 layout; the caller decides whether it belongs to the layout)."""
+    name-keyed VoxCeleb1 layout; the caller decides whether it belongs to the layout).
+    `tick()` is called once per identity folder (a progress bar for long scans)."""
     for id_entry in _sorted_dirs(top):
+        if tick is not None:
+            tick()
         if not id_entry.is_dir():
             result.ignore(_rel(id_entry.path, root))
             continue
@@ -156,9 +159,10 @@ def _add_unique(result: ScanResult, seen: set[str], record: ClipRecord) -> None:
     result.clips.append(record)
 
 
-def scan_voxceleb2(root: str | Path, audio: str = "auto") -> ScanResult:
+def scan_voxceleb2(root: str | Path, audio: str = "auto", tick=None) -> ScanResult:
     """List VoxCeleb2 clips. `audio`: `auto` (the m4a when present, else the mp4's track),
-    `m4a` (require the m4a), `mp4` (always the mp4's own audio track)."""
+    `m4a` (require the m4a), `mp4` (always the mp4's own audio track). `tick()`: called per
+    identity folder walked (progress)."""
     if audio not in ("auto", "m4a", "mp4"):
         raise ValueError(f"audio must be auto, m4a or mp4, got {audio!r}")
     root = Path(root)
@@ -171,7 +175,7 @@ def scan_voxceleb2(root: str | Path, audio: str = "auto") -> ScanResult:
     used_m4a: set[str] = set()
     for mp4_dir in mp4_dirs:
         base = mp4_dir.parent
-        for ident, video, stem, path in _walk_three_levels(mp4_dir, ".mp4", result, root):
+        for ident, video, stem, path in _walk_three_levels(mp4_dir, ".mp4", result, root, tick):
             if video is None or not ID_RE.match(ident):
                 result.ignore(_rel(path, root))
                 continue
@@ -258,8 +262,9 @@ def find_vox1_face_root(root: Path, faces: str | Path | None) -> Path | None:
     return None
 
 
-def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None) -> ScanResult:
-    """List VoxCeleb1 utterances with their face images (see the module docstring for layouts)."""
+def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None, tick=None) -> ScanResult:
+    """List VoxCeleb1 utterances with their face images (see the module docstring for layouts).
+    `tick()`: called per identity folder walked (progress)."""
     root = Path(root)
     result = ScanResult()
     wav_dirs = _find_layout_dirs(root, "wav")
@@ -285,7 +290,7 @@ def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None
     seen: set[str] = set()
     for wav_dir in wav_dirs:
         base = wav_dir.parent
-        for folder, video, stem, path in _walk_three_levels(wav_dir, ".wav", result, root):
+        for folder, video, stem, path in _walk_three_levels(wav_dir, ".wav", result, root, tick):
             if video is None:
                 # old name-keyed layout: wav/<Name>/<ytid>_<7 digits>.wav
                 m = _OLD_VOX1_STEM.match(stem[:-4]) if stem.endswith(".wav") else None

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .meta import Meta
+from .meta import SET_VALUES, Meta
 
 PRESET_DIR = Path(__file__).with_name("voxceleb_meta")
 WEN1225_FILE = PRESET_DIR / "vox1_identity_splits_derived.csv"
@@ -130,6 +130,15 @@ def _pins(meta: Meta, list_file: Path) -> SplitAssignment:
 
 
 def _vox2(meta: Meta, test_only: bool) -> SplitAssignment:
+    # a row without a usable Set would silently leave its identity out of every split
+    unusable = [r for r in meta.identities.values() if r.set not in SET_VALUES]
+    if unusable:
+        shown = "; ".join(f"line {r.line}: {r.identity} Set={r.set!r}" for r in unusable[:10])
+        raise SplitError(
+            f"{meta.path}: {len(unusable)} row(s) have no Set value dev or test, which the "
+            f"{'vox2test' if test_only else 'vox2'} preset needs to place the identity ({shown}"
+            f"{' ...' if len(unusable) > 10 else ''}); fix those rows (the released vox2_meta.csv "
+            "has dev or test on every row)")
     split_of, excluded = {}, {}
     for identity, row in meta.identities.items():
         if row.set == "test":

@@ -26,6 +26,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from shards.splitinfo import empty_split_message, split_sample_count
+
 FORMAT_VERSION = 1
 _COLUMNS = ("key", "identity", "video", "clip", "gender", "nationality")
 _AUDIO_CHUNK = 16000 * 30
@@ -110,6 +112,9 @@ class EvalStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.exists():
+            if split_sample_count(self.path.parent) == 0:  # an empty split gets no store
+                raise FileNotFoundError(empty_split_message(
+                    self.path.parent, "evaluate or validate on another split (launch.evaluate --test-split / --val-split, train.val_data)"))
             raise FileNotFoundError(
                 f"no evaluation store at {self.path}; run `python -m pipeline.ingest` for this split "
                 "(val/test splits get an eval.zarr)")

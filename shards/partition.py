@@ -17,14 +17,26 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shards.format import BLOCK, read_dali_index
+from shards.splitinfo import empty_split_message, split_sample_count
 
-__all__ = ["ShardInfo", "ShardCatalog", "Piece", "partition_pieces", "sample_offset"]
+__all__ = ["ShardSetError", "EmptyShardSetError", "ShardInfo", "ShardCatalog", "Piece", "partition_pieces", "sample_offset"]
+
+
+class ShardSetError(ValueError):
+    """`data.shards` cannot be used as given (unreadable index.json, shard sets that disagree,
+    too little data for the reader streams); the message says what to do. Training's entry point
+    reports it as one line."""
+
+
+class EmptyShardSetError(ShardSetError):
+    """The named shard sets hold no sample (e.g. an ingest that skipped every clip of the split)."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +83,17 @@ class ShardCatalog:
                     self.genders[ident] = (info or {}).get("gender")
                 geometry.add((int(index["num_faces"]), int(index["face_size"]), int(index["sample_rate"])))
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{index_path} does not follow ARCHITECTURE.md §2 ({exc!r}); re-run the ingest") from exc
+                raise ShardSetError(f"{index_path} does not follow ARCHITECTURE.md §2 ({exc!r}); re-run the ingest") from exc
+        empty = [f for f in self.folders if split_sample_count(f) == 0]
         if not self.shards or self.total_samples == 0:
-            raise ValueError(f"no samples listed in the index.json of {folders}")
+            if empty:
+                raise EmptyShardSetError(empty_split_message(
+                    empty[0], "point data.shards at a split that has samples"))
+            raise EmptyShardSetError(f"no samples listed in the index.json of {folders}")
+        for folder in empty:  # the other folders still train; say which one contributes nothing
+            warnings.warn(empty_split_message(folder, "drop it from data.shards"), stacklevel=2)
         if len(geometry) != 1:
-            raise ValueError(f"shard sets disagree on (num_faces, face_size, sample_rate): {sorted(geometry)}; "
+            raise ShardSetError(f"shard sets disagree on (num_faces, face_size, sample_rate): {sorted(geometry)}; "
                              "load them with separate loaders or re-ingest with the same settings")
         self.num_faces, self.face_size, self.sample_rate = geometry.pop()
 
@@ -100,7 +118,7 @@ def _pieces(catalog: ShardCatalog, num_streams: int) -> list[Piece]:
         bounds = [round(j * s.num_samples / n) for j in range(n + 1)]
         pieces.extend(Piece(i, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
     if len(pieces) < num_streams:
-        raise ValueError(f"{catalog.total_samples} samples cannot feed {num_streams} reader streams "
+        raise ShardSetError(f"{catalog.total_samples} samples cannot feed {num_streams} reader streams "
                          "(world_size x num_workers); use fewer workers or more data")
     return pieces
 

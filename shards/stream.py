@@ -24,7 +24,7 @@ from shards.format import (AUDIO_MEMBERS, CorruptShardError, ShardFormatError, T
 from shards.partition import Piece, ShardCatalog, sample_offset
 
 
-__all__ = ["Sample", "BadSample", "ShardReadError", "SkipLog", "SampleParser", "PieceStream"]
+__all__ = ["Sample", "BadSample", "unsafe_key_reason", "ShardReadError", "SkipLog", "SampleParser", "PieceStream"]
 
 
 class BadSample(Exception):
@@ -72,6 +72,20 @@ class SkipLog:
             self.messages.append(f"{reason}: {message}")
 
 
+def unsafe_key_reason(key: str) -> str | None:
+    """Why a sample key taken from tar member names must not be used, or None.
+
+    The ingest writes flat keys (`shards.format.make_key`: `[A-Za-z0-9_-]` only). A key that is an
+    absolute path or climbs with `..` comes from a hand-made or hostile tar; the loader never
+    writes members to disk, but such a key must not become a sample identity either (it is
+    counted as `bad_member_name`, like any other bad member)."""
+    if key.startswith(("/", "\\")):
+        return "are absolute paths"
+    if any(part == ".." for part in key.replace("\\", "/").split("/")):
+        return "climb out of the archive with '..'"
+    return None
+
+
 class SampleParser:
     """Turn raw tar members into a `Sample`, choosing the face frame deterministically.
 
@@ -93,6 +107,9 @@ class SampleParser:
 
     def __call__(self, key: str, members: dict[str, bytes], loc: tuple[int, int, int]) -> Sample:
         where = f"sample {key!r} (shard #{loc[0]}, byte {loc[1]})"
+        unsafe = unsafe_key_reason(key)
+        if unsafe:
+            raise BadSample("bad_member_name", f"{where}: member names {unsafe}; not a sample an ingest writes")
         if "json" not in members:
             raise BadSample("missing_member", f"{where} has no json member")
         try:
@@ -160,6 +177,23 @@ class PieceStream:
             return True
         return False
 
+    def _check_shard_end(self, piece: Piece) -> None:
+        """After a shard's last listed sample the tar must end: samples beyond what index.json
+        lists are never read, so a shard that holds more (appended to, or an index from another
+        run) is flagged as `extra_samples` (raised when strict) instead of silently ignored."""
+        shard = self.catalog.shards[piece.shard]
+        if self._it is None or piece.stop != shard.num_samples:
+            return
+        try:
+            extra = next(self._it, None)
+        except (ShardFormatError, OSError, UnicodeDecodeError):
+            return  # damage after the listed samples: nothing listed is lost
+        if extra is not None:
+            self.log.skip("extra_samples", f"{shard.path} holds more samples than the {shard.num_samples} "
+                                           f"its index.json lists (next key {extra[0]!r} at byte {extra[2]}); "
+                                           "they are not read: the shard and index.json do not belong "
+                                           "together, re-run the ingest for this split")
+
     def next(self, wrap: bool = True) -> Sample | None:
         """The next good sample of this stream; bad data is skipped and counted.
 
@@ -169,6 +203,7 @@ class PieceStream:
         while True:
             piece = self.pieces[self.piece_pos]
             if self.read_in_piece >= piece.num_samples:
+                self._check_shard_end(piece)
                 if self._advance_piece() and not wrap:
                     return None
                 continue

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .corpus import CorpusExistsError, make_corpus
+from .realistic import SECONDS as REALISTIC_SECONDS
 
 EPILOG = """\
 Writes DIR/voxceleb1/ (wav, txt, unzippedIntervalFaces, vox1_meta.csv), DIR/voxceleb2/
@@ -28,8 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos-per-identity", type=int, default=3, help="YouTube-like videos per identity; default 3")
     p.add_argument("--clips-per-video", type=int, default=2, help="utterance clips per video; default 2")
     p.add_argument("--seed", type=int, default=0, help="corpus seed; same arguments give identical bytes; default 0")
-    p.add_argument("--min-seconds", type=float, default=4.0, help="shortest clip length in seconds (>= 1); default 4")
-    p.add_argument("--max-seconds", type=float, default=6.0, help="longest clip length in seconds; default 6")
+    p.add_argument("--min-seconds", type=float, default=None,
+                   help="shortest clip length in seconds (>= 1); default 4 (7 with --realistic)")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="longest clip length in seconds; default 6 (9 with --realistic)")
+    p.add_argument("--realistic", action="store_true",
+                   help="clips as costly to decode as real VoxCeleb2: about 8 s, H.264 at about 250 kbps with "
+                        "texture and per-frame grain (for scale benchmarks; see docs/SYNTHETIC_CORPUS.md)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes; does not change the output; default 2")
     p.add_argument("--inject-faults", action="store_true", help="also write bad inputs an ingest must skip (listed in faults.json)")
     p.add_argument("--interference", type=float, default=0.0, metavar="P",
@@ -62,6 +68,9 @@ def format_summary(s: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    lengths = REALISTIC_SECONDS if args.realistic else (4.0, 6.0)
+    min_seconds = lengths[0] if args.min_seconds is None else args.min_seconds
+    max_seconds = lengths[1] if args.max_seconds is None else args.max_seconds
     try:
         summary = make_corpus(
             args.out,
@@ -69,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
             videos_per_identity=args.videos_per_identity,
             clips_per_video=args.clips_per_video,
             seed=args.seed,
-            min_seconds=args.min_seconds,
-            max_seconds=args.max_seconds,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
             workers=args.workers,
             inject_faults=args.inject_faults,
             progress=not args.no_progress,
             interference=args.interference,
+            realistic=args.realistic,
         )
     except (ValueError, CorpusExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

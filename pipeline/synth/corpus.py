@@ -47,7 +47,8 @@ def _clip_files(identity: IdentityPlan, video: VideoPlan, clip) -> list[str]:
     return files
 
 
-def render_video(out: str, seed: int, identity: IdentityPlan, video: VideoPlan, interference: float = 0.0) -> dict:
+def render_video(out: str, seed: int, identity: IdentityPlan, video: VideoPlan, interference: float = 0.0,
+                 realistic: bool = False) -> dict:
     """Worker job: every clip of one video (the video's background is rendered once).
 
     Clips whose files all exist are skipped: files are only ever renamed into place when
@@ -61,7 +62,8 @@ def render_video(out: str, seed: int, identity: IdentityPlan, video: VideoPlan, 
             stats["skipped"] += 1
             continue
         look = look or video_look(seed, identity, video)
-        result = _layout(identity.dataset).write_clip(out_path, seed, identity, video, clip, look, interference)
+        result = _layout(identity.dataset).write_clip(out_path, seed, identity, video, clip, look, interference,
+                                                      realistic)
         stats["clips"] += 1
         stats["files"] += result["files"]
     return stats
@@ -109,6 +111,8 @@ def ground_truth(spec: CorpusSpec, inject_faults: bool, plans: list[IdentityPlan
     spec_json = asdict(spec)
     if not spec.interference:       # corpora made before --interference existed stay the same corpus
         spec_json.pop("interference")
+    if not spec.realistic:          # likewise for --realistic
+        spec_json.pop("realistic")
     return {
         "format_version": FORMAT_VERSION,
         "spec": spec_json,
@@ -157,6 +161,7 @@ def make_corpus(
     inject_faults: bool = False,
     progress: bool = True,
     interference: float = 0.0,
+    realistic: bool = False,
 ) -> dict:
     """Write a synthetic VoxCeleb1 + VoxCeleb2 corpus under `out`; returns the run summary.
 
@@ -168,7 +173,8 @@ def make_corpus(
     """
     started = time.perf_counter()
     out = Path(out)
-    spec = CorpusSpec(identities, videos_per_identity, clips_per_video, seed, min_seconds, max_seconds, interference)
+    spec = CorpusSpec(identities, videos_per_identity, clips_per_video, seed, min_seconds, max_seconds, interference,
+                      realistic)
     spec.validate()
     if workers < 1:
         raise ValueError("--workers must be >= 1")
@@ -184,13 +190,14 @@ def make_corpus(
     with tqdm(total=total, unit="clip", desc="synth", disable=not progress) as bar:
         if workers == 1:
             for p, v in jobs:
-                stats = render_video(str(out), seed, p, v, interference)
+                stats = render_video(str(out), seed, p, v, interference, realistic)
                 for k in totals:
                     totals[k] += stats[k]
                 bar.update(len(v.clips))
         else:
             with ProcessPoolExecutor(max_workers=workers, mp_context=_MP_CONTEXT) as pool:
-                futures = {pool.submit(render_video, str(out), seed, p, v, interference): v for p, v in jobs}
+                futures = {pool.submit(render_video, str(out), seed, p, v, interference, realistic): v
+                           for p, v in jobs}
                 for fut in as_completed(futures):
                     stats = fut.result()
                     for k in totals:

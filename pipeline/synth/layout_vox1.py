@@ -44,8 +44,11 @@ def clip_paths(identity: IdentityPlan, video: VideoPlan, clip: ClipPlan) -> dict
 
 
 def write_clip(out: Path, seed: int, identity: IdentityPlan, video: VideoPlan, clip: ClipPlan,
-               look: VideoLook | None = None, interference: float = 0.0) -> dict:
-    """Render and write one VoxCeleb1 clip; returns {"files": n, "bytes": n}."""
+               look: VideoLook | None = None, interference: float = 0.0, realistic: bool = False) -> dict:
+    """Render and write one VoxCeleb1 clip; returns {"files": n, "bytes": n}.
+
+    `realistic` changes nothing here: the wav is PCM (its size follows the clip length, which the
+    plan sets) and the face jpgs are stills; only VoxCeleb2's video coding is made realistic."""
     r = ClipRenderer(seed, identity, video, clip, look, interference)
     paths = clip_paths(identity, video, clip)
     for key in ("wav", "txt", "faces_dir"):

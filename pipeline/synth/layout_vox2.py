@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import media
-from .clip import SOURCE_H, SOURCE_W, ClipRenderer, VideoLook
+from . import realistic as realistic_clips
+from .clip import FRAME_SIZE, SOURCE_H, SOURCE_W, ClipRenderer, VideoLook
 from .plan import ClipPlan, IdentityPlan, VideoPlan, clip_rng
+from .seeding import rng_for
 from .txtfile import format_track
 
 ROOT = "voxceleb2"
@@ -28,14 +30,23 @@ def clip_paths(identity: IdentityPlan, video: VideoPlan, clip: ClipPlan) -> dict
 
 
 def write_clip(out: Path, seed: int, identity: IdentityPlan, video: VideoPlan, clip: ClipPlan,
-               look: VideoLook | None = None, interference: float = 0.0) -> dict:
-    """Render and write one VoxCeleb2 clip; returns {"files": n, "bytes": n}."""
+               look: VideoLook | None = None, interference: float = 0.0, realistic: bool = False) -> dict:
+    """Render and write one VoxCeleb2 clip; returns {"files": n, "bytes": n}.
+
+    `realistic`: texture, grain and an average bitrate (realistic.py) instead of clean frames at
+    constant quality."""
     r = ClipRenderer(seed, identity, video, clip, look, interference)
     paths = clip_paths(identity, video, clip)
     for rel in paths.values():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
     size = media.write_m4a(out / paths["m4a"], r.audio)
-    size += media.write_mp4(out / paths["mp4"], media.lazy_frames(r.frame, clip.num_frames), audio_from=out / paths["m4a"])
+    frames = media.lazy_frames(r.frame, clip.num_frames)
+    kbps = None
+    if realistic:
+        pattern = realistic_clips.texture(rng_for(seed, "realistic-texture", identity.uid, video.ytid), FRAME_SIZE)
+        frames = realistic_clips.add_texture_and_grain(frames, pattern, clip_rng(seed, identity, video, clip, "grain"))
+        kbps = realistic_clips.VIDEO_KBPS
+    size += media.write_mp4(out / paths["mp4"], frames, audio_from=out / paths["m4a"], video_kbps=kbps)
     frames = [clip.start_frame + i for i in range(clip.num_frames)]
     boxes = []
     for i in range(clip.num_frames):

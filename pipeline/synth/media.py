@@ -60,12 +60,13 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
 
 
 def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: int = 25, size: int = 224,
-              audio_from: Path | None = None) -> int:
+              audio_from: Path | None = None, video_kbps: int | None = None) -> int:
     """H.264 yuv420p video plus an AAC mono track; returns the file size.
 
     The audio track is copied packet by packet from the .m4a file `audio_from` (VoxCeleb2 clips
     exist as both; copying saves a second AAC encode and makes the two tracks identical by
-    construction). Without it, the mp4 has no audio stream.
+    construction). Without it, the mp4 has no audio stream. `video_kbps`: x264 average bitrate
+    instead of constant quality (CRF 23), for --realistic clips.
     """
     path = Path(path)
     tmp = _tmp(path)
@@ -73,7 +74,11 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: int = 25, size: int
         video = container.add_stream("libx264", rate=fps)
         video.width = video.height = size
         video.pix_fmt = "yuv420p"
-        video.options = {"preset": "veryfast", "crf": "23", "x264-params": X264_PARAMS}
+        if video_kbps is None:
+            video.options = {"preset": "veryfast", "crf": "23", "x264-params": X264_PARAMS}
+        else:
+            video.bit_rate = video_kbps * 1000
+            video.options = {"preset": "veryfast", "x264-params": X264_PARAMS}
         video.codec_context.thread_count = 1
         _bitexact(video)
         source = av.open(str(audio_from)) if audio_from is not None else None

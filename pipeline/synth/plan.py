@@ -82,6 +82,7 @@ class CorpusSpec:
     min_seconds: float = 4.0
     max_seconds: float = 6.0
     interference: float = 0.0  # probability of a stranger's voice / face in a clip (nuisance.py)
+    realistic: bool = False  # VoxCeleb2 mp4s with texture, grain and ~250 kbps (realistic.py)
 
     def validate(self) -> None:
         if not 0.0 <= self.interference <= 1.0:
