@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("voxface-synth", "voxface-ingest", "voxface-train", "voxface-eval", "voxface-retrieve", "voxface-match",
+SCRIPTS = ("voxface-synth", "voxface-ingest", "voxface-doctor", "voxface-train", "voxface-eval", "voxface-retrieve", "voxface-match",
            "voxface-export")
 
 
