@@ -134,8 +134,8 @@ class DaskExecutor:
                                          processes=processes, host="127.0.0.1",
                                          dashboard_address=None)
             self._client = Client(self._cluster)
-        threads = sum(self._client.nthreads().values())
-        self.capacity = max(1, threads)
+        # shard tasks run one per process (pipeline.shardtask): capacity is worker processes
+        self.capacity = max(1, len(self._client.nthreads()))
         self.workers = self.capacity
         self._executor = self._client.get_executor(pure=False)
 

@@ -21,6 +21,7 @@ import errno
 import json
 import os
 import resource
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,10 @@ class ShardResult:
 
 
 _WORKER_READY = False
+#: One shard task at a time per process: PyAV decoding from two threads of one process crashes
+#: (measured: segfault within seconds), and engines such as Dask may give a worker several
+#: threads. Parallelism comes from processes; extra threads just queue here.
+_ONE_TASK_PER_PROCESS = threading.Lock()
 
 
 def _prepare_worker(backend: str) -> None:
@@ -178,7 +183,11 @@ def run_shard_task(task: ShardTask, job=None) -> ShardResult:
     """Extract the task's clips in plan order and publish the shard + done-marker. Idempotent:
     a finished shard (done-marker matching the fingerprint and the tar's size) is left alone.
     Storage faults raise `StorageError`; nothing half-written is ever visible."""
-    job = job or extract_job
+    with _ONE_TASK_PER_PROCESS:
+        return _run_shard_task(task, job or extract_job)
+
+
+def _run_shard_task(task: ShardTask, job) -> ShardResult:
     split_dir = SplitDir(task.out, task.dataset, task.split)
     if split_dir.shard_done(task.shard, task.fingerprint) is not None:
         return ShardResult(task.shard, task.split, written=False, pid=os.getpid())
