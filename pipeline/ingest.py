@@ -361,6 +361,8 @@ class Ingest:
 
     # -- execution
     def run(self) -> dict:
+        if not 0 <= self.cfg.part < self.cfg.num_parts:
+            raise IngestError(f"part must be in 0..{self.cfg.num_parts - 1}, got {self.cfg.part}")
         dataset_dir = self.cfg.out / self.cfg.dataset
         shared = self.cfg.num_parts > 1 or self.cfg.merge_only
         try:
