@@ -158,15 +158,17 @@ def _describe_change(old: dict, new: dict) -> str:
 
 
 def _open_lock(path: Path):
-    """The lock file opened for writing, or None when the output is read-only (then a finished
-    ingest can still say that there is nothing to do)."""
+    """(the lock file opened for writing, None), or (None, StorageError) when the output cannot
+    be written (read-only, full, no permission): then a finished ingest can still say that
+    there is nothing to do."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "a+")
+        return open(path, "a+"), None
     except OSError as err:
-        if storage_error(err, path) is None:
+        fault = storage_error(err, path)
+        if fault is None:
             raise
-        return None
+        return None, fault
 
 
 @contextmanager
@@ -175,12 +177,12 @@ def _dataset_lock(dataset_dir: Path, shared: bool = False):
     garbage, and the leak check must see a stable set of splits. The parts of one job array hold
     it shared (they write disjoint shards); a whole run holds it exclusive. flock is released by
     the kernel when the holder dies, even by kill -9, so a stale lock never blocks a resume.
-    Yields False when the output cannot be written at all (read-only storage)."""
+    Yields None, or the StorageError when the output cannot be written at all (read-only)."""
     import fcntl
 
-    fh = _open_lock(dataset_dir / ".ingest.lock")
+    fh, fault = _open_lock(dataset_dir / ".ingest.lock")
     if fh is None:
-        yield False
+        yield fault
         return
     with fh:
         try:
@@ -196,7 +198,7 @@ def _dataset_lock(dataset_dir: Path, shared: bool = False):
             fh.write(f"pid {os.getpid()}\n")
             fh.flush()
         try:
-            yield True
+            yield None
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -244,7 +246,7 @@ class Ingest:
         self.job = job
         self.executor = executor
         self.run_id = uuid.uuid4().hex
-        self.writable = True
+        self.storage_fault = None
         self.worker_rss: dict[int, float] = {}
         self.dataset_skips: list[dict] = []
         self.not_selected: Counter = Counter()
@@ -366,8 +368,8 @@ class Ingest:
         dataset_dir = self.cfg.out / self.cfg.dataset
         shared = self.cfg.num_parts > 1 or self.cfg.merge_only
         try:
-            with _dataset_lock(dataset_dir, shared=shared) as writable:
-                self.writable = writable
+            with _dataset_lock(dataset_dir, shared=shared) as fault:
+                self.storage_fault = fault
                 return self._run()
         except OSError as err:
             fault = storage_error(err, dataset_dir)
@@ -397,11 +399,11 @@ class Ingest:
             self.log("nothing to do: " + ", ".join(
                 f"{r.dir.path} is up to date ({r.dir.index()['num_samples']} samples)" for r in runs))
             return {"status": "up_to_date", "splits": {r.plan.split: r.dir.index() for r in runs}}
-        if not self.writable:
+        if self.storage_fault is not None:
             todo = [r.plan.split for r in runs if states[r.plan.split] != "done"]
             raise StorageError(cfg.out / cfg.dataset,
-                               f"read-only file system, and split(s) {', '.join(todo)} still need "
-                               "writing")
+                               f"{self.storage_fault.cause}, and split(s) {', '.join(todo)} still "
+                               "need writing")
         owners = self._owners(runs)
         todo = [r for r in runs if states[r.plan.split] != "done"]
         tasks = []
