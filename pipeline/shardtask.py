@@ -133,7 +133,7 @@ def extract_job(record: ClipRecord, split: str, identity_info: dict, settings: E
         return extract_clip(record, split, identity_info, settings)
     except ClipError as err:
         return {"path": err.path, "kind": err.kind, "reason": err.reason, "key": record.key}
-    except Exception as err:  # a bug or an unforeseen input problem: report, do not lose the run
+    except Exception as err:  # noqa: BLE001 - a bug or an unforeseen input problem: report it, do not lose the run
         return {"path": record.source, "kind": "extract_error",
                 "reason": f"{type(err).__name__}: {err}", "key": record.key}
 

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from ingest_media import make_vox2_corpus
+
 from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, IngestError, run_ingest
 

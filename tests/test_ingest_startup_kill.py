@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ingest_media import make_vox2_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
