@@ -431,6 +431,14 @@ class Ingest:
                                   run.plan.settings,
                                   [n for n, p in owners[run.plan.split].items() if p == cfg.part])
         with _merge_lock(cfg.out / cfg.dataset):
+            if cfg.num_parts > 1:  # another part may have merged while this one waited here
+                for run in todo:
+                    if self._classify(run) == "done":
+                        states[run.plan.split] = "done"
+                todo = [r for r in todo if states[r.plan.split] != "done"]
+                if not todo:
+                    self.log(f"part {cfg.part} of {cfg.num_parts} finished; another part merged the set")
+                    return {"status": "up_to_date", "splits": {r.plan.split: r.dir.index() for r in runs}}
             waiting = []
             for run in todo:
                 try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,30 @@ def test_cli_part_arguments_are_checked(corpus, tmp_path, capsys):
     assert "--part must be in 0..1, got 2" in capsys.readouterr().err
     assert main(base + ["--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "--scheduler needs --executor dask" in capsys.readouterr().err
+
+
+def test_a_part_finishing_after_the_merge_does_not_merge_again(corpus, tmp_path, monkeypatch):
+    """Parts finishing together: the one that gets the merge lock second finds the set merged
+    and leaves it alone (no second manifest/index/eval.zarr write)."""
+    import pipeline.ingest as ingest_mod
+
+    out = tmp_path / "late"
+    real_lock = ingest_mod._merge_lock
+    stamps = {}
+
+    @contextmanager
+    def lock_after_part_1_merged(dataset_dir):
+        # the re-run of part 0 reaches the merge; part 1 finishes and merges just before it
+        monkeypatch.setattr(ingest_mod, "_merge_lock", real_lock)
+        assert run_ingest(_cfg(corpus, out, num_parts=2, part=1), log=lambda *_: None,
+                          executor=pool)["splits"]["train"]["status"] == "written"
+        stamps["merged"] = (out / "voxceleb2" / "train" / "index.json").stat().st_mtime_ns
+        with real_lock(dataset_dir):
+            yield
+
+    with ThreadPoolExecutor(2) as pool:
+        run_ingest(_cfg(corpus, out, num_parts=2, part=0), log=lambda *_: None, executor=pool)
+        monkeypatch.setattr(ingest_mod, "_merge_lock", lock_after_part_1_merged)
+        late = run_ingest(_cfg(corpus, out, num_parts=2, part=0), log=lambda *_: None, executor=pool)
+    assert late["status"] == "up_to_date"
+    assert (out / "voxceleb2" / "train" / "index.json").stat().st_mtime_ns == stamps["merged"]
