@@ -149,6 +149,10 @@ def _rel(path: str, bases) -> str:
 
 
 class _Journal:
+    """`.ingest/<shard>.attempt`: which clip this attempt is on. Overwritten in place (one
+    syscall per clip, no file creation or rename: cheap on network file systems); a torn write
+    only makes the next attempt treat the journal as absent, which is safe."""
+
     def __init__(self, path: Path, run_id: str, solo: bool):
         self.path, self.run_id, self.solo = path, run_id, solo
         self.culprits: list[int] = []
@@ -160,12 +164,20 @@ class _Journal:
             self.culprits = list(old.get("culprits", []))
             if old.get("solo") and old.get("clip") is not None and old["clip"] not in self.culprits:
                 self.culprits.append(old["clip"])
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._size = 0
 
     def at(self, clip: int) -> None:
-        tmp = self.path.with_name(self.path.name + ".partial")
-        tmp.write_text(json.dumps({"run": self.run_id, "solo": self.solo, "clip": clip,
-                                   "culprits": self.culprits}))
-        os.replace(tmp, self.path)
+        # padded with spaces to the longest record so far: one pwrite, never a stale tail
+        data = json.dumps({"run": self.run_id, "solo": self.solo, "clip": clip,
+                           "culprits": self.culprits}).encode().ljust(self._size)
+        os.pwrite(self._fd, data, 0)
+        self._size = len(data)
+
+    def close(self, remove: bool) -> None:
+        os.close(self._fd)
+        if remove:
+            self.path.unlink(missing_ok=True)
 
 
 def _maybe_kill_for_test(split_dir: SplitDir) -> None:
@@ -202,6 +214,7 @@ def _run_shard_task(task: ShardTask, job) -> ShardResult:
         records, skips, dropped = [], [], []
         writer = None
         ok = crash = 0
+        published = False
         try:
             for i, clip in enumerate(task.clips):
                 current = journal.path
@@ -237,15 +250,17 @@ def _run_shard_task(task: ShardTask, job) -> ShardResult:
                 writer.close()
                 writer = None
                 nbytes = tar.stat().st_size
+            current = split_dir.sidecar(task.shard)
+            write_json_atomic(current, {
+                "shard": task.shard, "fingerprint": task.fingerprint, "bytes": nbytes,
+                "records": records, "skipped": skips, "dropped": dropped}, indent=None)
+            published = True
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
-        current = split_dir.sidecar(task.shard)
-        write_json_atomic(current, {
-            "shard": task.shard, "fingerprint": task.fingerprint, "bytes": nbytes,
-            "records": records, "skipped": skips, "dropped": dropped}, indent=None)
-        journal.path.unlink(missing_ok=True)
+        finally:
+            journal.close(remove=published)
     except OSError as err:
         fault = storage_error(err, current)
         if fault is None:
