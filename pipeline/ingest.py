@@ -1,46 +1,84 @@
 """`python -m pipeline.ingest`: VoxCeleb1 / VoxCeleb2 media -> identity-mixed WebDataset shards.
 
 Flow: parse meta -> split preset -> scan the layout -> deterministic shard plan per split ->
-leak check against splits already under `<out>/<dataset>/` -> extract clips in `--workers`
-processes while the main process writes shards in plan order -> per split `manifest.jsonl`,
-`report.json`, `eval.zarr` (val/test) and finally `index.json`. See docs/INGEST.md.
+leak check against splits already under `<out>/<dataset>/` -> one shard task per planned shard
+(`pipeline.shardtask`), run by an executor (`pipeline.executors`: local processes, Dask, or any
+`concurrent.futures` executor), each extracting its clips and publishing its own shard ->
+merge: per split `manifest.jsonl`, `report.json`, `eval.zarr` (val/test) and finally
+`index.json`. See docs/INGEST.md.
 
-Why workers extract clips while one process writes: extraction (video decode, JPEG, FLAC) is the
-cost; writing is cheap. Clip-level parallelism keeps all workers busy even when a split has fewer
-shards than workers, and writing in plan order makes the bytes independent of scheduling. A
-worker that dies (a decoder crash on a hostile file) is replaced; the clips that were in flight are
-retried one at a time so the culprit is identified, skipped and reported, and the run goes on.
+Why shard tasks: a shard is a pure function of its planned clips and the settings, so whoever
+extracts them can write it; no single writing process caps throughput, the same task can run on
+a laptop, a Dask cluster or a job-array part (`--num-parts N --part i`) and give the same bytes,
+and a re-run resumes by skipping the shards whose done-marker is present. A worker that dies (a
+decoder crash on a hostile file) costs a re-run of its task; a task that dies when running alone
+has its culprit clip skipped and reported (`worker_crash`), and the run goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import json
 import os
-import resource
 import sys
 import time
+import uuid
 from collections import Counter, deque
 from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from shards.format import ShardWriter
 from shards.splitinfo import empty_split_message
 
-from .extract import (AUDIO_ENCODERS, JPEG_QUALITY, MIN_FACE_SIZE, SAMPLE_RATE, ClipError, ExtractSettings,
-                      extract_clip)
+from .executors import (
+    ForeignExecutor,
+    WorkersCannotStart,
+    is_worker_death,
+    make_executor,
+)
+from .extract import AUDIO_ENCODERS, JPEG_QUALITY, MIN_FACE_SIZE, SAMPLE_RATE, ExtractSettings
 from .meta import Meta, MetaError, read_meta, warning_lines
+from .parts import (
+    PartError,
+    PartsIncomplete,
+    check_parts_complete,
+    part_of,
+    write_part_marker,
+)
 from .plan import INGEST_FORMAT_VERSION, SplitPlan, make_split_plan
-from .shardset import (EVAL_STORE, INDEX, MANIFEST, PLAN, REPORT, SplitDir, build_eval_store,
-                       existing_split_identities, write_json_atomic)
+from .shardset import (
+    EVAL_STORE,
+    INDEX,
+    MANIFEST,
+    PLAN,
+    REPORT,
+    SplitDir,
+    build_eval_store,
+    existing_split_identities,
+    read_json,
+    write_json_atomic,
+)
+from .shardtask import (
+    ShardTask,
+    StorageError,
+    extract_job,
+    peak_rss_mb,
+    run_shard_task,
+    storage_error,
+)
 from .sources import ClipRecord, ScanResult, Skip, scan_voxceleb1, scan_voxceleb2
-from .splits import (DEFAULT_PRESET, PRESETS, SPLITS, SplitError, assign_splits, check_disjoint,
-                     find_leaks)
+from .splits import (
+    DEFAULT_PRESET,
+    PRESETS,
+    SPLITS,
+    SplitError,
+    assign_splits,
+    check_disjoint,
+    find_leaks,
+)
 
 EVAL_SPLITS = ("val", "test")
 #: Consecutive clips that each kill a worker before the run is stopped as a systemic failure.
@@ -70,9 +108,15 @@ class IngestConfig:
     split_file: Path | None = None
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     progress: bool = True
+    executor: str = "local"  # local | dask (see pipeline.executors)
+    scheduler: str | None = None  # dask scheduler address; None: a LocalCluster on 127.0.0.1
+    num_parts: int = 1  # job arrays: this run writes only the shards of `part` (0-based)
+    part: int = 0
+    merge_only: bool = False  # write nothing but the merge (index, manifest, reports, eval.zarr)
 
     def output_settings(self, preset: str) -> dict:
-        """Everything that changes which samples are written or their bytes (not --workers)."""
+        """Everything that changes which samples are written or their bytes (not --workers,
+        --executor or the parts: shards are the same bytes whoever writes them)."""
         return {**self.extract.as_dict(), "shard_samples": self.shard_samples, "limit": self.limit,
                 "split_preset": preset, "vox2_audio": self.vox2_audio,
                 "ingest_format_version": INGEST_FORMAT_VERSION}
@@ -80,49 +124,9 @@ class IngestConfig:
 
 # ---------------------------------------------------------------- worker side
 
-def _init_worker(backend: str) -> None:
-    """Die with the parent (a kill -9 of the ingest must not leave decoders running) and keep
-    FFmpeg's per-frame complaints about corrupt inputs off the progress bar."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    import av
-
-    av.logging.set_level(av.logging.PANIC)
-    if backend == "decord":  # importing decord costs ~550 MB RSS: only when it is used
-        import decord
-
-        decord.logging.set_level(decord.logging.QUIET)
-
-
-def _peak_rss_mb() -> float:
-    """Peak RSS of this process in MB. VmHWM, not ru_maxrss: Linux carries ru_maxrss across
-    fork+exec, so a spawned worker would report its parent's peak instead of its own."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _extract_job(record: ClipRecord, split: str, identity_info: dict, settings: ExtractSettings):
-    """Runs in a worker: returns (sample | skip dict, pid, peak RSS MB). Never raises for input
-    problems; an unexpected exception becomes an `extract_error` skip naming the exception."""
-    try:
-        result = extract_clip(record, split, identity_info, settings)
-    except ClipError as err:
-        result = {"path": err.path, "kind": err.kind, "reason": err.reason, "key": record.key}
-    except Exception as err:  # a bug or an unforeseen input problem: report, do not lose the run
-        result = {"path": record.source, "kind": "extract_error",
-                  "reason": f"{type(err).__name__}: {err}", "key": record.key}
-    return result, os.getpid(), _peak_rss_mb()
+#: The per-clip function shard tasks call by default (kept under its old name for callers that
+#: wrap it, e.g. the crash tests' jobs).
+_extract_job = extract_job
 
 
 # ---------------------------------------------------------------- main side
@@ -136,16 +140,6 @@ class _SplitRun:
     pending: list = field(default_factory=list)  # ShardPlan
     written_now: int = 0
     seconds: float = 0.0
-
-
-def _rel(path: str, cfg: IngestConfig) -> str:
-    for base in (cfg.root, cfg.faces):
-        if base is not None:
-            try:
-                return Path(path).relative_to(base).as_posix()
-            except ValueError:
-                pass
-    return path
 
 
 def _identity_info(meta: Meta) -> dict[str, dict]:
@@ -165,41 +159,96 @@ def _describe_change(old: dict, new: dict) -> str:
     return "; ".join(diffs) if diffs else "the input files changed (clips added, removed or modified)"
 
 
+def _open_lock(path: Path):
+    """(the lock file opened for writing, None), or (None, StorageError) when the output cannot
+    be written (read-only, full, no permission): then a finished ingest can still say that
+    there is nothing to do."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a+"), None
+    except OSError as err:
+        fault = storage_error(err, path)
+        if fault is None:
+            raise
+        return None, fault
+
+
 @contextmanager
-def _dataset_lock(dataset_dir: Path):
+def _dataset_lock(dataset_dir: Path, shared: bool = False):
     """One ingest at a time per `<out>/<dataset>`: two writers of the same shards would interleave
-    garbage, and the leak check must see a stable set of splits. flock is released by the kernel
-    when the holder dies, even by kill -9, so a stale lock never blocks a resume."""
+    garbage, and the leak check must see a stable set of splits. The parts of one job array hold
+    it shared (they write disjoint shards); a whole run holds it exclusive. flock is released by
+    the kernel when the holder dies, even by kill -9, so a stale lock never blocks a resume.
+    Yields None, or the StorageError when the output cannot be written at all (read-only)."""
     import fcntl
 
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    with open(dataset_dir / ".ingest.lock", "a+") as fh:
+    fh, fault = _open_lock(dataset_dir / ".ingest.lock")
+    if fh is None:
+        yield fault
+        return
+    with fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             raise IngestError(f"{dataset_dir} is being written by another ingest ({holder}); wait "
                               "for it to finish or stop it, then re-run") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}\n")
-        fh.flush()
+        if not shared:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}\n")
+            fh.flush()
+        try:
+            yield None
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _merge_lock(dataset_dir: Path):
+    """Serialises the completion check + merge of job-array parts: the last part to finish (or
+    a merge command) sees every other part's shards and merges exactly once."""
+    import fcntl
+
+    with open(dataset_dir / ".ingest.merge.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-class Ingest:
-    """One ingest run. `job` is the per-clip worker function (a module-level callable with the
-    signature and return value of `_extract_job`); replaceable to wrap extraction, e.g. to test
-    crash recovery."""
+def _wait_any(futures: list) -> list:
+    """The futures that are done, waiting for at least one. `concurrent.futures` futures are
+    waited on; other future types (submitit jobs) are polled through `done()`."""
+    if all(isinstance(f, cf.Future) for f in futures):
+        return list(cf.wait(futures, return_when=cf.FIRST_COMPLETED).done)
+    while True:
+        done = [f for f in futures if f.done()]
+        if done:
+            return done
+        time.sleep(0.2)
 
-    def __init__(self, cfg: IngestConfig, log=print, job=None):
+
+def _started(task: ShardTask) -> bool:
+    """Whether an attempt of this task in this run got as far as its first clip (journal)."""
+    journal = read_json(SplitDir(task.out, task.dataset, task.split).state / f"{task.shard}.attempt")
+    return bool(journal) and journal.get("run") == task.run_id
+
+
+class Ingest:
+    """One ingest run (or one part of a job array). `job` is the per-clip function shard tasks
+    call (a module-level callable with the signature and return value of `_extract_job`);
+    replaceable to wrap extraction, e.g. to test crash recovery. `executor`: see `run_ingest`."""
+
+    def __init__(self, cfg: IngestConfig, log=print, job=None, executor=None):
         self.cfg = cfg
         self.log = log
-        self.job = job or _extract_job
+        self.job = job
+        self.executor = executor
+        self.run_id = uuid.uuid4().hex
+        self.storage_fault = None
         self.worker_rss: dict[int, float] = {}
         self.dataset_skips: list[dict] = []
         self.not_selected: Counter = Counter()
@@ -320,8 +369,30 @@ class Ingest:
 
     # -- execution
     def run(self) -> dict:
-        with _dataset_lock(self.cfg.out / self.cfg.dataset):
-            return self._run()
+        if not 0 <= self.cfg.part < self.cfg.num_parts:
+            raise IngestError(f"part must be in 0..{self.cfg.num_parts - 1}, got {self.cfg.part}")
+        dataset_dir = self.cfg.out / self.cfg.dataset
+        shared = self.cfg.num_parts > 1 or self.cfg.merge_only
+        try:
+            with _dataset_lock(dataset_dir, shared=shared) as fault:
+                self.storage_fault = fault
+                return self._run()
+        except OSError as err:
+            fault = storage_error(err, dataset_dir)
+            if fault is None:
+                raise
+            raise fault from None
+
+    def _owners(self, runs: list[_SplitRun]) -> dict[str, dict[str, int]]:
+        """split -> shard -> part: ordinals over the splits in canonical order (whatever
+        `--splits` order or which splits are already done), so every part agrees."""
+        owners, ordinal = {}, 0
+        for run in sorted(runs, key=lambda r: SPLITS.index(r.plan.split)):
+            owners[run.plan.split] = {}
+            for shard in run.plan.shards:
+                owners[run.plan.split][shard.name] = part_of(ordinal, self.cfg.num_parts)
+                ordinal += 1
+        return owners
 
     def _run(self) -> dict:
         cfg = self.cfg
@@ -337,166 +408,164 @@ class Ingest:
                 if not r.dir.index()["num_samples"]:
                     self.log(f"warning: {empty_split_message(r.dir.path, 'leave this split out (--splits)')}")
             return {"status": "up_to_date", "splits": {r.plan.split: r.dir.index() for r in runs}}
-        for run in runs:
-            if states[run.plan.split] == "done":
-                continue
+        if self.storage_fault is not None:
+            todo = [r.plan.split for r in runs if states[r.plan.split] != "done"]
+            raise StorageError(cfg.out / cfg.dataset,
+                               f"{self.storage_fault.cause}, and split(s) {', '.join(todo)} still "
+                               "need writing")
+        owners = self._owners(runs)
+        todo = [r for r in runs if states[r.plan.split] != "done"]
+        tasks = []
+        for run in todo:
             run.dir.prepare()
-            write_json_atomic(run.dir.state / PLAN, {
-                "fingerprint": run.plan.fingerprint, "settings": run.plan.settings,
-                "identities": run.plan.identities, "num_clips": run.plan.num_clips,
-                "num_shards": len(run.plan.shards)})
+            if not cfg.merge_only:
+                self._write_plan_state(run)
             run.pending = [s for s in run.plan.shards
-                           if run.dir.shard_done(s.name, run.plan.fingerprint) is None]
-            done = len(run.plan.shards) - len(run.pending)
-            if done:
-                self.log(f"{run.dir.path}: resuming, {done} of {len(run.plan.shards)} shards already done")
+                           if (cfg.num_parts == 1 or owners[run.plan.split][s.name] == cfg.part)
+                           and run.dir.shard_done(s.name, run.plan.fingerprint) is None]
+            mine = sum(1 for s in run.plan.shards
+                       if cfg.num_parts == 1 or owners[run.plan.split][s.name] == cfg.part)
+            done = mine - len(run.pending)
+            if done and not cfg.merge_only:
+                self.log(f"{run.dir.path}: resuming, {done} of {mine} shards already done")
+            if not cfg.merge_only:
+                tasks += [self._task(run, shard) for shard in run.pending]
         t0 = time.time()
-        self._extract_all([r for r in runs if r.pending])
+        if tasks:
+            self._execute(tasks, {r.plan.split: r for r in todo})
         self.timings["extract_s"] = round(time.time() - t0, 3)
-        summaries = {}
-        for run in runs:
-            if states[run.plan.split] != "done":
-                summaries[run.plan.split] = self._finalize(run)
-            else:
-                summaries[run.plan.split] = {"status": "up_to_date", **self._short(run.dir.index())}
-        self.timings["total_s"] = round(time.time() - t_start, 3)
-        report = self._dataset_report(summaries)
-        write_json_atomic(cfg.out / cfg.dataset / REPORT, report)
+        if cfg.num_parts > 1 and not cfg.merge_only:
+            for run in todo:
+                write_part_marker(run.dir, cfg.part, cfg.num_parts, run.plan.fingerprint,
+                                  run.plan.settings,
+                                  [n for n, p in owners[run.plan.split].items() if p == cfg.part])
+        with _merge_lock(cfg.out / cfg.dataset):
+            if cfg.num_parts > 1:  # another part may have merged while this one waited here
+                for run in todo:
+                    if self._classify(run) == "done":
+                        states[run.plan.split] = "done"
+                todo = [r for r in todo if states[r.plan.split] != "done"]
+                if not todo:
+                    self.log(f"part {cfg.part} of {cfg.num_parts} finished; another part merged the set")
+                    return {"status": "up_to_date", "splits": {r.plan.split: r.dir.index() for r in runs}}
+            waiting = []
+            for run in todo:
+                try:
+                    check_parts_complete(run.dir, run.plan, owners[run.plan.split], cfg.num_parts,
+                                         _describe_change)
+                except PartsIncomplete as err:
+                    if cfg.merge_only or cfg.num_parts == 1:
+                        raise IngestError(str(err)) from None
+                    waiting.append(str(err))
+                except PartError as err:
+                    raise IngestError(str(err)) from None
+            if waiting:
+                written = sum(r.written_now for r in todo)
+                self.log(f"part {cfg.part} of {cfg.num_parts} finished ({written} shard(s) written "
+                         "now); the set is not complete yet, so the last part to finish (or "
+                         f"`--merge`) will merge it: {waiting[0]}")
+                return {"status": "part_done", "part": cfg.part, "num_parts": cfg.num_parts,
+                        "shards_written_this_run": written, "waiting": waiting}
+            summaries = {}
+            for run in runs:
+                if states[run.plan.split] != "done":
+                    summaries[run.plan.split] = self._finalize(run)
+                else:
+                    summaries[run.plan.split] = {"status": "up_to_date", **self._short(run.dir.index())}
+            self.timings["total_s"] = round(time.time() - t_start, 3)
+            report = self._dataset_report(summaries)
+            write_json_atomic(cfg.out / cfg.dataset / REPORT, report)
         self._print_summary(runs, summaries)
         return report
 
-    def _executor(self) -> ProcessPoolExecutor:
-        """A fresh pool, checked with a no-op task: if workers cannot even start (e.g. the caller
-        runs from stdin, which spawned processes cannot re-import), say so instead of reporting
-        every clip as a crash."""
-        import multiprocessing
+    def _write_plan_state(self, run: _SplitRun) -> None:
+        state = {"fingerprint": run.plan.fingerprint, "settings": run.plan.settings,
+                 "identities": run.plan.identities, "num_clips": run.plan.num_clips,
+                 "num_shards": len(run.plan.shards)}
+        if run.dir.plan() != state:  # parts share it: rewrite only when it changes
+            write_json_atomic(run.dir.state / PLAN, state)
 
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        pool = ProcessPoolExecutor(max_workers=max(1, self.cfg.workers),
-                                   mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker,
-                                   initargs=(self.cfg.extract.video_backend,))
-        try:
-            pool.submit(os.getpid).result()
-        except BrokenProcessPool:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise IngestError(
-                "the extraction worker processes die on start-up. Spawned workers re-import the "
-                "caller's __main__: run `python -m pipeline.ingest ...`, or call run_ingest from a "
-                "script file under `if __name__ == '__main__':` (not from stdin); then re-run the "
-                "same command to continue") from None
-        return pool
+    def _task(self, run: _SplitRun, shard) -> ShardTask:
+        ids = {c.identity for c in shard.clips}
+        return ShardTask(out=self.cfg.out, dataset=self.cfg.dataset, split=run.plan.split,
+                         shard=shard.name, fingerprint=run.plan.fingerprint, clips=shard.clips,
+                         identity_info={i: run.identity_info.get(i, {}) for i in sorted(ids)},
+                         settings=self.cfg.extract, rel_bases=(self.cfg.root, self.cfg.faces),
+                         run_id=self.run_id)
 
-    def _extract_all(self, runs: list[_SplitRun]) -> None:
-        total = sum(len(s.clips) for r in runs for s in r.pending)
-        if not total:
-            return
-        items = ((run, shard, i) for run in runs for shard in run.pending for i in range(len(shard.clips)))
-        window = max(2, 4 * self.cfg.workers)
-        bar = tqdm(total=total, unit="clip", desc="ingest", disable=not self.cfg.progress,
-                   dynamic_ncols=True)
-        state = {"writer": None, "records": [], "skips": [], "dropped": [], "skipped": 0}
-        pool = self._executor()
-        in_flight: deque = deque()
-        retry: deque = deque()  # items to run one at a time after a worker crash
-        crashes_in_a_row = 0
+    def _make_executor(self):
+        if self.executor is not None:
+            return ForeignExecutor(self.executor, self.cfg.workers)
         try:
-            while True:
-                while not retry and len(in_flight) < window:
-                    item = next(items, None)
-                    if item is None:
-                        break
-                    in_flight.append((item, self._submit(pool, item, solo=False)))
-                if not in_flight and retry:
-                    item = retry.popleft()
-                    in_flight.append((item, self._submit(pool, item, solo=True)))
-                if not in_flight:
-                    break
-                item, future = in_flight.popleft()
-                try:
-                    result, pid, rss = future.result()
-                except BrokenProcessPool:
-                    solo = future.solo
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    crashes_in_a_row += solo
-                    if crashes_in_a_row >= _MAX_CRASHES_IN_A_ROW:  # before starting a pool only to drop it
-                        raise IngestError(
-                            f"{crashes_in_a_row} clips in a row killed their worker process: "
-                            "this is not one bad file but a broken environment (decoder "
-                            "libraries, memory limits). Finished shards are kept; fix the "
-                            "cause and re-run the same command")
-                    pool = self._executor()
-                    if solo:
-                        run, shard, i = item
-                        clip = shard.clips[i]
-                        result, pid, rss = {"path": clip.source, "kind": "worker_crash",
-                                            "reason": "the worker process died while decoding this "
-                                                      "clip (decoder crash)", "key": clip.key}, None, 0.0
-                    else:
-                        # Retry the crashed item and everything in flight, one by one, in order.
-                        retry.extendleft(reversed([item] + [it for it, _ in in_flight]))
-                        in_flight.clear()
+            return make_executor(self.cfg.executor, self.cfg.workers, self.cfg.scheduler)
+        except WorkersCannotStart as err:
+            raise IngestError(str(err)) from None
+
+    def _execute(self, tasks: list[ShardTask], runs: dict[str, _SplitRun]) -> None:
+        """Run the shard tasks, keeping about two per worker in flight. A worker death (the pool
+        breaks, Dask gives up on a task) re-queues the tasks that had started to run alone, one
+        at a time, so a second death is pinned on one clip by the task's journal."""
+        bar = tqdm(total=sum(len(t.clips) for t in tasks), unit="clip", desc="ingest",
+                   disable=not self.cfg.progress, dynamic_ncols=True)
+        queue, solo = deque(tasks), deque()
+        in_flight: dict = {}  # future -> (task, executor generation)
+        executor = self._make_executor()
+        generation, crashes_in_a_row, skipped = 0, 0, 0
+        window = 2 * executor.capacity
+        try:
+            while queue or solo or in_flight:
+                if solo:
+                    if not in_flight:
+                        task = solo.popleft()
+                        task.solo = True
+                        in_flight[executor.submit(run_shard_task, task, self.job)] = (task, generation)
+                else:
+                    while queue and len(in_flight) < window:
+                        task = queue.popleft()
+                        in_flight[executor.submit(run_shard_task, task, self.job)] = (task, generation)
+                for future in _wait_any(list(in_flight)):
+                    task, gen = in_flight.pop(future)
+                    try:
+                        result = future.result()
+                    except BaseException as err:
+                        if not is_worker_death(err):
+                            raise
+                        if task.solo:
+                            crashes_in_a_row += 1
+                            if crashes_in_a_row >= _MAX_CRASHES_IN_A_ROW:
+                                raise IngestError(
+                                    f"{crashes_in_a_row} clips in a row killed their worker "
+                                    "process: this is not one bad file but a broken environment "
+                                    "(decoder libraries, memory limits). Finished shards are "
+                                    "kept; fix the cause and re-run the same command") from None
+                        if gen == generation:
+                            executor.after_worker_death()
+                            generation += 1
+                        # a task that never started cannot be the culprit: back to the queue
+                        (solo if task.solo or _started(task) else queue).append(task)
                         continue
-                if pid is not None:
-                    crashes_in_a_row = 0
-                    self.worker_rss[pid] = max(self.worker_rss.get(pid, 0.0), rss)
-                self._consume(item, result, state)
-                bar.update(1)
-                bar.set_postfix(skipped=state["skipped"], refresh=False)
+                    if result.ok_clips:
+                        crashes_in_a_row = 0
+                    if result.written:
+                        runs[task.split].written_now += 1
+                        self.worker_rss[result.pid] = max(self.worker_rss.get(result.pid, 0.0),
+                                                          result.peak_rss_mb)
+                    skipped += result.skipped
+                    bar.update(len(task.clips))
+                    bar.set_postfix(skipped=skipped, refresh=False)
         except BaseException:
-            if state["writer"] is not None:
-                state["writer"].abort()
+            for future in in_flight:
+                future.cancel()
             raise
         finally:
             bar.close()
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _submit(self, pool: ProcessPoolExecutor, item, solo: bool):
-        """Submit one clip; `solo` marks a retry running alone, so a crash identifies it."""
-        run, shard, i = item
-        clip = shard.clips[i]
-        future = pool.submit(self.job, clip, run.plan.split, run.identity_info.get(clip.identity, {}),
-                             self.cfg.extract)
-        future.solo = solo
-        return future
-
-    def _consume(self, item, result, state) -> None:
-        run, shard, i = item
-        if i == 0:
-            state.update(writer=None, records=[], skips=[], dropped=[])
-        if isinstance(result, dict):
-            result["path"] = _rel(result["path"], self.cfg)
-            state["skips"].append(result)
-            state["skipped"] += 1
-        else:
-            if state["writer"] is None:
-                state["writer"] = ShardWriter(run.dir.tar(shard.name))
-            rec = state["writer"].add(result.key, result.members)
-            clip = shard.clips[i]
-            info = run.identity_info.get(clip.identity, {})
-            state["records"].append({
-                "key": rec.key, "identity": clip.identity, "video": clip.video, "clip": clip.clip,
-                "gender": info.get("gender"), "shard": shard.name + ".tar", "offset": rec.offset,
-                "size": rec.size, "members": rec.members, "sha1": rec.sha1,
-                "duration": round(result.duration, 6), "source": clip.source})
-            for d in result.dropped:
-                state["dropped"].append({**d, "path": _rel(d["path"], self.cfg), "key": clip.key})
-        if i == len(shard.clips) - 1:
-            nbytes = 0
-            if state["writer"] is not None:
-                state["writer"].close()
-                nbytes = run.dir.tar(shard.name).stat().st_size
-                state["writer"] = None
-            write_json_atomic(run.dir.sidecar(shard.name), {
-                "shard": shard.name, "fingerprint": run.plan.fingerprint, "bytes": nbytes,
-                "records": state["records"], "skipped": state["skips"], "dropped": state["dropped"]},
-                indent=None)
-            run.written_now += 1
+            executor.close()
 
     # -- finalization
     def _finalize(self, run: _SplitRun) -> dict:
         t0 = time.time()
         cfg = self.cfg
+        run.dir.clean_leftovers()  # every shard is done: any temp file is a dead attempt's
         # Stream the sidecars into the manifest: memory stays O(#shards + #identities + #skips).
         skipped, dropped, shards = list(run.scan_skips), [], []
         identities: dict[str, dict] = {}
@@ -578,7 +647,7 @@ class Ingest:
 
     def _rss_table(self) -> dict:
         table = {f"worker{i}": round(v, 1) for i, (_, v) in enumerate(sorted(self.worker_rss.items()))}
-        table["main"] = round(_peak_rss_mb(), 1)
+        table["main"] = round(peak_rss_mb(), 1)
         return table
 
     def _dataset_report(self, summaries) -> dict:
@@ -618,9 +687,12 @@ class Ingest:
         self.log("\n".join(lines))
 
 
-def run_ingest(cfg: IngestConfig, log=print, job=None) -> dict:
-    """Programmatic entry point (tests, benchmarks): returns the dataset-level report."""
-    return Ingest(cfg, log, job).run()
+def run_ingest(cfg: IngestConfig, log=print, job=None, executor=None) -> dict:
+    """Programmatic entry point (tests, benchmarks): returns the dataset-level report (or, for a
+    job-array part that is not the last, `{"status": "part_done", ...}`). `executor`: any
+    `concurrent.futures`-style executor to run the shard tasks on instead of `cfg.executor`
+    (Ray, submitit, a thread pool; see docs/INGEST.md), kept `cfg.workers` tasks busy."""
+    return Ingest(cfg, log, job, executor).run()
 
 
 def _parse_splits(text: str) -> list[str]:
@@ -657,8 +729,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the packaged list of wen1225 (derived csv) or pins (identity_splits.txt)")
     p.add_argument("--splits", type=_parse_splits, default=None,
                    help="comma list of splits to write (default: every split of the preset)")
-    p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),
-                   help="extraction processes (default: CPU count, at most 8)")
+    p.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0))),
+                   help="local executor: worker processes, each extracting and writing whole shards "
+                        "(default: the CPUs this process may use); dask without --scheduler: "
+                        "worker processes of the LocalCluster")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="where shard tasks run: local processes (default) or a dask.distributed "
+                        "cluster (pip install 'voxface[dask]'); see docs/INGEST.md")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="--executor dask: the scheduler to use (default: start a LocalCluster on "
+                        "127.0.0.1 with --workers processes)")
+    p.add_argument("--num-parts", type=int, default=1,
+                   help="job arrays (SLURM/PBS): split the shards into N parts run as separate "
+                        "jobs on a shared --out; each part writes its own shards and the last to "
+                        "finish merges (default 1)")
+    p.add_argument("--part", type=int, default=None,
+                   help="which part this job writes, 0..N-1 (e.g. $SLURM_ARRAY_TASK_ID)")
+    p.add_argument("--merge", action="store_true",
+                   help="write nothing but the merge (index.json, manifest, reports, eval.zarr) "
+                        "once every part is done; refuses, naming the part, if one is missing "
+                        "or was made with other settings")
     p.add_argument("--frames-per-clip", type=int, default=4, help="face crops per clip (default 4)")
     p.add_argument("--face-size", type=int, default=224,
                    help="face crop side in pixels (default 224, VoxCeleb2's native crop)")
@@ -706,6 +796,17 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
     meta = args.meta or args.root / ("vox1_meta.csv" if args.dataset == "voxceleb1" else "vox2_meta.csv")
     if args.workers < 1:
         raise IngestError("--workers must be >= 1")
+    if args.num_parts < 1:
+        raise IngestError("--num-parts must be >= 1")
+    if args.part is None:
+        if args.num_parts > 1 and not args.merge:
+            raise IngestError(f"--num-parts {args.num_parts} needs --part 0..{args.num_parts - 1} "
+                              "(or --merge)")
+        args.part = 0
+    if not 0 <= args.part < args.num_parts:
+        raise IngestError(f"--part must be in 0..{args.num_parts - 1}, got {args.part}")
+    if args.scheduler and args.executor != "dask":
+        raise IngestError("--scheduler needs --executor dask")
     if args.limit is not None and args.limit < 1:
         raise IngestError("--limit must be >= 1")
     if args.shard_samples < 1:
@@ -727,7 +828,8 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         shard_samples=args.shard_samples, limit=args.limit, eval_store=args.eval_store,
         overwrite=args.overwrite, faces=args.faces.resolve() if args.faces else None,
         vox2_audio=args.vox2_audio, split_file=args.split_file, extract=settings,
-        progress=not args.no_progress)
+        progress=not args.no_progress, executor=args.executor, scheduler=args.scheduler,
+        num_parts=args.num_parts, part=args.part, merge_only=args.merge)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -737,6 +839,10 @@ def main(argv: list[str] | None = None) -> int:
     except (IngestError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except StorageError as err:
+        print(f"error: {err}. Finished shards are kept; free space or make the output writable, "
+              "then re-run the same command to continue", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: finished shards are kept; re-run the same command to continue",
               file=sys.stderr)

@@ -1,12 +1,14 @@
 """The on-disk bookkeeping of one `<out>/<dataset>/<split>` shard set.
 
-Commit protocol (what makes kill -9 at any moment safe):
+Commit protocol (what makes kill -9 at any moment safe), run by the shard task that extracted
+the shard (`pipeline.shardtask`), wherever it runs:
 
 1. `ShardWriter` publishes `shard-N.idx` then `shard-N.tar` by rename;
-2. then `.ingest/shard-N.json` (the shard's manifest rows, skips, byte size, plan fingerprint) is
+2. then the done-marker `.ingest/shard-N.json` (the shard's manifest rows, skips, byte size, plan fingerprint) is
    written by rename: a shard is *done* only when this sidecar exists, matches the current plan,
    and the tar on disk has the recorded size - otherwise it is redone (same bytes);
-3. when every shard is done, `manifest.jsonl`, `report.json` and (val/test) `eval.zarr` are built
+3. when every shard is done (the merge: the run itself, the last job-array part, or `--merge`),
+   `manifest.jsonl`, `report.json` and (val/test) `eval.zarr` are built
    from the sidecars/shards, and `index.json` is written LAST: its presence with the current
    fingerprint means the split is complete, and it is all a loader reads.
 
@@ -39,7 +41,8 @@ PLAN = "plan.json"
 
 def write_json_atomic(path: Path, obj, indent: int | None = 1) -> None:
     """Write via a temp file + fsync + rename, so readers never see a half-written file."""
-    tmp = path.with_name(path.name + ".partial")
+    # A unique temp name: parts and retried tasks may write the same file (same bytes) at once.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}.partial")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=indent, sort_keys=True)
         fh.write("\n")
@@ -77,9 +80,15 @@ class SplitDir:
         return read_json(self.state / PLAN)
 
     def prepare(self) -> None:
-        """Create the folders and drop leftovers of a killed writer (`*.partial`)."""
+        """Create the folders. Leftovers of killed writers are not touched here: another part
+        may be writing right now; each shard task clears its own, the merge the rest."""
         self.state.mkdir(parents=True, exist_ok=True)
-        for leftover in list(self.path.glob("*.partial")) + list(self.state.glob("*.partial")):
+
+    def clean_leftovers(self) -> None:
+        """Drop temp files of killed writers (`*.partial`) and attempt journals (`*.attempt`);
+        only safe once no task of this split is running (at the merge)."""
+        for leftover in list(self.path.glob("*.partial")) + list(self.state.glob("*.partial")) + \
+                list(self.state.glob("*.attempt")):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
