@@ -58,6 +58,7 @@ class Assembled:
     skips: list[tuple[str, str]]
     dropped_tuples: int
     slot_bytes_needed: int = 0  # set by `assemble_in_slot`: where its arrays ended in the slot
+    worker_pid: int = dataclasses.field(default_factory=os.getpid)  # which process decoded it
 
 
 _LOG_MEL_CACHE: dict[tuple, LogMel] = {}

@@ -30,7 +30,8 @@ class LoaderConfig:
     positive: str = "different_video"  # same_clip | same_video | different_video
     gender_matched_negatives: bool = False
     buffer_size: int = 2000  # samples (encoded) held per rank in the identity-aware buffer
-    num_workers: int = 2  # reader streams per rank and decode workers (processes or threads)
+    num_workers: int = 2  # decode workers (processes or threads), and reader streams per rank unless set below
+    read_streams: int | None = None  # reader streams per rank; None: num_workers (fixes the sample order)
     prefetch: int = 2  # batches sampled + decoding ahead of the one being consumed
     face_size: int | None = None  # None: the shards' native crop size
     frame: str = "random"  # which of the F stored face frames: random | first | middle
@@ -75,6 +76,8 @@ class LoaderConfig:
         _int("num_workers", self.num_workers, 1)
         _int("prefetch", self.prefetch, 0)
         _int("seed", self.seed, 0)
+        if self.read_streams is not None:
+            _int("read_streams", self.read_streams, 1)
         if self.face_size is not None:
             _int("face_size", self.face_size, 8)
         if self.steps_per_epoch is not None:

@@ -23,28 +23,25 @@ same at 10% or 90% of an epoch.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import warnings
-import weakref
 from collections import Counter, deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from shards.assemble import (AssembleSpec, Assembled, assemble_batch, assemble_in_slot, finish_batch, lean_plan,
-                             log_mel_for, pack_into_slot, slot_bytes, take_from_slot, worker_init)
+from shards.assemble import AssembleSpec, Assembled, assemble_batch, finish_batch, log_mel_for, take_from_slot
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
 from shards.format import ShardFormatError, read_sample_at
 from shards.partition import ShardCatalog, partition_pieces
-from shards.shm import BatchSlots
 from shards.stream import BadSample, PieceStream, Sample, SampleParser, SkipLog
 from shards.tuples import BatchPlan, plan_batch, samples_per_batch
+from shards.workers import DecodeWorkers
 
 __all__ = ["TupleLoader", "STATE_FORMAT"]
 
@@ -89,9 +86,8 @@ class TupleLoader:
         self.stats: Counter[str] = Counter()
         self.parser = SampleParser(self.catalog.num_faces, self.cfg.frame, self.cfg.seed, self.catalog.genders)
         self.buffer = IdentityBuffer(self.cfg.buffer_size)
-        self._num_streams = world_size * self.cfg.num_workers
-        self._decode_pool: ThreadPoolExecutor | None = None
-        self._assembler: Executor | None = None
+        self.streams_per_rank = self.cfg.read_streams or self.cfg.num_workers
+        self._num_streams = world_size * self.streams_per_rank
         self._face_decoder = None
         self._face_decoder_kind = self._choose_face_decoder()
         self.decode_workers = self._choose_decode_workers()
@@ -102,10 +98,10 @@ class TupleLoader:
         log_mel = log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
         # bytes a worker's arrays take per item, to size shared-memory slots (uint8 face crops
         # at the shards' size; float32 log-mel of one crop)
-        self._out_bytes = (3 * self.catalog.face_size ** 2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
-        self._slots: BatchSlots | None = None
-        self._slots_failed = False
-        self._slot_floor = 0  # raised when a worker's arrays did not fit the `_out_bytes` estimate
+        out_bytes = (3 * self.catalog.face_size ** 2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
+        self._workers = DecodeWorkers(self.decode_workers, self.cfg.num_workers, self.cfg.prefetch, self._spec,
+                                      out_bytes, thread_job=self._assemble_in_threads)
+        self.decoded_by: Counter[int] = Counter()  # decode worker pid -> batches it decoded (not resumed)
         self._streams: list[PieceStream] = []
         self._sampler_ahead = False
         self.epoch = 0
@@ -138,7 +134,7 @@ class TupleLoader:
         self.epoch = epoch
         self.parser.epoch = epoch
         parts = partition_pieces(self.catalog, self.cfg.seed, epoch, self._num_streams)
-        mine = parts[self.rank * self.cfg.num_workers:(self.rank + 1) * self.cfg.num_workers]
+        mine = parts[self.rank * self.streams_per_rank:(self.rank + 1) * self.streams_per_rank]
         self._streams = [PieceStream(self.catalog, pieces, self.parser, self.log) for pieces in mine]
         self._rank_samples = sum(p.num_samples for pieces in mine for p in pieces)
         self.buffer.clear()
@@ -210,7 +206,7 @@ class TupleLoader:
             "format": STATE_FORMAT, "epoch": self.epoch, "plan_no": self._plan_no, "rr": self._rr,
             "streams": [s.state_dict() for s in self._streams], "buffer": self.buffer.locations(),
             "next_seq": self.buffer.next_seq, "stats": dict(self.stats), "skips": dict(self.log.counts),
-            "world_size": self.world_size, "rank": self.rank, "num_workers": self.cfg.num_workers,
+            "world_size": self.world_size, "rank": self.rank, "streams_per_rank": self.streams_per_rank,
             "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint(),
         }
 
@@ -237,58 +233,6 @@ class TupleLoader:
             return "processes" if self._face_decoder_kind == "pil" else "threads"
         return want
 
-    @staticmethod
-    def _worker_context() -> multiprocessing.context.BaseContext:
-        """forkserver where available: a plain fork of a training process that has run torch's
-        OpenMP pool can leave the child spinning forever in its first parallel op (we saw a
-        decode worker hang this way in tests), while the fork server is a clean process that
-        imported only `shards.assemble`; workers are forked from it in milliseconds."""
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["shards.assemble"])
-            return ctx
-        return multiprocessing.get_context("spawn")
-
-    def _pools(self) -> Executor:
-        """The executor batches are submitted to (created on first use, kept across epochs)."""
-        if self._assembler is None:
-            if self.decode_workers == "processes":
-                self._assembler = ProcessPoolExecutor(self.cfg.num_workers, initializer=worker_init,
-                                                      initargs=(os.getpid(),), mp_context=self._worker_context())
-                self._slots = BatchSlots(1 + self.cfg.prefetch)  # one per batch in flight
-            else:
-                self._decode_pool = ThreadPoolExecutor(self.cfg.num_workers, thread_name_prefix="tuple-decode")
-                self._assembler = ThreadPoolExecutor(1, thread_name_prefix="tuple-assemble")
-            # a loader dropped without close() must not leave worker processes behind
-            self._finalizer = weakref.finalize(self, _shutdown, self._assembler, self._decode_pool, self._slots)
-        return self._assembler
-
-    def _submit(self, plan: BatchPlan) -> tuple[Future, int | None]:
-        """Start decoding a planned batch; returns its future and its shared-memory slot (None
-        when the batch goes through the pipe: thread mode, or no shared memory available)."""
-        pool = self._pools()
-        if self.decode_workers != "processes":
-            return pool.submit(self._assemble_in_threads, plan), None
-        lean = lean_plan(plan, self._spec.crop_samples)
-        slot = None
-        if self._slots is not None and not self._slots_failed:
-            out = len(lean.faces) * self._out_bytes[0] + len(lean.voices) * self._out_bytes[1]
-            try:
-                slot = self._slots.acquire(max(slot_bytes(lean, out), self._slot_floor))
-            except OSError as exc:  # e.g. a container's small /dev/shm: use the pipe from now on
-                warnings.warn(f"TupleLoader: no shared memory for batch slots ({exc}); decoded batches go through "
-                              "pipes (slower). In Docker, raise --shm-size.", stacklevel=3)
-                self._slots_failed = True
-        if slot is not None:
-            bare, face_spans, voice_spans, out_offset = pack_into_slot(lean, self._slots.buf(slot))
-            return pool.submit(assemble_in_slot, bare, self._spec, self._slots.ref(slot), face_spans,
-                               voice_spans, out_offset), slot
-        return pool.submit(assemble_batch, lean, self._spec), None
-
-    def _release(self, slot: int | None) -> None:
-        if slot is not None and self._slots is not None:
-            self._slots.release(slot)
-
     def _decode_faces_dali(self, samples: list[Sample]) -> list | None:
         """DALI pixels for every face, or None when a bad JPEG failed DALI's batch (PIL finds it)."""
         if self._face_decoder_kind != "pil":
@@ -310,7 +254,7 @@ class TupleLoader:
         """Thread mode (DALI, or `decode_workers: threads`): items decoded by a thread pool in this
         process, features computed on `device`."""
         return assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), device=self.device,
-                              item_map=self._decode_pool.map)
+                              item_map=self._workers.item_pool.map)
 
     # ----------------------------------------------------------------------------- iteration
     def _guard_distributed(self) -> None:
@@ -339,15 +283,15 @@ class TupleLoader:
             self._start_epoch(self.epoch)
         if self._sampler_ahead:  # a previous iteration stopped early: rewind to the last yielded batch
             self.load_state_dict(self._state)
-        self._pools()
+        self._workers.start()
         steps = self.steps_per_epoch
         pending: deque[tuple[Future, int | None, dict]] = deque()
         try:
             while self._step < steps:
-                while len(pending) < 1 + self.cfg.prefetch and self._step + len(pending) < steps:
+                while len(pending) < self._workers.in_flight and self._step + len(pending) < steps:
                     plan = self._plan_next()
                     self._sampler_ahead = True
-                    pending.append((*self._submit(plan), self._snapshot()))
+                    pending.append((*self._workers.submit(plan), self._snapshot()))
                 future, slot, snapshot = pending.popleft()
                 try:
                     batch = self._receive(future.result(), slot)
@@ -376,7 +320,7 @@ class TupleLoader:
                         future.result()
                     except Exception:
                         pass
-                self._release(slot)  # the worker is done with it (or never started)
+                self._workers.release(slot)  # the worker is done with it (or never started)
 
     def _receive(self, done: Assembled, slot: int | None = None) -> dict[str, Any] | None:
         """Count a decoded batch's skips here, in batch order (strict mode raises here), and put
@@ -384,13 +328,13 @@ class TupleLoader:
         try:
             batch = done.batch
             if batch is not None and slot is not None:
-                if done.slot_bytes_needed > self._slots.size(slot):  # e.g. faces larger than index.json says
-                    self._slot_floor = max(self._slot_floor, done.slot_bytes_needed + 4096)
-                batch = finish_batch(take_from_slot(batch, self._slots.buf(slot)), self.device, self.face_size)
+                batch = finish_batch(take_from_slot(batch, self._workers.slot_buf(slot, done.slot_bytes_needed)),
+                                     self.device, self.face_size)
             elif batch is not None:
                 batch = finish_batch(batch, self.device, self.face_size)
         finally:
-            self._release(slot)
+            self._workers.release(slot)
+        self.decoded_by[done.worker_pid] += 1
         for reason, message in done.skips:
             self.log.skip(reason, message)
         self.stats["dropped_tuples"] += done.dropped_tuples
@@ -406,12 +350,13 @@ class TupleLoader:
         """Resume where `state` was taken: seek the streams, re-read the buffered samples."""
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a TupleLoader state (format {state.get('format')!r}, expected {STATE_FORMAT!r})")
-        expected = {"world_size": self.world_size, "rank": self.rank, "num_workers": self.cfg.num_workers,
+        expected = {"world_size": self.world_size, "rank": self.rank, "streams_per_rank": self.streams_per_rank,
                     "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint()}
-        diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+        saved = {**state, "streams_per_rank": state.get("streams_per_rank", state.get("num_workers"))}  # older states
+        diff = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
         if diff:
             raise ValueError(f"loader state does not match this loader (saved, now): {diff}; resume with the same "
-                             "data, seed, world size, rank, num_workers and buffer_size")
+                             "data, seed, world size, rank, data.read_streams (default: num_workers) and buffer_size")
         self._start_epoch(int(state["epoch"]))
         for stream, s in zip(self._streams, state["streams"], strict=True):
             stream.load_state_dict(s)
@@ -447,6 +392,7 @@ class TupleLoader:
             "decoded_items_per_tuple": self.stats["decoded_items"] / tuples if tuples else None,
             "buffer_samples": len(self.buffer), "buffer_encoded_bytes": self.buffer.encoded_bytes(),
             "face_decoder": self._face_decoder_kind, "decode_workers": self.decode_workers,
+            "decode_worker_batches": sorted(self.decoded_by.values(), reverse=True),
             **{k: self.stats[k] for k in ("batches", "tuples", "dropped_tuples", "dropped_batches",
                                           "unpaired_evicted", "wrapped_reads", "dali_fallback_batches")},
         }
@@ -454,24 +400,13 @@ class TupleLoader:
     def close(self) -> None:
         for s in self._streams:
             s.close()
-        if self._assembler is not None:
-            self._finalizer.detach()
-            _shutdown(self._assembler, self._decode_pool, self._slots)
-        self._decode_pool = self._assembler = self._slots = None
+        self._workers.close()
 
     def __enter__(self) -> "TupleLoader":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _shutdown(assembler: Executor | None, decode_pool: Executor | None, slots: BatchSlots | None) -> None:
-    for pool in (assembler, decode_pool):
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    if slots is not None:  # after the workers stopped writing into them
-        slots.close()
 
 
 def main(argv: list[str] | None = None) -> None:
