@@ -37,15 +37,17 @@ from shards.assemble import AssembleSpec, Assembled, assemble_batch, finish_batc
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
+from shards.elastic import check_states, pieces_from_state, pieces_to_state, regroup, saved_streams_per_rank
 from shards.format import ShardFormatError, read_sample_at
-from shards.partition import ShardCatalog, partition_pieces
+from shards.partition import Piece, ShardCatalog, partition_pieces
 from shards.stream import BadSample, PieceStream, Sample, SampleParser, SkipLog
 from shards.tuples import BatchPlan, plan_batch, samples_per_batch
 from shards.workers import DecodeWorkers
 
-__all__ = ["TupleLoader", "STATE_FORMAT"]
+__all__ = ["TupleLoader", "STATE_FORMAT", "STATE_FORMATS"]
 
-STATE_FORMAT = "voxface-loader-state/1"
+STATE_FORMAT = "voxface-loader-state/2"  # /2 added `streams_per_rank`, `pieces`, `backlog`
+STATE_FORMATS = ("voxface-loader-state/1", STATE_FORMAT)  # what load_state_dict reads
 
 
 class TupleLoader:
@@ -103,6 +105,8 @@ class TupleLoader:
                                       out_bytes, thread_job=self._assemble_in_threads)
         self.decoded_by: Counter[int] = Counter()  # decode worker pid -> batches it decoded (not resumed)
         self._streams: list[PieceStream] = []
+        self._backlog: deque[list[int]] = deque()  # samples to read before the streams (elastic resume)
+        self._regrouped: list[dict] | None = None  # this epoch's pieces when not the standard partition
         self._sampler_ahead = False
         self.epoch = 0
         self._start_epoch(0)
@@ -128,15 +132,27 @@ class TupleLoader:
             return
         self._start_epoch(epoch)
 
-    def _start_epoch(self, epoch: int) -> None:
+    def _start_epoch(self, epoch: int, pieces: list[list[Piece]] | None = None,
+                     spent: list[bool] | None = None) -> None:
+        """Start `epoch` with the standard partition, or with `pieces` per stream (an elastic
+        resume's regrouped rest of the epoch; `spent` streams have nothing unread and only re-read)."""
         for s in self._streams:
             s.close()
         self.epoch = epoch
         self.parser.epoch = epoch
-        parts = partition_pieces(self.catalog, self.cfg.seed, epoch, self._num_streams)
-        mine = parts[self.rank * self.streams_per_rank:(self.rank + 1) * self.streams_per_rank]
-        self._streams = [PieceStream(self.catalog, pieces, self.parser, self.log) for pieces in mine]
-        self._rank_samples = sum(p.num_samples for pieces in mine for p in pieces)
+        if pieces is None:
+            parts = partition_pieces(self.catalog, self.cfg.seed, epoch, self._num_streams)
+            mine = parts[self.rank * self.streams_per_rank:(self.rank + 1) * self.streams_per_rank]
+            spent = [False] * len(mine)
+            self._regrouped = None
+        else:
+            mine = pieces
+            self._regrouped = pieces_to_state(pieces, spent)
+        self._streams = [PieceStream(self.catalog, ps, self.parser, self.log) for ps in mine]
+        for stream, done in zip(self._streams, spent):
+            stream.pass_no = int(done)
+        self._rank_samples = sum(p.num_samples for ps, done in zip(mine, spent) if not done for p in ps)
+        self._backlog = deque()
         self.buffer.clear()
         self._rr = 0
         self._plan_no = 0
@@ -146,8 +162,33 @@ class TupleLoader:
         self._state["step"] = 0
 
     # ----------------------------------------------------------------------------- sampling
+    def _add(self, sample: Sample) -> None:
+        if self.buffer.full:
+            self.buffer.remove(self.buffer.oldest())
+            self.stats["unpaired_evicted"] += 1
+        self.buffer.add(sample)
+
+    def _read_at(self, loc: list[int] | tuple[int, int, int]) -> Sample | None:
+        """The sample at `(shard, offset, size)`, or None (skipped and counted) when it cannot be read."""
+        shard, offset, size = map(int, loc)
+        path = self.catalog.shards[shard].path
+        try:
+            key, members = read_sample_at(path, offset, size)
+            return self.parser(key, members, (shard, offset, size))
+        except (OSError, ShardFormatError) as exc:
+            self.log.skip("restore_failed", f"cannot re-read buffered sample at {path}:{offset} ({exc!r})")
+        except BadSample as exc:
+            self.log.skip(exc.reason, str(exc))
+        return None
+
     def _read_into_buffer(self) -> bool:
-        """Add one sample, preferring streams still in their first pass. False if none was read."""
+        """Add one sample: the backlog first (samples buffered by another rank before an elastic
+        resume), then streams still in their first pass. False if none was read."""
+        while self._backlog:
+            sample = self._read_at(self._backlog.popleft())
+            if sample is not None:
+                self._add(sample)
+                return True
         n = len(self._streams)
         for wrap in (False, True):
             for _ in range(n):
@@ -160,10 +201,7 @@ class TupleLoader:
                     continue
                 if wrap:
                     self.stats["wrapped_reads"] += 1
-                if self.buffer.full:
-                    self.buffer.remove(self.buffer.oldest())
-                    self.stats["unpaired_evicted"] += 1
-                self.buffer.add(sample)
+                self._add(sample)
                 return True
         return False
 
@@ -175,7 +213,7 @@ class TupleLoader:
     def _plan_next(self) -> BatchPlan:
         """Fill the buffer with unread samples, then plan; read on (re-reading if needed) until a
         batch can be formed. Raises if the data cannot ever supply one."""
-        while not self.buffer.full and any(not s.first_pass_done for s in self._streams):
+        while not self.buffer.full and (self._backlog or any(not s.first_pass_done for s in self._streams)):
             if not self._read_into_buffer():
                 break
         rng = np.random.default_rng([self.cfg.seed, self.epoch, self.rank, self._plan_no])
@@ -208,6 +246,7 @@ class TupleLoader:
             "next_seq": self.buffer.next_seq, "stats": dict(self.stats), "skips": dict(self.log.counts),
             "world_size": self.world_size, "rank": self.rank, "streams_per_rank": self.streams_per_rank,
             "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint(),
+            "pieces": self._regrouped, "backlog": [list(loc) for loc in self._backlog],
         }
 
     # ----------------------------------------------------------------------------- decoding
@@ -346,35 +385,65 @@ class TupleLoader:
         `torch.load(weights_only=True)`-safe). Per rank: save one per rank."""
         return {k: (list(map(list, v)) if k == "buffer" else v) for k, v in self._state.items()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume where `state` was taken: seek the streams, re-read the buffered samples."""
-        if state.get("format") != STATE_FORMAT:
+    def load_state_dict(self, state: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Resume where `state` was taken: seek the streams, re-read the buffered samples.
+
+        `state` is this rank's saved state, or the list of *every* rank's state of the saved run:
+        then the world size and `data.read_streams` may differ from the saved run's (elastic
+        resume, `shards/elastic.py`: the rest of the epoch is regrouped over this run's ranks,
+        nothing replayed or lost)."""
+        expected = {"seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint()}
+        if isinstance(state, (list, tuple)):
+            check_states(list(state), expected, STATE_FORMATS)
+            same = [s for s in state if s["world_size"] == self.world_size and s["rank"] == self.rank
+                    and saved_streams_per_rank(s) == self.streams_per_rank]
+            if same:  # same layout: this rank's own state resumes exactly
+                return self.load_state_dict(same[0])
+            return self._load_elastic(list(state))
+        if state.get("format") not in STATE_FORMATS:
             raise ValueError(f"not a TupleLoader state (format {state.get('format')!r}, expected {STATE_FORMAT!r})")
-        expected = {"world_size": self.world_size, "rank": self.rank, "streams_per_rank": self.streams_per_rank,
-                    "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint()}
-        saved = {**state, "streams_per_rank": state.get("streams_per_rank", state.get("num_workers"))}  # older states
+        expected.update(world_size=self.world_size, rank=self.rank, streams_per_rank=self.streams_per_rank)
+        saved = {**state, "streams_per_rank": saved_streams_per_rank(state)}
         diff = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
         if diff:
             raise ValueError(f"loader state does not match this loader (saved, now): {diff}; resume with the same "
-                             "data, seed, world size, rank, data.read_streams (default: num_workers) and buffer_size")
-        self._start_epoch(int(state["epoch"]))
+                             "data, seed, world size, rank, data.read_streams (default: num_workers) and buffer_size, "
+                             "or pass the list of every rank's state to change world size or streams (elastic)")
+        pieces, spent = pieces_from_state(state["pieces"]) if state.get("pieces") else (None, None)
+        self._start_epoch(int(state["epoch"]), pieces, spent)
         for stream, s in zip(self._streams, state["streams"], strict=True):
             stream.load_state_dict(s)
         for shard, offset, size, seq in state["buffer"]:
-            path = self.catalog.shards[shard].path
-            try:
-                key, members = read_sample_at(path, offset, size)
-                self.buffer.add(self.parser(key, members, (shard, offset, size)), seq=seq)
-            except (OSError, ShardFormatError) as exc:
-                self.log.skip("restore_failed", f"cannot re-read buffered sample at {path}:{offset} ({exc!r})")
-            except BadSample as exc:
-                self.log.skip(exc.reason, str(exc))
+            sample = self._read_at((shard, offset, size))
+            if sample is not None:
+                self.buffer.add(sample, seq=seq)
+        self._backlog = deque(list(loc) for loc in state.get("backlog", []))
         self.buffer.next_seq = int(state["next_seq"])
         self._rr, self._plan_no, self._step = int(state["rr"]), int(state["plan_no"]), int(state["step"])
         self.stats = Counter(state.get("stats", {}))
         self.log.counts = Counter(state.get("skips", {}))
         self._sampler_ahead = False
         self._state = {**state}
+
+    def _load_elastic(self, states: list[dict[str, Any]]) -> None:
+        """Continue the saved run's epoch on this run's layout (see `shards/elastic.py`)."""
+        old_world = states[0]["world_size"]
+        if self.cfg.steps_per_epoch is not None:
+            old_spe = self.cfg.steps_per_epoch
+        else:
+            old_spe = max(1, self.catalog.total_samples
+                          // (old_world * samples_per_batch(self.cfg.batch_size, self.cfg.positive)))
+        start = regroup(states, self.catalog, self.cfg.seed, self.world_size, self.rank, self.streams_per_rank,
+                        self.steps_per_epoch, old_spe)
+        self._start_epoch(start.epoch, start.pieces, start.spent)
+        self._backlog = deque(start.backlog)
+        # a plan number no old rank used, the same on every new rank (RNG streams stay distinct)
+        self._plan_no = max(int(s["plan_no"]) for s in states)
+        self._step = start.step
+        self.stats, self.log.counts = Counter(start.stats), Counter(start.skips)
+        self.stats["elastic_resumes"] += 1
+        self._sampler_ahead = False
+        self._state = {**self._snapshot(), "step": self._step}
 
     # ----------------------------------------------------------------------------- reporting
     @property
@@ -394,7 +463,8 @@ class TupleLoader:
             "face_decoder": self._face_decoder_kind, "decode_workers": self.decode_workers,
             "decode_worker_batches": sorted(self.decoded_by.values(), reverse=True),
             **{k: self.stats[k] for k in ("batches", "tuples", "dropped_tuples", "dropped_batches",
-                                          "unpaired_evicted", "wrapped_reads", "dali_fallback_batches")},
+                                          "unpaired_evicted", "wrapped_reads", "dali_fallback_batches",
+                                          "elastic_resumes")},
         }
 
     def close(self) -> None:

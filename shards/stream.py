@@ -177,7 +177,8 @@ class PieceStream:
                 try:
                     if not shard.path.is_file():
                         raise FileNotFoundError(f"{shard.path} is listed in index.json but missing")
-                    start = self.offset if self.offset is not None else sample_offset(shard, piece.start)
+                    start = (self.offset if self.offset is not None else piece.offset if piece.offset is not None
+                             else sample_offset(shard, piece.start))
                     self._it = iter_tar_sample_spans(shard.path, start=start)
                 except (OSError, ValueError, IndexError, ShardFormatError) as exc:
                     self.log.skip("missing_shard", f"cannot open {shard.path} ({exc!r})")
