@@ -14,6 +14,7 @@ POSITIVES = ("same_clip", "same_video", "different_video")
 FRAMES = ("random", "first", "middle")
 FACE_DECODERS = ("auto", "pil", "dali")
 DECODE_WORKERS = ("auto", "processes", "threads")
+BUFFER_AUDIO = ("crop", "clip")
 
 # LogMel kwargs a config may set; the sample rate is not one of them: it comes from the shards' index.json
 _LOGMEL_KEYS = {"n_fft", "win_length", "hop_length", "n_mels", "window", "f_min", "f_max", "eps"}
@@ -36,6 +37,7 @@ class LoaderConfig:
     face_size: int | None = None  # None: the shards' native crop size
     frame: str = "random"  # which of the F stored face frames: random | first | middle
     crop_seconds: float = 2.0  # audio crop; shorter clips are loop-padded
+    buffer_audio: str = "crop"  # crop: the buffer holds each sample's seeded crop window | clip: whole clips
     log_mel: dict = field(default_factory=dict)  # LogMel kwargs (n_mels, hop_length, ...)
     face_decoder: str = "auto"  # auto (DALI mixed on CUDA, else PIL) | pil | dali
     decode_workers: str = "auto"  # auto (processes with PIL, threads with DALI) | processes | threads
@@ -70,6 +72,7 @@ class LoaderConfig:
         _choice("frame", self.frame, FRAMES)
         _choice("face_decoder", self.face_decoder, FACE_DECODERS)
         _choice("decode_workers", self.decode_workers, DECODE_WORKERS)
+        _choice("buffer_audio", self.buffer_audio, BUFFER_AUDIO)
         _int("k", self.k, 1, 10)
         _int("batch_size", self.batch_size, 1)
         _int("buffer_size", self.buffer_size, 2)

@@ -86,7 +86,8 @@ class TupleLoader:
         self.crop_samples = int(round(self.cfg.crop_seconds * self.sample_rate))
         self.log = SkipLog(self.cfg.strict)
         self.stats: Counter[str] = Counter()
-        self.parser = SampleParser(self.catalog.num_faces, self.cfg.frame, self.cfg.seed, self.catalog.genders)
+        self.parser = SampleParser(self.catalog.num_faces, self.cfg.frame, self.cfg.seed, self.catalog.genders,
+                                   crop_samples=self.crop_samples if self.cfg.buffer_audio == "crop" else None)
         self.buffer = IdentityBuffer(self.cfg.buffer_size)
         self.streams_per_rank = self.cfg.read_streams or self.cfg.num_workers
         self._num_streams = world_size * self.streams_per_rank
