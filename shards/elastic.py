@@ -54,11 +54,13 @@ def saved_streams_per_rank(state: dict[str, Any]) -> int:
 
 
 def pieces_to_state(pieces: list[list[Piece]], spent: list[bool]) -> list[dict]:
-    return [{"spent": sp, "pieces": [[p.shard, p.start, p.stop, p.offset] for p in ps]} for ps, sp in zip(pieces, spent)]
+    return [{"spent": sp, "pieces": [[p.shard, p.start, p.stop, p.offset] for p in ps]}
+            for ps, sp in zip(pieces, spent)]
 
 
 def pieces_from_state(saved: list[dict]) -> tuple[list[list[Piece]], list[bool]]:
-    return ([[Piece(int(a), int(b), int(c), None if d is None else int(d)) for a, b, c, d in s["pieces"]] for s in saved],
+    return ([[Piece(int(a), int(b), int(c), None if d is None else int(d)) for a, b, c, d in s["pieces"]]
+             for s in saved],
             [bool(s["spent"]) for s in saved])
 
 

@@ -2,14 +2,15 @@
 
 Data path per rank:
 
-    index.json --partition(seed, epoch)--> num_workers PieceStreams (sequential tar reads)
-        --round robin--> IdentityBuffer (encoded bytes, bounded) --plan_batch(rng)--> BatchPlan
+    index.json --partition(seed, epoch)--> read_streams PieceStreams (sequential tar reads)
+        --round robin--> IdentityBuffer (encoded crop windows, bounded) --plan_batch(rng)--> BatchPlan
         --decode workers (PIL, FLAC crop, faces_to_tensor + LogMel; shards/assemble.py)--> batch
 
-Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `prefetch` batches
-ahead. Each planned batch goes whole to one of `num_workers` decode worker *processes* (started
-once from a fork server, kept across epochs), which send back uint8 faces and log-mel arrays
-through the pool's pipe; this process normalises the faces, builds the index tensors and moves
+Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `num_workers + prefetch`
+batches ahead. Each planned batch goes whole to the next of `num_workers` decode worker
+*processes* in turn (`shards/workers.py`: started once from a fork server, kept across epochs),
+which leave uint8 faces and log-mel arrays in a shared-memory slot; this process normalises the
+faces, builds the index tensors and moves
 everything to `device` (`finish_batch`). Batches are handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
 decoded by a thread pool in this process instead, features on `device`. Every random choice comes
 from an RNG seeded by (seed, epoch, rank, plan number), and decoding is a pure function of a plan,
@@ -18,7 +19,8 @@ so worker timing never changes a batch.
 State for resume (`state_dict`) is the state right after the last *yielded* batch was planned:
 stream cursors (byte offsets), the round-robin position, the plan counter and the buffer's sample
 locations. Loading it seeks the streams and re-reads only the buffered samples: O(buffer), the
-same at 10% or 90% of an epoch.
+same at 10% or 90% of an epoch. Every rank's state together also resumes on another world size
+(`shards/elastic.py`).
 """
 
 from __future__ import annotations

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import warnings
 import weakref
 from collections import Counter
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Callable
 
-import warnings
-
-from shards.assemble import AssembleSpec, assemble_batch, assemble_in_slot, lean_plan, pack_into_slot, slot_bytes, worker_init
+from shards.assemble import (AssembleSpec, assemble_batch, assemble_in_slot, lean_plan, pack_into_slot, slot_bytes,
+                             worker_init)
 from shards.shm import BatchSlots
 from shards.tuples import BatchPlan
 

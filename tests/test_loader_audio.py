@@ -72,7 +72,7 @@ def test_the_buffer_holds_crop_windows_not_whole_clips(sets):
 
 def test_crop_window_resume_is_bit_exact_with_flac(sets):
     cfg = _cfg(sets["flac"], decode_workers="processes", num_workers=2)
-    reference, loader = _epoch(cfg)
+    reference, _ = _epoch(cfg)
     first = TupleLoader(cfg)
     head = list(itertools.islice(iter(first), 3))
     state = first.state_dict()
