@@ -155,10 +155,10 @@ def _median(runs: list[dict]) -> dict:
     return out
 
 
-def _shards(work: Path, fmt: str, n_ids: int) -> str:
-    spec = SyntheticSpec(num_identities=n_ids, videos_per_identity=3, clips_per_video=2, num_faces=2, face_size=112,
-                         seconds=(7.0, 9.0), shard_samples=60, audio_format=fmt)
-    return str(make_shard_set(work / f"loader_{fmt}", spec))
+def _shards(work: Path, fmt: str, n_ids: int, face_size: int = 112) -> str:
+    spec = SyntheticSpec(num_identities=n_ids, videos_per_identity=3, clips_per_video=2, num_faces=2,
+                         face_size=face_size, seconds=(7.0, 9.0), shard_samples=60, audio_format=fmt)
+    return str(make_shard_set(work / f"loader_{fmt}_{face_size}", spec))
 
 
 def _base_cfg(shards: str, **kw) -> dict:
@@ -200,20 +200,25 @@ def _projection(r: dict, workers: int, batch: int, prefetch: int = 2) -> dict:
 
 
 def workers(work: Path, repeats: int, batches: int) -> dict:
-    shards = _shards(work, "flac", 60)
-    configs = {n: _base_cfg(shards, num_workers=n, read_streams=2) for n in (1, 2)}
-    runs = {n: [] for n in configs}
+    """1 vs 2 decode workers on the default sizes (112 px faces, 2 s crops) and on the paper
+    presets' (224 px faces, 4 s crops), FLAC shards, crop-window buffer."""
+    setups = {"112px_2s": (_shards(work, "flac", 60), 2.0), "224px_4s (paper)": (_shards(work, "flac", 60, 224), 4.0)}
+    configs = {(name, n): _base_cfg(shards, num_workers=n, read_streams=2, crop_seconds=crop)
+               for name, (shards, crop) in setups.items() for n in (1, 2)}
+    runs = {key: [] for key in configs}
     for _ in range(repeats):
-        for n, cfg in configs.items():
-            runs[n].append(_time_loader(cfg, batches))
-    out = {f"workers_{n}": _median(r) for n, r in runs.items()}
-    one, two = out["workers_1"], out["workers_2"]
-    out["speedup_2_over_1"] = round(two["tuples_per_s"] / one["tuples_per_s"], 3)
-    # per-worker figures: worker CPU per batch from the 1-worker run (no sharing of cores with a
-    # second worker), the consuming process's CPU per batch from the 2-worker run
-    per = {"main_cpu_ms_per_batch": two["main_cpu_ms_per_batch"],
-           "worker_cpu_ms_per_batch": one["worker_cpu_ms_per_batch"]}
-    out["projection"] = {"inputs": per, **_projection(per, 8, 50)}
+        for key, cfg in configs.items():
+            runs[key].append(_time_loader(cfg, batches))
+    out = {}
+    for name in setups:
+        one, two = _median(runs[(name, 1)]), _median(runs[(name, 2)])
+        # per-worker figures: worker CPU per batch from the 1-worker run (no second worker on
+        # the cores), the consuming process's CPU per batch from the 2-worker run
+        per = {"main_cpu_ms_per_batch": two["main_cpu_ms_per_batch"],
+               "worker_cpu_ms_per_batch": one["worker_cpu_ms_per_batch"]}
+        out[name] = {"workers_1": one, "workers_2": two,
+                     "speedup_2_over_1": round(two["tuples_per_s"] / one["tuples_per_s"], 3),
+                     "projection": {"inputs": per, **_projection(per, 8, 50)}}
     return out
 
 

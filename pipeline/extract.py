@@ -157,7 +157,7 @@ def encode_flac(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
 
 
 # the audio member's name (= its extension in the tar) -> encoder of int16 mono 16 kHz samples;
-# docs/LOADER.md ("Audio member") has the measured trade-off
+# docs/LOADER.md ("Compact audio") has the measured trade-off
 AUDIO_ENCODERS = {"wav": partial(encode_pcm16_wav, sample_rate=SAMPLE_RATE), "flac": encode_flac}
 
 
