@@ -770,10 +770,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-backend", choices=("pyav", "decord"), default="pyav",
                    help="mp4/m4a decoder: pyav (default; sequential decode, ~85 MB per worker) or "
                         "decord (seeking reader, ~625 MB per worker); same frames, see docs/INGEST.md")
-    p.add_argument("--audio-format", choices=sorted(AUDIO_ENCODERS), default="wav",
-                   help="audio member: wav (default; 16-bit PCM, the loader slices its 2 s crops without "
-                        "decoding) or flac (lossless too, fewer bytes, ~0.4 ms CPU per crop to "
-                        "decode); see docs/LOADER.md")
+    p.add_argument("--audio-format", choices=sorted(AUDIO_ENCODERS), default="flac",
+                   help="audio member: flac (default; lossless, ~0.74 of the PCM bytes, with a seek table "
+                        "so the loader cuts crop windows without decoding) or wav (16-bit PCM, larger, "
+                        "no decode at all); see docs/LOADER.md, Compact audio")
     p.add_argument("--crop-boxes", action="store_true",
                    help="crop frames by the txt boxes (only for full, uncropped frames; the released "
                         "VoxCeleb crops must not be re-cropped)")

@@ -58,6 +58,7 @@ class Assembled:
     skips: list[tuple[str, str]]
     dropped_tuples: int
     slot_bytes_needed: int = 0  # set by `assemble_in_slot`: where its arrays ended in the slot
+    worker_pid: int = dataclasses.field(default_factory=os.getpid)  # which process decoded it
 
 
 _LOG_MEL_CACHE: dict[tuple, LogMel] = {}
@@ -115,7 +116,8 @@ def _exit_when_gone(owner_pid: int, poll_seconds: float) -> None:
 def _with_bytes(s: Sample, face: bytes, audio: bytes) -> Sample:
     """`s` carrying other encoded bytes. Direct construction: `dataclasses.replace` costs ~4x as
     much, and the loader does this for every item of every batch."""
-    return Sample(s.key, s.identity, s.video, s.clip, s.gender, face, audio, s.loc, s.seq)
+    return Sample(s.key, s.identity, s.video, s.clip, s.gender, face, audio, s.loc, s.seq, s.audio_start,
+                  s.crop_fraction)
 
 
 def lean_plan(plan: BatchPlan, crop_samples: int) -> BatchPlan:
@@ -124,14 +126,15 @@ def lean_plan(plan: BatchPlan, crop_samples: int) -> BatchPlan:
     same samples the worker would cut). With 2 s crops of ~8 s clips that sends a quarter of the
     audio bytes; FLAC (or a WAV we cannot parse) goes whole and the worker decodes or rejects it."""
     face_ids = {id(s) for s in plan.faces}
-    crop_of = {id(s): u for s, u in zip(plan.voices, plan.voice_crop)}
+    crop_of = {id(s): u for s, u in zip(plan.voices, crop_fractions(plan))}
     lean: dict[int, Sample] = {}
 
     def slim(s: Sample) -> Sample:
         if id(s) not in lean:
             audio = b""
-            if id(s) in crop_of:
-                audio = crop_pcm16_wav(s.audio, crop_samples, crop_of[id(s)]) or s.audio
+            if id(s) in crop_of:  # a window cut when the sample entered the buffer goes as it is
+                audio = s.audio if s.audio_start is not None else (
+                    crop_pcm16_wav(s.audio, crop_samples, crop_of[id(s)]) or s.audio)
             lean[id(s)] = _with_bytes(s, s.face if id(s) in face_ids else b"", audio)
         return lean[id(s)]
 
@@ -206,6 +209,12 @@ def take_from_slot(batch: dict[str, Any], buf: memoryview) -> dict[str, Any]:
     return out
 
 
+def crop_fractions(plan: BatchPlan) -> list[float]:
+    """Where each voice item's crop goes: the sample's own seeded placement (`buffer_audio: crop`)
+    or the plan's draw."""
+    return [u if s.crop_fraction is None else s.crop_fraction for s, u in zip(plan.voices, plan.voice_crop)]
+
+
 def _try(fn: Callable, *args):
     try:
         return fn(*args)
@@ -223,7 +232,8 @@ def assemble_batch(plan: BatchPlan, spec: AssembleSpec, *, faces: list | None = 
     """
     n = len(plan.voices)
     voice_it = item_map(_try, [decode_voice_crop] * n, [s.audio for s in plan.voices], [spec.crop_samples] * n,
-                        plan.voice_crop, [spec.sample_rate] * n, [s.key for s in plan.voices])
+                        crop_fractions(plan), [spec.sample_rate] * n, [s.key for s in plan.voices],
+                        [s.audio_start for s in plan.voices])
     face_it = faces if faces is not None else item_map(
         _try, [decode_face] * len(plan.faces), [s.face for s in plan.faces], [s.key for s in plan.faces])
     voice_res, face_res = list(voice_it), list(face_it)  # a pool's map has submitted both already

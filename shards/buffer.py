@@ -2,8 +2,9 @@
 
 Positives for a tuple (another clip of the anchor's identity, from the same or a different video)
 must come from somewhere without random access: the stream fills this buffer, the tuple planner
-takes pairs out of it. It holds *encoded* bytes (one JPEG + one FLAC per sample), never decoded
-tensors, so its memory is `capacity x encoded sample size`, fixed by config (WebDataset #439).
+takes pairs out of it. It holds *encoded* bytes (one JPEG + the sample's audio crop window, see
+`SampleParser`), never decoded tensors, so its memory is `capacity x encoded sample size`, fixed
+by config (WebDataset #439).
 
 For checkpoints only the samples' locations `(shard, offset, size)` and insertion order are saved;
 `load_state_dict` in the loader re-reads them with `read_sample_at` (Megatron-Energon's

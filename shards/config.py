@@ -14,6 +14,7 @@ POSITIVES = ("same_clip", "same_video", "different_video")
 FRAMES = ("random", "first", "middle")
 FACE_DECODERS = ("auto", "pil", "dali")
 DECODE_WORKERS = ("auto", "processes", "threads")
+BUFFER_AUDIO = ("crop", "clip")
 
 # LogMel kwargs a config may set; the sample rate is not one of them: it comes from the shards' index.json
 _LOGMEL_KEYS = {"n_fft", "win_length", "hop_length", "n_mels", "window", "f_min", "f_max", "eps"}
@@ -30,11 +31,13 @@ class LoaderConfig:
     positive: str = "different_video"  # same_clip | same_video | different_video
     gender_matched_negatives: bool = False
     buffer_size: int = 2000  # samples (encoded) held per rank in the identity-aware buffer
-    num_workers: int = 2  # reader streams per rank and decode workers (processes or threads)
+    num_workers: int = 2  # decode workers (processes or threads), and reader streams per rank unless set below
+    read_streams: int | None = None  # reader streams per rank; None: num_workers (fixes the sample order)
     prefetch: int = 2  # batches sampled + decoding ahead of the one being consumed
     face_size: int | None = None  # None: the shards' native crop size
     frame: str = "random"  # which of the F stored face frames: random | first | middle
     crop_seconds: float = 2.0  # audio crop; shorter clips are loop-padded
+    buffer_audio: str = "crop"  # crop: the buffer holds each sample's seeded crop window | clip: whole clips
     log_mel: dict = field(default_factory=dict)  # LogMel kwargs (n_mels, hop_length, ...)
     face_decoder: str = "auto"  # auto (DALI mixed on CUDA, else PIL) | pil | dali
     decode_workers: str = "auto"  # auto (processes with PIL, threads with DALI) | processes | threads
@@ -69,12 +72,15 @@ class LoaderConfig:
         _choice("frame", self.frame, FRAMES)
         _choice("face_decoder", self.face_decoder, FACE_DECODERS)
         _choice("decode_workers", self.decode_workers, DECODE_WORKERS)
+        _choice("buffer_audio", self.buffer_audio, BUFFER_AUDIO)
         _int("k", self.k, 1, 10)
         _int("batch_size", self.batch_size, 1)
         _int("buffer_size", self.buffer_size, 2)
         _int("num_workers", self.num_workers, 1)
         _int("prefetch", self.prefetch, 0)
         _int("seed", self.seed, 0)
+        if self.read_streams is not None:
+            _int("read_streams", self.read_streams, 1)
         if self.face_size is not None:
             _int("face_size", self.face_size, 8)
         if self.steps_per_epoch is not None:

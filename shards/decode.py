@@ -60,9 +60,17 @@ def _decode_face_pil(data: bytes, key: str) -> np.ndarray:
 
 
 def decode_voice_crop(data: bytes, crop_samples: int, start_fraction: float, sample_rate: int,
-                      key: str = "?") -> np.ndarray:
+                      key: str = "?", start: int | None = None) -> np.ndarray:
     """WAV or FLAC bytes -> float32 `[crop_samples]` in [-1, 1], starting at `start_fraction` of the
-    free range. 16-bit PCM WAV is sliced directly (`shards.wav`); other formats go to soundfile."""
+    free range. 16-bit PCM WAV is sliced directly (`shards.wav`); other formats go to soundfile.
+
+    `start` (instead of the fraction): `data` is a crop window cut when the sample entered the
+    buffer (`Sample.audio_start`) and the crop starts at that sample of it; a FLAC window is read
+    whole, without seeking (it starts mid-stream, so libsndfile cannot seek in it)."""
+    if start is not None and data[:4] == b"fLaC":
+        return _pad(_soundfile_window(data, crop_samples, start, sample_rate, key), crop_samples)
+    if start is not None:
+        start_fraction = 0.0  # a WAV window holds exactly the crop (or the whole, shorter clip)
     try:
         wav = parse_pcm16_wav(data)
     except WavError as exc:
@@ -74,9 +82,31 @@ def decode_voice_crop(data: bytes, crop_samples: int, start_fraction: float, sam
         mono = pcm.mean(axis=1, dtype=np.float32) / 32768.0 if wav.channels > 1 else pcm[:, 0] / np.float32(32768.0)
     else:
         mono = _soundfile_crop(data, crop_samples, start_fraction, sample_rate, key)
+    return _pad(mono, crop_samples)
+
+
+def _pad(mono: np.ndarray, crop_samples: int) -> np.ndarray:
     if mono.shape[0] < crop_samples:
         mono = np.resize(mono, crop_samples)  # loop-pad: tiles the clip
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _soundfile_window(data: bytes, crop_samples: int, start: int, sample_rate: int, key: str) -> np.ndarray:
+    """A FLAC crop window (`shards.flac.crop_flac_window`): decode from its first frame, keep the crop."""
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            _check_rate(f.samplerate, f.frames, sample_rate, key)
+            want = min(crop_samples, f.frames - start)
+            # all of it: the window is the crop plus under two frames, and a partial read makes
+            # libsndfile seek, which fails in a stream that does not start at sample 0
+            wave = f.read(dtype="float32", always_2d=True)[start:start + want]
+    except BadSample:
+        raise
+    except Exception as exc:
+        raise BadSample("undecodable_audio", f"sample {key!r}: audio does not decode ({exc!r})") from exc
+    if want <= 0 or wave.shape[0] != want:
+        raise BadSample("undecodable_audio", f"sample {key!r}: audio window gave {wave.shape[0]} of {want} samples")
+    return wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
 
 
 def _check_rate(rate: int, frames: int, sample_rate: int, key: str) -> None:

@@ -2,14 +2,15 @@
 
 Data path per rank:
 
-    index.json --partition(seed, epoch)--> num_workers PieceStreams (sequential tar reads)
-        --round robin--> IdentityBuffer (encoded bytes, bounded) --plan_batch(rng)--> BatchPlan
+    index.json --partition(seed, epoch)--> read_streams PieceStreams (sequential tar reads)
+        --round robin--> IdentityBuffer (encoded crop windows, bounded) --plan_batch(rng)--> BatchPlan
         --decode workers (PIL, FLAC crop, faces_to_tensor + LogMel; shards/assemble.py)--> batch
 
-Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `prefetch` batches
-ahead. Each planned batch goes whole to one of `num_workers` decode worker *processes* (started
-once from a fork server, kept across epochs), which send back uint8 faces and log-mel arrays
-through the pool's pipe; this process normalises the faces, builds the index tensors and moves
+Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `num_workers + prefetch`
+batches ahead. Each planned batch goes whole to the next of `num_workers` decode worker
+*processes* in turn (`shards/workers.py`: started once from a fork server, kept across epochs),
+which leave uint8 faces and log-mel arrays in a shared-memory slot; this process normalises the
+faces, builds the index tensors and moves
 everything to `device` (`finish_batch`). Batches are handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
 decoded by a thread pool in this process instead, features on `device`. Every random choice comes
 from an RNG seeded by (seed, epoch, rank, plan number), and decoding is a pure function of a plan,
@@ -18,37 +19,37 @@ so worker timing never changes a batch.
 State for resume (`state_dict`) is the state right after the last *yielded* batch was planned:
 stream cursors (byte offsets), the round-robin position, the plan counter and the buffer's sample
 locations. Loading it seeks the streams and re-reads only the buffered samples: O(buffer), the
-same at 10% or 90% of an epoch.
+same at 10% or 90% of an epoch. Every rank's state together also resumes on another world size
+(`shards/elastic.py`).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import warnings
-import weakref
 from collections import Counter, deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from shards.assemble import (AssembleSpec, Assembled, assemble_batch, assemble_in_slot, finish_batch, lean_plan,
-                             log_mel_for, pack_into_slot, slot_bytes, take_from_slot, worker_init)
+from shards.assemble import AssembleSpec, Assembled, assemble_batch, finish_batch, log_mel_for, take_from_slot
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
+from shards.elastic import check_states, pieces_from_state, pieces_to_state, regroup, saved_streams_per_rank
 from shards.format import ShardFormatError, read_sample_at
-from shards.partition import ShardCatalog, partition_pieces
-from shards.shm import BatchSlots
+from shards.partition import Piece, ShardCatalog, partition_pieces
 from shards.stream import BadSample, PieceStream, Sample, SampleParser, SkipLog
 from shards.tuples import BatchPlan, plan_batch, samples_per_batch
+from shards.workers import DecodeWorkers
 
-__all__ = ["TupleLoader", "STATE_FORMAT"]
+__all__ = ["TupleLoader", "STATE_FORMAT", "STATE_FORMATS"]
 
-STATE_FORMAT = "voxface-loader-state/1"
+STATE_FORMAT = "voxface-loader-state/2"  # /2 added `streams_per_rank`, `pieces`, `backlog`
+STATE_FORMATS = ("voxface-loader-state/1", STATE_FORMAT)  # what load_state_dict reads
 
 
 class TupleLoader:
@@ -87,11 +88,11 @@ class TupleLoader:
         self.crop_samples = int(round(self.cfg.crop_seconds * self.sample_rate))
         self.log = SkipLog(self.cfg.strict)
         self.stats: Counter[str] = Counter()
-        self.parser = SampleParser(self.catalog.num_faces, self.cfg.frame, self.cfg.seed, self.catalog.genders)
+        self.parser = SampleParser(self.catalog.num_faces, self.cfg.frame, self.cfg.seed, self.catalog.genders,
+                                   crop_samples=self.crop_samples if self.cfg.buffer_audio == "crop" else None)
         self.buffer = IdentityBuffer(self.cfg.buffer_size)
-        self._num_streams = world_size * self.cfg.num_workers
-        self._decode_pool: ThreadPoolExecutor | None = None
-        self._assembler: Executor | None = None
+        self.streams_per_rank = self.cfg.read_streams or self.cfg.num_workers
+        self._num_streams = world_size * self.streams_per_rank
         self._face_decoder = None
         self._face_decoder_kind = self._choose_face_decoder()
         self.decode_workers = self._choose_decode_workers()
@@ -102,11 +103,13 @@ class TupleLoader:
         log_mel = log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
         # bytes a worker's arrays take per item, to size shared-memory slots (uint8 face crops
         # at the shards' size; float32 log-mel of one crop)
-        self._out_bytes = (3 * self.catalog.face_size ** 2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
-        self._slots: BatchSlots | None = None
-        self._slots_failed = False
-        self._slot_floor = 0  # raised when a worker's arrays did not fit the `_out_bytes` estimate
+        out_bytes = (3 * self.catalog.face_size ** 2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
+        self._workers = DecodeWorkers(self.decode_workers, self.cfg.num_workers, self.cfg.prefetch, self._spec,
+                                      out_bytes, thread_job=self._assemble_in_threads)
+        self.decoded_by: Counter[int] = Counter()  # decode worker pid -> batches it decoded (not resumed)
         self._streams: list[PieceStream] = []
+        self._backlog: deque[list[int]] = deque()  # samples to read before the streams (elastic resume)
+        self._regrouped: list[dict] | None = None  # this epoch's pieces when not the standard partition
         self._sampler_ahead = False
         self.epoch = 0
         self._start_epoch(0)
@@ -132,15 +135,27 @@ class TupleLoader:
             return
         self._start_epoch(epoch)
 
-    def _start_epoch(self, epoch: int) -> None:
+    def _start_epoch(self, epoch: int, pieces: list[list[Piece]] | None = None,
+                     spent: list[bool] | None = None) -> None:
+        """Start `epoch` with the standard partition, or with `pieces` per stream (an elastic
+        resume's regrouped rest of the epoch; `spent` streams have nothing unread and only re-read)."""
         for s in self._streams:
             s.close()
         self.epoch = epoch
         self.parser.epoch = epoch
-        parts = partition_pieces(self.catalog, self.cfg.seed, epoch, self._num_streams)
-        mine = parts[self.rank * self.cfg.num_workers:(self.rank + 1) * self.cfg.num_workers]
-        self._streams = [PieceStream(self.catalog, pieces, self.parser, self.log) for pieces in mine]
-        self._rank_samples = sum(p.num_samples for pieces in mine for p in pieces)
+        if pieces is None:
+            parts = partition_pieces(self.catalog, self.cfg.seed, epoch, self._num_streams)
+            mine = parts[self.rank * self.streams_per_rank:(self.rank + 1) * self.streams_per_rank]
+            spent = [False] * len(mine)
+            self._regrouped = None
+        else:
+            mine = pieces
+            self._regrouped = pieces_to_state(pieces, spent)
+        self._streams = [PieceStream(self.catalog, ps, self.parser, self.log) for ps in mine]
+        for stream, done in zip(self._streams, spent):
+            stream.pass_no = int(done)
+        self._rank_samples = sum(p.num_samples for ps, done in zip(mine, spent) if not done for p in ps)
+        self._backlog = deque()
         self.buffer.clear()
         self._rr = 0
         self._plan_no = 0
@@ -150,8 +165,33 @@ class TupleLoader:
         self._state["step"] = 0
 
     # ----------------------------------------------------------------------------- sampling
+    def _add(self, sample: Sample) -> None:
+        if self.buffer.full:
+            self.buffer.remove(self.buffer.oldest())
+            self.stats["unpaired_evicted"] += 1
+        self.buffer.add(sample)
+
+    def _read_at(self, loc: list[int] | tuple[int, int, int]) -> Sample | None:
+        """The sample at `(shard, offset, size)`, or None (skipped and counted) when it cannot be read."""
+        shard, offset, size = map(int, loc)
+        path = self.catalog.shards[shard].path
+        try:
+            key, members = read_sample_at(path, offset, size)
+            return self.parser(key, members, (shard, offset, size))
+        except (OSError, ShardFormatError) as exc:
+            self.log.skip("restore_failed", f"cannot re-read buffered sample at {path}:{offset} ({exc!r})")
+        except BadSample as exc:
+            self.log.skip(exc.reason, str(exc))
+        return None
+
     def _read_into_buffer(self) -> bool:
-        """Add one sample, preferring streams still in their first pass. False if none was read."""
+        """Add one sample: the backlog first (samples buffered by another rank before an elastic
+        resume), then streams still in their first pass. False if none was read."""
+        while self._backlog:
+            sample = self._read_at(self._backlog.popleft())
+            if sample is not None:
+                self._add(sample)
+                return True
         n = len(self._streams)
         for wrap in (False, True):
             for _ in range(n):
@@ -164,10 +204,7 @@ class TupleLoader:
                     continue
                 if wrap:
                     self.stats["wrapped_reads"] += 1
-                if self.buffer.full:
-                    self.buffer.remove(self.buffer.oldest())
-                    self.stats["unpaired_evicted"] += 1
-                self.buffer.add(sample)
+                self._add(sample)
                 return True
         return False
 
@@ -179,7 +216,7 @@ class TupleLoader:
     def _plan_next(self) -> BatchPlan:
         """Fill the buffer with unread samples, then plan; read on (re-reading if needed) until a
         batch can be formed. Raises if the data cannot ever supply one."""
-        while not self.buffer.full and any(not s.first_pass_done for s in self._streams):
+        while not self.buffer.full and (self._backlog or any(not s.first_pass_done for s in self._streams)):
             if not self._read_into_buffer():
                 break
         rng = np.random.default_rng([self.cfg.seed, self.epoch, self.rank, self._plan_no])
@@ -210,8 +247,9 @@ class TupleLoader:
             "format": STATE_FORMAT, "epoch": self.epoch, "plan_no": self._plan_no, "rr": self._rr,
             "streams": [s.state_dict() for s in self._streams], "buffer": self.buffer.locations(),
             "next_seq": self.buffer.next_seq, "stats": dict(self.stats), "skips": dict(self.log.counts),
-            "world_size": self.world_size, "rank": self.rank, "num_workers": self.cfg.num_workers,
+            "world_size": self.world_size, "rank": self.rank, "streams_per_rank": self.streams_per_rank,
             "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint(),
+            "pieces": self._regrouped, "backlog": [list(loc) for loc in self._backlog],
         }
 
     # ----------------------------------------------------------------------------- decoding
@@ -237,58 +275,6 @@ class TupleLoader:
             return "processes" if self._face_decoder_kind == "pil" else "threads"
         return want
 
-    @staticmethod
-    def _worker_context() -> multiprocessing.context.BaseContext:
-        """forkserver where available: a plain fork of a training process that has run torch's
-        OpenMP pool can leave the child spinning forever in its first parallel op (we saw a
-        decode worker hang this way in tests), while the fork server is a clean process that
-        imported only `shards.assemble`; workers are forked from it in milliseconds."""
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["shards.assemble"])
-            return ctx
-        return multiprocessing.get_context("spawn")
-
-    def _pools(self) -> Executor:
-        """The executor batches are submitted to (created on first use, kept across epochs)."""
-        if self._assembler is None:
-            if self.decode_workers == "processes":
-                self._assembler = ProcessPoolExecutor(self.cfg.num_workers, initializer=worker_init,
-                                                      initargs=(os.getpid(),), mp_context=self._worker_context())
-                self._slots = BatchSlots(1 + self.cfg.prefetch)  # one per batch in flight
-            else:
-                self._decode_pool = ThreadPoolExecutor(self.cfg.num_workers, thread_name_prefix="tuple-decode")
-                self._assembler = ThreadPoolExecutor(1, thread_name_prefix="tuple-assemble")
-            # a loader dropped without close() must not leave worker processes behind
-            self._finalizer = weakref.finalize(self, _shutdown, self._assembler, self._decode_pool, self._slots)
-        return self._assembler
-
-    def _submit(self, plan: BatchPlan) -> tuple[Future, int | None]:
-        """Start decoding a planned batch; returns its future and its shared-memory slot (None
-        when the batch goes through the pipe: thread mode, or no shared memory available)."""
-        pool = self._pools()
-        if self.decode_workers != "processes":
-            return pool.submit(self._assemble_in_threads, plan), None
-        lean = lean_plan(plan, self._spec.crop_samples)
-        slot = None
-        if self._slots is not None and not self._slots_failed:
-            out = len(lean.faces) * self._out_bytes[0] + len(lean.voices) * self._out_bytes[1]
-            try:
-                slot = self._slots.acquire(max(slot_bytes(lean, out), self._slot_floor))
-            except OSError as exc:  # e.g. a container's small /dev/shm: use the pipe from now on
-                warnings.warn(f"TupleLoader: no shared memory for batch slots ({exc}); decoded batches go through "
-                              "pipes (slower). In Docker, raise --shm-size.", stacklevel=3)
-                self._slots_failed = True
-        if slot is not None:
-            bare, face_spans, voice_spans, out_offset = pack_into_slot(lean, self._slots.buf(slot))
-            return pool.submit(assemble_in_slot, bare, self._spec, self._slots.ref(slot), face_spans,
-                               voice_spans, out_offset), slot
-        return pool.submit(assemble_batch, lean, self._spec), None
-
-    def _release(self, slot: int | None) -> None:
-        if slot is not None and self._slots is not None:
-            self._slots.release(slot)
-
     def _decode_faces_dali(self, samples: list[Sample]) -> list | None:
         """DALI pixels for every face, or None when a bad JPEG failed DALI's batch (PIL finds it)."""
         if self._face_decoder_kind != "pil":
@@ -310,7 +296,7 @@ class TupleLoader:
         """Thread mode (DALI, or `decode_workers: threads`): items decoded by a thread pool in this
         process, features computed on `device`."""
         return assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), device=self.device,
-                              item_map=self._decode_pool.map)
+                              item_map=self._workers.item_pool.map)
 
     # ----------------------------------------------------------------------------- iteration
     def _guard_distributed(self) -> None:
@@ -339,15 +325,15 @@ class TupleLoader:
             self._start_epoch(self.epoch)
         if self._sampler_ahead:  # a previous iteration stopped early: rewind to the last yielded batch
             self.load_state_dict(self._state)
-        self._pools()
+        self._workers.start()
         steps = self.steps_per_epoch
         pending: deque[tuple[Future, int | None, dict]] = deque()
         try:
             while self._step < steps:
-                while len(pending) < 1 + self.cfg.prefetch and self._step + len(pending) < steps:
+                while len(pending) < self._workers.in_flight and self._step + len(pending) < steps:
                     plan = self._plan_next()
                     self._sampler_ahead = True
-                    pending.append((*self._submit(plan), self._snapshot()))
+                    pending.append((*self._workers.submit(plan), self._snapshot()))
                 future, slot, snapshot = pending.popleft()
                 try:
                     batch = self._receive(future.result(), slot)
@@ -376,7 +362,7 @@ class TupleLoader:
                         future.result()
                     except Exception:
                         pass
-                self._release(slot)  # the worker is done with it (or never started)
+                self._workers.release(slot)  # the worker is done with it (or never started)
 
     def _receive(self, done: Assembled, slot: int | None = None) -> dict[str, Any] | None:
         """Count a decoded batch's skips here, in batch order (strict mode raises here), and put
@@ -384,13 +370,13 @@ class TupleLoader:
         try:
             batch = done.batch
             if batch is not None and slot is not None:
-                if done.slot_bytes_needed > self._slots.size(slot):  # e.g. faces larger than index.json says
-                    self._slot_floor = max(self._slot_floor, done.slot_bytes_needed + 4096)
-                batch = finish_batch(take_from_slot(batch, self._slots.buf(slot)), self.device, self.face_size)
+                batch = finish_batch(take_from_slot(batch, self._workers.slot_buf(slot, done.slot_bytes_needed)),
+                                     self.device, self.face_size)
             elif batch is not None:
                 batch = finish_batch(batch, self.device, self.face_size)
         finally:
-            self._release(slot)
+            self._workers.release(slot)
+        self.decoded_by[done.worker_pid] += 1
         for reason, message in done.skips:
             self.log.skip(reason, message)
         self.stats["dropped_tuples"] += done.dropped_tuples
@@ -402,34 +388,65 @@ class TupleLoader:
         `torch.load(weights_only=True)`-safe). Per rank: save one per rank."""
         return {k: (list(map(list, v)) if k == "buffer" else v) for k, v in self._state.items()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume where `state` was taken: seek the streams, re-read the buffered samples."""
-        if state.get("format") != STATE_FORMAT:
+    def load_state_dict(self, state: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Resume where `state` was taken: seek the streams, re-read the buffered samples.
+
+        `state` is this rank's saved state, or the list of *every* rank's state of the saved run:
+        then the world size and `data.read_streams` may differ from the saved run's (elastic
+        resume, `shards/elastic.py`: the rest of the epoch is regrouped over this run's ranks,
+        nothing replayed or lost)."""
+        expected = {"seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint()}
+        if isinstance(state, (list, tuple)):
+            check_states(list(state), expected, STATE_FORMATS)
+            same = [s for s in state if s["world_size"] == self.world_size and s["rank"] == self.rank
+                    and saved_streams_per_rank(s) == self.streams_per_rank]
+            if same:  # same layout: this rank's own state resumes exactly
+                return self.load_state_dict(same[0])
+            return self._load_elastic(list(state))
+        if state.get("format") not in STATE_FORMATS:
             raise ValueError(f"not a TupleLoader state (format {state.get('format')!r}, expected {STATE_FORMAT!r})")
-        expected = {"world_size": self.world_size, "rank": self.rank, "num_workers": self.cfg.num_workers,
-                    "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint()}
-        diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+        expected.update(world_size=self.world_size, rank=self.rank, streams_per_rank=self.streams_per_rank)
+        saved = {**state, "streams_per_rank": saved_streams_per_rank(state)}
+        diff = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
         if diff:
             raise ValueError(f"loader state does not match this loader (saved, now): {diff}; resume with the same "
-                             "data, seed, world size, rank, num_workers and buffer_size")
-        self._start_epoch(int(state["epoch"]))
+                             "data, seed, world size, rank, data.read_streams (default: num_workers) and buffer_size, "
+                             "or pass the list of every rank's state to change world size or streams (elastic)")
+        pieces, spent = pieces_from_state(state["pieces"]) if state.get("pieces") else (None, None)
+        self._start_epoch(int(state["epoch"]), pieces, spent)
         for stream, s in zip(self._streams, state["streams"], strict=True):
             stream.load_state_dict(s)
         for shard, offset, size, seq in state["buffer"]:
-            path = self.catalog.shards[shard].path
-            try:
-                key, members = read_sample_at(path, offset, size)
-                self.buffer.add(self.parser(key, members, (shard, offset, size)), seq=seq)
-            except (OSError, ShardFormatError) as exc:
-                self.log.skip("restore_failed", f"cannot re-read buffered sample at {path}:{offset} ({exc!r})")
-            except BadSample as exc:
-                self.log.skip(exc.reason, str(exc))
+            sample = self._read_at((shard, offset, size))
+            if sample is not None:
+                self.buffer.add(sample, seq=seq)
+        self._backlog = deque(list(loc) for loc in state.get("backlog", []))
         self.buffer.next_seq = int(state["next_seq"])
         self._rr, self._plan_no, self._step = int(state["rr"]), int(state["plan_no"]), int(state["step"])
         self.stats = Counter(state.get("stats", {}))
         self.log.counts = Counter(state.get("skips", {}))
         self._sampler_ahead = False
         self._state = {**state}
+
+    def _load_elastic(self, states: list[dict[str, Any]]) -> None:
+        """Continue the saved run's epoch on this run's layout (see `shards/elastic.py`)."""
+        old_world = states[0]["world_size"]
+        if self.cfg.steps_per_epoch is not None:
+            old_spe = self.cfg.steps_per_epoch
+        else:
+            old_spe = max(1, self.catalog.total_samples
+                          // (old_world * samples_per_batch(self.cfg.batch_size, self.cfg.positive)))
+        start = regroup(states, self.catalog, self.cfg.seed, self.world_size, self.rank, self.streams_per_rank,
+                        self.steps_per_epoch, old_spe)
+        self._start_epoch(start.epoch, start.pieces, start.spent)
+        self._backlog = deque(start.backlog)
+        # a plan number no old rank used, the same on every new rank (RNG streams stay distinct)
+        self._plan_no = max(int(s["plan_no"]) for s in states)
+        self._step = start.step
+        self.stats, self.log.counts = Counter(start.stats), Counter(start.skips)
+        self.stats["elastic_resumes"] += 1
+        self._sampler_ahead = False
+        self._state = {**self._snapshot(), "step": self._step}
 
     # ----------------------------------------------------------------------------- reporting
     @property
@@ -447,31 +464,22 @@ class TupleLoader:
             "decoded_items_per_tuple": self.stats["decoded_items"] / tuples if tuples else None,
             "buffer_samples": len(self.buffer), "buffer_encoded_bytes": self.buffer.encoded_bytes(),
             "face_decoder": self._face_decoder_kind, "decode_workers": self.decode_workers,
+            "decode_worker_batches": sorted(self.decoded_by.values(), reverse=True),
             **{k: self.stats[k] for k in ("batches", "tuples", "dropped_tuples", "dropped_batches",
-                                          "unpaired_evicted", "wrapped_reads", "dali_fallback_batches")},
+                                          "unpaired_evicted", "wrapped_reads", "dali_fallback_batches",
+                                          "elastic_resumes")},
         }
 
     def close(self) -> None:
         for s in self._streams:
             s.close()
-        if self._assembler is not None:
-            self._finalizer.detach()
-            _shutdown(self._assembler, self._decode_pool, self._slots)
-        self._decode_pool = self._assembler = self._slots = None
+        self._workers.close()
 
     def __enter__(self) -> "TupleLoader":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _shutdown(assembler: Executor | None, decode_pool: Executor | None, slots: BatchSlots | None) -> None:
-    for pool in (assembler, decode_pool):
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    if slots is not None:  # after the workers stopped writing into them
-        slots.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,11 +48,14 @@ class ShardInfo:
 
 @dataclass(frozen=True)
 class Piece:
-    """Samples `[start, stop)` of shard `shard` (an index into `ShardCatalog.shards`)."""
+    """Samples `[start, stop)` of shard `shard` (an index into `ShardCatalog.shards`). `offset`,
+    when known, is the byte offset of sample `start` (an elastic resume's cut, `shards/elastic.py`);
+    otherwise the shard's `.idx` gives it."""
 
     shard: int
     start: int
     stop: int
+    offset: int | None = None
 
     @property
     def num_samples(self) -> int:

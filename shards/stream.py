@@ -21,7 +21,9 @@ from typing import Callable, Iterator
 
 from shards.format import (AUDIO_MEMBERS, CorruptShardError, ShardFormatError, TruncatedShardError, audio_member,
                            iter_tar_sample_spans)
+from shards.flac import crop_flac_window
 from shards.partition import Piece, ShardCatalog, sample_offset
+from shards.wav import crop_pcm16_wav
 
 
 __all__ = ["Sample", "BadSample", "unsafe_key_reason", "ShardReadError", "SkipLog", "SampleParser", "PieceStream"]
@@ -53,6 +55,10 @@ class Sample:
     audio: bytes
     loc: tuple[int, int, int]  # (shard index, byte offset, byte size): enough to re-read it
     seq: int = -1  # insertion order in the buffer
+    # set when `audio` is already cut to the sample's crop window (SampleParser, `window`): where
+    # the crop starts in it; None: `audio` is the whole clip and the batch plan places the crop
+    audio_start: int | None = None
+    crop_fraction: float | None = None  # the sample's own seeded crop placement (buffer_audio: crop)
 
 
 class SkipLog:
@@ -91,11 +97,19 @@ class SampleParser:
 
     The frame is a function of `(seed, epoch, key)` so a sample re-read on resume gets the same
     frame without storing it, and only that frame's bytes are buffered (F times less memory).
+
+    With `crop_samples` (the loader's `buffer_audio: crop`), the audio is cut to the sample's crop
+    window here, when it enters the buffer, at a start that is also a function of
+    `(seed, epoch, key)`: a PCM WAV to exactly the crop, a FLAC with a per-frame seek table to the
+    frames covering it (`shards.flac`). The buffer then holds ~a crop instead of a whole clip
+    (docs/LOADER.md, "Compact audio"); FLACs without a seek table stay whole.
     """
 
-    def __init__(self, num_faces: int, frame: str, seed: int, genders: dict[str, str | None] | None = None):
+    def __init__(self, num_faces: int, frame: str, seed: int, genders: dict[str, str | None] | None = None,
+                 crop_samples: int | None = None):
         self.num_faces, self.frame, self.seed = num_faces, frame, seed
         self.genders = genders or {}  # index.json's identity genders, used when a json lacks one
+        self.crop_samples = crop_samples
         self.epoch = 0
 
     def frame_index(self, key: str) -> int:
@@ -104,6 +118,23 @@ class SampleParser:
         if self.frame == "middle":
             return self.num_faces // 2
         return zlib.crc32(f"{self.seed}:{self.epoch}:{key}".encode()) % self.num_faces
+
+    def crop_fraction(self, key: str) -> float:
+        """Where the sample's audio crop starts this epoch, as a fraction of the free range."""
+        return zlib.crc32(f"{self.seed}:{self.epoch}:{key}:crop".encode()) / 2 ** 32
+
+    def audio_window(self, audio: bytes, fraction: float) -> tuple[bytes, int | None]:
+        """`audio` cut to the crop window at `fraction` and where the crop starts in it, or
+        unchanged with None when it cannot be cut without decoding (cut at decode time then, at
+        the same place)."""
+        if audio[:4] == b"RIFF":
+            window = crop_pcm16_wav(audio, self.crop_samples, fraction)
+            return (window, 0) if window is not None else (audio, None)
+        if audio[:4] == b"fLaC":
+            cut = crop_flac_window(audio, self.crop_samples, fraction)
+            if cut is not None:
+                return cut
+        return audio, None
 
     def __call__(self, key: str, members: dict[str, bytes], loc: tuple[int, int, int]) -> Sample:
         where = f"sample {key!r} (shard #{loc[0]}, byte {loc[1]})"
@@ -125,7 +156,12 @@ class SampleParser:
             raise BadSample("missing_member", f"{where} has no (or an empty) audio member "
                                               f"({' or '.join(AUDIO_MEMBERS)})")
         gender = meta.get("gender") or self.genders.get(identity)
-        return Sample(key, identity, video, clip, gender, members[frame], audio, loc)
+        start = fraction = None
+        if self.crop_samples is not None:
+            fraction = self.crop_fraction(key)
+            audio, start = self.audio_window(audio, fraction)
+        return Sample(key, identity, video, clip, gender, members[frame], audio, loc, audio_start=start,
+                      crop_fraction=fraction)
 
 
 class PieceStream:
@@ -212,7 +248,8 @@ class PieceStream:
                 try:
                     if not shard.path.is_file():
                         raise FileNotFoundError(f"{shard.path} is listed in index.json but missing")
-                    start = self.offset if self.offset is not None else sample_offset(shard, piece.start)
+                    start = (self.offset if self.offset is not None else piece.offset if piece.offset is not None
+                             else sample_offset(shard, piece.start))
                     self._it = iter_tar_sample_spans(shard.path, start=start)
                 except (OSError, ValueError, IndexError, ShardFormatError) as exc:
                     self.log.skip("missing_shard", f"cannot open {shard.path} ({exc!r})")

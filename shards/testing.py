@@ -25,6 +25,7 @@ import soundfile as sf
 from PIL import Image, ImageDraw
 
 from shards.format import AUDIO_MEMBERS, ShardWriter, make_key
+from shards.flac import encode_flac_seekable
 from shards.wav import encode_pcm16_wav
 
 __all__ = ["SyntheticSpec", "make_shard_set", "face_jpeg", "voice_flac", "voice_wav", "truncate_file",
@@ -49,6 +50,7 @@ class SyntheticSpec:
     seed: int = 0
     sample_rate: int = 16000
     audio_format: str = "wav"  # the audio member: "wav" (PCM_16) or "flac"
+    flac_seektable: bool = True  # FLAC with a per-frame seek table (ingest's); False: as older shards
 
     def __post_init__(self):
         if self.audio_format not in AUDIO_MEMBERS:
@@ -90,10 +92,15 @@ def voice_int16(identity_index: int, seconds: float, sample_rate: int, rng: np.r
     return np.clip(np.round(np.clip(y, -1, 1) * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def voice_flac(identity_index: int, seconds: float, sample_rate: int, rng: np.random.Generator) -> bytes:
-    """`voice_int16` as a PCM_16 FLAC."""
+def voice_flac(identity_index: int, seconds: float, sample_rate: int, rng: np.random.Generator,
+               seektable: bool = True) -> bytes:
+    """`voice_int16` as a PCM_16 FLAC, with a per-frame seek table as ingest writes it
+    (`seektable=False`: as older shards and other tools wrote it)."""
+    pcm = voice_int16(identity_index, seconds, sample_rate, rng)
+    if seektable:
+        return encode_flac_seekable(pcm, sample_rate)
     buf = io.BytesIO()
-    sf.write(buf, voice_int16(identity_index, seconds, sample_rate, rng), sample_rate, format="FLAC", subtype="PCM_16")
+    sf.write(buf, pcm, sample_rate, format="FLAC", subtype="PCM_16")
     return buf.getvalue()
 
 
@@ -133,8 +140,10 @@ def make_shard_set(out_dir: str | os.PathLike, spec: SyntheticSpec | None = None
                 key = make_key(spec.dataset, ident, video, clip)
                 seconds = float(rng.uniform(*spec.seconds))
                 members = {f"f{f}.jpg": face_jpeg(i, v * 7 + c + f, spec.face_size, rng) for f in range(spec.num_faces)}
-                voice = voice_wav if spec.audio_format == "wav" else voice_flac
-                members[spec.audio_format] = voice(i, seconds, spec.sample_rate, rng)
+                if spec.audio_format == "wav":
+                    members["wav"] = voice_wav(i, seconds, spec.sample_rate, rng)
+                else:
+                    members["flac"] = voice_flac(i, seconds, spec.sample_rate, rng, spec.flac_seektable)
                 meta = {"key": key, "dataset": spec.dataset, "identity": ident, "video": video, "clip": clip,
                         "split": spec.split, "gender": gender, "nationality": None, "name": None,
                         "duration": seconds, "num_faces": spec.num_faces, "face_size": spec.face_size,

@@ -1,13 +1,11 @@
-"""PCM_16 WAV members: write them at ingest, crop them in the loader without decoding.
+"""PCM_16 WAV members: write them at ingest (`--audio-format wav`), crop them without decoding.
 
-Why WAV and not only FLAC: a training step uses a 2 s crop of each voice, and decoding that crop
-from FLAC (libsndfile through `soundfile`'s Python I/O callbacks, seeking inside the stream)
-costs ~0.4 ms, about twice the log-mel features and four JPEG-112 decodes. A PCM crop is a slice
-of the bytes at a computed offset (~5 us), so the loader's consuming process can cut each voice
-down to its crop before sending it to a decode worker (fewer bytes than the whole clip's FLAC).
-The price is disk: FLAC stores the synthetic voices in 0.74 of the PCM bytes, and real speech
-(not measured here) may compress further.
-`benchmarks/bench_loader.py` and docs/LOADER.md ("Audio member") have the measurements.
+Why WAV next to the default FLAC (`shards.flac`): a training step uses a crop of each voice, and
+decoding it from FLAC costs ~0.4 ms per 2 s in a decode worker, about twice the log-mel features
+and four JPEG-112 decodes. A PCM crop is a slice of the bytes at a computed offset (~5 us), so
+the loader cuts each voice down to its crop window when it enters the buffer and decodes nothing.
+The price is disk: FLAC stores voices in 0.63-0.74 of the PCM bytes.
+`benchmarks/bench_loader.py` and docs/LOADER.md ("Compact audio") have the measurements.
 
 Only 16-bit integer PCM is read here (what `encode_pcm16_wav` and most tools write); anything
 else (float, 24-bit, compressed WAV) returns None from `parse_pcm16_wav` and the caller falls back

@@ -171,8 +171,8 @@ if __name__ == "__main__":
                               seed=11, num_workers=2, decode_workers="processes"))
     loader.set_epoch(0)
     next(iter(loader))
-    print(" ".join(str(p) for p in loader._assembler._processes), flush=True)
-    print(" ".join(seg.name for seg in loader._slots._segments if seg is not None), flush=True)
+    print(" ".join(str(p) for p in loader._workers.pids()), flush=True)
+    print(" ".join(seg.name for seg in loader._workers.slots._segments if seg is not None), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no cleanup at all, like the OOM killer or preemption
 """
 
@@ -209,15 +209,15 @@ def test_workers_exit_when_their_training_process_is_killed(shard_dir, tmp_path)
 
 
 def _segments(loader):
-    return [f"/dev/shm/{seg.name}" for seg in loader._slots._segments if seg is not None]
+    return [f"/dev/shm/{seg.name}" for seg in loader._workers.slots._segments if seg is not None]
 
 
 def test_batches_travel_in_shared_memory_slots_that_are_removed_on_close(shard_dir):
     with TupleLoader(_cfg(shard_dir, decode_workers="processes")) as loader:
         batches = list(loader)
         names = _segments(loader)
-        assert 1 <= len(names) <= 1 + loader.cfg.prefetch and all(os.path.exists(n) for n in names)
-        assert sorted(loader._slots._free) == list(range(1 + loader.cfg.prefetch))  # every slot returned
+        assert 1 <= len(names) <= loader._workers.in_flight and all(os.path.exists(n) for n in names)
+        assert sorted(loader._workers.slots._free) == list(range(loader._workers.in_flight))  # every slot returned
     assert not any(os.path.exists(n) for n in names)
     for b in batches:  # yielded tensors own their memory: nothing points into a removed segment
         assert torch.isfinite(b["voices"]).all() and b["faces"].abs().max() <= 1
@@ -317,5 +317,24 @@ def test_slots_grow_when_faces_are_larger_than_the_index_says(tmp_path):
     (d / "index.json").write_text(json.dumps(index))
     with TupleLoader(cfg) as loader:
         lied = list(loader)
-        assert loader._slot_floor > 1 << 20
+        assert loader._workers._slot_floor > 1 << 20
     _assert_same_batches(lied, reference)
+
+
+def test_every_decode_worker_decodes_and_the_batches_do_not_depend_on_how_many(shard_dir):
+    """Item 4 of issue 12: with num_workers=N each of the N worker processes decodes batches
+    (more than N are in flight), and the batches are bit-identical to one worker's (the reader
+    streams are fixed by data.read_streams, so only the decoding is spread)."""
+    one, report_one = _epoch(_cfg(shard_dir, decode_workers="processes", num_workers=1, read_streams=2))
+    three, report_three = _epoch(_cfg(shard_dir, decode_workers="processes", num_workers=3, read_streams=2))
+    assert len(one) == len(three) >= 6
+    counts = report_three["decode_worker_batches"]
+    assert len(counts) == 3 and min(counts) >= 1 and sum(counts) == len(three)  # 3 distinct pids
+    assert report_one["decode_worker_batches"] == [len(one)]
+    for x, y in zip(one, three):
+        assert x.keys() == y.keys()
+        for name in x:
+            if isinstance(x[name], torch.Tensor):
+                assert torch.equal(x[name], y[name]), name
+            else:
+                assert x[name] == y[name], name

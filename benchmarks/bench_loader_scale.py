@@ -1,0 +1,252 @@
+"""Compact audio and decode workers (issue 12 items 3 and 4), measured side by side in one run.
+
+Part `audio` (-> benchmarks/results/loader_audio.json):
+  * storage: the same synthetic VoxCeleb2 corpus (~8 s clips) ingested with the defaults twice,
+    audio members `wav` vs `flac` (with seek table): shard bytes / source bytes, audio share,
+    FLAC / PCM bytes, ingest CPU per clip;
+  * buffer memory per sample (one face JPEG + the audio the buffer keeps) from those shards, for
+    `buffer_audio: clip` (whole clips) vs `crop` (the seeded window), WAV vs FLAC, at 2 s and at
+    the paper presets' 4 s crops; x 4,200 samples (VoxCeleb2's recommended buffer) in GB;
+  * loader cost: tuples/s and CPU per tuple (consuming process / decode workers) for WAV-clip
+    (the loader before this change), WAV-crop, FLAC-crop and FLAC-clip (older FLAC shards).
+Part `workers` (-> benchmarks/results/loader_workers.json):
+  * the loader at num_workers 1 and 2 (reader streams fixed at 2, so the batches are the same):
+    tuples/s, each worker's batches, CPU per batch of the consuming process and of the workers,
+    and the projection to 8 workers from those per-batch figures, with the new in-flight rule
+    (num_workers + prefetch) and the old one (1 + prefetch = 3 batches, so at most 3 workers).
+
+The box is a shared 2-core machine: configurations alternate, each is run `--repeats` times and
+the median kept, and CPU per tuple (robust to other load) is reported next to wall time.
+
+    python benchmarks/bench_loader_scale.py [--part audio|workers|all] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cputime import tree_cpu_seconds  # noqa: E402  (benchmarks/cputime.py)
+from shards.flac import crop_flac_window  # noqa: E402
+from shards.format import iter_tar_samples  # noqa: E402
+from shards.loader import TupleLoader  # noqa: E402
+from shards.testing import SyntheticSpec, make_shard_set  # noqa: E402
+from shards.wav import crop_pcm16_wav  # noqa: E402
+
+SR = 16000
+VOX2_BUFFER = 4200  # docs/LOADER.md, buffer sizing: >= 0.7 x VoxCeleb2 dev's 5,994 identities
+WARMUP = 6  # batches before timing (more than the loader keeps in flight)
+
+
+# ------------------------------------------------------------------------------ storage
+def _ingest(corpus: Path, out: Path, audio_format: str) -> dict:
+    from pipeline.extract import ExtractSettings
+    from pipeline.ingest import IngestConfig, run_ingest
+
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = IngestConfig(dataset="voxceleb2", root=corpus / "voxceleb2", meta=corpus / "voxceleb2" / "vox2_meta.csv",
+                       out=out, workers=1,
+                       eval_store=False, progress=False, extract=ExtractSettings(audio_format=audio_format))
+    cpu0 = tree_cpu_seconds()
+    report = run_ingest(cfg, log=lambda *_: None)
+    cpu = tree_cpu_seconds() - cpu0
+    clips = sum(s["samples"] for s in report["splits"].values())
+    tars = sorted(out.rglob("*.tar"))
+    audio = faces = 0
+    members = []
+    for tar in tars:
+        for _, m, _ in iter_tar_samples(tar):
+            audio += len(m[audio_format])
+            faces += sum(len(v) for k, v in m.items() if k.endswith(".jpg"))
+            members.append(m)
+    shard_bytes = sum(t.stat().st_size for t in tars)
+    return {"clips": clips, "shard_bytes": shard_bytes, "audio_bytes": audio, "face_bytes": faces,
+            "ingest_cpu_ms_per_clip": round(1000 * cpu / clips, 1), "members": members}
+
+
+def _source_bytes(corpus: Path) -> int:
+    """VoxCeleb2's download: the mp4 videos and the m4a audio (what ingest reads)."""
+    return sum(p.stat().st_size for p in (corpus / "voxceleb2").rglob("*") if p.suffix in (".mp4", ".m4a"))
+
+
+def _buffer_bytes(members: list[dict], fmt: str, crop_s: float) -> dict:
+    """Mean bytes a buffered sample holds: one face JPEG + the whole audio member or its window."""
+    crop = int(crop_s * SR)
+    face = statistics.mean(len(m["f0.jpg"]) for m in members)
+    whole = statistics.mean(len(m[fmt]) for m in members)
+    cut = []
+    for i, m in enumerate(members):
+        fraction = (i * 0.618) % 1.0
+        if fmt == "wav":
+            cut.append(len(crop_pcm16_wav(m["wav"], crop, fraction)))
+        else:
+            window = crop_flac_window(m["flac"], crop, fraction)
+            cut.append(len(window[0]) if window else len(m["flac"]))
+    window = statistics.mean(cut)
+    return {"face_jpeg": round(face), "audio_clip": round(whole), "audio_crop": round(window),
+            "clip_gb_at_4200": round(VOX2_BUFFER * (face + whole) / 1e9, 3),
+            "crop_gb_at_4200": round(VOX2_BUFFER * (face + window) / 1e9, 3)}
+
+
+def storage(work: Path) -> dict:
+    from pipeline.synth import make_corpus
+
+    corpus = work / "corpus"
+    if not corpus.exists():
+        make_corpus(corpus, identities=4, videos_per_identity=2, clips_per_video=2, min_seconds=7.0,
+                    max_seconds=9.0, workers=2, progress=False)
+    source = _source_bytes(corpus)
+    out, runs = {"source_bytes": source}, {}
+    for fmt in ("wav", "flac"):
+        runs[fmt] = _ingest(corpus, work / f"shards_{fmt}", fmt)
+    for fmt, r in runs.items():
+        out[fmt] = {"shards_over_source": round(r["shard_bytes"] / source, 3),
+                    "audio_share_of_shards": round(r["audio_bytes"] / r["shard_bytes"], 3),
+                    "ingest_cpu_ms_per_clip": r["ingest_cpu_ms_per_clip"], "clips": r["clips"]}
+    flac_over_pcm = runs["flac"]["audio_bytes"] / runs["wav"]["audio_bytes"]
+    out["flac_over_pcm_audio_bytes"] = round(flac_over_pcm, 3)
+    out["flac_over_wav_shard_bytes"] = round(runs["flac"]["shard_bytes"] / runs["wav"]["shard_bytes"], 3)
+    out["ingest_cpu_flac_over_wav"] = round(runs["flac"]["ingest_cpu_ms_per_clip"]
+                                            / runs["wav"]["ingest_cpu_ms_per_clip"], 3)
+    # issue 12's realistic VoxCeleb2 clips: WAV shards 1.10x the source, 97% of it audio; the
+    # same shards with FLAC audio at the ratio measured here:
+    out["projected_vox2_flac_shards_over_source"] = round(1.10 * (0.03 + 0.97 * flac_over_pcm), 3)
+    out["buffer"] = {f"{fmt}_{crop}s": _buffer_bytes(runs[fmt]["members"], fmt, crop)
+                     for fmt in ("wav", "flac") for crop in (2.0, 4.0)}
+    return out
+
+
+# ------------------------------------------------------------------------------ loader timing
+def _time_loader(cfg: dict, batches: int) -> dict:
+    """Tuples/s and CPU per batch of the consuming process and of its decode workers (timed after
+    WARMUP batches)."""
+    with TupleLoader(cfg) as loader:
+        it = iter(loader)
+        for _ in range(WARMUP):
+            next(it)
+        tree0, main0, t0 = tree_cpu_seconds(), time.process_time(), time.perf_counter()
+        tuples = sum(len(next(it)["label"]) for _ in range(batches))
+        wall, main = time.perf_counter() - t0, time.process_time() - main0
+        tree = tree_cpu_seconds() - tree0
+        report = loader.report()
+    return {"tuples_per_s": tuples / wall, "main_cpu_ms_per_batch": 1000 * main / batches,
+            "worker_cpu_ms_per_batch": 1000 * (tree - main) / batches,
+            "cpu_ms_per_tuple": 1000 * tree / tuples, "worker_batches": report["decode_worker_batches"],
+            "buffer_bytes_per_sample": report["buffer_encoded_bytes"] / max(1, report["buffer_samples"])}
+
+
+def _median(runs: list[dict]) -> dict:
+    out = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        out[key] = round(statistics.median(values), 3) if isinstance(values[0], (int, float)) else values[-1]
+    return out
+
+
+def _shards(work: Path, fmt: str, n_ids: int, face_size: int = 112) -> str:
+    spec = SyntheticSpec(num_identities=n_ids, videos_per_identity=3, clips_per_video=2, num_faces=2,
+                         face_size=face_size, seconds=(7.0, 9.0), shard_samples=60, audio_format=fmt)
+    return str(make_shard_set(work / f"loader_{fmt}_{face_size}", spec))
+
+
+def _base_cfg(shards: str, **kw) -> dict:
+    cfg = dict(shards=[shards], batch_size=50, k=2, buffer_size=300, crop_seconds=2.0, num_workers=2, prefetch=2,
+               seed=0, decode_workers="processes", steps_per_epoch=10_000)
+    cfg.update(kw)
+    return cfg
+
+
+def loader_audio(work: Path, repeats: int, batches: int) -> dict:
+    sets = {fmt: _shards(work, fmt, 60) for fmt in ("wav", "flac")}
+    configs = {"wav_clip (before)": _base_cfg(sets["wav"], buffer_audio="clip"),
+               "wav_crop": _base_cfg(sets["wav"]),
+               "flac_crop (new default)": _base_cfg(sets["flac"]),
+               "flac_clip (older FLAC shards)": _base_cfg(sets["flac"], buffer_audio="clip")}
+    runs = {name: [] for name in configs}
+    for _ in range(repeats):  # interleaved, so load changes hit every configuration alike
+        for name, cfg in configs.items():
+            runs[name].append(_time_loader(cfg, batches))
+    out = {name: _median(r) for name, r in runs.items()}
+    before = out["wav_clip (before)"]
+    for name, r in out.items():
+        r["tuples_per_s_vs_before"] = round(r["tuples_per_s"] / before["tuples_per_s"], 3)
+        r["cpu_per_tuple_vs_before"] = round(r["cpu_ms_per_tuple"] / before["cpu_ms_per_tuple"], 3)
+        r["main_cpu_vs_before"] = round(r["main_cpu_ms_per_batch"] / before["main_cpu_ms_per_batch"], 3)
+        r.update(_projection(r, 8, 50))
+    return out
+
+
+def _projection(r: dict, workers: int, batch: int, prefetch: int = 2) -> dict:
+    """Tuples/s with `workers` decode processes on enough cores: the consuming process is serial,
+    the workers share the decoding; before this change only 1 + prefetch batches were in flight,
+    so at most that many workers had work."""
+    main, work = r["main_cpu_ms_per_batch"] / 1000, r["worker_cpu_ms_per_batch"] / 1000
+    now = batch / max(main, work / workers)
+    before = batch / max(main, work / min(workers, 1 + prefetch))
+    return {f"projected_tuples_per_s_{workers}_workers": round(now),
+            f"projected_tuples_per_s_{workers}_workers_old_in_flight": round(before)}
+
+
+def workers(work: Path, repeats: int, batches: int) -> dict:
+    """1 vs 2 decode workers on the default sizes (112 px faces, 2 s crops) and on the paper
+    presets' (224 px faces, 4 s crops), FLAC shards, crop-window buffer."""
+    setups = {"112px_2s": (_shards(work, "flac", 60), 2.0), "224px_4s (paper)": (_shards(work, "flac", 60, 224), 4.0)}
+    configs = {(name, n): _base_cfg(shards, num_workers=n, read_streams=2, crop_seconds=crop)
+               for name, (shards, crop) in setups.items() for n in (1, 2)}
+    runs = {key: [] for key in configs}
+    for _ in range(repeats):
+        for key, cfg in configs.items():
+            runs[key].append(_time_loader(cfg, batches))
+    out = {}
+    for name in setups:
+        one, two = _median(runs[(name, 1)]), _median(runs[(name, 2)])
+        # per-worker figures: worker CPU per batch from the 1-worker run (no second worker on
+        # the cores), the consuming process's CPU per batch from the 2-worker run
+        per = {"main_cpu_ms_per_batch": two["main_cpu_ms_per_batch"],
+               "worker_cpu_ms_per_batch": one["worker_cpu_ms_per_batch"]}
+        out[name] = {"workers_1": one, "workers_2": two,
+                     "speedup_2_over_1": round(two["tuples_per_s"] / one["tuples_per_s"], 3),
+                     "projection": {"inputs": per, **_projection(per, 8, 50)}}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", choices=("audio", "workers", "all"), default="all")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batches", type=int, default=20, help="timed batches of 50 tuples per run")
+    p.add_argument("--work", type=Path, default=None)
+    args = p.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_loader_scale_"))
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_start": os.getloadavg()}
+    settings = {"batch_size": 50, "k": 2, "crop_seconds": 2.0, "face_size": 112, "clip_seconds": [7, 9],
+                "buffer_size": 300, "prefetch": 2, "repeats": args.repeats, "timed_batches": args.batches}
+    if args.part in ("audio", "all"):
+        result = {"machine": machine, "settings": settings, "storage": storage(work),
+                  "loader": loader_audio(work, args.repeats, args.batches)}
+        result["machine"]["load_avg_end"] = os.getloadavg()
+        (ROOT / "benchmarks" / "results" / "loader_audio.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result, indent=1))
+    if args.part in ("workers", "all"):
+        result = {"machine": {**machine, "load_avg_start": os.getloadavg()}, "settings": settings,
+                  **workers(work, args.repeats, args.batches)}
+        result["machine"]["load_avg_end"] = os.getloadavg()
+        (ROOT / "benchmarks" / "results" / "loader_workers.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
