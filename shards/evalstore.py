@@ -114,7 +114,8 @@ class EvalStore:
         if not self.path.exists():
             if split_sample_count(self.path.parent) == 0:  # an empty split gets no store
                 raise FileNotFoundError(empty_split_message(
-                    self.path.parent, "evaluate or validate on another split (launch.evaluate --test-split / --val-split, train.val_data)"))
+                    self.path.parent, "evaluate or validate on another split (launch.evaluate "
+                                      "--test-split / --val-split, train.val_data)"))
             raise FileNotFoundError(
                 f"no evaluation store at {self.path}; run `python -m pipeline.ingest` for this split "
                 "(val/test splits get an eval.zarr)")

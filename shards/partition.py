@@ -26,7 +26,8 @@ import numpy as np
 from shards.format import BLOCK, read_dali_index
 from shards.splitinfo import empty_split_message, split_sample_count
 
-__all__ = ["ShardSetError", "EmptyShardSetError", "ShardInfo", "ShardCatalog", "Piece", "partition_pieces", "sample_offset"]
+__all__ = ["ShardSetError", "EmptyShardSetError", "ShardInfo", "ShardCatalog", "Piece", "partition_pieces",
+           "sample_offset"]
 
 
 class ShardSetError(ValueError):
@@ -97,7 +98,7 @@ class ShardCatalog:
             warnings.warn(empty_split_message(folder, "drop it from data.shards"), stacklevel=2)
         if len(geometry) != 1:
             raise ShardSetError(f"shard sets disagree on (num_faces, face_size, sample_rate): {sorted(geometry)}; "
-                             "load them with separate loaders or re-ingest with the same settings")
+                                "load them with separate loaders or re-ingest with the same settings")
         self.num_faces, self.face_size, self.sample_rate = geometry.pop()
 
     @property
@@ -122,7 +123,7 @@ def _pieces(catalog: ShardCatalog, num_streams: int) -> list[Piece]:
         pieces.extend(Piece(i, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
     if len(pieces) < num_streams:
         raise ShardSetError(f"{catalog.total_samples} samples cannot feed {num_streams} reader streams "
-                         "(world_size x num_workers); use fewer workers or more data")
+                            "(world_size x num_workers); use fewer workers or more data")
     return pieces
 
 
