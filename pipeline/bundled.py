@@ -37,6 +37,14 @@ def meta_file(dataset: str) -> Path:
     return bundled_path(_META_FILES[dataset])
 
 
+def default_meta(dataset: str, root: Path) -> Path:
+    """The meta file ingest and the doctor read when ``--meta`` is not given: the copy's own
+    ``<root>/vox1_meta.csv`` / ``vox2_meta.csv`` when it has one (the synthetic corpus writes its
+    own), else the official table bundled here (the VoxCeleb downloads do not include it)."""
+    own = Path(root) / _META_FILES[dataset]
+    return own if own.is_file() else meta_file(dataset)
+
+
 def md5(path: Path) -> str:
     """The md5 of a file, as the provenance table in voxceleb_meta/README.md lists it."""
     return hashlib.md5(path.read_bytes()).hexdigest()

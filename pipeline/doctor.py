@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from .bundled import default_meta
 from .doctor_checks import (
     LIST_LIMIT_BAD,
     DoctorConfig,
@@ -159,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=("voxceleb1", "voxceleb2"))
     p.add_argument("--root", required=True, type=Path, help="the dataset folder, as for pipeline.ingest")
     p.add_argument("--meta", type=Path, default=None,
-                   help="vox1_meta.csv / vox2_meta.csv (default: <root>/vox1_meta.csv or vox2_meta.csv)")
+                   help="vox1_meta.csv / vox2_meta.csv (default: <root>/vox1_meta.csv or vox2_meta.csv when present, else the "
+                        "official table bundled with voxface)")
     p.add_argument("--split-preset", choices=sorted(PRESETS), default=None,
                    help="as for pipeline.ingest (default wen1251 / vox2)")
     p.add_argument("--split-file", type=Path, default=None, help="as for pipeline.ingest")
@@ -192,7 +194,7 @@ def config_from_args(args: argparse.Namespace) -> DoctorConfig:
         raise ValueError("--sample must be >= 0, --workers >= 1 and --max-bad-fraction in [0, 1]")
     settings = ExtractSettings(frames_per_clip=args.frames_per_clip, face_size=args.face_size,
                                audio_format=args.audio_format, min_face_size=args.min_face_size)
-    meta = args.meta or args.root / ("vox1_meta.csv" if args.dataset == "voxceleb1" else "vox2_meta.csv")
+    meta = args.meta or default_meta(args.dataset, args.root)
     return DoctorConfig(dataset=args.dataset, root=args.root.resolve(), meta=meta,
                         split_preset=args.split_preset, split_file=args.split_file,
                         faces=args.faces.resolve() if args.faces else None, vox2_audio=args.vox2_audio,

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from shards.splitinfo import empty_split_message
 
+from .bundled import default_meta
 from .executors import (
     ForeignExecutor,
     WorkersCannotStart,
@@ -717,7 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "wav/ and unzippedIntervalFaces/ (or --faces), txt/")
     p.add_argument("--meta", type=Path, default=None,
                    help="vox1_meta.csv / vox2_meta.csv (TAB or comma, BOM and padding tolerated); "
-                        "default: <root>/vox1_meta.csv or <root>/vox2_meta.csv")
+                        "default: <root>/vox1_meta.csv or <root>/vox2_meta.csv when present, else the "
+                        "official table bundled with voxface")
     p.add_argument("--out", required=True, type=Path,
                    help="output root; shards go to <out>/<dataset>/<split>/")
     p.add_argument("--split-preset", choices=sorted(PRESETS), default=None,
@@ -793,7 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> IngestConfig:
-    meta = args.meta or args.root / ("vox1_meta.csv" if args.dataset == "voxceleb1" else "vox2_meta.csv")
+    meta = args.meta or default_meta(args.dataset, args.root)
     if args.workers < 1:
         raise IngestError("--workers must be >= 1")
     if args.num_parts < 1:

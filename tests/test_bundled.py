@@ -72,3 +72,11 @@ def test_no_tracked_file_names_a_path_outside_the_repository():
             if _OUTSIDE.search(line) or missing_docs:
                 offenders.append(f"{rel}:{n}: {line.strip()[:100]}")
     assert not offenders, "paths outside the repository:\n" + "\n".join(offenders)
+
+
+def test_the_default_meta_is_the_copy_own_file_else_the_bundled_table(tmp_path):
+    from pipeline.bundled import default_meta
+
+    assert default_meta("voxceleb2", tmp_path) == meta_file("voxceleb2")
+    (tmp_path / "vox2_meta.csv").write_text("VoxCeleb2 ID,VGGFace2 ID,Gender,Set\n")
+    assert default_meta("voxceleb2", tmp_path) == tmp_path / "vox2_meta.csv"
