@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="more bad clips (sample) or files (--full) than this fraction is blocking; default 0.05")
     p.add_argument("--frames-per-clip", type=int, default=4, help="as for pipeline.ingest (disk estimate)")
     p.add_argument("--face-size", type=int, default=224, help="as for pipeline.ingest (disk estimate)")
-    p.add_argument("--audio-format", choices=sorted(AUDIO_ENCODERS), default="wav", help="as for pipeline.ingest")
+    p.add_argument("--audio-format", choices=sorted(AUDIO_ENCODERS), default=ExtractSettings().audio_format,
+                   help="as for pipeline.ingest (the estimate of the shard size depends on it)")
     p.add_argument("--min-face-size", type=int, default=MIN_FACE_SIZE, help="as for pipeline.ingest")
     p.add_argument("--json", type=Path, default=None, help="also write the full report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -772,7 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-backend", choices=("pyav", "decord"), default="pyav",
                    help="mp4/m4a decoder: pyav (default; sequential decode, ~85 MB per worker) or "
                         "decord (seeking reader, ~625 MB per worker); same frames, see docs/INGEST.md")
-    p.add_argument("--audio-format", choices=sorted(AUDIO_ENCODERS), default="flac",
+    p.add_argument("--audio-format", choices=sorted(AUDIO_ENCODERS), default=ExtractSettings().audio_format,
                    help="audio member: flac (default; lossless, ~0.74 of the PCM bytes, with a seek table "
                         "so the loader cuts crop windows without decoding) or wav (16-bit PCM, larger, "
                         "no decode at all); see docs/LOADER.md, Compact audio")

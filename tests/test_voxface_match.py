@@ -26,6 +26,7 @@ from pipeline.extract import ExtractSettings, extract_clip
 from pipeline.sources import ClipRecord
 from shards.config import LoaderConfig
 from shards.evalstore import EvalStore, EvalStoreWriter
+from shards.format import audio_member
 from voxface import match as match_cli
 
 INGEST_FACE, JPEG_Q = 48, 85
@@ -73,7 +74,7 @@ def files(tmp_path_factory):
 
 def _eval_store(root, voices, faces):
     """The files through ingest's extraction into a real evaluation store (item i = voice i + face i)."""
-    settings = ExtractSettings(frames_per_clip=1, face_size=INGEST_FACE, jpeg_quality=JPEG_Q)
+    settings = ExtractSettings(frames_per_clip=1, face_size=INGEST_FACE, jpeg_quality=JPEG_Q, min_face_size=0)
     writer = EvalStoreWriter(root / "store.zarr", num_faces=1, face_size=INGEST_FACE)
     keys = []
     for i, (voice, face) in enumerate(zip(voices, faces)):
@@ -83,7 +84,7 @@ def _eval_store(root, voices, faces):
         members = sample.members
         # decoded exactly as pipeline.shardset.build_eval_store decodes shard members
         face_px = np.asarray(Image.open(io.BytesIO(members["f0.jpg"])).convert("RGB"))[None]
-        audio, _ = sf.read(io.BytesIO(members["wav"]), dtype="int16")
+        audio, _ = sf.read(io.BytesIO(audio_member(members)), dtype="int16")
         writer.append(key=sample.key, identity=record.identity, video="vid", clip=record.clip, faces=face_px,
                       audio=audio)
         keys.append(sample.key)
