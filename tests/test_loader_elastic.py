@@ -145,3 +145,15 @@ def test_changing_read_streams_is_an_elastic_resume_and_num_workers_alone_is_not
     assert [_ident(x) for x in same[0]] == [_ident(x) for x in more_workers[0]]
     three, _, reports = _run(_cfg(shard_dir, read_streams=3), 1, states=states)
     assert reports[0]["elastic_resumes"] == 1 and len(three[0]) == len(same[0])
+
+
+def test_a_state_saved_before_read_streams_existed_still_resumes(shard_dir):
+    cfg = _cfg(shard_dir)
+    reference, _, _ = _run(cfg, 1)
+    _, states, _ = _run(cfg, 1, stop=3)
+    old = {k: v for k, v in states[0].items() if k not in ("streams_per_rank", "pieces", "backlog")}
+    old.update(format="voxface-loader-state/1", num_workers=cfg["num_workers"])
+    loader = TupleLoader(cfg)
+    loader.load_state_dict(old)
+    loader.set_epoch(0)
+    assert [_ident(b) for b in reference[0][3:]] == [_ident(b) for b in loader]
