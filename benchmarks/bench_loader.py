@@ -103,7 +103,7 @@ class NaiveTupleDataset(torch.utils.data.Dataset):
 
 
 # Batches consumed before the clock starts, for both loaders: more than either keeps in flight
-# (DataLoader: 2 workers x prefetch_factor 2; ours: 1 + prefetch), so the timed window sees steady
+# (DataLoader: 2 workers x prefetch_factor 2; ours: num_workers + prefetch = 4), so the timed window sees steady
 # state, not batches that were decoded for free while the first one was awaited.
 WARMUP_BATCHES = 6
 

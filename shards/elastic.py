@@ -8,18 +8,20 @@ states of *all* W old ranks, the rest of the epoch is known as a set of byte ran
 those to the W' x S' new streams, and the old buffers' samples to the new ranks' backlogs (read
 first, oldest first). Nothing is replayed and nothing is lost at the switch:
 
-* every sample not yet used in the epoch (unread, or read and buffered) is read exactly once more
-  after the switch (tested: used keys before and after the switch are disjoint, and nothing is
-  missing beyond what any epoch leaves unused: the final buffers and unpaired evictions);
+* every sample not yet used in the epoch (unread, or read and buffered) is read once after the
+  switch, before any re-read (tested: a sample used before the switch is used again only once
+  re-reads have begun at the end of the epoch, as in any epoch, and nothing is missing beyond
+  what any epoch leaves unused: the final buffers and unpaired evictions);
 * the per-rank step becomes `floor(step x W / W')` (the same number of tuples consumed), so the
   epoch's total batch count differs from an uninterrupted run at W' by at most one per rank;
 * what changes is only the *order* after the switch (other buffers, other pairings), which is
   deterministic given the saved states.
 
-A stream already in a re-read pass at the switch (`pass > 0`) has no unread samples left; new
-streams that get no unread piece (fewer pieces than streams, even after splitting pieces with the
-`.idx`) start directly in their re-read pass over the regrouped pieces, counted in
-`wrapped_reads` as usual. States saved after an elastic resume carry their regrouped piece lists
+A stream already in a re-read pass at the switch (`pass > 0`) has no unread samples left. After
+its unread pieces, a new stream's re-read passes cycle its share of the epoch's plain W' x S'
+partition (not just the unread rest, which late in an epoch may hold too few identities to pair
+positives); a new stream that gets no unread piece starts directly there. Re-reads are counted in
+`wrapped_reads` as in any epoch. States saved after an elastic resume carry both piece lists
 (`pieces`), so they resume exactly, at W' or elastically again.
 """
 
@@ -36,13 +38,13 @@ __all__ = ["ElasticStart", "regroup", "pieces_to_state", "pieces_from_state", "s
 
 @dataclass
 class ElasticStart:
-    """What one new rank starts from: its streams' pieces, which of them are spent (no unread
-    sample: start in the re-read pass), its backlog of formerly buffered samples, counters."""
+    """What one new rank starts from: per stream its unread pieces (first pass) and the pieces its
+    re-read passes cycle, its backlog of formerly buffered samples, counters."""
 
     epoch: int
     step: int
     pieces: list[list[Piece]]
-    spent: list[bool]
+    wrap: list[list[Piece]]
     backlog: list[list[int]]  # [shard, offset, size], oldest first
     stats: Counter = field(default_factory=Counter)
     skips: Counter = field(default_factory=Counter)
@@ -53,15 +55,20 @@ def saved_streams_per_rank(state: dict[str, Any]) -> int:
     return int(state.get("streams_per_rank", state.get("num_workers")))
 
 
-def pieces_to_state(pieces: list[list[Piece]], spent: list[bool]) -> list[dict]:
-    return [{"spent": sp, "pieces": [[p.shard, p.start, p.stop, p.offset] for p in ps]}
-            for ps, sp in zip(pieces, spent)]
+def _rows(pieces: list[Piece]) -> list[list]:
+    return [[p.shard, p.start, p.stop, p.offset] for p in pieces]
 
 
-def pieces_from_state(saved: list[dict]) -> tuple[list[list[Piece]], list[bool]]:
-    return ([[Piece(int(a), int(b), int(c), None if d is None else int(d)) for a, b, c, d in s["pieces"]]
-             for s in saved],
-            [bool(s["spent"]) for s in saved])
+def _pieces(rows: list[list]) -> list[Piece]:
+    return [Piece(int(a), int(b), int(c), None if d is None else int(d)) for a, b, c, d in rows]
+
+
+def pieces_to_state(pieces: list[list[Piece]], wrap: list[list[Piece]]) -> list[dict]:
+    return [{"first": _rows(first), "wrap": _rows(cycle)} for first, cycle in zip(pieces, wrap)]
+
+
+def pieces_from_state(saved: list[dict]) -> tuple[list[list[Piece]], list[list[Piece]]]:
+    return [_pieces(s["first"]) for s in saved], [_pieces(s["wrap"]) for s in saved]
 
 
 def _old_streams(states: list[dict], catalog: ShardCatalog, seed: int, epoch: int) -> list[list[Piece]]:
@@ -154,12 +161,9 @@ def regroup(states: list[dict], catalog: ShardCatalog, seed: int, world_size: in
         new_step = steps_per_epoch_new
     else:
         new_step = min(steps_per_epoch_new, step * old_world // world_size)
-    streams = _deal(unread, world_size * streams_per_rank)
-    mine = streams[rank * streams_per_rank:(rank + 1) * streams_per_rank]
-    fallback = ([p for ps in mine for p in ps] or [p for ps in streams for p in ps]
-                or [p for ps in old for p in ps])
-    spent = [not ps for ps in mine]
-    mine = [ps or fallback for ps in mine]  # no unread piece left for this stream: it only re-reads
+    mine = _deal(unread, world_size * streams_per_rank)[rank * streams_per_rank:(rank + 1) * streams_per_rank]
+    plain = partition_pieces(catalog, seed, epoch, world_size * streams_per_rank)
+    wrap = plain[rank * streams_per_rank:(rank + 1) * streams_per_rank]
     buffered = sorted(((seq, r, [shard, offset, size]) for r, s in enumerate(states)
                        for shard, offset, size, seq in s["buffer"]), key=lambda t: (t[0], t[1]))
     backlog = [loc for _, _, loc in buffered[rank::world_size]]
@@ -168,4 +172,4 @@ def regroup(states: list[dict], catalog: ShardCatalog, seed: int, world_size: in
         if r % world_size == rank:
             stats.update(s.get("stats", {}))
             skips.update(s.get("skips", {}))
-    return ElasticStart(epoch, new_step, mine, spent, backlog, stats, skips)
+    return ElasticStart(epoch, new_step, mine, wrap, backlog, stats, skips)

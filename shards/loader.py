@@ -136,9 +136,9 @@ class TupleLoader:
         self._start_epoch(epoch)
 
     def _start_epoch(self, epoch: int, pieces: list[list[Piece]] | None = None,
-                     spent: list[bool] | None = None) -> None:
+                     wrap: list[list[Piece]] | None = None) -> None:
         """Start `epoch` with the standard partition, or with `pieces` per stream (an elastic
-        resume's regrouped rest of the epoch; `spent` streams have nothing unread and only re-read)."""
+        resume's regrouped rest of the epoch, read once) and `wrap` (what re-reads cycle)."""
         for s in self._streams:
             s.close()
         self.epoch = epoch
@@ -146,15 +146,15 @@ class TupleLoader:
         if pieces is None:
             parts = partition_pieces(self.catalog, self.cfg.seed, epoch, self._num_streams)
             mine = parts[self.rank * self.streams_per_rank:(self.rank + 1) * self.streams_per_rank]
-            spent = [False] * len(mine)
+            wrap = [None] * len(mine)
             self._regrouped = None
         else:
             mine = pieces
-            self._regrouped = pieces_to_state(pieces, spent)
-        self._streams = [PieceStream(self.catalog, ps, self.parser, self.log) for ps in mine]
-        for stream, done in zip(self._streams, spent):
-            stream.pass_no = int(done)
-        self._rank_samples = sum(p.num_samples for ps, done in zip(mine, spent) if not done for p in ps)
+            self._regrouped = pieces_to_state(pieces, wrap)
+        self._streams = [PieceStream(self.catalog, ps, self.parser, self.log, cycle) for ps, cycle in zip(mine, wrap)]
+        self._rank_samples = sum(p.num_samples for ps in mine for p in ps)  # read once this epoch (coverage)
+        # what the streams cycle when re-reading: bounds the reads spent looking for a batch
+        self._cycle_samples = sum(p.num_samples for ps, cycle in zip(mine, wrap) for p in (cycle or ps))
         self._backlog = deque()
         self.buffer.clear()
         self._rr = 0
@@ -224,7 +224,7 @@ class TupleLoader:
         kwargs = dict(batch_size=self.cfg.batch_size, k=self.cfg.k, direction=direction,
                       positive=self.cfg.positive, gender_matched=self.cfg.gender_matched_negatives, rng=rng)
         plan = plan_batch(self.buffer, **kwargs)
-        limit = 2 * (self._rank_samples + self.cfg.buffer_size) + 64
+        limit = 2 * (max(self._rank_samples, self._cycle_samples) + self.cfg.buffer_size + len(self._backlog)) + 64
         reads = 0
         chunk = max(1, self.cfg.batch_size // 2)
         while plan is None:
@@ -412,8 +412,8 @@ class TupleLoader:
             raise ValueError(f"loader state does not match this loader (saved, now): {diff}; resume with the same "
                              "data, seed, world size, rank, data.read_streams (default: num_workers) and buffer_size, "
                              "or pass the list of every rank's state to change world size or streams (elastic)")
-        pieces, spent = pieces_from_state(state["pieces"]) if state.get("pieces") else (None, None)
-        self._start_epoch(int(state["epoch"]), pieces, spent)
+        pieces, wrap = pieces_from_state(state["pieces"]) if state.get("pieces") else (None, None)
+        self._start_epoch(int(state["epoch"]), pieces, wrap)
         for stream, s in zip(self._streams, state["streams"], strict=True):
             stream.load_state_dict(s)
         for shard, offset, size, seq in state["buffer"]:
@@ -438,7 +438,7 @@ class TupleLoader:
                           // (old_world * samples_per_batch(self.cfg.batch_size, self.cfg.positive)))
         start = regroup(states, self.catalog, self.cfg.seed, self.world_size, self.rank, self.streams_per_rank,
                         self.steps_per_epoch, old_spe)
-        self._start_epoch(start.epoch, start.pieces, start.spent)
+        self._start_epoch(start.epoch, start.pieces, start.wrap)
         self._backlog = deque(start.backlog)
         # a plan number no old rank used, the same on every new rank (RNG streams stay distinct)
         self._plan_no = max(int(s["plan_no"]) for s in states)

@@ -10,9 +10,9 @@ shared memory once, the worker decodes from it and writes its arrays back into i
 small plan (keys, offsets, shapes) goes through the pipe. `benchmarks/bench_loader.py` measures
 the loader end to end.
 
-One slot per batch in flight (`1 + prefetch`). The loader acquires a slot when it submits a
-batch and releases it once `finish_batch` has copied the arrays out, so a worker never writes
-into memory the consumer still reads. A slot that is too small is replaced by a larger segment
+One slot per batch in flight (`num_workers + prefetch`, `shards.workers`). The loader acquires a
+slot when it submits a batch and releases it once `finish_batch` has copied the arrays out, so a
+worker never writes into memory the consumer still reads. A slot that is too small is replaced by a larger segment
 (they never shrink), so the first batches size them. Segments are unlinked by `close()`; if the
 training process is killed, Python's resource tracker unlinks them. Pages are reserved when a
 segment is created, so a full /dev/shm (e.g. a container's default 64 MB) is an error the loader

@@ -167,17 +167,28 @@ class SampleParser:
 class PieceStream:
     """Reads the good samples of a list of pieces, cycling forever; see the module docstring."""
 
-    def __init__(self, catalog: ShardCatalog, pieces: list[Piece], parse: Callable[..., Sample], log: SkipLog):
-        if not pieces:
+    def __init__(self, catalog: ShardCatalog, pieces: list[Piece], parse: Callable[..., Sample], log: SkipLog,
+                 wrap_pieces: list[Piece] | None = None):
+        """`wrap_pieces` (an elastic resume, `shards/elastic.py`): the first pass reads `pieces` (the
+        epoch's unread rest, possibly nothing), later passes cycle `wrap_pieces` (the stream's
+        share of the whole epoch), so re-reads at the end of an epoch draw from as many
+        identities as without the switch."""
+        if not pieces and not wrap_pieces:
             raise ValueError("a stream needs at least one piece")
-        self.catalog, self.pieces, self.parse, self.log = catalog, pieces, parse, log
-        self.pass_no = 0
+        self.catalog, self.parse, self.log = catalog, parse, log
+        self._first, self._wrap = list(pieces), (list(wrap_pieces) if wrap_pieces else None)
+        self.pass_no = 0 if pieces else 1
         self.piece_pos = 0
         self.offset: int | None = None
         self.read_in_piece = 0
         self.fresh = 0  # good samples read in the first pass
         self.good_in_pass = 0
         self._it: Iterator | None = None
+
+    @property
+    def pieces(self) -> list[Piece]:
+        """The pieces of the current pass."""
+        return self._first if self.pass_no == 0 or self._wrap is None else self._wrap
 
     @property
     def first_pass_done(self) -> bool:
@@ -203,7 +214,7 @@ class PieceStream:
         self.piece_pos += 1
         self.offset, self.read_in_piece = None, 0
         if self.piece_pos == len(self.pieces):
-            if self.good_in_pass == 0:
+            if self.good_in_pass == 0 and not (self.pass_no == 0 and self._wrap is not None):
                 names = sorted({self.catalog.shards[p.shard].path.name for p in self.pieces})
                 raise ShardReadError(f"no readable sample in a full pass over shards {names}; "
                                      f"skips so far: {dict(self.log.counts)} ({self.log.messages[:3]})")
