@@ -170,6 +170,9 @@ def test_bad_files_are_skipped_with_one_line_each(files, tmp_path):
         m.match(voice=voices[0], voices=voices)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         voxface.load_matcher(tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="not a checkpoint torch loads with weights_only=True") as err:
+        voxface.load_matcher(faces[1])                          # a JPEG given as the checkpoint
+    assert "\n" not in str(err.value)
 
 
 def test_cli_table_json_folders_and_bad_files(files, tmp_path, capsys):
