@@ -324,6 +324,15 @@ def test_model_card_carries_the_runs_evaluation(files, tmp_path):
     assert "| Method | Binary V-F | Binary F-V |" in card and "| run | head (K=2 model) |" in card
     assert "Protocol: `wen1251`" in card and meta["trials"]["test"]["sha256"] in card
     assert "`voxceleb1/train`: identities 7, samples 40" in card and "face crop is expected" in card
+    # evaluation accepts the Hub folder too, and scores every trial as the checkpoint did
+    assert evaluate.main(["--checkpoint", str(hub), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ev"),
+                          "--trials", str(run / "eval/wen1251/trials/test.json"), "--bootstrap", "5", "--no-progress",
+                          "--scoring", "auto", "--allow-seen-identities"]) == 0
+    a = json.loads((run / "eval/wen1251/results.json").read_text())["results"]["run"]["directions"]
+    b = json.loads((tmp_path / "ev/results.json").read_text())["results"]["hub"]["directions"]
+    for d in ("v2f", "f2v"):
+        assert {k: m["acc"] for k, m in a[d]["matching"].items()} == {k: m["acc"] for k, m in b[d]["matching"].items()}
+        assert a[d]["verification"]["auc"] == b[d]["verification"]["auc"]
 
 
 def test_voxface_is_the_top_layer():
@@ -340,13 +349,3 @@ def test_voxface_is_the_top_layer():
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 offenders += [f"{path.relative_to(repo)}: {n}" for n in names if n.split(".")[0] == "voxface"]
     assert offenders == []
-
-    # evaluation accepts the Hub folder too, and scores every trial as the checkpoint did
-    assert evaluate.main(["--checkpoint", str(hub), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ev"),
-                          "--trials", str(run / "eval/wen1251/trials/test.json"), "--bootstrap", "5", "--no-progress",
-                          "--scoring", "auto", "--allow-seen-identities"]) == 0
-    a = json.loads((run / "eval/wen1251/results.json").read_text())["results"]["run"]["directions"]
-    b = json.loads((tmp_path / "ev/results.json").read_text())["results"]["hub"]["directions"]
-    for d in ("v2f", "f2v"):
-        assert {k: m["acc"] for k, m in a[d]["matching"].items()} == {k: m["acc"] for k, m in b[d]["matching"].items()}
-        assert a[d]["verification"]["auc"] == b[d]["verification"]["auc"]
