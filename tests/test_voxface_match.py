@@ -263,7 +263,8 @@ def test_a_trained_tiny_model_ranks_the_true_pair_first(tmp_path):
     t = np.arange(16000) / 16000
     voices, faces = [], []
     for i, (f0, colour) in enumerate([(140, (200, 60, 60)), (420, (60, 200, 60)), (900, (60, 60, 200))]):
-        wave = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.3 * np.sin(2 * np.pi * 2.3 * f0 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+        bursts = np.sin(2 * np.pi * 3 * t) > 0
+        wave = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.3 * np.sin(2 * np.pi * 2.3 * f0 * t) * bursts
         sf.write(tmp_path / f"voice{i}.wav", wave, 16000)
         Image.fromarray(np.full((64, 64, 3), colour, np.uint8)).save(tmp_path / f"face{i}.png")
         voices.append(tmp_path / f"voice{i}.wav")
@@ -315,7 +316,8 @@ def test_model_card_carries_the_runs_evaluation(files, tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints/best").mkdir(parents=True)
     (run / "checkpoints/best/model.pt").write_bytes((ckpts["baseline"] / "model.pt").read_bytes())
-    assert evaluate.main(["--checkpoint", str(run), "--data", str(tmp_path / "data"), "--out", str(run / "eval/wen1251"),
+    assert evaluate.main(["--checkpoint", str(run), "--data", str(tmp_path / "data"),
+                          "--out", str(run / "eval/wen1251"),
                           "--max-k", "3", "--probes-per-identity", "1", "--bootstrap", "5", "--no-progress",
                           "--scoring", "auto", "--allow-seen-identities"]) == 0
     meta = json.loads((run / "eval/wen1251/results.json").read_text())["meta"]
