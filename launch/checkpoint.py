@@ -98,7 +98,8 @@ def model_payload(model: torch.nn.Module, model_config: dict, data_config: dict,
                   step: int) -> dict:
     """The evaluation contract (ARCHITECTURE.md, train brief): plain dict of plain types."""
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    return {"format": MODEL_FORMAT, "model_config": dict(model_config), "data_config": complete_data_config(data_config),
+    return {"format": MODEL_FORMAT, "model_config": dict(model_config),
+            "data_config": complete_data_config(data_config),
             "state_dict": state, "epoch": float(epoch), "step": int(step)}
 
 

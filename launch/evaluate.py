@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m launch.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", nargs="+", default=[],
-                   help="checkpoint folder(s), run folder(s) or model.pt file(s); several -> comparison table")
+                   help="checkpoint folder(s), run folder(s), model.pt file(s) or exported Hub folder(s); "
+                        "several -> comparison table")
     p.add_argument("--names", nargs="+",
                    help="row names for the checkpoints (default: folder names); checkpoints given the same name "
                         "form one row, each column from the checkpoint whose head was trained for it "
@@ -238,9 +239,10 @@ def check_identities(args, folders, trials) -> str:
 
 
 def evaluate_checkpoint(args, ckpt: str, name: str, stores, trials, out: Path) -> dict:
-    from launch.checkpoint import model_from_payload, read_model_file
+    from launch.checkpoint import model_from_payload
+    from launch.shareable import read_payload
 
-    payload = read_model_file(ckpt)
+    payload = read_payload(ckpt)           # a training checkpoint or an exported Hub folder
     model = model_from_payload(payload, device=args.device, source=ckpt)
     inputs = EvalInputs.from_data_config(payload.get("data_config"), args.audio_seconds, args.face_size)
     loaders = {role: ItemLoader(store, inputs) for role, store in stores.items()}

@@ -55,7 +55,8 @@ def decode_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
     from pipeline.extract import SAMPLE_RATE, ClipError, read_audio
 
     if sample_rate != SAMPLE_RATE:
-        raise SystemExit(f"error: the embeddings were made at {sample_rate} Hz; audio queries are read at {SAMPLE_RATE}")
+        raise SystemExit(f"error: the embeddings were made at {sample_rate} Hz; audio queries are read at "
+                         f"{SAMPLE_RATE}")
     if not Path(path).is_file():
         raise SystemExit(f"error: cannot read audio {path}: no such file")
     try:

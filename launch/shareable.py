@@ -152,10 +152,27 @@ def read_payload(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir() and (path / CONFIG_FILE).is_file():
         return read_hub_folder(path)
-    payload = read_model_file(path)
+    try:
+        payload = read_model_file(path)
+    except CheckpointError as exc:
+        raise CheckpointError(_one_line(str(exc))) from None
     payload["preprocessing"] = describe_preprocessing(payload.get("data_config") or {})
     payload["source"] = "checkpoint"
     return payload
+
+
+def _one_line(message: str) -> str:
+    """torch's refusal of a non-checkpoint file spans paragraphs and suggests weights_only=False;
+    keep the first line, with the unpickler's one-line reason instead of the advice."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return message
+    first = lines[0]
+    if "Weights only load failed" in first:
+        detail = next((lines[i + 1] for i, line in enumerate(lines[:-1]) if "WeightsUnpickler error" in line), "")
+        first = first.split("Weights only load failed")[0] + (
+            "not a checkpoint torch loads with weights_only=True" + (f" ({detail})" if detail else ""))
+    return first
 
 
 def read_hub_folder(folder: str | os.PathLike) -> dict:

@@ -171,6 +171,9 @@ def test_bad_files_are_skipped_with_one_line_each(files, tmp_path):
         m.match(voice=voices[0], voices=voices)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         voxface.load_matcher(tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="not a checkpoint torch loads with weights_only=True") as err:
+        voxface.load_matcher(faces[1])                          # a JPEG given as the checkpoint
+    assert "\n" not in str(err.value)
 
 
 def test_cli_table_json_folders_and_bad_files(files, tmp_path, capsys):
@@ -261,7 +264,8 @@ def test_a_trained_tiny_model_ranks_the_true_pair_first(tmp_path):
     t = np.arange(16000) / 16000
     voices, faces = [], []
     for i, (f0, colour) in enumerate([(140, (200, 60, 60)), (420, (60, 200, 60)), (900, (60, 60, 200))]):
-        wave = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.3 * np.sin(2 * np.pi * 2.3 * f0 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+        bursts = np.sin(2 * np.pi * 3 * t) > 0
+        wave = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.3 * np.sin(2 * np.pi * 2.3 * f0 * t) * bursts
         sf.write(tmp_path / f"voice{i}.wav", wave, 16000)
         Image.fromarray(np.full((64, 64, 3), colour, np.uint8)).save(tmp_path / f"face{i}.png")
         voices.append(tmp_path / f"voice{i}.wav")
@@ -313,14 +317,25 @@ def test_model_card_carries_the_runs_evaluation(files, tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints/best").mkdir(parents=True)
     (run / "checkpoints/best/model.pt").write_bytes((ckpts["baseline"] / "model.pt").read_bytes())
-    assert evaluate.main(["--checkpoint", str(run), "--data", str(tmp_path / "data"), "--out", str(run / "eval/wen1251"),
+    assert evaluate.main(["--checkpoint", str(run), "--data", str(tmp_path / "data"),
+                          "--out", str(run / "eval/wen1251"),
                           "--max-k", "3", "--probes-per-identity", "1", "--bootstrap", "5", "--no-progress",
                           "--scoring", "auto", "--allow-seen-identities"]) == 0
     meta = json.loads((run / "eval/wen1251/results.json").read_text())["meta"]
-    card = (voxface.export_hub(run / "checkpoints/best", tmp_path / "hub") / "README.md").read_text()
+    hub = voxface.export_hub(run / "checkpoints/best", tmp_path / "hub")
+    card = (hub / "README.md").read_text()
     assert "| Method | Binary V-F | Binary F-V |" in card and "| run | head (K=2 model) |" in card
     assert "Protocol: `wen1251`" in card and meta["trials"]["test"]["sha256"] in card
     assert "`voxceleb1/train`: identities 7, samples 40" in card and "face crop is expected" in card
+    # evaluation accepts the Hub folder too, and scores every trial as the checkpoint did
+    assert evaluate.main(["--checkpoint", str(hub), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ev"),
+                          "--trials", str(run / "eval/wen1251/trials/test.json"), "--bootstrap", "5", "--no-progress",
+                          "--scoring", "auto", "--allow-seen-identities"]) == 0
+    a = json.loads((run / "eval/wen1251/results.json").read_text())["results"]["run"]["directions"]
+    b = json.loads((tmp_path / "ev/results.json").read_text())["results"]["hub"]["directions"]
+    for d in ("v2f", "f2v"):
+        assert {k: m["acc"] for k, m in a[d]["matching"].items()} == {k: m["acc"] for k, m in b[d]["matching"].items()}
+        assert a[d]["verification"]["auc"] == b[d]["verification"]["auc"]
 
 
 def test_voxface_is_the_top_layer():

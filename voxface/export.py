@@ -84,6 +84,12 @@ def _evaluation_section(evals) -> list[str]:
     return lines
 
 
+def _data_line(row: dict) -> str:
+    facts = [f"{key} {row[key]}" for key in ("identities", "samples", "split_preset") if row.get(key) is not None]
+    line = f"- `{row['shards']}`: " + (", ".join(facts) or row.get("note", ""))
+    return line + (f", shard fingerprint `{row['fingerprint']}`" if row.get("fingerprint") else "")
+
+
 def model_card(config: dict, evals) -> str:
     """README.md of a Hub folder: what the model is, how to use it, how it scored, what it is not."""
     mc, dc, prep, tr = config["model_config"], config["data_config"], config["preprocessing"], config["training"]
@@ -99,7 +105,8 @@ def model_card(config: dict, evals) -> str:
         "## Use", "", "```python", "import voxface", "m = voxface.load_matcher(\"<this folder>\")",
         "r = m.match(voice=\"x.wav\", faces=[\"a.jpg\", \"b.jpg\"])   # or face=..., voices=[...]",
         "print(r.method, [(c.rank, c.score, c.path) for c in r.candidates])", "```", "",
-        "```bash", "voxface-match --checkpoint <this folder> --voice x.wav --faces a.jpg b.jpg   # --json for JSON", "```",
+        "```bash",
+        "voxface-match --checkpoint <this folder> --voice x.wav --faces a.jpg b.jpg   # --json for JSON", "```",
         "",
         f"Scores come from the model's own K = {k} head where the number of candidates is {k} and the "
         "direction was trained, else from its embeddings (cosine; BIANet: its counterfactual "
@@ -108,9 +115,7 @@ def model_card(config: dict, evals) -> str:
         "## Evaluation", "",
         *_evaluation_section(evals),
         "## Training data", "",
-        *[f"- `{row['shards']}`: " + (", ".join(f"{key} {row[key]}" for key in ("identities", "samples", "split_preset")
-                                              if row.get(key) is not None) or row.get("note", ""))
-          + (f", shard fingerprint `{row['fingerprint']}`" if row.get("fingerprint") else "") for row in tr.get("data", [])],
+        *[_data_line(row) for row in tr.get("data", [])],
         *([] if tr.get("data") else ["- the checkpoint names no training shard sets"]),
         f"- face backbone initialisation: {tr.get('face_initialisation', '?')}", "",
         "## Preprocessing (what `load_matcher` does to your files)", "",
