@@ -129,7 +129,12 @@ TRAIN_SCHEMA: dict[str, Field] = {
     "val_k": Field(None, (int,), "candidates per validation tuple; null = the model's K",
                    nullable=True, check=_positive),
     "val_seed": Field(1234, (int,), "seed of the fixed validation trials"),
-    "cpu": Field(False, (bool,), "force CPU even when CUDA is present"),
+    "device": Field("auto", (str,), "auto = CUDA when torch sees a GPU, else CPU (a multi-process CPU "
+                                    "fallback warns); cuda = a GPU or a clear error; cpu = CPU on purpose",
+                    choices=("auto", "cpu", "cuda")),
+    "cpu": Field(False, (bool,), "old spelling of train.device=cpu (kept for existing presets)"),
+    "cudnn_benchmark": Field(True, (bool,), "cuDNN autotuner on CUDA (fixed crop shapes; each unique-item "
+                                            "count is tuned once)"),
     "tensorboard": Field(True, (bool,), "also write TensorBoard event files"),
     "find_unused_parameters": Field(False, (bool,), "DDP find_unused_parameters (only for model "
                                                     "configs that skip modules in forward)"),
@@ -283,6 +288,10 @@ def validate(cfg: dict) -> dict:
         out[section] = _validate_fields(out[section], schema, section)
 
     model, data, train = out["model"], out["data"], out["train"]
+    if train["cpu"]:
+        if train["device"] == "cuda":
+            raise ConfigError("train.cpu=true contradicts train.device=cuda; use train.device alone")
+        train["device"] = "cpu"
     if "name" not in model:
         raise ConfigError("model.name is required; allowed values: baseline, aicanet, bianet")
     k_model, k_data = model.get("num_candidates"), data.get("k")

@@ -43,12 +43,12 @@ from launch import checkpoint as ckpt
 from launch.config import ConfigError, check_owned_sections, describe_trainer_keys, dump_config, load_config
 from launch.logging_utils import RunLogger
 from launch.optim import build_optimizers, build_schedulers, split_param_groups
-from launch.trainer.device import build_accelerator, resolve_mixed_precision  # noqa: F401 (re-exported)
+from launch.trainer.device import announce_device, build_accelerator, resolve_mixed_precision  # noqa: F401
 from launch.trainer.policies import Checkpoints, ValidationPolicy
 from launch.trainer.preemption import PreemptionFlag
 from launch.trainer.state import Schedule, TrainState
 from launch.trainer.step import TrainStep, check_gradient_separation  # noqa: F401 (re-exported)
-from launch.trainer.window import LogWindow, loader_skip_counts, raise_if_diverged  # noqa: F401
+from launch.trainer.window import LogWindow, loader_decoder_summary, loader_skip_counts, raise_if_diverged  # noqa: F401
 
 
 # ----------------------------------------------------------------------------- builders
@@ -102,6 +102,7 @@ class Run:
     logger: RunLogger
     run_dir: Path
     ckpt_root: Path
+    device_info: dict
 
 
 def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validator_builder) -> Run:
@@ -109,6 +110,7 @@ def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validat
     streams depend on it), prepare them, and restore a checkpoint when resuming."""
     settings, optim_cfg = cfg["train"], cfg["optim"]
     accelerator = build_accelerator(settings)
+    device_info = announce_device(accelerator, settings["device"])
     rank, world = accelerator.process_index, accelerator.num_processes
     run_dir = Path(settings["output_dir"])
     ckpt_root = run_dir / "checkpoints"
@@ -149,6 +151,7 @@ def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validat
         (run_dir / "config.yaml").write_text(dump_config(cfg))
     logger = RunLogger(run_dir, accelerator.is_main_process and not dry_run, settings["tensorboard"],
                        resume_step=state.step if resume_dir is not None else None)
+    logger.log({"event": "start", "step": state.step, "processes": world, **device_info})
     if resume_dir is not None:
         logger.log({"event": "resume", "step": state.step, "from": str(resume_dir)})
         accelerator.print(f"resumed from {resume_dir} at step {state.step} "
@@ -156,7 +159,8 @@ def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validat
     checkpoints = Checkpoints(writer, settings["checkpoint_every"], schedule, step, loader, cfg["model"],
                               cfg["data"], world)
     validation = ValidationPolicy(validator, settings["val_every"], schedule, checkpoints, logger)
-    return Run(accelerator, step, loader, schedule, state, checkpoints, validation, logger, run_dir, ckpt_root)
+    return Run(accelerator, step, loader, schedule, state, checkpoints, validation, logger, run_dir, ckpt_root,
+               device_info)
 
 
 def build_validator(cfg: dict, model, accelerator, validator_builder):
@@ -297,7 +301,7 @@ def finish(run: Run, elapsed: float, dry_run: bool) -> dict:
         "tuples_per_s": state.tuples_seen * world / max(elapsed, 1e-9),
         "best": state.best, "last_val": state.last_val, "output_dir": str(run.run_dir),
         "latest_checkpoint": None if dry_run else str(ckpt.read_latest(run.ckpt_root)),
-        "preempted": state.preempted,
+        "preempted": state.preempted, **run.device_info, **loader_decoder_summary(run.loader),
     }
     if state.preempted:
         run.logger.log({"event": "preempted", "step": state.step})
@@ -358,8 +362,13 @@ def format_summary(summary: dict, dry_run: bool = False) -> str:
         "training stopped by a signal (checkpoint written)" if summary.get("preempted") else "training finished",
         f"  steps            {summary['steps']}  (epochs {summary['epochs']:.3f})",
         f"  processes        {summary['processes']}",
+        f"  device           {summary.get('device', '?')} ({summary.get('device_name', '?')}), precision "
+        f"{summary.get('mixed_precision', '?')}",
         f"  time             {summary['seconds']:.1f} s  ({summary['tuples_per_s']:.1f} tuples/s)",
     ]
+    if summary.get("face_decoder"):
+        lines.append(f"  face decoder     {summary['face_decoder']}"
+                     f" ({summary.get('dali_fallback_batches', 0)} batches fell back to the CPU decoder)")
     if summary["last_val"]:
         lines.append("  last validation  " + ", ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["last_val"].items()))

@@ -38,6 +38,17 @@ def loader_report_fields(loader) -> dict:
     return row
 
 
+def loader_decoder_summary(loader) -> dict:
+    """The face decoder in use and how many batches fell back from DALI to the CPU decoder."""
+    fields = loader_report_fields(loader)
+    out = {}
+    if "loader/face_decoder" in fields:
+        out["face_decoder"] = fields["loader/face_decoder"]
+    if "loader/dali_fallback_batches" in fields:
+        out["dali_fallback_batches"] = int(fields["loader/dali_fallback_batches"])
+    return out
+
+
 class LogWindow:
     """Sums of every scalar loss term, tuples and loader wait time since the last row."""
 
