@@ -49,6 +49,7 @@ from launch.trainer.preemption import PreemptionFlag
 from launch.trainer.state import Schedule, TrainState
 from launch.trainer.step import TrainStep, check_gradient_separation  # noqa: F401 (re-exported)
 from launch.trainer.window import LogWindow, loader_decoder_summary, loader_skip_counts, raise_if_diverged  # noqa: F401
+from shards.dali_decode import DaliStartupError
 
 
 # ----------------------------------------------------------------------------- builders
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             print(dump_config(cfg))
             return 0
         summary = train(cfg, dry_run=args.dry_run)
-    except (ConfigError, ckpt.CheckpointError, FileNotFoundError, FloatingPointError) as exc:
+    except (ConfigError, ckpt.CheckpointError, FileNotFoundError, FloatingPointError, DaliStartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from accelerate.state import PartialState

@@ -40,6 +40,7 @@ from shards.assemble import (AssembleSpec, Assembled, assemble_batch, assemble_i
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
+from shards.decode import decode_face
 from shards.format import ShardFormatError, read_sample_at
 from shards.partition import ShardCatalog, partition_pieces
 from shards.shm import BatchSlots
@@ -49,6 +50,14 @@ from shards.tuples import BatchPlan, plan_batch, samples_per_batch
 __all__ = ["TupleLoader", "STATE_FORMAT"]
 
 STATE_FORMAT = "voxface-loader-state/1"
+
+
+def _decode_face_or_bad(sample: Sample):
+    """PIL pixels of one face, or the BadSample saying why not (counted by the caller)."""
+    try:
+        return decode_face(sample.face, sample.key)
+    except BadSample as exc:
+        return exc
 
 
 class TupleLoader:
@@ -92,9 +101,9 @@ class TupleLoader:
         self._num_streams = world_size * self.cfg.num_workers
         self._decode_pool: ThreadPoolExecutor | None = None
         self._assembler: Executor | None = None
-        self._face_decoder = None
         self._face_decoder_kind = self._choose_face_decoder()
         self.decode_workers = self._choose_decode_workers()
+        self._face_decoder = self._start_face_decoder()
         self._spec = AssembleSpec(crop_samples=self.crop_samples, sample_rate=self.sample_rate,
                                   face_size=self.face_size, k=self.cfg.k,
                                   gender_matched=self.cfg.gender_matched_negatives,
@@ -289,22 +298,35 @@ class TupleLoader:
         if slot is not None and self._slots is not None:
             self._slots.release(slot)
 
-    def _decode_faces_dali(self, samples: list[Sample]) -> list | None:
-        """DALI pixels for every face, or None when a bad JPEG failed DALI's batch (PIL finds it)."""
-        if self._face_decoder_kind != "pil":
-            if self._face_decoder is None:
-                from shards.dali_decode import DaliFaceDecoder
+    def _start_face_decoder(self):
+        """The DALI decoder behind its CPU safety net (shards/dali_decode.py), or None for PIL.
+        Built here, at start-up: a forced `dali` that cannot start fails now, `auto` warns once."""
+        if self._face_decoder_kind == "pil":
+            return None
+        from shards.dali_decode import DaliFaceDecoder, GuardedFaceDecoder
 
-                gpu = self._face_decoder_kind == "dali-gpu"
-                self._face_decoder = DaliFaceDecoder(
-                    "gpu" if gpu else "cpu", max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
-                    num_threads=self.cfg.num_workers, device_id=self.device.index if gpu else None)
-            try:
-                pixels = self._face_decoder([s.face for s in samples])
-                return [pixels[i] for i in range(len(samples))]
-            except Exception:  # one bad JPEG fails DALI's whole batch: find it with PIL
-                self.stats["dali_fallback_batches"] += 1
-        return None
+        gpu = self._face_decoder_kind == "dali-gpu"
+
+        def build():
+            return DaliFaceDecoder("gpu" if gpu else "cpu", max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
+                                   num_threads=self.cfg.num_workers, device_id=self.device.index if gpu else None)
+
+        return GuardedFaceDecoder(self._face_decoder_kind, self.cfg.face_decoder == "dali", build)
+
+    def _decode_faces_dali(self, samples: list[Sample]) -> list | None:
+        """Pixels (or BadSample) for every face, by DALI or, where DALI failed, by PIL; None: PIL
+        decodes in `assemble_batch`."""
+        guard = self._face_decoder
+        if guard is None or guard.kind == "pil":
+            return None
+
+        def cpu_decode() -> list:
+            return list(self._decode_pool.map(_decode_face_or_bad, samples))
+
+        before = guard.fallback_batches
+        faces, _ = guard.decode([s.face for s in samples], cpu_decode)
+        self.stats["dali_fallback_batches"] += guard.fallback_batches - before
+        return faces
 
     def _assemble_in_threads(self, plan: BatchPlan) -> Assembled:
         """Thread mode (DALI, or `decode_workers: threads`): items decoded by a thread pool in this
@@ -447,6 +469,7 @@ class TupleLoader:
             "decoded_items_per_tuple": self.stats["decoded_items"] / tuples if tuples else None,
             "buffer_samples": len(self.buffer), "buffer_encoded_bytes": self.buffer.encoded_bytes(),
             "face_decoder": self._face_decoder_kind, "decode_workers": self.decode_workers,
+            **(self._face_decoder.report() if self._face_decoder is not None else {}),
             **{k: self.stats[k] for k in ("batches", "tuples", "dropped_tuples", "dropped_batches",
                                           "unpaired_evicted", "wrapped_reads", "dali_fallback_batches")},
         }
