@@ -41,6 +41,7 @@ from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
 from shards.decode import decode_face
+from shards.device_stage import DeviceStage
 from shards.format import ShardFormatError, read_sample_at
 from shards.partition import ShardCatalog, partition_pieces
 from shards.shm import BatchSlots
@@ -83,6 +84,9 @@ class TupleLoader:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
+        # device work on the loader's own CUDA streams: one for the assembler thread (thread mode:
+        # DALI, log-mel), one for the copies here, so a hand-over never waits for the next batch
+        self._decode_stage, self._device_stage = DeviceStage(self.device), DeviceStage(self.device)
         self.catalog = ShardCatalog(self.cfg.shards)
         identities = len(self.catalog.genders)
         if self.cfg.positive != "same_clip" and self.cfg.buffer_size < 0.6 * identities:
@@ -331,8 +335,11 @@ class TupleLoader:
     def _assemble_in_threads(self, plan: BatchPlan) -> Assembled:
         """Thread mode (DALI, or `decode_workers: threads`): items decoded by a thread pool in this
         process, features computed on `device`."""
-        return assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), device=self.device,
-                              item_map=self._decode_pool.map)
+        with self._decode_stage.side_stream():  # DALI, normalisation, log-mel off the training stream
+            done = assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), device=self.device,
+                                  item_map=self._decode_pool.map)
+        done.ready = self._decode_stage.mark()
+        return done
 
     # ----------------------------------------------------------------------------- iteration
     def _guard_distributed(self) -> None:
@@ -403,14 +410,19 @@ class TupleLoader:
     def _receive(self, done: Assembled, slot: int | None = None) -> dict[str, Any] | None:
         """Count a decoded batch's skips here, in batch order (strict mode raises here), and put
         tensors from a worker process on `device` (copied out of its slot, which is then free)."""
+        stage = self._device_stage
         try:
             batch = done.batch
-            if batch is not None and slot is not None:
-                if done.slot_bytes_needed > self._slots.size(slot):  # e.g. faces larger than index.json says
-                    self._slot_floor = max(self._slot_floor, done.slot_bytes_needed + 4096)
-                batch = finish_batch(take_from_slot(batch, self._slots.buf(slot)), self.device, self.face_size)
-            elif batch is not None:
-                batch = finish_batch(batch, self.device, self.face_size)
+            stage.wait(done.ready)
+            with stage.side_stream():
+                if batch is not None and slot is not None:
+                    if done.slot_bytes_needed > self._slots.size(slot):  # e.g. faces larger than index.json says
+                        self._slot_floor = max(self._slot_floor, done.slot_bytes_needed + 4096)
+                    batch = finish_batch(take_from_slot(batch, self._slots.buf(slot)), self.device, self.face_size)
+                elif batch is not None:
+                    batch = finish_batch(batch, self.device, self.face_size)
+            if batch is not None:
+                batch = stage.hand_over(batch)
         finally:
             self._release(slot)
         for reason, message in done.skips:
