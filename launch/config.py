@@ -68,6 +68,16 @@ def _milestones(v):
     return None
 
 
+def _no_unused_search(v):
+    if not v:
+        return None
+    return ("is not supported: the discriminator's loss is computed in model.loss(), outside the DDP "
+            "forward, so DDP would mark the discriminator's parameters unused and then fail when their "
+            "gradients arrive ('mark a variable ready only once'). It is not needed either: every model "
+            "config gives every trainable parameter a gradient each step (frozen modules are left out of "
+            "DDP); set train.find_unused_parameters=false")
+
+
 NUM = (int, float)
 
 # AICANet Table I (initial learning rates per module); BIANet §4 uses the same values.
@@ -136,8 +146,8 @@ TRAIN_SCHEMA: dict[str, Field] = {
     "cudnn_benchmark": Field(True, (bool,), "cuDNN autotuner on CUDA (fixed crop shapes; each unique-item "
                                             "count is tuned once)"),
     "tensorboard": Field(True, (bool,), "also write TensorBoard event files"),
-    "find_unused_parameters": Field(False, (bool,), "DDP find_unused_parameters (only for model "
-                                                    "configs that skip modules in forward)"),
+    "find_unused_parameters": Field(False, (bool,), "must stay false: DDP cannot find unused parameters "
+                                                    "here (see the error for why)", check=_no_unused_search),
     "progress": Field(True, (bool,), "tqdm progress bar on the main process"),
 }
 
