@@ -334,7 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # intermixed: overrides may come before --config too (the Docker entrypoint puts
+    # train.device=cuda first, and a user's later train.device=... wins)
+    args = build_parser().parse_intermixed_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
         cfg["model"] = check_owned_sections(cfg)

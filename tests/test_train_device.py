@@ -63,3 +63,12 @@ def test_multi_process_cpu_fallback_is_loud(setting, world, warns):
     other_rank = io.StringIO()
     announce_device(fake_accelerator(world, rank=1), setting, stream=other_rank)
     assert "WARNING" not in other_rank.getvalue()  # said once, by the main process
+
+
+def test_overrides_may_precede_config_and_later_ones_win(capsys):
+    """The Docker entrypoint passes train.device=cuda before the user's --config and overrides."""
+    assert main(["train.device=cuda", "--config", "launch/configs/demo.yaml", "--print-config"]) == 0
+    assert "device: cuda" in capsys.readouterr().out
+    assert main(["train.device=cuda", "--config", "launch/configs/demo.yaml", "train.device=cpu",
+                 "--print-config"]) == 0
+    assert "device: cpu" in capsys.readouterr().out
