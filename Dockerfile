@@ -1,56 +1,54 @@
-# GPU training image: CUDA 13.0 runtime (matches the cu130 build of the pinned torch 2.13),
-# Python 3.11, the pinned requirements (incl. nvidia-dali-cuda130), this project installed.
+# GPU training image: python:3.11-slim plus the pinned requirements. No CUDA base image: the torch
+# 2.13 wheel (cu130) and nvidia-dali-cuda130 bring their CUDA, cuDNN and nvJPEG libraries as pip
+# packages; the host supplies only the NVIDIA driver, through `docker run --gpus all`. Every
+# other native library comes inside a wheel (soundfile's libsndfile, av's FFmpeg, decord).
 #
-#   docker build -t voxface:latest .
+#   make docker                     # = docker build --build-arg UID=$(id -u) --build-arg GID=$(id -g) -t voxface .
 #   docker run --gpus all --ipc=host \
-#       -v /data/shards:/data/shards:ro -v "$PWD/runs":/workspace/voxface/runs voxface:latest \
+#       -v /data/shards:/data/shards:ro -v "$PWD/runs":/workspace/voxface/runs voxface \
 #       --config launch/configs/aicanet_v2f.yaml \
-#       data.shards=/data/shards/voxceleb1/train train.val_data=/data/shards/voxceleb1/val
+#       data.shards=[/data/shards/voxceleb1/train] train.val_data=/data/shards/voxceleb1/val
 #
-# The entrypoint is `accelerate launch launch/train.py`; with no Accelerate config it uses every
-# visible GPU on one node. For multi-node runs mount a per-node Accelerate config at
-# /opt/hf/accelerate/default_config.yaml (docs/TRAINING.md).
-ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
+# The container runs as an unprivileged user whose UID/GID are build arguments (default 1000), so
+# checkpoints in a mounted runs/ belong to the user who built the image, not to root. The
+# entrypoint is `accelerate launch launch/train.py train.device=cuda`: without `--gpus all` a run
+# stops with a clear error instead of training on CPU (a later `train.device=...` still wins).
+# Multi-node: docs/TRAINING.md, "Docker".
+FROM python:3.11-slim-bookworm
 
-FROM ghcr.io/astral-sh/uv:0.9.21 AS uv
+ARG UID=1000
+ARG GID=1000
 
-FROM ${CUDA_IMAGE}
-
-ENV DEBIAN_FRONTEND=noninteractive \
-    PYTHONUNBUFFERED=1 \
+ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    UV_PYTHON_INSTALL_DIR=/opt/python \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     HF_HOME=/opt/hf
 
-# ca-certificates: HTTPS for the Python download; libsndfile1: soundfile's system fallback.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates libsndfile1 \
-    && rm -rf /var/lib/apt/lists/*
-
-# Ubuntu 24.04 ships Python 3.12; the pins (zarr 3.1, librosa 0.11, av 18) need 3.11.
-COPY --from=uv /uv /usr/local/bin/uv
-RUN uv python install 3.11 \
-    && uv venv --seed --python 3.11 /opt/venv
+RUN python -m venv /opt/venv \
+    && groupadd --gid "${GID}" voxface \
+    && useradd --no-log-init --uid "${UID}" --gid "${GID}" --create-home --shell /bin/bash voxface
 
 WORKDIR /workspace/voxface
 
-# Dependencies first, so code edits do not re-download torch. Every pin, DALI's cu130 wheel
-# included, comes from PyPI.
+# Dependencies first, so code edits do not re-download torch. Every pin comes from PyPI.
 COPY requirements.txt ./
-RUN python -m pip install -r requirements.txt
+RUN pip install --no-cache-dir -r requirements.txt
 
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY shards ./shards
 COPY models ./models
 COPY launch ./launch
-RUN python -m pip install --no-deps -e . \
-    && python -c "import torch, accelerate, nvidia.dali, shards.loader, models, launch.train"
+COPY benchmarks ./benchmarks
+RUN pip install --no-cache-dir --no-deps -e . \
+    && python -c "import torch, accelerate, nvidia.dali, shards.loader, models, launch.train" \
+    && mkdir -p runs /opt/hf \
+    && chown voxface:voxface runs /opt/hf
 
-ENTRYPOINT ["accelerate", "launch", "launch/train.py"]
+USER ${UID}:${GID}
+
+ENTRYPOINT ["accelerate", "launch", "launch/train.py", "train.device=cuda"]
 CMD ["--config", "launch/configs/aicanet_v2f.yaml"]

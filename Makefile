@@ -9,7 +9,9 @@ DEMO := data/demo
 # Quiet pip; the machine-local find-links/file indexes of some hosts print harmless warnings.
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: venv demo test test-fast lint format bench clean-demo help
+IMAGE ?= voxface:latest
+
+.PHONY: venv demo test test-fast lint format bench docker clean-demo help
 help:
 	@echo "make demo       set up .venv, build the synthetic corpus, ingest, train, evaluate"
 	@echo "make test       set up .venv and run the whole test suite (incl. the slow end-to-end test)"
@@ -17,6 +19,7 @@ help:
 	@echo "make lint       ruff (lint + format check) and mypy, as CI runs them"
 	@echo "make format     apply ruff's fixes and formatting"
 	@echo "make bench      run every benchmark (JSON in benchmarks/results/)"
+	@echo "make docker     build the GPU training image (IMAGE=$(IMAGE)) running as your UID/GID"
 
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -68,6 +71,10 @@ test-fast: venv
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+# The image's user gets your UID/GID, so files it writes in a mounted runs/ are yours.
+docker:
+	docker build --build-arg UID=$$(id -u) --build-arg GID=$$(id -g) -t $(IMAGE) .
 
 clean-demo:
 	rm -rf $(DEMO) runs/demo

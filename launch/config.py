@@ -77,6 +77,16 @@ def _trackers(v):
     return None
 
 
+def _no_unused_search(v):
+    if not v:
+        return None
+    return ("is not supported: the discriminator's loss is computed in model.loss(), outside the DDP "
+            "forward, so DDP would mark the discriminator's parameters unused and then fail when their "
+            "gradients arrive ('mark a variable ready only once'). It is not needed either: every model "
+            "config gives every trainable parameter a gradient each step (frozen modules are left out of "
+            "DDP); set train.find_unused_parameters=false")
+
+
 NUM = (int, float)
 
 # AICANet Table I (initial learning rates per module); BIANet §4 uses the same values.
@@ -138,12 +148,17 @@ TRAIN_SCHEMA: dict[str, Field] = {
     "val_k": Field(None, (int,), "candidates per validation tuple; null = the model's K",
                    nullable=True, check=_positive),
     "val_seed": Field(1234, (int,), "seed of the fixed validation trials"),
-    "cpu": Field(False, (bool,), "force CPU even when CUDA is present"),
+    "device": Field("auto", (str,), "auto = CUDA when torch sees a GPU, else CPU (a multi-process CPU "
+                                    "fallback warns); cuda = a GPU or a clear error; cpu = CPU on purpose",
+                    choices=("auto", "cpu", "cuda")),
+    "cpu": Field(False, (bool,), "old spelling of train.device=cpu (kept for existing presets)"),
+    "cudnn_benchmark": Field(True, (bool,), "cuDNN autotuner on CUDA (fixed crop shapes; each unique-item "
+                                            "count is tuned once)"),
     "log_with": Field(["tensorboard"], (list,), "Accelerate experiment trackers beside the JSONL log "
                                                 "(tensorboard, wandb, mlflow, ...); [] = JSONL only",
                       check=_trackers),
-    "find_unused_parameters": Field(False, (bool,), "DDP find_unused_parameters (only for model "
-                                                    "configs that skip modules in forward)"),
+    "find_unused_parameters": Field(False, (bool,), "must stay false: DDP cannot find unused parameters "
+                                                    "here (see the error for why)", check=_no_unused_search),
     "progress": Field(True, (bool,), "tqdm progress bar on the main process"),
 }
 
@@ -312,6 +327,10 @@ def validate(cfg: dict) -> dict:
         out[section] = _validate_fields(out[section], schema, section)
 
     model, data, train = out["model"], out["data"], out["train"]
+    if train["cpu"]:
+        if train["device"] == "cuda":
+            raise ConfigError("train.cpu=true contradicts train.device=cuda; use train.device alone")
+        train["device"] = "cpu"
     if "name" not in model:
         raise ConfigError("model.name is required; allowed values: baseline, aicanet, bianet")
     k_model, k_data = model.get("num_candidates"), data.get("k")

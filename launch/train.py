@@ -17,21 +17,23 @@ One training step (see docs/TRAINING.md, "Adversarial order"):
 
 The loader is deliberately NOT passed to ``accelerator.prepare()``: it already knows its rank and
 world size, and Accelerate would otherwise re-shard or rank-0-dispatch the stream
-(docs/REFERENCES.md#s4). Learning-rate schedulers are not prepared
+(docs/REFERENCES.md#s4, #s5). Learning-rate schedulers are not prepared
 either (Accelerate steps prepared schedulers once per process, which would make an epoch-based
 schedule run ``num_processes`` times too fast).
+
+This file is the driver: :func:`prepare_run` builds, :func:`train` is the loop, :func:`finish`
+sums up. The named pieces (state, step, logging window, checkpoint and validation policies,
+device choice, preemption) live in ``launch/trainer/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
-import signal
 import sys
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,9 +41,16 @@ import torch
 from launch import checkpoint as ckpt
 from launch.config import ConfigError, check_owned_sections, describe_trainer_keys, dump_config, load_config
 from launch.logging_utils import RunLogger
-from launch.optim import build_optimizers, build_schedulers, current_lrs, split_param_groups
+from launch.optim import build_optimizers, build_schedulers, split_param_groups
 from launch.runguard import RunLock, RunLockError, stop_with_launcher
 from launch.storage import describe as describe_storage_fault
+from launch.trainer.device import announce_device, build_accelerator, resolve_mixed_precision  # noqa: F401
+from launch.trainer.policies import Checkpoints, ValidationPolicy
+from launch.trainer.preemption import PreemptionFlag
+from launch.trainer.state import Schedule, TrainState
+from launch.trainer.step import TrainStep, check_gradient_separation  # noqa: F401 (re-exported)
+from launch.trainer.window import LogWindow, loader_decoder_summary, loader_skip_counts, raise_if_diverged  # noqa: F401
+from shards.dali_decode import DaliStartupError
 from shards.partition import ShardSetError
 
 
@@ -69,7 +78,7 @@ def default_validator_builder(cfg: dict, k: int, accelerator):
                      accelerator=accelerator)
 
 
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- setup
 
 
 def seed_everything(seed: int) -> None:
@@ -82,70 +91,146 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_mixed_precision(setting: str, device: torch.device) -> str:
-    if setting != "auto":
-        return setting
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
+@dataclass
+class Run:
+    """Everything the loop needs, built by :func:`prepare_run`."""
+
+    accelerator: object
+    step: TrainStep
+    loader: object
+    schedule: Schedule
+    state: TrainState
+    checkpoints: Checkpoints
+    validation: ValidationPolicy
+    logger: RunLogger
+    run_dir: Path
+    ckpt_root: Path
+    device_info: dict
 
 
-def loader_skip_counts(loader) -> dict:
-    """The loader's read-time skip counters, flattened for logging ({} if it exposes none)."""
-    counts = getattr(loader, "skip_counts", None)
-    if callable(counts):
-        counts = counts()
-    if not isinstance(counts, dict):
-        return {}
-    return {f"skipped/{k}": int(v) for k, v in counts.items() if isinstance(v, (int, float))}
+def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validator_builder) -> Run:
+    """Build the accelerator, model, optimisers, loader and validator (in this order: the RNG
+    streams depend on it), prepare them, and restore a checkpoint when resuming."""
+    settings, optim_cfg = cfg["train"], cfg["optim"]
+    accelerator = build_accelerator(settings)
+    device_info = announce_device(accelerator, settings["device"])
+    rank, world = accelerator.process_index, accelerator.num_processes
+    run_dir = Path(settings["output_dir"])
+    ckpt_root = run_dir / "checkpoints"
+    resume_dir = ckpt.resolve_resume(settings["resume"], ckpt_root)
+    if resume_dir is None and not dry_run and ckpt.read_latest(ckpt_root) is not None:
+        raise ConfigError(f"{run_dir} already holds checkpoints; pass train.resume=auto to continue "
+                          f"that run, or choose a new train.output_dir")
+
+    # Same seed on every rank for the initial weights; then per-rank streams (dropout etc.).
+    seed_everything(settings["seed"])
+    model = model_builder(cfg["model"])
+    seed_everything(settings["seed"] + 1 + rank)
+    groups = split_param_groups(model.param_groups(), model)
+    main_opt, disc_opt = build_optimizers(groups, optim_cfg)
+
+    loader = loader_builder(cfg["data"], rank, world, accelerator.device)
+    batches_per_epoch = int(loader.steps_per_epoch)
+    if batches_per_epoch < 1:
+        raise ConfigError(f"the training loader has {batches_per_epoch} batches per epoch per process; add "
+                          f"data, lower data.batch_size or use fewer processes")
+    schedule = Schedule.of(batches_per_epoch, settings["grad_accum_steps"], settings["epochs"])
+    schedulers = build_schedulers([main_opt, disc_opt], optim_cfg, schedule.optimizer_steps_per_epoch)
+    validator = build_validator(cfg, model, accelerator, validator_builder)
+
+    model, main_opt = accelerator.prepare(model, main_opt)
+    if disc_opt is not None:
+        disc_opt = accelerator.prepare(disc_opt)
+    step = TrainStep(accelerator, model, [o for o in (main_opt, disc_opt) if o is not None], schedulers,
+                     optim_cfg["grad_clip"], groups, check_separation=dry_run)
+    state = TrainState()
+    if resume_dir is not None:
+        restore(resume_dir, step, loader, schedule, state, rank, world)
+
+    writer = None if dry_run else ckpt.CheckpointWriter(ckpt_root, rank, world, accelerator.wait_for_everyone,
+                                                        settings["keep_last"])
+    if accelerator.is_main_process and not dry_run:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump_config(cfg))
+    logger = RunLogger(run_dir, accelerator.is_main_process and not dry_run, settings["log_with"],
+                       resume_step=state.step if resume_dir is not None else None, hparams=cfg)
+    logger.log({"event": "start", "step": state.step, "processes": world, **device_info})
+    if resume_dir is not None:
+        logger.log({"event": "resume", "step": state.step, "from": str(resume_dir)})
+        accelerator.print(f"resumed from {resume_dir} at step {state.step} "
+                          f"(epoch {state.progress(schedule):.3f})")
+    checkpoints = Checkpoints(writer, settings["checkpoint_every"], schedule, step, loader, cfg["model"],
+                              cfg["data"], world)
+    validation = ValidationPolicy(validator, settings["val_every"], schedule, checkpoints, logger)
+    return Run(accelerator, step, loader, schedule, state, checkpoints, validation, logger, run_dir, ckpt_root,
+               device_info)
 
 
-class PreemptionFlag:
-    """SIGTERM / SIGUSR1 (cluster preemption, ``kill``, ``scancel --signal``) ask the run to stop:
-    the current step finishes, a checkpoint is written, and the process exits with code 3 so a
-    scheduler can requeue it with ``train.resume=auto``. With several processes the flag is
-    OR-reduced, so all ranks stop at the same step even if only one received the signal; the loop
-    asks only at log steps, where it synchronises anyway (a reduce plus `.item()` every step would
-    stall the CPU on the GPU), so a stop can come up to ``train.log_every`` steps later."""
+def build_validator(cfg: dict, model, accelerator, validator_builder):
+    """The validator, or None without ``train.val_data``; a K the model cannot score fails now,
+    not at the end of the first epoch (before that epoch's checkpoint is written)."""
+    settings = cfg["train"]
+    if settings["val_data"] is None:
+        return None
+    from launch.eval.scoring import head_supports
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-    def __init__(self):
-        self.signum = None
-        self._previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def agreed(self, accelerator) -> bool:
-        if accelerator.num_processes == 1:
-            return self.signum is not None  # no device tensor: no host sync
-        flag = torch.tensor([0.0 if self.signum is None else 1.0], device=accelerator.device)
-        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+    k = int(getattr(model, "num_candidates", cfg["model"].get("num_candidates", 2)))
+    val_k = settings["val_k"] or k
+    if not head_supports(model, val_k):
+        raise ConfigError(f"train.val_k={val_k}: this model's classifier scores K={k} only; set "
+                          f"train.val_k=null (the model's K) or model.classifier=shared")
+    return validator_builder(cfg, val_k, accelerator)
 
 
-def check_gradient_separation(model, terms: dict, groups: dict) -> None:
-    """Dry-run check of the contract the single backward relies on: ``total`` gives no gradient
-    to the discriminator and ``disc_total`` none to any other group."""
-    disc = groups.get("discriminator") or []
-    others = [p for name, ps in groups.items() if name != "discriminator" for p in ps]
-    if not disc or not terms["disc_total"].requires_grad:
-        return
-    for loss_name, params, what in (("total", disc, "the discriminator"),
-                                    ("disc_total", others, "non-discriminator groups")):
-        grads = torch.autograd.grad(terms[loss_name], params, retain_graph=True, allow_unused=True)
-        leak = max((float(g.abs().max()) for g in grads if g is not None), default=0.0)
-        if leak > 0:
-            raise RuntimeError(f"model.loss()['{loss_name}'] puts gradient on {what} (max |g| = "
-                               f"{leak:.3g}); the trainer's single backward needs the detach contract "
-                               f"of ARCHITECTURE.md §5 / docs/MODELS.md")
+def restore(resume_dir: Path, step: TrainStep, loader, schedule: Schedule, state: TrainState,
+            rank: int, world: int) -> None:
+    """Load weights, optimisers, schedulers, counters, this rank's loader cursor and RNG."""
+    model_state, trainer_state, rank_state = ckpt.load_trainer_state(resume_dir, rank, world)
+    step.core.load_state_dict(model_state["state_dict"])
+    for opt, saved in zip(step.optimizers, trainer_state["optimizers"]):
+        opt.load_state_dict(saved)
+    for sched, saved in zip(step.schedulers, trainer_state["schedulers"]):
+        sched.load_state_dict(saved)
+    state.step, state.batches_done, state.best = (trainer_state["step"], trainer_state["batches_done"],
+                                                  trainer_state["best"])
+    state.last_saved_step = state.step
+    if trainer_state["steps_per_epoch"] != schedule.steps_per_epoch:
+        raise ckpt.CheckpointError(
+            f"{resume_dir} was written with {trainer_state['steps_per_epoch']} batches per epoch, "
+            f"this run has {schedule.steps_per_epoch}: the data or batch settings changed; resume with "
+            f"the original config")
+    loader.load_state_dict(rank_state["loader"])
+    ckpt.restore_rng_state(rank_state["rng"])
+
+
+class _NoBar:
+    """Stands in for the tqdm bar off the main process or with ``train.progress=false``."""
+
+    def update(self, n=1): pass
+
+    def set_postfix(self, **kwargs): pass
+
+    def write(self, text): pass
+
+    def close(self): pass
+
+
+def progress_bar(run: Run, enabled: bool):
+    if not (enabled and run.accelerator.is_main_process):
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=run.schedule.total_batches, initial=run.state.batches_done, unit="batch",
+                dynamic_ncols=True, desc=f"train ({run.accelerator.num_processes} proc)", disable=None)
+
+
+def next_batch(window: LogWindow, batches, epoch: int, state: TrainState, schedule: Schedule) -> dict:
+    try:
+        return window.next_batch(batches)
+    except StopIteration:
+        raise RuntimeError(f"the loader ended epoch {epoch} after "
+                           f"{state.batches_done - epoch * schedule.steps_per_epoch} batches but promised "
+                           f"steps_per_epoch={schedule.steps_per_epoch}") from None
 
 
 # ----------------------------------------------------------------------------- training
@@ -162,7 +247,7 @@ def train(cfg: dict, *, dry_run: bool = False, **builders) -> dict:
         if lock is not None and lock.stale_holder is not None:
             print(f"warning: took over {lock.path} from a run that is gone (pid {lock.stale_holder.get('pid')} "
                   f"on {lock.stale_holder.get('host')})", file=sys.stderr)
-        return _train(cfg, dry_run=dry_run, **builders)
+        return run_training(cfg, dry_run=dry_run, **builders)
 
 
 def is_global_main_process() -> bool:
@@ -170,268 +255,82 @@ def is_global_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _train(cfg: dict, *, dry_run: bool = False, model_builder=default_model_builder,
-           loader_builder=default_loader_builder, validator_builder=default_validator_builder) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
-    tcfg, ocfg = cfg["train"], cfg["optim"]
-    probe_device = torch.device("cuda" if torch.cuda.is_available() and not tcfg["cpu"] else "cpu")
-    accelerator = Accelerator(
-        cpu=tcfg["cpu"],
-        mixed_precision=resolve_mixed_precision(tcfg["mixed_precision"], probe_device),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=tcfg["find_unused_parameters"])],
-    )
-    rank, world = accelerator.process_index, accelerator.num_processes
-    is_main = accelerator.is_main_process
-    run_dir = Path(tcfg["output_dir"])
-    ckpt_root = run_dir / "checkpoints"
-
-    resume_dir = ckpt.resolve_resume(tcfg["resume"], ckpt_root)
-    if resume_dir is None and not dry_run and ckpt.read_latest(ckpt_root) is not None:
-        raise ConfigError(f"{run_dir} already holds checkpoints; pass train.resume=auto to continue "
-                          f"that run, or choose a new train.output_dir")
-
-    # Same seed on every rank for the initial weights; then per-rank streams (dropout etc.).
-    seed_everything(tcfg["seed"])
-    model = model_builder(cfg["model"])
-    seed_everything(tcfg["seed"] + 1 + rank)
-    groups = split_param_groups(model.param_groups(), model)
-    main_opt, disc_opt = build_optimizers(groups, ocfg)
-
-    loader = loader_builder(cfg["data"], rank, world, accelerator.device)
-    spe = int(loader.steps_per_epoch)
-    if spe < 1:
-        raise ConfigError(f"the training loader has {spe} batches per epoch per process; add data, "
-                          f"lower data.batch_size or use fewer processes")
-    accum = tcfg["grad_accum_steps"]
-    opt_steps_per_epoch = math.ceil(spe / accum)
-    schedulers = build_schedulers([main_opt, disc_opt], ocfg, opt_steps_per_epoch)
-    total_batches = max(1, round(tcfg["epochs"] * spe))
-
-    validator = None
-    k = int(getattr(model, "num_candidates", cfg["model"].get("num_candidates", 2)))
-    if tcfg["val_data"] is not None:
-        from launch.eval.scoring import head_supports
-
-        val_k = tcfg["val_k"] or k
-        # Validation scores with model.predict; a K it cannot score would otherwise only fail at the
-        # end of the first epoch, before that epoch's checkpoint is written.
-        if not head_supports(model, val_k):
-            raise ConfigError(f"train.val_k={val_k}: this model's classifier scores K={k} only; set "
-                              f"train.val_k=null (the model's K) or model.classifier=shared")
-        validator = validator_builder(cfg, val_k, accelerator)
-
-    model, main_opt = accelerator.prepare(model, main_opt)
-    if disc_opt is not None:
-        disc_opt = accelerator.prepare(disc_opt)
-    core = accelerator.unwrap_model(model)
-    optimizers = [o for o in (main_opt, disc_opt) if o is not None]
-
-    step, batches_done, best = 0, 0, None
-    if resume_dir is not None:
-        model_state, trainer_state, rank_state = ckpt.load_trainer_state(resume_dir, rank, world)
-        core.load_state_dict(model_state["state_dict"])
-        for opt, state in zip(optimizers, trainer_state["optimizers"]):
-            opt.load_state_dict(state)
-        for sched, state in zip(schedulers, trainer_state["schedulers"]):
-            sched.load_state_dict(state)
-        step, batches_done, best = trainer_state["step"], trainer_state["batches_done"], trainer_state["best"]
-        if trainer_state["steps_per_epoch"] != spe:
-            raise ckpt.CheckpointError(
-                f"{resume_dir} was written with {trainer_state['steps_per_epoch']} batches per epoch, "
-                f"this run has {spe}: the data or batch settings changed; resume with the original config")
-        loader.load_state_dict(rank_state["loader"])
-        ckpt.restore_rng_state(rank_state["rng"])
-
-    writer = None if dry_run else ckpt.CheckpointWriter(ckpt_root, rank, world, accelerator.wait_for_everyone,
-                                                        tcfg["keep_last"])
-    if is_main and not dry_run:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump_config(cfg))
-    logger = RunLogger(run_dir, is_main and not dry_run, tcfg["log_with"],
-                       resume_step=step if resume_dir is not None else None, hparams=cfg)
-    if resume_dir is not None:
-        logger.log({"event": "resume", "step": step, "from": str(resume_dir)})
-        accelerator.print(f"resumed from {resume_dir} at step {step} "
-                          f"(epoch {batches_done / spe:.3f})")
-
-    def save(name: str, mark_latest: bool = True, model_only: bool = False) -> Path:
-        payload = ckpt.model_payload(core, getattr(core, "cfg", cfg["model"]), cfg["data"],
-                                     batches_done / spe, step)
-        trainer_state = None if model_only else {
-            "optimizers": [o.state_dict() for o in optimizers],
-            "schedulers": [s.state_dict() for s in schedulers],
-            "step": step, "batches_done": batches_done, "best": best, "world_size": world,
-            "steps_per_epoch": spe, "grad_accum_steps": accum,
-        }
-        rank_state = None if model_only else {"rng": ckpt.capture_rng_state(), "loader": loader.state_dict()}
-        return writer.save(name, model=payload, trainer=trainer_state, rank_state=rank_state,
-                           meta={"step": step, "epoch": batches_done / spe, "best": best},
-                           mark_latest=mark_latest)
-
-    def run_validation() -> dict:
-        result = validator(core)
-        nonlocal best
-        metric = result[validator.name]
-        improved = best is None or (math.isfinite(metric) and metric > best["value"])
-        if improved:
-            best = {"metric": validator.name, "value": metric, "step": step, "epoch": batches_done / spe}
-            if writer is not None:
-                save(ckpt.BEST_NAME, mark_latest=False, model_only=True)
-        logger.log({"event": "val", "step": step, "epoch": batches_done / spe, **result,
-                    "best": best["value"]})
-        return result
-
-    # ---- the loop -------------------------------------------------------------------------------
-    max_steps = 1 if dry_run else tcfg["max_steps"]
-    bar = None
-    if is_main and tcfg["progress"]:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_batches, initial=batches_done, unit="batch", dynamic_ncols=True,
-                   desc=f"train ({world} proc)")
-    window = {"terms": {}, "n": 0, "tuples": 0, "data_s": 0.0, "t0": time.perf_counter()}
-    last_val, last_saved_step = None, step if resume_dir is not None else -1
-    tuples_seen, t_start = 0, time.perf_counter()
-    stop = preempted = False
-    preemption = PreemptionFlag()
+def run_training(cfg: dict, *, dry_run: bool = False, model_builder=default_model_builder,
+                 loader_builder=default_loader_builder, validator_builder=default_validator_builder) -> dict:
+    """The loop: prepare, step until done or stopped, validate and checkpoint by policy, sum up."""
+    run = prepare_run(cfg, dry_run, model_builder, loader_builder, validator_builder)
+    accelerator, state, schedule, loader = run.accelerator, run.state, run.schedule, run.loader
+    max_steps = 1 if dry_run else cfg["train"]["max_steps"]
+    log_every = cfg["train"]["log_every"]
+    bar = progress_bar(run, cfg["train"]["progress"])
+    window, preemption, t_start = LogWindow(), PreemptionFlag(), time.perf_counter()
     try:
-        core.train()
-        while batches_done < total_batches and not stop:
-            epoch = batches_done // spe
-            epoch_end = min((epoch + 1) * spe, total_batches)
-            if batches_done % spe == 0:
+        run.step.core.train()
+        while state.batches_done < schedule.total_batches and not state.stop:
+            epoch = schedule.epoch_of(state.batches_done)
+            if state.batches_done % schedule.steps_per_epoch == 0:
                 loader.set_epoch(epoch)
-            stream = iter(loader)
-            while batches_done < epoch_end:
-                t0 = time.perf_counter()
-                try:
-                    batch = next(stream)
-                except StopIteration:
-                    raise RuntimeError(f"the loader ended epoch {epoch} after {batches_done - epoch * spe} "
-                                       f"batches but promised steps_per_epoch={spe}") from None
-                window["data_s"] += time.perf_counter() - t0
-                in_epoch = batches_done - epoch * spe
-                group_start = (in_epoch // accum) * accum
-                group_size = min(accum, epoch_end - epoch * spe - group_start)
-                sync_now = in_epoch - group_start == group_size - 1
-                progress = batches_done / spe
-                sync_ctx = contextlib.nullcontext() if sync_now or world == 1 else accelerator.no_sync(model)
-                with sync_ctx:
-                    with accelerator.autocast():
-                        out = model(batch)
-                        terms = core.loss(out, batch, progress)
-                    if dry_run:
-                        check_gradient_separation(core, terms, groups)
-                    accelerator.backward((terms["total"] + terms["disc_total"]) / group_size)
-                n_tuples = int(batch["label"].shape[0])
-                window["tuples"] += n_tuples
-                tuples_seen += n_tuples
-                for name, value in terms.items():
-                    if torch.is_tensor(value) and value.numel() == 1:
-                        window["terms"][name] = window["terms"].get(name, 0.0) + value.detach().float()
-                window["n"] += 1
-                batches_done += 1
-                if bar is not None:
-                    bar.update(1)
-                if not sync_now:
+            batches = iter(loader)
+            while state.batches_done < schedule.epoch_end(epoch):
+                batch = next_batch(window, batches, epoch, state, schedule)
+                group = schedule.group(state.batches_done)
+                terms = run.step.accumulate(batch, state.progress(schedule), group)
+                state.tuples_seen += window.add(terms, batch)
+                state.batches_done += 1
+                bar.update(1)
+                if not group.closes:
                     continue
+                run.step.update()
+                state.step += 1
 
-                if ocfg["grad_clip"] is not None:
-                    for opt in optimizers:
-                        params = [p for g in opt.param_groups for p in g["params"]]
-                        accelerator.clip_grad_norm_(params, ocfg["grad_clip"])
-                for opt in optimizers:
-                    opt.step()
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                for sched in schedulers:
-                    sched.step()
-                step += 1
-
-                log_step = step % tcfg["log_every"] == 0 or batches_done == total_batches
-                if log_step:
-                    row = make_log_row(accelerator, window, step, batches_done / spe, optimizers, loader)
-                    logger.log(row)
-                    diverged = [k for k, v in row.items() if k.startswith("loss/") and not math.isfinite(v)]
-                    if diverged:  # same row on every rank (reduced), so every rank stops here
-                        raise FloatingPointError(
-                            f"training diverged: {', '.join(diverged)} not finite at step {step}. Nothing "
-                            f"was saved after the last checkpoint ({ckpt.read_latest(ckpt_root)}). Lower "
-                            f"optim.lr.* or set optim.grad_clip, then start again or resume from it.")
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{row.get('loss/total', float('nan')):.4f}",
-                                        tps=f"{row['tuples_per_s']:.0f}")
-                    window = {"terms": {}, "n": 0, "tuples": 0, "data_s": 0.0, "t0": time.perf_counter()}
-                if max_steps is not None and step >= max_steps:
-                    stop = True
+                log_now = state.step % log_every == 0 or state.batches_done == schedule.total_batches
+                if log_now:
+                    row = window.row(accelerator, state.step, state.progress(schedule), run.step.optimizers,
+                                     loader)
+                    run.logger.log(row)
+                    raise_if_diverged(row, state.step, lambda: ckpt.read_latest(run.ckpt_root))
+                    bar.set_postfix(loss=f"{row.get('loss/total', float('nan')):.4f}",
+                                    tps=f"{row['tuples_per_s']:.0f}")
+                    window = LogWindow()
+                if max_steps is not None and state.step >= max_steps:
+                    state.stop = True
                     break
-                if (log_step or world == 1) and preemption.agreed(accelerator):  # same condition on every rank
-                    stop = preempted = True
+                # Asked only where every rank asks (log steps), so the reduce cannot hang.
+                if (log_now or accelerator.num_processes == 1) and preemption.agreed(accelerator):
+                    state.stop = state.preempted = True
                     break
-                if writer is not None and tcfg["checkpoint_every"] and step % tcfg["checkpoint_every"] == 0:
-                    save(f"step-{step:09d}")
-                    last_saved_step = step
+                run.checkpoints.after_step(state)
 
-            epoch_finished = batches_done % spe == 0 or batches_done == total_batches
-            if validator is not None and (epoch_finished or stop) and not preempted:
-                epochs_done = batches_done / spe
-                due = stop or batches_done == total_batches or (batches_done // spe) % tcfg["val_every"] == 0
-                if due:
-                    last_val = run_validation()
-                    core.train()
-                    if bar is not None:
-                        bar.write(f"epoch {epochs_done:.2f}: {validator.name} = {last_val[validator.name]:.4f}")
-            if writer is not None and step != last_saved_step and (epoch_finished or stop):
-                save(f"step-{step:09d}")
-                last_saved_step = step
+            if run.validation.due(state):
+                result = run.validation.run(state, run.step.core)
+                name = run.validation.validator.name
+                bar.write(f"epoch {state.progress(schedule):.2f}: {name} = {result[name]:.4f}")
+            run.checkpoints.after_epoch(state)
     finally:
         preemption.restore()
         if hasattr(loader, "close"):
             loader.close()  # decode workers and open shard files, also when training fails
-    if bar is not None:
-        bar.close()
-    accelerator.wait_for_everyone()
-    elapsed = time.perf_counter() - t_start
+    bar.close()
+    return finish(run, time.perf_counter() - t_start, dry_run)
+
+
+def finish(run: Run, elapsed: float, dry_run: bool) -> dict:
+    """Wait for every rank, log the end (and a preemption), close the logger; the summary."""
+    run.accelerator.wait_for_everyone()
+    state, world = run.state, run.accelerator.num_processes
     summary = {
-        "steps": step, "epochs": batches_done / spe, "seconds": elapsed, "processes": world,
-        "tuples_per_s": tuples_seen * world / max(elapsed, 1e-9),
-        "best": best, "last_val": last_val, "output_dir": str(run_dir),
-        "latest_checkpoint": None if dry_run else str(ckpt.read_latest(ckpt_root)),
-        "preempted": preempted,
+        "steps": state.step, "epochs": state.progress(run.schedule), "seconds": elapsed, "processes": world,
+        "tuples_per_s": state.tuples_seen * world / max(elapsed, 1e-9),
+        "best": state.best, "last_val": state.last_val, "output_dir": str(run.run_dir),
+        "latest_checkpoint": None if dry_run else str(ckpt.read_latest(run.ckpt_root)),
+        "preempted": state.preempted, **run.device_info, **loader_decoder_summary(run.loader),
     }
-    if preempted:
-        logger.log({"event": "preempted", "step": step})
-    logger.log({"event": "end", "step": step, **{k: v for k, v in summary.items()
-                                                  if isinstance(v, (int, float))}})
-    logger.close()
+    if state.preempted:
+        run.logger.log({"event": "preempted", "step": state.step})
+    run.logger.log({"event": "end", "step": state.step, **{k: v for k, v in summary.items()
+                                                            if isinstance(v, (int, float))}})
+    run.logger.close()
     return summary
-
-
-def make_log_row(accelerator, window: dict, step: int, epoch: float, optimizers, loader) -> dict:
-    """Mean of every loss term over the window and over ranks, plus lrs, speed and counters."""
-    names = sorted(window["terms"])
-    device = accelerator.device
-    local = torch.stack([window["terms"][n].to(device) / max(window["n"], 1) for n in names]) if names \
-        else torch.zeros(0, device=device)
-    mean = accelerator.reduce(local, reduction="mean") if accelerator.num_processes > 1 else local
-    seconds = max(time.perf_counter() - window["t0"], 1e-9)
-    row = {"event": "train", "step": step, "epoch": epoch}
-    row.update({f"loss/{n}": float(v) for n, v in zip(names, mean.tolist())})
-    row.update(current_lrs(optimizers))
-    row["tuples_per_s"] = window["tuples"] * accelerator.num_processes / seconds
-    row["loader_share"] = window["data_s"] / seconds
-    if torch.cuda.is_available() and device.type == "cuda":
-        row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-    row.update(loader_skip_counts(loader))
-    report = getattr(loader, "report", None)
-    if callable(report):
-        info = report()
-        for key in ("coverage", "decoded_items_per_tuple"):
-            if isinstance(info.get(key), (int, float)):
-                row[f"loader/{key}"] = float(info[key])
-    return row
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -460,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # intermixed: overrides may come before --config too (the Docker entrypoint puts
+    # train.device=cuda first, and a user's later train.device=... wins)
+    args = build_parser().parse_intermixed_args(argv)
     cfg: dict = {}
     try:
         cfg = load_config(args.config, [*args.overrides, *(["train.progress=false"] if args.no_progress else [])])
@@ -470,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         summary = train(cfg, dry_run=args.dry_run)
     except (ConfigError, ckpt.CheckpointError, RunLockError, FileNotFoundError, FloatingPointError,
-            ShardSetError) as exc:
+            DaliStartupError, ShardSetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only, permissions: one line naming the path and the cause
@@ -495,8 +396,13 @@ def format_summary(summary: dict, dry_run: bool = False) -> str:
         "training stopped by a signal (checkpoint written)" if summary.get("preempted") else "training finished",
         f"  steps            {summary['steps']}  (epochs {summary['epochs']:.3f})",
         f"  processes        {summary['processes']}",
+        f"  device           {summary.get('device', '?')} ({summary.get('device_name', '?')}), precision "
+        f"{summary.get('mixed_precision', '?')}",
         f"  time             {summary['seconds']:.1f} s  ({summary['tuples_per_s']:.1f} tuples/s)",
     ]
+    if summary.get("face_decoder"):
+        lines.append(f"  face decoder     {summary['face_decoder']}"
+                     f" ({summary.get('dali_fallback_batches', 0)} batches fell back to the CPU decoder)")
     if summary["last_val"]:
         lines.append("  last validation  " + ", ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["last_val"].items()))

@@ -21,7 +21,7 @@ from torch.func import functional_call
 
 from . import losses
 from .backbones import build_face_backbone, build_voice_backbone
-from .batch import TupleIndex, check_batch, gather_rows
+from .batch import TupleIndex, always_check_values, check_batch, gather_rows
 from .heads import FACE_MODALITY, VOICE_MODALITY, Generator, ModalityDiscriminator, build_classifier
 
 PARAM_GROUPS = ("face_encoder", "voice_encoder", "generator", "discriminator", "classifier", "attention")
@@ -51,11 +51,13 @@ class MatchingModel(nn.Module):
         # Last training progress seen by loss(); BIANet's test-time Eq. 22 weight reads it, and as a
         # buffer it is saved and restored with the checkpoint.
         self.register_buffer("trained_epoch", torch.zeros((), dtype=torch.float64))
+        self._batch_values_checked = False  # index/label ranges: first batch only (host syncs)
 
     # ---- encoding -------------------------------------------------------------------------------
     def encode(self, batch: dict) -> tuple[TupleIndex, torch.Tensor, torch.Tensor]:
         """Run each backbone once on the batch's unique items: (index, anchor-modality maps, candidate-modality maps)."""
-        idx = check_batch(batch)
+        idx = check_batch(batch, check_values=not self._batch_values_checked or always_check_values())
+        self._batch_values_checked = True
         face_maps = self.face_encoder(batch["faces"])
         voice_maps = self.voice_encoder(batch["voices"])
         if idx.anchor_is_voice:

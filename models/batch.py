@@ -8,6 +8,7 @@ than 1 + K per tuple.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -33,8 +34,20 @@ class TupleIndex:
         return self.candidate_index.shape[1]
 
 
-def check_batch(batch: dict) -> TupleIndex:
-    """Validate the fields a model needs and return a :class:`TupleIndex`; errors say what is wrong."""
+def always_check_values() -> bool:
+    """Debug switch ``VOXFACE_CHECK_BATCHES=1``: range-check the indices and labels of every batch,
+    not only a model's first (each check reads a value on the host: a GPU sync per batch)."""
+    return os.environ.get("VOXFACE_CHECK_BATCHES", "") not in ("", "0")
+
+
+def check_batch(batch: dict, check_values: bool = True) -> TupleIndex:
+    """Validate the fields a model needs and return a :class:`TupleIndex`; errors say what is wrong.
+
+    Structure (keys, direction, ranks, shapes) is always checked: it costs no device read. The
+    index and label *ranges* need their minima and maxima on the host, a GPU sync, so models check
+    them only when ``check_values`` is true (their first batch, or :func:`always_check_values`).
+    A later out-of-range index still fails, as a CUDA device assert or an IndexError on CPU, just
+    with a less friendly message."""
     for key in ("faces", "voices", "anchor_index", "candidate_index", "direction"):
         if key not in batch:
             raise ValueError(f"batch has no {key!r}; a tuple batch needs faces, voices, anchor_index, "
@@ -54,14 +67,14 @@ def check_batch(batch: dict) -> TupleIndex:
                          f"and {tuple(candidate_index.shape)}")
     n_anchor, n_cand = (voices.shape[0], faces.shape[0]) if direction == "v2f" else (faces.shape[0], voices.shape[0])
     for name, idx, n in (("anchor_index", anchor_index, n_anchor), ("candidate_index", candidate_index, n_cand)):
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        if check_values and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
             raise ValueError(f"{name} out of range [0, {n}) for direction {direction}")
     label = batch.get("label")
     if label is not None:
         label = torch.as_tensor(label, dtype=torch.long, device=faces.device)
         k = candidate_index.shape[1]
         hi = 2 if k == 1 else k
-        if label.shape != anchor_index.shape or (label.numel() and (int(label.min()) < 0 or int(label.max()) >= hi)):
+        if label.shape != anchor_index.shape or (check_values and label.numel() and (int(label.min()) < 0 or int(label.max()) >= hi)):
             raise ValueError(f"label must be [B] with values in [0, {hi}) for K={k}")
     return TupleIndex(direction, anchor_index, candidate_index, label)
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from shards.decode import decode_face, decode_voice_crop
+from shards.device_stage import to_device
 from shards.features import LogMel, faces_to_tensor
 from shards.shm import ShmArray, SlotRef, attach, put_array, take_array
 from shards.stream import BadSample, Sample
@@ -59,6 +60,7 @@ class Assembled:
     dropped_tuples: int
     slot_bytes_needed: int = 0  # set by `assemble_in_slot`: where its arrays ended in the slot
     worker_pid: int = dataclasses.field(default_factory=os.getpid)  # which process decoded it
+    ready: Any = None  # thread mode on CUDA: event after the batch's device work (DeviceStage.mark)
 
 
 _LOG_MEL_CACHE: dict[tuple, LogMel] = {}
@@ -253,7 +255,7 @@ def assemble_batch(plan: BatchPlan, spec: AssembleSpec, *, faces: list | None = 
     wave = torch.from_numpy(np.stack(voice_res))
     if device is not None:  # thread mode: features on the loader's device
         with torch.no_grad():
-            voices = log_mel_for(spec, device)(wave.to(device))
+            voices = log_mel_for(spec, device)(to_device(wave, device))
         return Assembled(collate(plan, normalized_faces(face_res, spec.face_size, device), voices), skips, dropped)
     # in a worker process: numpy arrays go through the pipe with one copy each side, and uint8
     # pixels are 4x smaller than float faces, so same-size crops are normalised by `finish_batch`
@@ -272,7 +274,7 @@ def normalized_faces(face_px: list, face_size: int, device: torch.device) -> tor
     if isinstance(face_px[0], torch.Tensor):
         return faces_to_tensor(torch.stack(face_px).to(device, non_blocking=True), face_size)
     if len({p.shape for p in face_px}) == 1:
-        return faces_to_tensor(torch.from_numpy(np.stack(face_px)).to(device), face_size)
+        return faces_to_tensor(to_device(torch.from_numpy(np.stack(face_px)), device), face_size)
     # mixed crop sizes: resize one by one to the configured size (np.array: PIL's arrays are
     # read-only, which torch.from_numpy warns about)
     return torch.cat([faces_to_tensor(torch.from_numpy(np.array(p[None])).to(device), face_size) for p in face_px])
@@ -301,14 +303,15 @@ def collate(plan: BatchPlan, faces, voices) -> dict[str, Any]:
 
 def finish_batch(batch: dict[str, Any], device: torch.device, face_size: int) -> dict[str, Any]:
     """In the consuming process: uint8 face pixels are normalised (`faces_to_tensor`), index lists
-    become int64 tensors, every tensor goes to `device`."""
+    become int64 tensors, every tensor goes to `device` (to CUDA: from pinned memory, without
+    blocking the host; `shards/device_stage.py`)."""
     faces = batch["faces"]
     if isinstance(faces, np.ndarray) and faces.dtype == np.uint8:
-        batch = {**batch, "faces": faces_to_tensor(torch.from_numpy(faces).to(device), face_size)}
-    out = {k: torch.from_numpy(v).to(device) if isinstance(v, np.ndarray) else
-           v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = {**batch, "faces": faces_to_tensor(to_device(torch.from_numpy(faces), device), face_size)}
+    out = {k: to_device(torch.from_numpy(v), device) if isinstance(v, np.ndarray) else
+           to_device(v, device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     rows = batch["candidate_index"]
-    out["anchor_index"] = torch.tensor(batch["anchor_index"], dtype=torch.int64, device=device)
-    out["candidate_index"] = torch.tensor(rows, dtype=torch.int64, device=device).reshape(len(rows), -1)
-    out["label"] = torch.tensor(batch["label"], dtype=torch.int64, device=device)
+    out["anchor_index"] = to_device(torch.tensor(batch["anchor_index"], dtype=torch.int64), device)
+    out["candidate_index"] = to_device(torch.tensor(rows, dtype=torch.int64).reshape(len(rows), -1), device)
+    out["label"] = to_device(torch.tensor(batch["label"], dtype=torch.int64), device)
     return out

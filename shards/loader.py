@@ -39,6 +39,8 @@ from shards.assemble import AssembleSpec, Assembled, assemble_batch, finish_batc
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
+from shards.decode import decode_face
+from shards.device_stage import DeviceStage
 from shards.elastic import check_states, pieces_from_state, pieces_to_state, regroup, saved_streams_per_rank
 from shards.format import ShardFormatError, read_sample_at
 from shards.partition import Piece, ShardCatalog, partition_pieces
@@ -50,6 +52,14 @@ __all__ = ["TupleLoader", "STATE_FORMAT", "STATE_FORMATS"]
 
 STATE_FORMAT = "voxface-loader-state/2"  # /2 added `streams_per_rank`, `pieces`, `backlog`
 STATE_FORMATS = ("voxface-loader-state/1", STATE_FORMAT)  # what load_state_dict reads
+
+
+def _decode_face_or_bad(sample: Sample):
+    """PIL pixels of one face, or the BadSample saying why not (counted by the caller)."""
+    try:
+        return decode_face(sample.face, sample.key)
+    except BadSample as exc:
+        return exc
 
 
 class TupleLoader:
@@ -75,6 +85,9 @@ class TupleLoader:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
+        # device work on the loader's own CUDA streams: one for the assembler thread (thread mode:
+        # DALI, log-mel), one for the copies here, so a hand-over never waits for the next batch
+        self._decode_stage, self._device_stage = DeviceStage(self.device), DeviceStage(self.device)
         self.catalog = ShardCatalog(self.cfg.shards)
         identities = len(self.catalog.genders)
         if self.cfg.positive != "same_clip" and self.cfg.buffer_size < 0.6 * identities:
@@ -93,9 +106,9 @@ class TupleLoader:
         self.buffer = IdentityBuffer(self.cfg.buffer_size)
         self.streams_per_rank = self.cfg.read_streams or self.cfg.num_workers
         self._num_streams = world_size * self.streams_per_rank
-        self._face_decoder = None
         self._face_decoder_kind = self._choose_face_decoder()
         self.decode_workers = self._choose_decode_workers()
+        self._face_decoder = self._start_face_decoder()
         self._spec = AssembleSpec(crop_samples=self.crop_samples, sample_rate=self.sample_rate,
                                   face_size=self.face_size, k=self.cfg.k,
                                   gender_matched=self.cfg.gender_matched_negatives,
@@ -275,28 +288,44 @@ class TupleLoader:
             return "processes" if self._face_decoder_kind == "pil" else "threads"
         return want
 
-    def _decode_faces_dali(self, samples: list[Sample]) -> list | None:
-        """DALI pixels for every face, or None when a bad JPEG failed DALI's batch (PIL finds it)."""
-        if self._face_decoder_kind != "pil":
-            if self._face_decoder is None:
-                from shards.dali_decode import DaliFaceDecoder
+    def _start_face_decoder(self):
+        """The DALI decoder behind its CPU safety net (shards/dali_decode.py), or None for PIL.
+        Built here, at start-up: a forced `dali` that cannot start fails now, `auto` warns once."""
+        if self._face_decoder_kind == "pil":
+            return None
+        from shards.dali_decode import DaliFaceDecoder, GuardedFaceDecoder
 
-                gpu = self._face_decoder_kind == "dali-gpu"
-                self._face_decoder = DaliFaceDecoder(
-                    "gpu" if gpu else "cpu", max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
-                    num_threads=self.cfg.num_workers, device_id=self.device.index if gpu else None)
-            try:
-                pixels = self._face_decoder([s.face for s in samples])
-                return [pixels[i] for i in range(len(samples))]
-            except Exception:  # one bad JPEG fails DALI's whole batch: find it with PIL
-                self.stats["dali_fallback_batches"] += 1
-        return None
+        gpu = self._face_decoder_kind == "dali-gpu"
+
+        def build():
+            return DaliFaceDecoder("gpu" if gpu else "cpu", max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
+                                   num_threads=self.cfg.num_workers, device_id=self.device.index if gpu else None)
+
+        return GuardedFaceDecoder(self._face_decoder_kind, self.cfg.face_decoder == "dali", build)
+
+    def _decode_faces_dali(self, samples: list[Sample]) -> list | None:
+        """Pixels (or BadSample) for every face, by DALI or, where DALI failed, by PIL; None: PIL
+        decodes in `assemble_batch`."""
+        guard = self._face_decoder
+        if guard is None or guard.kind == "pil":
+            return None
+
+        def cpu_decode() -> list:
+            return list(self._workers.item_pool.map(_decode_face_or_bad, samples))
+
+        before = guard.fallback_batches
+        faces, _ = guard.decode([s.face for s in samples], cpu_decode)
+        self.stats["dali_fallback_batches"] += guard.fallback_batches - before
+        return faces
 
     def _assemble_in_threads(self, plan: BatchPlan) -> Assembled:
         """Thread mode (DALI, or `decode_workers: threads`): items decoded by a thread pool in this
         process, features computed on `device`."""
-        return assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), device=self.device,
-                              item_map=self._workers.item_pool.map)
+        with self._decode_stage.side_stream():  # DALI, normalisation, log-mel off the training stream
+            done = assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), device=self.device,
+                                  item_map=self._workers.item_pool.map)
+        done.ready = self._decode_stage.mark()
+        return done
 
     # ----------------------------------------------------------------------------- iteration
     def _guard_distributed(self) -> None:
@@ -367,13 +396,18 @@ class TupleLoader:
     def _receive(self, done: Assembled, slot: int | None = None) -> dict[str, Any] | None:
         """Count a decoded batch's skips here, in batch order (strict mode raises here), and put
         tensors from a worker process on `device` (copied out of its slot, which is then free)."""
+        stage = self._device_stage
         try:
             batch = done.batch
-            if batch is not None and slot is not None:
-                batch = finish_batch(take_from_slot(batch, self._workers.slot_buf(slot, done.slot_bytes_needed)),
-                                     self.device, self.face_size)
-            elif batch is not None:
-                batch = finish_batch(batch, self.device, self.face_size)
+            stage.wait(done.ready)
+            with stage.side_stream():
+                if batch is not None and slot is not None:
+                    batch = finish_batch(take_from_slot(batch, self._workers.slot_buf(slot, done.slot_bytes_needed)),
+                                         self.device, self.face_size)
+                elif batch is not None:
+                    batch = finish_batch(batch, self.device, self.face_size)
+            if batch is not None:
+                batch = stage.hand_over(batch)
         finally:
             self._workers.release(slot)
         self.decoded_by[done.worker_pid] += 1
@@ -464,6 +498,7 @@ class TupleLoader:
             "decoded_items_per_tuple": self.stats["decoded_items"] / tuples if tuples else None,
             "buffer_samples": len(self.buffer), "buffer_encoded_bytes": self.buffer.encoded_bytes(),
             "face_decoder": self._face_decoder_kind, "decode_workers": self.decode_workers,
+            **(self._face_decoder.report() if self._face_decoder is not None else {}),
             "decode_worker_batches": sorted(self.decoded_by.values(), reverse=True),
             **{k: self.stats[k] for k in ("batches", "tuples", "dropped_tuples", "dropped_batches",
                                           "unpaired_evicted", "wrapped_reads", "dali_fallback_batches",

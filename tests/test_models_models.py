@@ -147,7 +147,7 @@ def test_a_training_step_validates_the_batch_once(name, monkeypatch):
 
     calls = []
     real = models.base.check_batch
-    monkeypatch.setattr(models.base, "check_batch", lambda batch: calls.append(1) or real(batch))
+    monkeypatch.setattr(models.base, "check_batch", lambda batch, **kw: calls.append(1) or real(batch, **kw))
     model = tiny(name)
     batch = dense_batch(3, 2, "v2f")
     terms = model.loss(model(batch), batch, epoch=1.0)
@@ -211,7 +211,7 @@ def test_bad_batches_get_clear_errors():
     batch = dense_batch(2, 2, "v2f")
     with pytest.raises(ValueError, match="direction"):
         model(dict(batch, direction="x2y"))
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="out of range"):  # the first batch's ranges are checked
         model(dict(batch, candidate_index=batch["candidate_index"] + 10))
     with pytest.raises(ValueError, match="voices"):
         model({k: v for k, v in batch.items() if k != "voices"})
@@ -299,3 +299,17 @@ def test_resnet18_maps_contract_faces_to_imagenet_statistics():
     plain = build_model({"name": "baseline", "face_backbone": {"preset": "resnet18", "imagenet_norm": False},
                          "voice_backbone": "light"})
     assert plain.face_encoder.imagenet_norm is False
+
+
+def test_index_ranges_are_checked_on_the_first_batch_or_with_the_debug_switch(monkeypatch):
+    """Range checks read values on the host (a GPU sync), so only a model's first batch gets them;
+    VOXFACE_CHECK_BATCHES=1 checks every batch. Later bad indices still fail, less kindly."""
+    model = tiny("baseline")
+    batch = dense_batch(2, 2, "v2f")
+    model(batch)
+    bad = dict(batch, candidate_index=batch["candidate_index"] + 10)
+    with pytest.raises(IndexError):
+        model(bad)
+    monkeypatch.setenv("VOXFACE_CHECK_BATCHES", "1")
+    with pytest.raises(ValueError, match="out of range"):
+        model(bad)

@@ -37,12 +37,15 @@ class FakeLoader:
         self.direction = data_cfg.get("direction", "v2f")
         self.noise = float(data_cfg.get("noise", 0.3))
         self.steps_per_epoch = int(data_cfg.get("batches_per_epoch", 6))
+        # item shapes: the fake model's defaults, or the real tiny models' (face_hw 48, mels 40, frames 81)
+        self.face_hw = int(data_cfg.get("face_hw", FACE_HW))
+        self.mels, self.frames = int(data_cfg.get("mels", MELS)), int(data_cfg.get("frames", FRAMES))
         self.epoch, self.cursor = 0, 0
         self.batches_made = 0  # for tests: proves resume does not replay
         g = torch.Generator().manual_seed(int(data_cfg.get("world_seed", 99)))  # the "dataset"
         self.latent = torch.randn(self.identities, LATENT, generator=g)
-        self.face_proj = torch.randn(LATENT, 3 * FACE_HW * FACE_HW, generator=g)
-        self.voice_proj = torch.randn(LATENT, MELS * FRAMES, generator=g)
+        self.face_proj = torch.randn(LATENT, 3 * self.face_hw * self.face_hw, generator=g)
+        self.voice_proj = torch.randn(LATENT, self.mels * self.frames, generator=g)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.cursor = int(epoch), 0
@@ -79,8 +82,8 @@ class FakeLoader:
         face_ids = cand_id.reshape(-1) if direction == "v2f" else anchor_id
         faces = self.latent[face_ids] @ self.face_proj
         voices = self.latent[voice_ids] @ self.voice_proj
-        faces = (faces + self.noise * torch.randn(faces.shape, generator=g)).reshape(-1, 3, FACE_HW, FACE_HW)
-        voices = (voices + self.noise * torch.randn(voices.shape, generator=g)).reshape(-1, 1, MELS, FRAMES)
+        faces = (faces + self.noise * torch.randn(faces.shape, generator=g)).reshape(-1, 3, self.face_hw, self.face_hw)
+        voices = (voices + self.noise * torch.randn(voices.shape, generator=g)).reshape(-1, 1, self.mels, self.frames)
         anchor_index = torch.arange(b)
         candidate_index = torch.arange(b * k).reshape(b, k)
         return {
@@ -157,6 +160,19 @@ class FakeModel(nn.Module):
         return {name: list(getattr(self, name).parameters()) for name in MODULE_GROUPS}
 
 
+REAL_SHAPES = {"face_hw": 48, "mels": 40, "frames": 81}  # what the tiny real backbones take in tests
+
+
+def fake_or_real_model(cfg: dict) -> nn.Module:
+    """``model.name: fake`` -> FakeModel; baseline / aicanet / bianet -> the real model with the
+    ``TINY`` backbones (pair it with a FakeLoader given ``REAL_SHAPES``)."""
+    if cfg.get("name") == "fake":
+        return FakeModel(cfg)
+    import models
+
+    return models.build_model({**models.tiny_overrides(cfg["name"]), **cfg})
+
+
 class FakeValidator:
     """Validation over fixed FakeLoader tuples (the real one scores an eval.zarr)."""
 
@@ -202,8 +218,8 @@ def fake_config(tmp_dir, **train) -> dict:
 def run_fake(cfg: dict, **kwargs):
     from launch.train import train
 
-    return train(cfg, model_builder=FakeModel, loader_builder=FakeLoader, validator_builder=FakeValidator,
-                 **kwargs)
+    kwargs.setdefault("model_builder", fake_or_real_model)
+    return train(cfg, loader_builder=FakeLoader, validator_builder=FakeValidator, **kwargs)
 
 
 if __name__ == "__main__":  # accelerate launch tests/train_fakes.py --config X [overrides]
