@@ -27,7 +27,7 @@ def test_cpu_stage_is_a_no_op():
     assert batch["candidate_index"].tolist() == [[0, 1], [2, 3]] and batch["faces"].shape == (4, 3, 8, 8)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_stage_hands_over_the_same_batch():
     cuda = torch.device("cuda")
     stage = DeviceStage(cuda)
