@@ -101,7 +101,7 @@ def _shorten(items, limit: int = _LIST_LIMIT) -> list:
 def scan_layout(cfg: DoctorConfig, meta) -> ScanResult:
     """The ingest's own layout scan, with a progress bar over identity folders (no total: the
     folders are counted while walking)."""
-    with tqdm(unit="identity", desc="scan", disable=not cfg.progress, dynamic_ncols=True) as bar:
+    with tqdm(unit="identity", desc="scan", disable=None if cfg.progress else True, dynamic_ncols=True) as bar:
         tick = lambda: bar.update(1)
         if cfg.dataset == "voxceleb2":
             return scan_voxceleb2(cfg.root, audio=cfg.vox2_audio, tick=tick)
@@ -179,7 +179,7 @@ def sample_check(cfg: DoctorConfig, clips: list[ClipRecord]) -> dict:
     chosen = [clips[i] for i in order[: cfg.sample]]
     verdicts: Counter = Counter()
     bad, out_bytes, in_bytes = [], 0, 0
-    bar = tqdm(chosen, unit="clip", desc="sample check", disable=not cfg.progress, dynamic_ncols=True)
+    bar = tqdm(chosen, unit="clip", desc="sample check", disable=None if cfg.progress else True, dynamic_ncols=True)
     for clip in bar:
         try:
             sample = extract_clip(clip, "train", {}, cfg.extract)
@@ -222,7 +222,7 @@ def full_check(cfg: DoctorConfig, clips: list[ClipRecord]) -> dict:
                 seen.add(path)
                 items.append((path, role, cfg.extract.min_face_size))
     bad, kinds = [], Counter()
-    bar = tqdm(total=len(items), unit="file", desc="file check", disable=not cfg.progress, dynamic_ncols=True)
+    bar = tqdm(total=len(items), unit="file", desc="file check", disable=None if cfg.progress else True, dynamic_ncols=True)
     with bar:
         if cfg.workers > 1:
             import multiprocessing

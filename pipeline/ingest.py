@@ -507,7 +507,7 @@ class Ingest:
         breaks, Dask gives up on a task) re-queues the tasks that had started to run alone, one
         at a time, so a second death is pinned on one clip by the task's journal."""
         bar = tqdm(total=sum(len(t.clips) for t in tasks), unit="clip", desc="ingest",
-                   disable=not self.cfg.progress, dynamic_ncols=True)
+                   disable=None if self.cfg.progress else True, dynamic_ncols=True)
         queue, solo = deque(tasks), deque()
         in_flight: dict = {}  # future -> (task, executor generation)
         executor = self._make_executor()
@@ -598,7 +598,7 @@ class Ingest:
         if self._wants_eval_store(run.plan.split, num_records):
             te = time.time()
             bar = tqdm(total=num_records, unit="clip", desc=f"eval.zarr {run.plan.split}",
-                       disable=not cfg.progress, dynamic_ncols=True)
+                       disable=None if cfg.progress else True, dynamic_ncols=True)
             with bar:
                 n = build_eval_store(run.dir, [s["path"][:-4] for s in shards],
                                      cfg.extract.frames_per_clip, cfg.extract.face_size, bar)

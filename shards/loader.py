@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> None:
     tuples = 0
     with loader:
         try:
-            for i, batch in enumerate(tqdm(loader, total=total, unit="batch", desc="tuples")):
+            for i, batch in enumerate(tqdm(loader, total=total, unit="batch", desc="tuples", disable=None)):
                 check_tuple_batch(batch, k=args.k)
                 tuples += len(batch["label"])
                 if i + 1 >= total:

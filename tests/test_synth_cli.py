@@ -36,3 +36,14 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path, capsys):
     (tmp_path / "busy" / "file").write_text("x")
     assert main(["--out", str(tmp_path / "busy"), "--identities", "2"]) == 2
     assert "choose an empty or new --out" in capsys.readouterr().err
+
+
+def test_progress_bars_hide_themselves_when_the_output_is_not_a_terminal(tmp_path):
+    """One convention for every command: a bar only on a terminal (logs and CI stay clean), and
+    --no-progress to turn it off there too."""
+    cmd = [sys.executable, "-m", "pipeline.synth", "--out", str(tmp_path / "c"), "--identities", "2",
+           "--videos-per-identity", "1", "--clips-per-video", "1", "--min-seconds", "1", "--max-seconds", "1",
+           "--workers", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "clip/s" not in result.stderr and "synth:" not in result.stderr

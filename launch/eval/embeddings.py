@@ -71,7 +71,7 @@ def embed_items(model, loader, keys, batch_size: int = 64, device="cpu", progres
     # AICANet's interaction attention (AIA) makes both embeddings functions of the pair
     # (docs/MODELS.md: the anchor is the mean over its pair-specific maps)
     pair_dependent = any(getattr(m, "pairwise", False) is True for m in model.modules())
-    for s in tqdm(range(0, len(keys), batch_size), desc="embeddings", unit="batch", disable=not progress):
+    for s in tqdm(range(0, len(keys), batch_size), desc="embeddings", unit="batch", disable=None if progress else True):
         chunk = list(keys[s:s + batch_size])
         batch = build_batch("v2f", chunk, [[k] for k in chunk], loader, device)
         idx, a_maps, c_maps = model.encode(batch)

@@ -138,7 +138,7 @@ class ModelScorer:
         method = self.method_for(k)
         out = np.empty((n, k), dtype=np.float64)
         starts = range(0, n, self.batch_size)
-        for s in tqdm(starts, desc=desc or f"{direction} K={k}", disable=not self.progress,
+        for s in tqdm(starts, desc=desc or f"{direction} K={k}", disable=None if self.progress else True,
                       unit="batch", leave=False):
             batch = build_batch(direction, probes[s:s + self.batch_size],
                                 candidates[s:s + self.batch_size], self.loader, self.device)
@@ -165,7 +165,7 @@ class ModelScorer:
         out = {k: np.empty((len(probes), k), dtype=np.float64) for k in ks}
         k_max = ks[-1]
         for s in tqdm(range(0, len(probes), self.batch_size), desc=desc or f"{direction} K={ks[0]}..{k_max}",
-                      disable=not self.progress, unit="batch", leave=False):
+                      disable=None if self.progress else True, unit="batch", leave=False):
             chunk = {k: candidates_by_k[k][s:s + self.batch_size] for k in ks}
             batch, rows = build_batch(direction, probes[s:s + self.batch_size], chunk[k_max], self.loader,
                                       self.device, extra_candidates=[chunk[k] for k in ks], return_rows=True)

@@ -187,7 +187,7 @@ def make_corpus(
     jobs = [(p, v) for p in plans for v in p.videos]
     total = sum(len(v.clips) for _, v in jobs)
     totals = {"clips": 0, "skipped": 0, "files": 0}
-    with tqdm(total=total, unit="clip", desc="synth", disable=not progress) as bar:
+    with tqdm(total=total, unit="clip", desc="synth", disable=None if progress else True) as bar:
         if workers == 1:
             for p, v in jobs:
                 stats = render_video(str(out), seed, p, v, interference, realistic)
