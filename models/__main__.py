@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from .ablations import ABLATIONS, ablation_config, paper_rows_markdown
 from .registry import DEFAULTS, build_model, tiny_overrides
 
 
-def _parse_value(text: str):
+def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
 
 
-def main(argv=None) -> dict:
+def main(argv: Sequence[str] | None = None) -> dict[str, int]:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -36,7 +38,7 @@ def main(argv=None) -> dict:
     if args.rows:
         print(paper_rows_markdown(), end="")
         return {}
-    overrides = {}
+    overrides: dict[str, Any] = {}
     for item in args.set:
         if "=" not in item:
             parser.error(f"--set expects KEY=VALUE, got {item!r}")

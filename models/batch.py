@@ -9,6 +9,7 @@ than 1 + K per tuple.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -33,7 +34,7 @@ class TupleIndex:
         return self.candidate_index.shape[1]
 
 
-def check_batch(batch: dict) -> TupleIndex:
+def check_batch(batch: dict[str, Any]) -> TupleIndex:
     """Validate the fields a model needs and return a :class:`TupleIndex`; errors say what is wrong."""
     for key in ("faces", "voices", "anchor_index", "candidate_index", "direction"):
         if key not in batch:
@@ -67,7 +68,7 @@ def check_batch(batch: dict) -> TupleIndex:
 
 
 def from_dense(anchor: torch.Tensor, candidates: torch.Tensor, direction: str,
-               label: torch.Tensor | None = None) -> dict:
+               label: torch.Tensor | None = None) -> dict[str, Any]:
     """Indexed batch from dense ``anchor [B, ...]`` and ``candidates [B, K, ...]`` (identity gather).
 
     For evaluation code and tests that hold tuples densely; every item is its own row, so nothing
