@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from .ablations import ABLATIONS, ablation_config, paper_rows_markdown
 from .registry import DEFAULTS, build_model
 
 
-def _parse_value(text: str):
+def _parse_value(text: str) -> Any:
     """Values read exactly as training overrides read them (YAML: 2, 0.1, 1e-3, true, null, [1, 2])."""
     from launch.config import ConfigError, parse_value  # the one parser of command-line values
 
@@ -24,7 +26,7 @@ def _parse_value(text: str):
         raise SystemExit(f"python -m models: {err}") from None
 
 
-def main(argv=None) -> dict:
+def main(argv: Sequence[str] | None = None) -> dict[str, int]:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -39,7 +41,7 @@ def main(argv=None) -> dict:
     if args.rows:
         print(paper_rows_markdown(), end="")
         return {}
-    overrides = {}
+    overrides: dict[str, Any] = {}
     for item in args.set:
         if "=" not in item:
             parser.error(f"--set expects KEY=VALUE, got {item!r}")

@@ -19,6 +19,8 @@ the anchor's K pair-specific fused maps (docs/REFERENCES.md#a5).
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,7 +58,7 @@ class RelevanceNet(nn.Module):
 class InteractionCorrection(nn.Module):
     """AIA (Eqs. 1, 3-8) and ACA (Eqs. 9-11) for both modalities, switchable part by part."""
 
-    def __init__(self, cfg: dict, channels: int):
+    def __init__(self, cfg: dict[str, Any], channels: int):
         super().__init__()
         self.cfg = cfg
         c2 = cfg["attn_channels"]
@@ -100,10 +102,12 @@ class InteractionCorrection(nn.Module):
         e = channel_affinity(p, p)
         logits = self._corrected(e, getattr(self, "intra_threshold", None), self.cfg["delta"])  # Eq. 11, Intra
         f = attend(torch.softmax(logits, dim=-1), p)
-        return self.decode_intra[modality](f.view(n, -1, h, w))
+        decoded: torch.Tensor = self.decode_intra[modality](f.view(n, -1, h, w))
+        return decoded
 
     # ---- per-pair inter-modal interaction (AIA + ACA, G = Inter) --------------------------------
-    def _corrected(self, e: torch.Tensor, threshold: AdaptiveThreshold | None, scale) -> torch.Tensor:
+    def _corrected(self, e: torch.Tensor, threshold: AdaptiveThreshold | None,
+                   scale: torch.Tensor | float) -> torch.Tensor:
         """Softmax logits scale * E with ACA's threshold (Eqs. 9-11; none without ACA) or a Table IX
         alternative (``aca_method``: principal components, low-pass; shrinkage acts on the features)."""
         cfg = self.cfg
@@ -132,7 +136,8 @@ class InteractionCorrection(nn.Module):
         """
         return attend(scaled_dot_softmax(s, key), s)
 
-    def pairs(self, voice_maps: torch.Tensor, face_maps: torch.Tensor, vi: torch.Tensor, fi: torch.Tensor):
+    def pairs(self, voice_maps: torch.Tensor, face_maps: torch.Tensor, vi: torch.Tensor,
+              fi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Interaction features f^ of every (voice vi[p], face fi[p]) pair and the relevance R [P] (or None)."""
         cfg = self.cfg
         s_v, s_f = self.shared["voice"](voice_maps), self.shared["face"](face_maps)
@@ -149,7 +154,8 @@ class InteractionCorrection(nn.Module):
             q_f = gather_rows(F.adaptive_max_pool2d(s_f, 3).flatten(2), fi)
             if hasattr(self, "relevance"):
                 relevance = self.relevance(q_v, q_f)
-            sign_r = torch.sign(relevance) if cfg["relevance_guidance"] else None
+            # relevance_guidance implies the relevance net (__init__)
+            sign_r = torch.sign(relevance) if cfg["relevance_guidance"] and relevance is not None else None
             e_vf = channel_affinity(q_v, q_f)                                          # Eq. 3
             first_v = self._first_order(e_vf, sv_p, sign_r)
             first_f = self._first_order(e_vf.transpose(1, 2), sf_p, sign_r)
@@ -167,20 +173,22 @@ class InteractionCorrection(nn.Module):
         if not self.cfg["def_fusion"]:
             return x + instance_norm(inter) + instance_norm(intra)
         m_inter, m_intra = self.mask_inter(inter), self.mask_intra(intra)
-        return (1 - m_inter - m_intra) * x + m_inter * instance_norm(inter) + m_intra * instance_norm(intra)
+        fused: torch.Tensor = ((1 - m_inter - m_intra) * x + m_inter * instance_norm(inter)
+                               + m_intra * instance_norm(intra))
+        return fused
 
 
 class AICANet(MatchingModel):
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)
         if cfg["aia"]:
             self.attention["aia_aca"] = InteractionCorrection(cfg, self.channels)
 
-    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
+    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict[str, Any]:
         if "aia_aca" not in self.attention:
             h_anchor, h_cand = self.embed_items(idx, anchor_maps, cand_maps)
             return {"h_anchor": h_anchor, "h_cand": h_cand, "relevance": None}
-        block: InteractionCorrection = self.attention["aia_aca"]
+        block = cast(InteractionCorrection, self.attention["aia_aca"])
         m_anchor, m_cand = ("voice", "face") if idx.anchor_is_voice else ("face", "voice")
         intra_anchor, intra_cand = block.intra(m_anchor, anchor_maps), block.intra(m_cand, cand_maps)
         b, k = idx.candidate_index.shape
@@ -197,9 +205,12 @@ class AICANet(MatchingModel):
         return {"h_anchor": h_anchor, "h_cand": h_cand,
                 "relevance": None if relevance is None else relevance.view(b, k)}
 
-    def extra_losses(self, out: dict, idx: TupleIndex, epoch: float) -> dict:
+    def extra_losses(self, out: dict[str, Any], idx: TupleIndex,
+                     epoch: float) -> dict[str, tuple[float, torch.Tensor]]:
         if not self.cfg["rel_loss"] or out.get("relevance") is None:
             return {}
+        if idx.label is None:
+            raise ValueError("loss() needs batch['label']")
         target = one_hot_match(idx.label, idx.num_candidates)
         rel = losses.relevance_loss(out["relevance"], target, epoch, self.cfg["total_epochs"], self.cfg["tau"])
         return {"rel": (self.cfg["gamma"], rel)}

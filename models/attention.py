@@ -196,7 +196,8 @@ def low_rank(e: torch.Tensor, ratio: float) -> torch.Tensor:
     r = max(1, round(ratio * e.shape[-1]))
     with torch.no_grad():
         v = torch.linalg.svd(e.float(), full_matrices=False)[2][..., :r, :].transpose(-2, -1)
-    return ((e.float() @ v) @ v.transpose(-2, -1)).to(e.dtype)
+    filtered: torch.Tensor = ((e.float() @ v) @ v.transpose(-2, -1)).to(e.dtype)
+    return filtered
 
 
 def lowpass(e: torch.Tensor, cutoff: float) -> torch.Tensor:
@@ -207,7 +208,8 @@ def lowpass(e: torch.Tensor, cutoff: float) -> torch.Tensor:
     f1 = torch.fft.fftfreq(c1, device=e.device).abs() <= cutoff * 0.5
     f2 = torch.fft.fftfreq(c2, device=e.device).abs() <= cutoff * 0.5
     spectrum = torch.fft.fft2(e.float()) * (f1[:, None] & f2[None, :])
-    return torch.fft.ifft2(spectrum).real.to(e.dtype)
+    filtered: torch.Tensor = torch.fft.ifft2(spectrum).real.to(e.dtype)
+    return filtered
 
 
 class FeatureShrinkage(nn.Module):

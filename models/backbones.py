@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ TRANSFORMER_VOICE = {"arch": "transformer", "dim": 512, "depth": 6, "heads": 8, 
 TRANSFORMER_TINY_FACE = {"arch": "transformer", "dim": 128, "depth": 2, "heads": 4, "patch": [16, 16], "mlp_ratio": 2}
 TRANSFORMER_TINY_VOICE = {"arch": "transformer", "dim": 128, "depth": 2, "heads": 4, "patch": [8, 16], "mlp_ratio": 2}
 
-FACE_PRESETS: dict[str, dict] = {
+FACE_PRESETS: dict[str, dict[str, Any]] = {
     "resnet18": {"arch": "resnet18", "imagenet_norm": True},
     "tiny": {"arch": "resnet", "layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "se": False,
              "stem_channels": [16], "stem_strides": [[2, 2]], "stage_strides": [1, 2, 2, 2]},
@@ -43,7 +44,7 @@ FACE_PRESETS: dict[str, dict] = {
     "vit_tiny": TRANSFORMER_TINY_FACE,
 }
 
-VOICE_PRESETS: dict[str, dict] = {
+VOICE_PRESETS: dict[str, dict[str, Any]] = {
     # Stem halves time three times (T/8) and keeps the 40 mel bins, stages then stride 1,2,2,1:
     # a 2-s clip (201 frames) ends as a 10 x 7 map, close to the face's 7 x 7.
     "seresnet34": {"arch": "resnet", "layers": [3, 4, 6, 3], "widths": [64, 128, 256, 512], "se": True,
@@ -60,6 +61,13 @@ VOICE_PRESETS: dict[str, dict] = {
 
 _RESNET_KEYS = {"arch", "layers", "widths", "se", "se_reduction", "stem_channels", "stem_strides",
                 "stage_strides"}
+
+
+def _pair(values: Sequence[int], what: str) -> tuple[int, int]:
+    """A config's ``[height, width]`` list as the 2-tuple a Conv2d takes (any other length never ran)."""
+    if len(values) != 2:
+        raise ValueError(f"{what} entries must be [height, width] pairs, got {list(values)}")
+    return values[0], values[1]
 
 
 class SqueezeExcitation(nn.Module):
@@ -89,7 +97,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.se = SqueezeExcitation(out_ch, se_reduction) if se else nn.Identity()
-        self.shortcut = nn.Identity()
+        self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_ch != out_ch:
             self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
@@ -113,8 +121,9 @@ class ResNetTrunk(nn.Module):
             raise ValueError("stem_channels and stem_strides must have the same length")
         stem: list[nn.Module] = []
         ch = in_channels
-        for out_ch, stride in zip(stem_channels, stem_strides):
-            stem += [nn.Conv2d(ch, out_ch, 3, tuple(stride), 1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+        for out_ch, stem_stride in zip(stem_channels, stem_strides):
+            stem += [nn.Conv2d(ch, out_ch, 3, _pair(stem_stride, "stem_strides"), 1, bias=False),
+                     nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
             ch = out_ch
         self.stem = nn.Sequential(*stem)
         stages = []
@@ -133,7 +142,8 @@ class ResNetTrunk(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
+        fmap: torch.Tensor = self.stages(self.stem(x))
+        return fmap
 
 
 class TransformerMap(nn.Module):
@@ -151,7 +161,7 @@ class TransformerMap(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"transformer dim {dim} must be divisible by heads {heads}")
-        self.embed = nn.Conv2d(in_channels, dim, tuple(patch), stride=tuple(patch))
+        self.embed = nn.Conv2d(in_channels, dim, _pair(patch, "patch"), stride=_pair(patch, "patch"))
         self.position = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         layer = nn.TransformerEncoderLayer(dim, heads, dim * mlp_ratio, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
@@ -163,7 +173,7 @@ class TransformerMap(nn.Module):
         x = self.embed(x)
         x = x + self.position(x)
         n, c, h, w = x.shape
-        tokens = self.norm(self.blocks(x.flatten(2).transpose(1, 2)))
+        tokens: torch.Tensor = self.norm(self.blocks(x.flatten(2).transpose(1, 2)))
         return tokens.transpose(1, 2).reshape(n, c, h, w)
 
 
@@ -179,6 +189,9 @@ class FaceResNet18(nn.Module):
     that range first (an affine per channel, no statistics): the pretrained filters then see the
     input distribution they were trained for.
     """
+
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
 
     def __init__(self, pretrained_path: str | None = None, imagenet_norm: bool = True):
         super().__init__()
@@ -197,7 +210,8 @@ class FaceResNet18(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.imagenet_norm:
             x = ((x + 1) * 0.5 - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        return self.body(x)
+        fmap: torch.Tensor = self.body(x)
+        return fmap
 
 
 # torchvision's ResNet18_Weights.IMAGENET1K_V1 file, as the torch hub cache stores it.
@@ -258,7 +272,7 @@ class VoiceEncoder(nn.Module):
     sample, so a tuple's score never depends on the rest of the batch.
     """
 
-    def __init__(self, trunk: ResNetTrunk):
+    def __init__(self, trunk: ResNetTrunk | TransformerMap):
         super().__init__()
         self.trunk = trunk
         self.out_channels = trunk.out_channels
@@ -267,10 +281,11 @@ class VoiceEncoder(nn.Module):
         if logmel.dim() != 4 or logmel.shape[1] != 1:
             raise ValueError(f"voices must be [N, 1, n_mels, T] log-mel, got {tuple(logmel.shape)}")
         x = F.instance_norm(logmel.squeeze(1), eps=1e-5).unsqueeze(1)
-        return self.trunk(x)
+        fmap: torch.Tensor = self.trunk(x)
+        return fmap
 
 
-def _resolve(spec: str | dict, presets: dict[str, dict], what: str) -> dict:
+def _resolve(spec: str | dict[str, Any], presets: dict[str, dict[str, Any]], what: str) -> dict[str, Any]:
     if isinstance(spec, str):
         spec = {"preset": spec}
     if not isinstance(spec, dict):
@@ -290,7 +305,7 @@ def _resolve(spec: str | dict, presets: dict[str, dict], what: str) -> dict:
     return merged
 
 
-def _trunk(settings: dict, in_channels: int) -> nn.Module:
+def _trunk(settings: dict[str, Any], in_channels: int) -> ResNetTrunk | TransformerMap:
     if settings["arch"] == "transformer":
         return TransformerMap(in_channels, settings["dim"], settings["depth"], settings["heads"], settings["patch"],
                               settings["mlp_ratio"])
@@ -299,7 +314,8 @@ def _trunk(settings: dict, in_channels: int) -> nn.Module:
                        settings.get("se_reduction", 8))
 
 
-def build_face_backbone(spec: str | dict, pretrained_path: str | None = None) -> nn.Module:
+def build_face_backbone(spec: str | dict[str, Any],
+                        pretrained_path: str | None = None) -> FaceResNet18 | ResNetTrunk | TransformerMap:
     """Face encoder from a preset name or ``{"preset": ..., overrides}``."""
     settings = _resolve(spec, FACE_PRESETS, "face_backbone")
     if settings["arch"] == "resnet18":
@@ -312,6 +328,6 @@ def build_face_backbone(spec: str | dict, pretrained_path: str | None = None) ->
     return _trunk(settings, in_channels=3)
 
 
-def build_voice_backbone(spec: str | dict) -> VoiceEncoder:
+def build_voice_backbone(spec: str | dict[str, Any]) -> VoiceEncoder:
     """Voice encoder (instance-norm front + trunk) from a preset name or a dict."""
     return VoiceEncoder(_trunk(_resolve(spec, VOICE_PRESETS, "voice_backbone"), in_channels=1))

@@ -14,6 +14,8 @@ backpropagating their sum once) is correct.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +32,9 @@ PARAM_GROUPS = ("face_encoder", "voice_encoder", "generator", "discriminator", "
 class MatchingModel(nn.Module):
     """Common skeleton; ``cfg`` is the complete, validated config from :func:`models.build_model`."""
 
-    def __init__(self, cfg: dict):
+    trained_epoch: torch.Tensor  # buffer, registered in __init__
+
+    def __init__(self, cfg: dict[str, Any]):
         super().__init__()
         self.cfg = dict(cfg)
         self.num_candidates = int(cfg["num_candidates"])
@@ -54,7 +58,7 @@ class MatchingModel(nn.Module):
         self._batch_values_checked = False  # index/label ranges: first batch only (host syncs)
 
     # ---- encoding -------------------------------------------------------------------------------
-    def encode(self, batch: dict) -> tuple[TupleIndex, torch.Tensor, torch.Tensor]:
+    def encode(self, batch: dict[str, Any]) -> tuple[TupleIndex, torch.Tensor, torch.Tensor]:
         """Run each backbone once on the batch's unique items: (index, anchor-modality maps, candidate-modality maps)."""
         idx = check_batch(batch, check_values=not self._batch_values_checked or always_check_values())
         self._batch_values_checked = True
@@ -64,7 +68,7 @@ class MatchingModel(nn.Module):
             return idx, voice_maps, face_maps
         return idx, face_maps, voice_maps
 
-    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
+    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict[str, Any]:
         raise NotImplementedError
 
     def embed_items(self, idx: TupleIndex, anchor_maps: torch.Tensor,
@@ -77,11 +81,12 @@ class MatchingModel(nn.Module):
         return (gather_rows(self.generator(anchor_maps), idx.anchor_index),
                 gather_rows(self.generator(cand_maps), idx.candidate_index))
 
-    def score(self, out: dict) -> torch.Tensor:
+    def score(self, out: dict[str, Any]) -> torch.Tensor:
         """The head's scores: ``[B, K]`` logits (argmax = the match), or ``[B]`` for K = 1 (> 0 = match)."""
-        return self.classifier(out["h_anchor"], out["h_cand"])
+        logits: torch.Tensor = self.classifier(out["h_anchor"], out["h_cand"])
+        return logits
 
-    def similarity(self, out: dict) -> torch.Tensor:
+    def similarity(self, out: dict[str, Any]) -> torch.Tensor:
         """Embedding scores ``[B, K]``: cosine of the anchor's and each candidate's shared embedding.
 
         The head-free scorer (any K, no trained head needed; not the papers' scorer). BIANet
@@ -92,7 +97,7 @@ class MatchingModel(nn.Module):
             h_a = h_a[:, None, :]
         return F.cosine_similarity(h_a, h_c, dim=-1)
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         idx, anchor_maps, cand_maps = self.encode(batch)
         out = self.embed(idx, anchor_maps, cand_maps)
         out["logits"] = self.score(out)
@@ -101,37 +106,43 @@ class MatchingModel(nn.Module):
         return out
 
     @torch.no_grad()
-    def predict(self, batch: dict) -> torch.Tensor:
+    def predict(self, batch: dict[str, Any]) -> torch.Tensor:
         """Scores in eval mode ([B, K], or [B] for K = 1); the model's train/eval mode is restored."""
         was_training = self.training
         self.eval()
         try:
-            return self.forward(batch)["logits"]
+            logits: torch.Tensor = self.forward(batch)["logits"]
+            return logits
         finally:
             self.train(was_training)
 
     # ---- losses ---------------------------------------------------------------------------------
     def _disc_logits(self, h: torch.Tensor, detach_weights: bool) -> torch.Tensor:
+        logits: torch.Tensor
         if not detach_weights:
-            return self.discriminator(h)
+            logits = self.discriminator(h)
+            return logits
         params = {name: p.detach() for name, p in self.discriminator.named_parameters()}
-        return functional_call(self.discriminator, params, (h,))
+        logits = functional_call(self.discriminator, params, (h,))
+        return logits
 
-    def adversarial_terms(self, out: dict) -> dict:
+    def adversarial_terms(self, out: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Generator term (through detached D weights) and discriminator term (on detached embeddings), Eq. 12."""
         h_a, h_c, mod = out["h_anchor"], out["h_cand"], out["anchor_modality"]
         adv = losses.modality_loss(self._disc_logits(h_a, True), self._disc_logits(h_c, True), mod, flip=True)
         disc = losses.modality_loss(self.discriminator(h_a.detach()), self.discriminator(h_c.detach()), mod, flip=False)
         return {"adv": adv, "disc": disc}
 
-    def classification_loss(self, out: dict, label: torch.Tensor, epoch: float) -> dict:
+    def classification_loss(self, out: dict[str, Any], label: torch.Tensor,
+                            epoch: float) -> dict[str, torch.Tensor]:
         return {"cls": losses.matching_loss(out["logits"], label)}
 
-    def extra_losses(self, out: dict, idx: TupleIndex, epoch: float) -> dict:
+    def extra_losses(self, out: dict[str, Any], idx: TupleIndex,
+                     epoch: float) -> dict[str, tuple[float, torch.Tensor]]:
         """Weighted model-specific terms: returns {name: (weight, value)}."""
         return {}
 
-    def loss(self, out: dict, batch: dict, epoch: float) -> dict:
+    def loss(self, out: dict[str, Any], batch: dict[str, Any], epoch: float) -> dict[str, torch.Tensor]:
         """Named loss terms; ``total`` = adv + alpha metric + beta cls + model terms (Eq. 16), ``disc_total`` = Eq. 12."""
         cfg = self.cfg
         idx = out.get("index")

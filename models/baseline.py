@@ -6,6 +6,8 @@ of the batch and tuples gather the results.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .base import MatchingModel
@@ -13,6 +15,6 @@ from .batch import TupleIndex
 
 
 class BaselineModel(MatchingModel):
-    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
+    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict[str, Any]:
         h_anchor, h_cand = self.embed_items(idx, anchor_maps, cand_maps)
         return {"h_anchor": h_anchor, "h_cand": h_cand}

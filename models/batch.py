@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -40,7 +41,7 @@ def always_check_values() -> bool:
     return os.environ.get("VOXFACE_CHECK_BATCHES", "") not in ("", "0")
 
 
-def check_batch(batch: dict, check_values: bool = True) -> TupleIndex:
+def check_batch(batch: dict[str, Any], check_values: bool = True) -> TupleIndex:
     """Validate the fields a model needs and return a :class:`TupleIndex`; errors say what is wrong.
 
     Structure (keys, direction, ranks, shapes) is always checked: it costs no device read. The
@@ -80,7 +81,7 @@ def check_batch(batch: dict, check_values: bool = True) -> TupleIndex:
 
 
 def from_dense(anchor: torch.Tensor, candidates: torch.Tensor, direction: str,
-               label: torch.Tensor | None = None) -> dict:
+               label: torch.Tensor | None = None) -> dict[str, Any]:
     """Indexed batch from dense ``anchor [B, ...]`` and ``candidates [B, K, ...]`` (identity gather).
 
     For evaluation code and tests that hold tuples densely; every item is its own row, so nothing

@@ -25,6 +25,8 @@ item, so PIA/NIA and the generator run once per unique face/voice and tuples gat
 
 from __future__ import annotations
 
+from typing import Any, overload
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,7 +39,8 @@ from .batch import TupleIndex
 MODALITIES = ("voice", "face")
 
 
-def dropkey_mask(shape: torch.Size, p: float, device, dtype, generator: torch.Generator | None = None,
+def dropkey_mask(shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype,
+                 generator: torch.Generator | None = None,
                  keep: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 17: 0 with probability 1 - p, -inf with probability p.
 
@@ -94,7 +97,7 @@ class IntervenedAttention(nn.Module):
     the weak part (NIA), a partition of the affinity matrix as Eqs. 10-11 intend.
     """
 
-    def __init__(self, cfg: dict, channels: int):
+    def __init__(self, cfg: dict[str, Any], channels: int):
         super().__init__()
         self.cfg = cfg
         c2 = cfg["attn_channels"]
@@ -109,7 +112,7 @@ class IntervenedAttention(nn.Module):
         if cfg["nia"]:
             self.decode_neg = nn.Conv2d(c2, channels, 1, bias=False)
 
-    def attention_maps(self, x: torch.Tensor) -> dict:
+    def attention_maps(self, x: torch.Tensor) -> dict[str, Any]:
         """The pieces of Eqs. 9-17 for ``x``: values ``v [N, C', P]``, affinity ``a`` and threshold
         ``eps``, and the row-stochastic PIA / NIA weights ``[N, C', C']`` (None when off)."""
         cfg = self.cfg
@@ -157,57 +160,64 @@ def _as_probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 class BIANet(MatchingModel):
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)
         if cfg["pia"] or cfg["nia"]:
             self.attention["voice"] = IntervenedAttention(cfg, self.channels)
             self.attention["face"] = IntervenedAttention(cfg, self.channels)
 
-    def cf_weight(self, epoch):
+    @overload
+    def cf_weight(self, epoch: float) -> float: ...
+    @overload
+    def cf_weight(self, epoch: torch.Tensor) -> torch.Tensor: ...
+    def cf_weight(self, epoch: float | torch.Tensor) -> float | torch.Tensor:
         """Eq. 22 weight of the reverse prediction (``cf_schedule='constant'``: a fixed weight, Table 7 'w/o CLS').
 
         A float for a float `epoch` (the loss); a 0-d tensor on its device for a tensor `epoch`
         (``score`` passes the ``trained_epoch`` buffer: no host sync on GPU).
         """
         if not self.cfg["nia"]:
-            return 0.0
+            return torch.zeros((), device=epoch.device) if isinstance(epoch, torch.Tensor) else 0.0
         if self.cfg["cf_schedule"] == "constant":
             w = float(self.cfg["cf_constant_weight"])
             return torch.full((), w, device=epoch.device) if isinstance(epoch, torch.Tensor) else w
         return losses.curriculum_weight(epoch, self.cfg["total_epochs"])
 
-    def _branch(self, modality: str, maps: torch.Tensor):
+    def _branch(self, modality: str, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if modality not in self.attention:
             return maps, None
-        return self.attention[modality](maps)
+        positive_negative: tuple[torch.Tensor, torch.Tensor | None] = self.attention[modality](maps)
+        return positive_negative
 
-    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict:
+    def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict[str, Any]:
         m_anchor, m_cand = ("voice", "face") if idx.anchor_is_voice else ("face", "voice")
         pos_a, neg_a = self._branch(m_anchor, anchor_maps)
         pos_c, neg_c = self._branch(m_cand, cand_maps)
         h_anchor, h_cand = self.embed_items(idx, pos_a, pos_c)
         out = {"h_anchor": h_anchor, "h_cand": h_cand}
-        if neg_a is not None:
+        if neg_a is not None and neg_c is not None:  # both modalities have NIA or neither
             out["h_anchor_neg"], out["h_cand_neg"] = self.embed_items(idx, neg_a, neg_c)
         return out
 
-    def score(self, out: dict) -> torch.Tensor:
+    def score(self, out: dict[str, Any]) -> torch.Tensor:
         """The counterfactual score with w at the last trained epoch, in the form the loss trains:
         z_cp - w z_cn for ``cf_positivity='logit'``, P_cp - w P_cn (Eq. 22) otherwise; P_cp's
         logits alone without NIA. For K = 1 a single match margin (> 0 = match)."""
-        out["logits_cp"] = self.classifier(out["h_anchor"], out["h_cand"])              # Eq. 20
+        logits_cp: torch.Tensor = self.classifier(out["h_anchor"], out["h_cand"])     # Eq. 20
+        out["logits_cp"] = logits_cp
         if "h_anchor_neg" not in out:
-            return out["logits_cp"]
-        out["logits_cn"] = self.classifier(out["h_anchor_neg"], out["h_cand_neg"])      # Eq. 21
-        w = self.cf_weight(self.trained_epoch).to(out["logits_cp"].dtype)
+            return logits_cp
+        logits_cn: torch.Tensor = self.classifier(out["h_anchor_neg"], out["h_cand_neg"])  # Eq. 21
+        out["logits_cn"] = logits_cn
+        w = self.cf_weight(self.trained_epoch).to(logits_cp.dtype)
         if self.cfg["cf_positivity"] == "logit":
-            return out["logits_cp"] - w * out["logits_cn"]
-        p_cp, p_cn = _as_probabilities(out["logits_cp"]), _as_probabilities(out["logits_cn"])
+            return logits_cp - w * logits_cn
+        p_cp, p_cn = _as_probabilities(logits_cp), _as_probabilities(logits_cn)
         scores = p_cp - w * p_cn
         # K = 1: the margin of "match" over "no match", so > 0 is the model's match decision
-        return scores[:, 1] - scores[:, 0] if out["logits_cp"].dim() == 1 else scores
+        return scores[:, 1] - scores[:, 0] if logits_cp.dim() == 1 else scores
 
-    def similarity(self, out: dict) -> torch.Tensor:
+    def similarity(self, out: dict[str, Any]) -> torch.Tensor:
         """Embedding scores that keep Eq. 22's counterfactual: cos(h^_a, h^_c) - w cos(h~_a, h~_c).
 
         The positive (PIA) embeddings' cosine minus w times the reverse (NIA) embeddings' cosine,
@@ -219,7 +229,8 @@ class BIANet(MatchingModel):
         negative = super().similarity({"h_anchor": out["h_anchor_neg"], "h_cand": out["h_cand_neg"]})
         return positive - self.cf_weight(self.trained_epoch).to(positive.dtype) * negative
 
-    def classification_loss(self, out: dict, label: torch.Tensor, epoch: float) -> dict:
+    def classification_loss(self, out: dict[str, Any], label: torch.Tensor,
+                            epoch: float) -> dict[str, torch.Tensor]:
         if "logits_cn" not in out:
             return {"cls": losses.matching_loss(out["logits_cp"], label)}
         cfg = self.cfg

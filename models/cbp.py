@@ -45,4 +45,5 @@ class CompactBilinearPooling(nn.Module):
             sx = torch.einsum("ndp,dk->npk", x.to(dtype), self.sketch1.to(dtype))
             sy = torch.einsum("ndp,dk->npk", y.to(dtype), self.sketch2.to(dtype))
             prod = torch.fft.rfft(sx, dim=-1) * torch.fft.rfft(sy, dim=-1)
-            return torch.fft.irfft(prod, n=self.out_dim, dim=-1).sum(dim=1)
+            pooled: torch.Tensor = torch.fft.irfft(prod, n=self.out_dim, dim=-1).sum(dim=1)
+            return pooled

@@ -72,7 +72,8 @@ class ModalityDiscriminator(nn.Module):
         self.fc = _linear(embed_dim, 2, spectral)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(h))
+        logits: torch.Tensor = self.fc(self.drop(h))
+        return logits
 
 
 def classifier_input(anchor: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -113,11 +114,13 @@ class MatchingClassifier(nn.Module):
     def forward(self, anchor: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         x = self.drop(classifier_input(anchor, candidates))
         if self.mode == "shared":
-            return self.fc(x).squeeze(-1)
+            scores: torch.Tensor = self.fc(x)
+            return scores.squeeze(-1)
         if x.shape[1] != self.k:
             raise ValueError(f"this classifier was built for K={self.k} candidates, the batch has K={x.shape[1]} "
                              "(set num_candidates, or classifier='shared' to score any K)")
-        return self.fc(x.flatten(1))
+        logits: torch.Tensor = self.fc(x.flatten(1))
+        return logits
 
 
 class VerificationHead(nn.Module):
@@ -137,7 +140,8 @@ class VerificationHead(nn.Module):
             raise ValueError(f"verification head expects K=1 candidate, got K={candidates.shape[1]}")
         diff = classifier_input(anchor, candidates)[:, 0]
         x = torch.cat([diff, torch.reciprocal(diff)], dim=-1)
-        return self.fc(self.drop(x)).squeeze(-1)
+        logit: torch.Tensor = self.fc(self.drop(x))
+        return logit.squeeze(-1)
 
 
 def build_classifier(num_candidates: int, embed_dim: int, dropout: float, spectral: bool, mode: str) -> nn.Module:

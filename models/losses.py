@@ -8,6 +8,7 @@ for K >= 2). Metric losses are written on distances (``d_ac [B, K]`` anchor-cand
 from __future__ import annotations
 
 import math
+from typing import overload
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,11 @@ def cosine_anneal(epoch: float, total_epochs: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * e / total_epochs))
 
 
-def curriculum_weight(epoch, total_epochs: float):
+@overload
+def curriculum_weight(epoch: float, total_epochs: float) -> float: ...
+@overload
+def curriculum_weight(epoch: torch.Tensor, total_epochs: float) -> torch.Tensor: ...
+def curriculum_weight(epoch: float | torch.Tensor, total_epochs: float) -> float | torch.Tensor:
     """BIANet Eq. 22 weight of the reverse prediction: 1 - cos(pi epoch / N), rising 0 -> 2.
 
     `epoch` is a float (the loss) or a 0-d tensor (the test-time score reads the model's
@@ -63,7 +68,8 @@ def tuple_distances(anchor: torch.Tensor, candidates: torch.Tensor) -> tuple[tor
     return d_ac, d_cc
 
 
-def _positive_and_negatives(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor):
+def _positive_and_negatives(d_ac: torch.Tensor, d_cc: torch.Tensor,
+                            label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if d_ac.shape[1] < 2:
         raise ValueError("tuple metric losses need K >= 2 candidates (one positive and at least one negative)")
     d_ap = d_ac.gather(1, label[:, None]).squeeze(1)
@@ -95,10 +101,12 @@ def rdsm_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Ten
     log_mu2 = math.log(mu2)
     inner = torch.stack([torch.zeros_like(t_anchor), log_mu2 + t_anchor, log_mu2 + t_positive], dim=1)
     d = mu1 * inner.logsumexp(dim=1) + d_ap
-    return d.clamp_min(0).sum() / (2 * d.shape[0])
+    loss: torch.Tensor = d.clamp_min(0).sum() / (2 * d.shape[0])
+    return loss
 
 
-def structure_metric_from_distances(d_ac, d_cc, label, theta: float = 1.2) -> torch.Tensor:
+def structure_metric_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor,
+                                    theta: float = 1.2) -> torch.Tensor:
     """Structure metric L_SM (AML, TMM 2022; the ACIENet/baseline metric, AICANet Table X):
 
     D_i = d_0p + log(max_j e^{theta - d_0j} + max_q e^{theta - d_pq}), L = (1/2M) sum max(D_i, 0).
@@ -107,24 +115,29 @@ def structure_metric_from_distances(d_ac, d_cc, label, theta: float = 1.2) -> to
     a = _masked_max(theta - d_ac, neg)
     p = _masked_max(theta - d_pq, neg)
     d = d_ap + torch.logaddexp(a, p)
-    return d.clamp_min(0).sum() / (2 * d.shape[0])
+    loss: torch.Tensor = d.clamp_min(0).sum() / (2 * d.shape[0])
+    return loss
 
 
-def lifted_structure_from_distances(d_ac, d_cc, label, theta: float = 1.2) -> torch.Tensor:
+def lifted_structure_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor,
+                                    theta: float = 1.2) -> torch.Tensor:
     """Lifted structured loss L_LM (Song et al. 2016) on a tuple: all negatives, squared hinge.
 
     J_i = log(sum_j e^{theta - d_0j} + sum_q e^{theta - d_pq}) + d_0p, L = (1/2M) sum max(J_i, 0)^2.
     """
     d_ap, d_pq, neg = _positive_and_negatives(d_ac, d_cc, label)
     j = torch.logaddexp(_masked_logsumexp(theta - d_ac, neg), _masked_logsumexp(theta - d_pq, neg)) + d_ap
-    return j.clamp_min(0).pow(2).sum() / (2 * j.shape[0])
+    loss: torch.Tensor = j.clamp_min(0).pow(2).sum() / (2 * j.shape[0])
+    return loss
 
 
-def triplet_from_distances(d_ac, d_cc, label, theta: float = 1.2) -> torch.Tensor:
+def triplet_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor,
+                           theta: float = 1.2) -> torch.Tensor:
     """Triplet loss L_Trip (Schroff et al. 2015): mean over (anchor, positive, negative) of max(d_0p - d_0j + margin, 0)."""
     d_ap, _, neg = _positive_and_negatives(d_ac, d_cc, label)
     hinge = (d_ap[:, None] - d_ac + theta).clamp_min(0) * neg
-    return hinge.sum() / neg.sum()
+    loss: torch.Tensor = hinge.sum() / neg.sum()
+    return loss
 
 
 def contrastive_verification(anchor: torch.Tensor, candidates: torch.Tensor, label: torch.Tensor,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .aicanet import AICANet
+from .base import MatchingModel
 from .baseline import BaselineModel
 from .bianet import BIANet
 from .attention import THRESHOLD_MODES
@@ -91,7 +92,7 @@ BIANET: dict[str, Any] = {
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {"baseline": COMMON, "aicanet": AICANET, "bianet": BIANET}
-MODEL_CLASSES = {"baseline": BaselineModel, "aicanet": AICANet, "bianet": BIANet}
+MODEL_CLASSES: dict[str, type[MatchingModel]] = {"baseline": BaselineModel, "aicanet": AICANet, "bianet": BIANet}
 
 TINY: dict[str, Any] = {
     "face_backbone": "tiny",
@@ -121,7 +122,7 @@ _BOOL = ("spectral_norm", "adversarial", "aia", "first_order", "relevance_guidan
          "def_fusion", "aca", "pia", "nia")
 
 
-def resolve_config(cfg: dict) -> dict:
+def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Complete and validate a model config (pure: returns a new dict)."""
     if not isinstance(cfg, dict):
         raise ValueError(f"model config must be a dict, got {type(cfg).__name__}")
@@ -182,7 +183,7 @@ def tiny_overrides(name: str) -> dict[str, Any]:
     return {k: v for k, v in TINY.items() if k in DEFAULTS[name]}
 
 
-def build_model(cfg: dict):
+def build_model(cfg: dict[str, Any]) -> MatchingModel:
     """Build baseline | aicanet | bianet from a (partial) config; see ``DEFAULTS`` for every key."""
     full = resolve_config(cfg)
     return MODEL_CLASSES[full["name"]](full)

@@ -10,7 +10,7 @@ fails loudly instead of silently training on wrong labels.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import torch
 
@@ -23,7 +23,7 @@ class TupleBatchError(ValueError):
     """A tuple batch violates the contract of ARCHITECTURE.md §3."""
 
 
-def _modalities(direction: str) -> tuple[str, str]:
+def _modalities(direction: object) -> tuple[str, str]:
     if direction == "v2f":
         return "voices", "faces"
     if direction == "f2v":
@@ -31,7 +31,7 @@ def _modalities(direction: str) -> tuple[str, str]:
     raise TupleBatchError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 
 
-def dense_view(batch: dict) -> dict[str, Any]:
+def dense_view(batch: dict[str, Any]) -> dict[str, Any]:
     """Gather the indexed batch into `anchor [B, ...]` and `candidates [B, K, ...]` (plus `label`).
 
     This is a gather on whatever device the batch is on; memory grows by a factor of ~K/2 over the
@@ -44,11 +44,11 @@ def dense_view(batch: dict) -> dict[str, Any]:
     return {"direction": batch["direction"], "anchor": anchors, "candidates": cands, "label": batch["label"]}
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     raise TupleBatchError(msg)
 
 
-def _check_tensor(batch: dict, name: str, channels: int) -> torch.Tensor:
+def _check_tensor(batch: dict[str, Any], name: str, channels: int) -> torch.Tensor:
     t = batch.get(name)
     if not isinstance(t, torch.Tensor):
         _fail(f"{name} must be a tensor, got {type(t).__name__}")
@@ -61,7 +61,7 @@ def _check_tensor(batch: dict, name: str, channels: int) -> torch.Tensor:
     return t
 
 
-def check_tuple_batch(batch: dict, k: int | None = None, gender_matched: bool = False) -> None:
+def check_tuple_batch(batch: dict[str, Any], k: int | None = None, gender_matched: bool = False) -> None:
     """Raise `TupleBatchError` unless `batch` satisfies every invariant of ARCHITECTURE.md §3.
 
     Checks shapes/dtypes, index ranges, and the identity rules: for K >= 2 exactly one candidate
@@ -95,8 +95,8 @@ def check_tuple_batch(batch: dict, k: int | None = None, gender_matched: bool = 
     if kk == 1 and any(v not in (0, 1) for v in lab):
         _fail(f"label must be 0/1 for K = 1 (verification), got {lab}")
 
-    a_id: Sequence[str] = batch.get("anchor_identity")
-    c_id: Sequence[Sequence[str]] = batch.get("candidate_identity")
+    a_id: Sequence[str] | None = batch.get("anchor_identity")
+    c_id: Sequence[Sequence[str]] | None = batch.get("candidate_identity")
     if a_id is None or c_id is None:
         _fail("anchor_identity and candidate_identity are required to check the tuple invariants")
     if len(a_id) != b or len(c_id) != b or any(len(row) != kk for row in c_id):

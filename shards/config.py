@@ -38,7 +38,7 @@ class LoaderConfig:
     frame: str = "random"  # which of the F stored face frames: random | first | middle
     crop_seconds: float = 2.0  # audio crop; shorter clips are loop-padded
     buffer_audio: str = "crop"  # crop: the buffer holds each sample's seeded crop window | clip: whole clips
-    log_mel: dict = field(default_factory=dict)  # LogMel kwargs (n_mels, hop_length, ...)
+    log_mel: dict[str, Any] = field(default_factory=dict)  # LogMel kwargs (n_mels, hop_length, ...)
     face_decoder: str = "auto"  # auto (DALI mixed on CUDA, else PIL) | pil | dali
     decode_workers: str = "auto"  # auto (processes with PIL, threads with DALI) | processes | threads
     seed: int = 0

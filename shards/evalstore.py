@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -36,7 +37,7 @@ _AUDIO_CHUNK = 16000 * 30
 class EvalStoreWriter:
     """Append samples in order, then `close()` to publish the store atomically."""
 
-    def __init__(self, path: str | os.PathLike, num_faces: int, face_size: int,
+    def __init__(self, path: str | os.PathLike[str], num_faces: int, face_size: int,
                  sample_rate: int = 16000, flush_every: int = 64):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
@@ -50,7 +51,7 @@ class EvalStoreWriter:
             chunks=(1, num_faces, face_size, face_size, 3), compressors=compressor)
         self._audio = self._root.create_array(
             "audio", shape=(0,), dtype="int16", chunks=(_AUDIO_CHUNK,), compressors=compressor)
-        self._columns: dict[str, list] = {c: [] for c in _COLUMNS}
+        self._columns: dict[str, list[str | None]] = {c: [] for c in _COLUMNS}
         self._offsets = [0]
         self._pending_faces: list[np.ndarray] = []
         self._pending_audio: list[np.ndarray] = []
@@ -109,7 +110,7 @@ class EvalStoreWriter:
 class EvalStore:
     """Read side: `len(store)`, column lists, `index_of(key)`, `faces(i)`, `audio(i)`."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         if not self.path.exists():
             if split_sample_count(self.path.parent) == 0:  # an empty split gets no store
@@ -120,7 +121,7 @@ class EvalStore:
                 f"no evaluation store at {self.path}; run `python -m pipeline.ingest` for this split "
                 "(val/test splits get an eval.zarr)")
         self._root = zarr.open_group(str(self.path), mode="r")
-        attrs = dict(self._root.attrs)
+        attrs: dict[str, Any] = dict(self._root.attrs)
         if attrs.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{self.path}: unsupported eval store version {attrs.get('format_version')}")
         self.num_faces = int(attrs["num_faces"])
@@ -134,9 +135,15 @@ class EvalStore:
         self.genders: list[str | None] = list(cols["gender"])
         self.nationalities: list[str | None] = list(cols["nationality"])
         self._index = {k: i for i, k in enumerate(self.keys)}
-        self._faces = self._root["faces"]
-        self._audio = self._root["audio"]
-        self._offsets = np.asarray(self._root["audio_offsets"][:])
+        self._faces = self._array("faces")
+        self._audio = self._array("audio")
+        self._offsets = np.asarray(self._array("audio_offsets")[:])
+
+    def _array(self, name: str) -> zarr.Array[Any]:
+        node = self._root[name]
+        if isinstance(node, zarr.Array):
+            return node
+        raise ValueError(f"{self.path}: {name!r} is a group, not an array; not an evaluation store")
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -16,13 +16,14 @@ sees faces or voices prepared one way in training and another way in evaluation.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
 __all__ = ["faces_to_tensor", "LogMel", "hz_to_mel_htk", "mel_filterbank_htk"]
 
 
-def faces_to_tensor(faces, size: int | None = None) -> torch.Tensor:
+def faces_to_tensor(faces: np.ndarray | torch.Tensor, size: int | None = None) -> torch.Tensor:
     """uint8 `[N, H, W, 3]` or `[N, 3, H, W]` (numpy or torch) -> float32 `[N, 3, size, size]`.
 
     Layout is detected from the channel position (last dim 3 -> NHWC). The tensor stays on the
@@ -48,12 +49,12 @@ def faces_to_tensor(faces, size: int | None = None) -> torch.Tensor:
     return x.div_(255.0).sub_(0.5).div_(0.5)  # in place: x is a fresh float copy (3 MB for B = 20 at 112 px)
 
 
-def hz_to_mel_htk(hz):
+def hz_to_mel_htk(hz: npt.ArrayLike) -> np.float64 | npt.NDArray[np.float64]:
     """HTK mel scale: 2595 * log10(1 + f / 700) (what `librosa` uses with `htk=True`)."""
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
 
 
-def _mel_to_hz_htk(mel):
+def _mel_to_hz_htk(mel: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
@@ -70,7 +71,8 @@ def mel_filterbank_htk(sample_rate: int, n_fft: int, n_mels: int, f_min: float, 
     ramps = hz_points[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / widths[:-1, None]
     upper = ramps[2:] / widths[1:, None]
-    return np.maximum(0.0, np.minimum(lower, upper))
+    fbank: np.ndarray = np.maximum(0.0, np.minimum(lower, upper))
+    return fbank
 
 
 def _band_groups(fbank: np.ndarray, cost_per_group: float) -> list[tuple[int, int, int, int]]:
@@ -124,6 +126,9 @@ class LogMel(torch.nn.Module):
 
     Rows never mix, so a row's features do not depend on the rest of the batch.
     """
+
+    window: torch.Tensor  # buffers, registered in __init__
+    fbank: torch.Tensor
 
     _CPU_CHUNK_FRAMES = 1000
     _GEMM_COST_PER_GROUP = 300.0  # multiply-adds per frame a GEMM call costs (150..600: same speed)

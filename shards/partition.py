@@ -116,7 +116,7 @@ class ShardCatalog:
 def _pieces(catalog: ShardCatalog, num_streams: int) -> list[Piece]:
     shards = catalog.shards
     cuts = max(1, math.ceil(num_streams / len(shards)))
-    pieces = []
+    pieces: list[Piece] = []
     for i, s in enumerate(shards):
         n = min(cuts, s.num_samples)
         bounds = [round(j * s.num_samples / n) for j in range(n + 1)]

@@ -71,18 +71,24 @@ class BatchSlots:
         self._free.pop()
         return index
 
+    def _segment(self, index: int) -> shared_memory.SharedMemory:
+        seg = self._segments[index]
+        if seg is None:
+            raise ValueError(f"slot {index} has no segment (never acquired, or closed)")
+        return seg
+
     def size(self, index: int) -> int:
-        return self._segments[index].size
+        return self._segment(index).size
 
     def release(self, index: int) -> None:
         self._free.append(index)
 
     def ref(self, index: int) -> SlotRef:
-        seg = self._segments[index]
+        seg = self._segment(index)
         return SlotRef(seg.name, seg.size)
 
     def buf(self, index: int) -> memoryview:
-        return self._segments[index].buf
+        return _mapped(self._segment(index))
 
     def close(self) -> None:
         for i, seg in enumerate(self._segments):
@@ -99,11 +105,19 @@ def _reserved_segment(size: int) -> shared_memory.SharedMemory:
     seg = shared_memory.SharedMemory(create=True, size=size)
     try:
         if hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(seg._fd, 0, size)  # noqa: SLF001 (SharedMemory exposes no public fd)
+            # SharedMemory exposes no public fd (nor do its stubs declare the private one)
+            os.posix_fallocate(seg._fd, 0, size)  # type: ignore[attr-defined]  # noqa: SLF001
     except OSError:
         _close(seg, unlink=True)
         raise
     return seg
+
+
+def _mapped(seg: shared_memory.SharedMemory) -> memoryview:
+    """The segment's memory (`buf` is None only once the segment is closed)."""
+    if seg.buf is None:
+        raise ValueError(f"shared-memory segment {seg.name} is closed")
+    return seg.buf
 
 
 def _close(seg: shared_memory.SharedMemory, unlink: bool) -> None:
@@ -133,7 +147,7 @@ def attach(ref: SlotRef) -> memoryview:
                 _close(_ATTACHED.pop(name), unlink=False)
         seg = shared_memory.SharedMemory(name=ref.name)
         _ATTACHED[ref.name] = seg
-    return seg.buf
+    return _mapped(seg)
 
 
 def put_array(buf: memoryview, offset: int, arr: np.ndarray) -> ShmArray | None:

@@ -166,6 +166,13 @@ def test_bianet_constant_weight_is_the_same_at_train_and_test_time():
     torch.testing.assert_close(out["logits"], out["logits_cp"] - 0.7 * out["logits_cn"])
 
 
+def test_bianet_cf_weight_is_a_tensor_for_a_tensor_epoch_also_without_nia():
+    model = tiny("bianet", nia=False)
+    w = model.cf_weight(model.trained_epoch)
+    assert isinstance(w, torch.Tensor) and w.shape == () and float(w) == 0.0
+    assert model.cf_weight(3.0) == 0.0
+
+
 def test_bianet_eval_is_deterministic_and_training_uses_dropkey():
     model = tiny("bianet", dropkey_p=0.5)
     batch = dense_batch(3, 2, "v2f")
@@ -198,6 +205,12 @@ def test_config_errors_name_the_key_and_the_allowed_values():
         build_model({"name": "aicanet", "first_order": False})
     with pytest.raises(ValueError, match="channels"):
         build_model({"name": "baseline", "face_backbone": "tiny", "voice_backbone": "seresnet34"})
+    with pytest.raises(ValueError, match=r"stem_strides entries must be \[height, width\] pairs"):
+        build_model({"name": "baseline", "face_backbone": "tiny",
+                     "voice_backbone": {"preset": "tiny", "stem_strides": [[1, 2, 2]]}})
+    with pytest.raises(ValueError, match="patch"):
+        build_model({"name": "baseline", "face_backbone": {"preset": "vit_tiny", "patch": [16]},
+                     "voice_backbone": "tiny"})
 
 
 def test_complete_config_is_stored_on_the_model():
