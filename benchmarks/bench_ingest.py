@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cputime import tree_cpu_seconds  (benchmarks/cputime.py)
+from cputime import tree_cpu_seconds  # benchmarks/cputime.py
 from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, run_ingest
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cputime import live_children, tree_cpu_seconds  (benchmarks/cputime.py)
+from cputime import live_children, tree_cpu_seconds  # benchmarks/cputime.py
 from shards.decode import decode_face, decode_voice_crop
 from shards.features import LogMel, faces_to_tensor
 from shards.format import AUDIO_MEMBERS, audio_member, iter_tar_samples
