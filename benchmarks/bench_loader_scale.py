@@ -29,21 +29,18 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from cputime import tree_cpu_seconds  # benchmarks/cputime.py
+from shards.flac import crop_flac_window
+from shards.format import iter_tar_samples
+from shards.loader import TupleLoader
+from shards.testing import SyntheticSpec, make_shard_set
+from shards.wav import crop_pcm16_wav
 
-from cputime import tree_cpu_seconds  # noqa: E402  (benchmarks/cputime.py)
-from shards.flac import crop_flac_window  # noqa: E402
-from shards.format import iter_tar_samples  # noqa: E402
-from shards.loader import TupleLoader  # noqa: E402
-from shards.testing import SyntheticSpec, make_shard_set  # noqa: E402
-from shards.wav import crop_pcm16_wav  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SR = 16000
 VOX2_BUFFER = 4200  # docs/LOADER.md, buffer sizing: >= 0.7 x VoxCeleb2 dev's 5,994 identities

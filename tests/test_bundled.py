@@ -80,3 +80,14 @@ def test_the_default_meta_is_the_copy_own_file_else_the_bundled_table(tmp_path):
     assert default_meta("voxceleb2", tmp_path) == meta_file("voxceleb2")
     (tmp_path / "vox2_meta.csv").write_text("VoxCeleb2 ID,VGGFace2 ID,Gender,Set\n")
     assert default_meta("voxceleb2", tmp_path) == tmp_path / "vox2_meta.csv"
+
+
+def test_no_code_edits_sys_path():
+    """The package is installed (make venv, pip install .); scripts and tests import it as users do."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    offenders = [rel for rel in files if rel != "tests/test_bundled.py"
+                 and re.search(r"sys\.path\.(insert|append)|sys\.path\s*=", (REPO / rel).read_text())]
+    assert not offenders
