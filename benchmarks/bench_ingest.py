@@ -23,7 +23,6 @@ each worker process).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 from cputime import tree_cpu_seconds  # benchmarks/cputime.py
+
 from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, run_ingest
 
@@ -150,7 +150,7 @@ def main() -> None:
                ("ours_decord_w1", lambda: _ours(vox2, work / "ours_decord_w1", 1, "decord"))]
     if ffmpeg:
         configs.append(("naive_ffmpeg", lambda: _naive(vox2, work / "naive", ffmpeg, args.naive_clips)))
-    for rep in range(args.repeats):
+    for _ in range(args.repeats):
         for name, measure in configs:
             load = round(os.getloadavg()[0], 2)
             run = {**measure(), "load_avg_1min": load}

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from cputime import live_children, tree_cpu_seconds  # benchmarks/cputime.py
+
 from shards.decode import decode_face, decode_voice_crop
 from shards.features import LogMel, faces_to_tensor
 from shards.format import AUDIO_MEMBERS, audio_member, iter_tar_samples
@@ -58,7 +58,7 @@ def write_folder_copy(shard_dir: Path, out: Path) -> list[dict]:
     """The naive layout: `<identity>/<video>/<clip>/{f0.jpg.., audio.wav|audio.flac, meta.json}`."""
     clips = []
     for tar in sorted(shard_dir.glob("shard-*.tar")):
-        for key, members, _ in iter_tar_samples(tar):
+        for _key, members, _ in iter_tar_samples(tar):
             meta = json.loads(members["json"])
             d = out / meta["identity"] / meta["video"] / meta["clip"]
             d.mkdir(parents=True, exist_ok=True)

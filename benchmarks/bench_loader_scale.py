@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from cputime import tree_cpu_seconds  # benchmarks/cputime.py
+
 from shards.flac import crop_flac_window
 from shards.format import iter_tar_samples
 from shards.loader import TupleLoader
@@ -177,7 +178,7 @@ def loader_audio(work: Path, repeats: int, batches: int) -> dict:
             runs[name].append(_time_loader(cfg, batches))
     out = {name: _median(r) for name, r in runs.items()}
     before = out["wav_clip (before)"]
-    for name, r in out.items():
+    for r in out.values():
         r["tuples_per_s_vs_before"] = round(r["tuples_per_s"] / before["tuples_per_s"], 3)
         r["cpu_per_tuple_vs_before"] = round(r["cpu_ms_per_tuple"] / before["cpu_ms_per_tuple"], 3)
         r["main_cpu_vs_before"] = round(r["main_cpu_ms_per_batch"] / before["main_cpu_ms_per_batch"], 3)

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from cputime import tree_cpu_seconds  # benchmarks/cputime.py
-from pipeline.synth import make_corpus
-from pipeline.synth import media
+
+from pipeline.synth import make_corpus, media
 from pipeline.synth.clip import ClipRenderer
 from pipeline.synth.plan import CorpusSpec, plan_corpus
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -45,7 +46,7 @@ class Field:
     choices: tuple | None = None
     check: Callable[[Any], str | None] | None = None  # returns an error text or None
     nullable: bool = False
-    children: dict[str, "Field"] | None = field(default=None)
+    children: dict[str, Field] | None = field(default=None)
 
 
 def _positive(v):

@@ -33,8 +33,16 @@ from launch.eval.protocols import PROTOCOLS, get_protocol
 from launch.eval.rows import RowMergeError, merge_rows
 from launch.eval.scoring import SCORING_METHODS, ModelScorer
 from launch.eval.tables import MAIN_COLUMNS, headline, scorer_cell, write_all
-from launch.eval.trials import (POSITIVE_VIDEO_RULES, TRIAL_MODES, TrialFileError, TrialOptions, TrialSet,
-                                check_disjoint, generate_for_store, store_fingerprint)
+from launch.eval.trials import (
+    POSITIVE_VIDEO_RULES,
+    TRIAL_MODES,
+    TrialFileError,
+    TrialOptions,
+    TrialSet,
+    check_disjoint,
+    generate_for_store,
+    store_fingerprint,
+)
 from pipeline.bundled import meta_file
 from shards.evalstore import EvalStore
 
@@ -231,7 +239,7 @@ def check_identities(args, folders, trials) -> str:
             check_disjoint(ts, train_ids)
         except ValueError as exc:
             if not args.allow_seen_identities:
-                raise SystemExit(f"error: {role} trials: {exc} (pass --allow-seen-identities to evaluate anyway)")
+                raise SystemExit(f"error: {role} trials: {exc} (pass --allow-seen-identities to evaluate anyway)") from None
             print(f"warning: {role} trials: {exc}")
             return "overlap allowed by --allow-seen-identities"
     print(f"identity disjointness: ok ({len(train_ids)} training identities in {', '.join(checked)})")

@@ -48,7 +48,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, int]:
         key, value = item.split("=", 1)
         overrides[key] = _parse_value(value)
     if args.ablation:
-        name = ABLATIONS[args.ablation]["name"]
         cfg = {**ablation_config(args.ablation, **({"size": "tiny"} if args.tiny else {})), **overrides}
     else:
         cfg = {"name": args.name, **({"size": "tiny"} if args.tiny else {}), **overrides}

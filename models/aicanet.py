@@ -26,8 +26,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses
-from .attention import (AdaptiveThreshold, FeatureShrinkage, SEMask, attend, channel_affinity, instance_norm,
-                        l2_normalize, low_rank, lowpass, scaled_dot_softmax, thresholded_logits)
+from .attention import (
+    AdaptiveThreshold,
+    FeatureShrinkage,
+    SEMask,
+    attend,
+    channel_affinity,
+    instance_norm,
+    l2_normalize,
+    low_rank,
+    lowpass,
+    scaled_dot_softmax,
+    thresholded_logits,
+)
 from .base import MatchingModel, one_hot_match, pair_indices
 from .batch import TupleIndex, gather_rows
 from .cbp import CompactBilinearPooling

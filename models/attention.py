@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # 2**32: squares of values up to this, summed over 1e4 positions, stay far below float32's max.
 SAFE_MAGNITUDE = 2.0 ** 32
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from .aicanet import AICANet
+from .attention import THRESHOLD_MODES
 from .base import MatchingModel
 from .baseline import BaselineModel
 from .bianet import BIANet
-from .attention import THRESHOLD_MODES
 from .losses import CF_POSITIVITY, METRIC_LOSSES, RDSM_DISTANCES
 
 COMMON: dict[str, Any] = {

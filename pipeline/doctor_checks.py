@@ -102,7 +102,9 @@ def scan_layout(cfg: DoctorConfig, meta) -> ScanResult:
     """The ingest's own layout scan, with a progress bar over identity folders (no total: the
     folders are counted while walking)."""
     with tqdm(unit="identity", desc="scan", disable=None if cfg.progress else True, dynamic_ncols=True) as bar:
-        tick = lambda: bar.update(1)
+        def tick() -> None:
+            bar.update(1)
+
         if cfg.dataset == "voxceleb2":
             return scan_voxceleb2(cfg.root, audio=cfg.vox2_audio, tick=tick)
         return scan_voxceleb1(cfg.root, meta, faces=cfg.faces, tick=tick)

@@ -48,7 +48,6 @@ from shards.flac import encode_flac_seekable
 from shards.wav import encode_pcm16_wav
 
 from .boxes import BoxFileError, Track, read_track
-
 from .sources import ClipRecord
 
 SAMPLE_RATE = 16000

@@ -10,7 +10,8 @@ fails loudly instead of silently training on wrong labels.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import torch
 

@@ -13,7 +13,7 @@ For checkpoints only the samples' locations `(shard, offset, size)` and insertio
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from shards.stream import Sample
 

@@ -46,7 +46,7 @@ class LoaderConfig:
     steps_per_epoch: int | None = None  # None: derived from sample counts (see docs/LOADER.md)
 
     @classmethod
-    def from_dict(cls, cfg: dict[str, Any] | "LoaderConfig") -> "LoaderConfig":
+    def from_dict(cls, cfg: dict[str, Any] | LoaderConfig) -> LoaderConfig:
         if isinstance(cfg, LoaderConfig):
             return cfg
         if not isinstance(cfg, dict):

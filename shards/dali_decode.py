@@ -20,7 +20,7 @@ is rebuilt for the next batch.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

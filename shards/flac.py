@@ -96,7 +96,8 @@ def _frame_header(data: bytes, i: int) -> int | None:
     if size_code == 0 or rate_code == 15 or (b3 >> 4) >= 11 or ((b3 >> 1) & 7) in (3, 7) or b3 & 1:
         return None
     c = data[i + 4]
-    for mask, lead, extra in ((0x80, 0x00, 0), (0xE0, 0xC0, 1), (0xF0, 0xE0, 2), (0xF8, 0xF0, 3), (0xFC, 0xF8, 4),
+    # `extra` of the matching row is read after the loop
+    for mask, lead, extra in ((0x80, 0x00, 0), (0xE0, 0xC0, 1), (0xF0, 0xE0, 2), (0xF8, 0xF0, 3), (0xFC, 0xF8, 4),  # noqa: B007
                               (0xFE, 0xFC, 5)):
         if c & mask == lead:
             number = c & (~mask & 0xFF)

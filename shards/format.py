@@ -24,9 +24,10 @@ import io
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 BLOCK = 512
 DALI_INDEX_VERSION = "v1.2"
@@ -158,7 +159,7 @@ class ShardWriter:
         self._pos = 0
         self._idx_lines: list[str] = []
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -16,15 +16,20 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
-from shards.format import (AUDIO_MEMBERS, CorruptShardError, ShardFormatError, TruncatedShardError, audio_member,
-                           iter_tar_sample_spans)
 from shards.flac import crop_flac_window
+from shards.format import (
+    AUDIO_MEMBERS,
+    CorruptShardError,
+    ShardFormatError,
+    TruncatedShardError,
+    audio_member,
+    iter_tar_sample_spans,
+)
 from shards.partition import Piece, ShardCatalog, sample_offset
 from shards.wav import crop_pcm16_wav
-
 
 __all__ = ["Sample", "BadSample", "unsafe_key_reason", "ShardReadError", "SkipLog", "SampleParser", "PieceStream"]
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw
 
-from shards.format import AUDIO_MEMBERS, ShardWriter, make_key
 from shards.flac import encode_flac_seekable
+from shards.format import AUDIO_MEMBERS, ShardWriter, make_key
 from shards.wav import encode_pcm16_wav
 
 __all__ = ["SyntheticSpec", "make_shard_set", "face_jpeg", "voice_flac", "voice_wav", "truncate_file",

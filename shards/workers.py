@@ -24,11 +24,18 @@ import os
 import warnings
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Callable
 
-from shards.assemble import (AssembleSpec, assemble_batch, assemble_in_slot, lean_plan, pack_into_slot, slot_bytes,
-                             worker_init)
+from shards.assemble import (
+    AssembleSpec,
+    assemble_batch,
+    assemble_in_slot,
+    lean_plan,
+    pack_into_slot,
+    slot_bytes,
+    worker_init,
+)
 from shards.shm import BatchSlots
 from shards.tuples import BatchPlan
 

@@ -21,13 +21,13 @@ import torch
 
 def check_adversarial_step(name: str) -> dict:
     from accelerate import Accelerator
+    from train_fakes import REAL_SHAPES, FakeLoader
 
     import models
     from launch.config import validate
     from launch.optim import build_optimizers, split_param_groups
     from launch.trainer.state import AccumulationGroup
     from launch.trainer.step import TrainStep
-    from train_fakes import REAL_SHAPES, FakeLoader
 
     accelerator = Accelerator(cpu=True)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -69,8 +69,9 @@ def check_adversarial_step(name: str) -> dict:
 
 
 def train_briefly(name: str, out: Path) -> dict:
-    from launch.config import validate
     from train_fakes import REAL_SHAPES, run_fake
+
+    from launch.config import validate
 
     cfg = validate({
         "data": {"k": 2, "batch_size": 4, "batches_per_epoch": 3, "identities": 20, "direction": "both",

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launch.config import ConfigError, PAPER_LR, apply_override, load_config, parse_value, validate
+from launch.config import PAPER_LR, ConfigError, apply_override, load_config, parse_value, validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "launch" / "configs"
 

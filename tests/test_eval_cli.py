@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from eval_fakes import build_store, tiny_checkpoint
+
 from launch import evaluate, retrieve
 from pipeline.bundled import META_DIR
 
@@ -168,7 +168,6 @@ def test_exported_embeddings_feed_retrieval(setup, capsys):
 
 
 def test_published_list_import_through_the_cli(tmp_path, capsys):
-    from pathlib import Path
 
     from launch.eval.importers import load_vox1_names, parse_item, read_rows
 
@@ -234,9 +233,9 @@ def test_exported_embeddings_record_pair_dependence_and_audio_files_are_decoded(
     import av
     import numpy as np
 
+    from launch.checkpoint import load_model
     from launch.eval.embeddings import EmbeddingStore, export_embeddings
     from launch.eval.inputs import EvalInputs, ItemLoader
-    from launch.checkpoint import load_model
     from shards.evalstore import EvalStore
 
     store = EvalStore(build_store(tmp_path / "eval.zarr", n_ids=3, videos=1, clips=2, seconds=0.3))

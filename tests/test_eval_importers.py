@@ -1,15 +1,13 @@
 """Published-list importers on the REAL files bundled in pipeline/voxceleb_meta."""
 
-from pathlib import Path
 
 import pytest
-
 from eval_fakes import build_store
-from launch.eval.importers import (StoreResolver, import_list, load_vox1_names, parse_item, read_rows,
-                                   resolve_items)
+
+from launch.eval.importers import StoreResolver, import_list, load_vox1_names, parse_item, read_rows, resolve_items
 from launch.eval.trials import TrialSet
-from shards.evalstore import EvalStore
 from pipeline.bundled import META_DIR
+from shards.evalstore import EvalStore
 
 META = META_DIR
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from eval_fakes import build_store, tiny_checkpoint
+
 from launch.checkpoint import load_model
 from launch.eval.evaluation import evaluate
 from launch.eval.inputs import EvalInputs, ItemLoader, centre_crop_loop, middle_frame

@@ -4,8 +4,14 @@ import json
 
 import pytest
 
-from launch.eval.trials import (TrialFileError, TrialOptions, TrialSet, check_disjoint, generate_trials,
-                                store_fingerprint)
+from launch.eval.trials import (
+    TrialFileError,
+    TrialOptions,
+    TrialSet,
+    check_disjoint,
+    generate_trials,
+    store_fingerprint,
+)
 
 
 def _table(n_ids=14, videos=3, clips=2):
@@ -20,7 +26,8 @@ def _table(n_ids=14, videos=3, clips=2):
     return keys, ids, vids, genders
 
 
-def _gen(opts=TrialOptions(probes_per_identity=4), table=None):
+def _gen(opts=None, table=None):
+    opts = opts or TrialOptions(probes_per_identity=4)
     return generate_trials(*(table or _table()), opts, split="voxceleb1/test", store="mem")
 
 

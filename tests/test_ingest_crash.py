@@ -8,6 +8,7 @@ import json
 import os
 
 from ingest_media import make_vox2_corpus
+
 from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, _extract_job, run_ingest
 
@@ -34,7 +35,9 @@ def test_worker_crash_skips_only_the_culprit(tmp_path):
     run_ingest(cfg(out_clean), log=lambda *_: None)
     report = json.loads((out_crash / "voxceleb2" / "train" / "report.json").read_text())
     assert [(s["key"], s["kind"]) for s in report["skipped"]] == [(CRASH_KEY, "worker_crash")]
-    rows = lambda out: [json.loads(l) for l in (out / "voxceleb2" / "train" / "manifest.jsonl").read_text().splitlines()]
+    def rows(out):
+        return [json.loads(line) for line in (out / "voxceleb2" / "train" / "manifest.jsonl").read_text().splitlines()]
+
     crashed, clean = rows(out_crash), rows(out_clean)
     assert [r["key"] for r in crashed] == [r["key"] for r in clean if r["key"] != CRASH_KEY]
     assert [r["sha1"] for r in crashed] == [r["sha1"] for r in clean if r["key"] != CRASH_KEY]

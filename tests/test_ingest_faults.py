@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
+from ingest_media import make_vox2_corpus, write_m4a, write_mp4
 
-from ingest_media import make_vox2_corpus, write_mp4, write_m4a
 from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, run_ingest
 

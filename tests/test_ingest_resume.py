@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ingest_media import make_vox2_corpus
+
 from shards.evalstore import EvalStore
 
 ROOT = Path(__file__).resolve().parents[1]

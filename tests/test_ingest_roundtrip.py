@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import webdataset as wds
+from ingest_media import VOX1_ROWS, VOX2_IDS, make_vox1_corpus, make_vox2_corpus
 from PIL import Image
 
-from ingest_media import VOX1_ROWS, VOX2_IDS, make_vox1_corpus, make_vox2_corpus
 from pipeline.extract import ExtractSettings
 from pipeline.ingest import IngestConfig, IngestError, run_ingest
 from shards.evalstore import EvalStore
@@ -120,7 +120,7 @@ def test_json_matches_meta_and_media(built):
 def test_vox1_flac_is_the_wav_exactly(built):
     """FLAC is lossless: a 16 kHz PCM_16 wav must come back sample for sample."""
     split_dir = built["out"] / "voxceleb1" / "train"
-    for key, members, _ in iter_tar_samples(next(split_dir.glob("shard-*.tar"))):
+    for _key, members, _ in iter_tar_samples(next(split_dir.glob("shard-*.tar"))):
         info = json.loads(members["json"])
         original, _ = sf.read(built["vox1"] / info["source"], dtype="int16")
         audio, _ = sf.read(io.BytesIO(members["flac"]), dtype="int16")

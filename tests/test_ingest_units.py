@@ -8,15 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ingest_media import write_jpgs, write_track, write_wav
+
 from pipeline.boxes import BoxFileError, read_track
-from pipeline.extract import (ClipError, ExtractSettings, check_audio, choose_frames, clip_rng,
-                              extract_clip, read_audio, to_face_crop)
+from pipeline.bundled import META_DIR
+from pipeline.extract import (
+    ClipError,
+    ExtractSettings,
+    check_audio,
+    choose_frames,
+    clip_rng,
+    extract_clip,
+    read_audio,
+    to_face_crop,
+)
 from pipeline.meta import MetaError, read_meta
 from pipeline.sources import scan_voxceleb1
-
-from pipeline.bundled import META_DIR
 
 VOX2_VARIANTS = {
     "real_bom_padded": "\ufeffVoxCeleb2 ID,VGGFace2 ID,Gender,Set\nid00012 ,n000012 ,m ,dev \nid00015 ,n000015 ,f ,test \n",
@@ -188,8 +195,8 @@ def test_vox1_stills_draw_different_faces_per_clip_and_unreadable_images_are_dro
 def test_pyav_and_decord_backends_give_the_same_frames_and_audio(tmp_path):
     """Also covers a container without a frame count in its header (mkv): counted first."""
     import av
-
     from ingest_media import write_mp4
+
     from pipeline.extract import _decode_frames_decord, _decode_frames_pyav
 
     mp4 = write_mp4(tmp_path / "a.mp4", seconds=2.0)
@@ -270,6 +277,7 @@ def test_shard_plan_is_deterministic_mixed_and_limit_is_a_random_subset():
 
 def test_crop_boxes_crop_the_box_region(tmp_path):
     from ingest_media import write_mp4
+
     from pipeline.extract import _read_video_frames
     from pipeline.sources import ClipRecord
 

@@ -105,7 +105,9 @@ def test_bad_items_are_counted_in_batch_order_like_threads(tmp_path, shard_dir):
     assert rep_p["skips"].get("undecodable_audio", 0) >= 1 and rep_p["dropped_tuples"] >= 1
     for field in ("skips", "dropped_tuples", "dropped_batches"):
         assert rep_p[field] == rep_t[field], field
-    addresses = lambda msgs: [re.sub(r"0x[0-9a-f]+", "0x?", m) for m in msgs]  # PIL names its BytesIO
+    def addresses(msgs):  # PIL names its BytesIO by address
+        return [re.sub(r"0x[0-9a-f]+", "0x?", m) for m in msgs]
+
     assert addresses(rep_p["skip_messages"]) == addresses(rep_t["skip_messages"])
     _assert_same_batches(procs, threads)
     with pytest.raises(ShardReadError, match="does not decode"):

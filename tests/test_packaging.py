@@ -42,11 +42,12 @@ def test_an_installed_copy_works_from_another_directory(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
-    code = ("import voxface, launch, pipeline.bundled as b, launch.config as c, launch.evaluate as e;"
-            "assert launch.__file__.startswith(%r), launch.__file__; assert callable(voxface.load_matcher);"
-            "assert c.load_config('demo')['model']['name'];"
-            "assert b.meta_file('voxceleb2').is_file() and e.DEFAULT_META.startswith(%r);"
-            "print('ok')") % (str(target), str(target))
+    code = (f"import voxface, launch, pipeline.bundled as b, launch.config as c, launch.evaluate as e;"
+            f"assert launch.__file__.startswith({str(target)!r}), launch.__file__;"
+            f"assert callable(voxface.load_matcher);"
+            f"assert c.load_config('demo')['model']['name'];"
+            f"assert b.meta_file('voxceleb2').is_file() and e.DEFAULT_META.startswith({str(target)!r});"
+            f"print('ok')")
     env = {**os.environ, "PYTHONPATH": str(target)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from eval_fakes import build_store, tiny_checkpoint
+
 from launch import evaluate, retrieve
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pipeline.bundled import META_DIR
 from pipeline.meta import read_meta
-from pipeline.splits import (PINS_FILE, WEN1225_FILE, SplitError, SplitLeakError, assign_splits,
-                             check_disjoint, find_leaks)
-
+from pipeline.splits import (
+    PINS_FILE,
+    WEN1225_FILE,
+    SplitError,
+    SplitLeakError,
+    assign_splits,
+    check_disjoint,
+    find_leaks,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.bundled import META_DIR
 from pipeline.synth import MetaFormatError, TrackFormatError, read_track, read_vox1_meta, read_vox2_meta
 from pipeline.synth.naming import wen_split
 from pipeline.synth.plan import CorpusSpec, plan_corpus
 from pipeline.synth.testing import cached_corpus, load_ground_truth
-from pipeline.bundled import META_DIR
 
 REAL_META = META_DIR
 YTID = r"[A-Za-z0-9_-]{11}"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fakes import fake_config, run_fake
 
 from launch import checkpoint as ckpt
 from launch.runguard import RunLock, RunLockError
 from launch.storage import describe
-from train_fakes import fake_config, run_fake
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -17,7 +17,6 @@ from shards.loader import TupleLoader
 from shards.testing import SyntheticSpec, make_shard_set
 
 
-
 def add_eval_store(split_dir: Path) -> Path:
     """eval.zarr for a generated shard set, written by ingest's own second pass, so the
     in-training validator can score it."""

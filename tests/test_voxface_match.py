@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from ingest_media import write_m4a
 from PIL import Image
 
 import models
 import voxface
-from ingest_media import write_m4a
 from launch.checkpoint import CheckpointError, load_model, model_payload
 from launch.eval.inputs import EvalInputs, ItemLoader
 from launch.eval.scoring import ModelScorer
@@ -210,8 +210,9 @@ def test_cli_table_json_folders_and_bad_files(files, tmp_path, capsys):
 
 
 def test_hub_export_loads_offline_with_the_same_scores(files, tmp_path):
-    from launch.shareable import read_hub_folder
     from safetensors.numpy import load_file
+
+    from launch.shareable import read_hub_folder
 
     root, voices, faces, ckpts = files
     run = tmp_path / "run"
@@ -239,7 +240,8 @@ def test_hub_export_loads_offline_with_the_same_scores(files, tmp_path):
         assert [(c.path, c.score) for c in ra.candidates] == [(c.path, c.score) for c in rb.candidates]
 
     # a changed weight file is refused with one line, not loaded
-    from safetensors.torch import load_file as load_t, save_file
+    from safetensors.torch import load_file as load_t
+    from safetensors.torch import save_file
     state = load_t(str(hub / "model.safetensors"))
     name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
     state[name] = state[name] + 1
@@ -310,6 +312,7 @@ def test_model_card_carries_the_runs_evaluation(files, tmp_path):
     """Export after `launch.evaluate --out <run>/eval/<protocol>` (as make demo does): the card has
     the table with its scorers, the protocol and the full trial checksums."""
     from eval_fakes import build_store
+
     from launch import evaluate
 
     root, voices, faces, ckpts = files

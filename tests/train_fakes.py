@@ -14,7 +14,6 @@ Run as a script, it trains with these fakes under ``accelerate launch`` (2-proce
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch

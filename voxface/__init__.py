@@ -16,7 +16,6 @@ from voxface.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, BadFile, read_face
 from voxface.matcher import Candidate, Matcher, MatchInputError, MatchResult, load_matcher
 
 
-
 def export_hub(checkpoint, out, results=None, force: bool = False):
     """Write the Hub folder (config.json, model.safetensors, README.md) of a checkpoint; see
     :func:`voxface.export.export_hub` (imported on use, so ``python -m voxface.export`` runs clean)."""

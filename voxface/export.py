@@ -69,7 +69,7 @@ def _evaluation_section(evals) -> list[str]:
                 "`--results` names others). Evaluate it with `python -m launch.evaluate` "
                 "(docs/EVALUATION.md) before relying on it.", ""]
     lines = []
-    for path, meta, rows in evals:
+    for _path, meta, rows in evals:
         multi_k = max((t.get("max_k") or 0 for t in (meta.get("trials") or {}).values()), default=0) or None
         title = f"{meta.get('protocol', '?')}: {meta.get('description', '')}".rstrip(": ")
         table = markdown(rows, title=title, multi_k=multi_k, meta=meta).replace("## ", "### ", 1)

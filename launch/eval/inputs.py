@@ -38,7 +38,7 @@ class EvalInputs:
 
     @classmethod
     def from_data_config(cls, data_config: dict | None, audio_seconds: float | None = None,
-                         face_size: int | None = None) -> "EvalInputs":
+                         face_size: int | None = None) -> EvalInputs:
         """The training loader's settings (shards.config.LoaderConfig keys `crop_seconds`,
         `face_size`, `log_mel`; its defaults where the checkpoint does not say), CLI overrides."""
         dc = dict(data_config or {})

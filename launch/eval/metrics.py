@@ -18,7 +18,7 @@ Conventions (documented in docs/EVALUATION.md, tested against hand-computed case
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

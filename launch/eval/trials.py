@@ -78,7 +78,7 @@ class TrialOptions:
             raise ValueError(f"rows_per_identity must be >= 1, got {self.rows_per_identity}")
 
     @classmethod
-    def authors(cls, seed: int = 0, max_k: int = 10, gender_matched: bool = False) -> "TrialOptions":
+    def authors(cls, seed: int = 0, max_k: int = 10, gender_matched: bool = False) -> TrialOptions:
         """The authors' list construction (module docstring): 8 probes, 50 rows per identity."""
         return cls(seed=seed, probes_per_identity=AUTHORS_PROBES, max_k=max_k, gender_matched=gender_matched,
                    positive_video=AUTHORS_POSITIVE_VIDEO["v2f"], mode="authors", rows_per_identity=AUTHORS_ROWS)
@@ -179,7 +179,7 @@ class TrialSet:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, fingerprint: str | None = None) -> "TrialSet":
+    def load(cls, path: str | os.PathLike, fingerprint: str | None = None) -> TrialSet:
         """Read and verify a trial file; with `fingerprint`, also check it was made for that store."""
         try:
             with open(path) as fh:

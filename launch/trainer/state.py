@@ -28,7 +28,7 @@ class Schedule:
     total_batches: int     # micro-batches of the whole run per rank
 
     @classmethod
-    def of(cls, steps_per_epoch: int, grad_accum_steps: int, epochs: float) -> "Schedule":
+    def of(cls, steps_per_epoch: int, grad_accum_steps: int, epochs: float) -> Schedule:
         return cls(steps_per_epoch, grad_accum_steps, max(1, round(epochs * steps_per_epoch)))
 
     @property

@@ -12,11 +12,18 @@ from functools import cached_property
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .faces import background, render_face_layers
 from .attributes import draw_face_traits, draw_voice_traits
-from .faces import Pose
-from .nuisance import (FaceNuisance, VoiceNuisance, apply_voice_nuisance, draw_face_nuisance, draw_interference,
-                       draw_voice_nuisance, light_map, mix_at_sir)
+from .faces import Pose, background, render_face_layers
+from .nuisance import (
+    FaceNuisance,
+    VoiceNuisance,
+    apply_voice_nuisance,
+    draw_face_nuisance,
+    draw_interference,
+    draw_voice_nuisance,
+    light_map,
+    mix_at_sir,
+)
 from .plan import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, ClipPlan, IdentityPlan, VideoPlan, clip_rng
 from .seeding import rng_for
 from .voices import synthesise

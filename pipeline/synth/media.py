@@ -9,8 +9,8 @@ half-written file under a real name.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import av
 import numpy as np

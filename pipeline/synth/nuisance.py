@@ -136,7 +136,7 @@ def apply_voice_nuisance(x: np.ndarray, n: VoiceNuisance, rng: np.random.Generat
 @dataclass(frozen=True)
 class Interference:
     stranger_uid: str                  # seeds the stranger's traits (unique per clip)
-    shared: "object"                   # the stranger's SharedAttributes
+    shared: object                   # the stranger's SharedAttributes
     voice_sir_db: float | None         # speaker-to-stranger ratio, None = no second voice
     face_box: tuple[int, int, int] | None  # (x, y, size) of the background face, None = none
 

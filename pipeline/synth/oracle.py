@@ -22,7 +22,7 @@ Nagrani et al. 2018) restricts negatives to the probe's gender.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from .attributes import SharedAttributes
 
