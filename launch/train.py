@@ -44,12 +44,12 @@ from launch.logging_utils import RunLogger
 from launch.optim import build_optimizers, build_schedulers, split_param_groups
 from launch.runguard import RunLock, RunLockError, stop_with_launcher
 from launch.storage import describe as describe_storage_fault
-from launch.trainer.device import announce_device, build_accelerator, resolve_mixed_precision  # noqa: F401
+from launch.trainer.device import announce_device, build_accelerator
 from launch.trainer.policies import Checkpoints, ValidationPolicy
 from launch.trainer.preemption import PreemptionFlag
 from launch.trainer.state import Schedule, TrainState
-from launch.trainer.step import TrainStep, check_gradient_separation  # noqa: F401 (re-exported)
-from launch.trainer.window import LogWindow, loader_decoder_summary, loader_skip_counts, raise_if_diverged  # noqa: F401
+from launch.trainer.step import TrainStep
+from launch.trainer.window import LogWindow, loader_decoder_summary, raise_if_diverged
 from shards.dali_decode import DaliStartupError
 from shards.partition import ShardSetError
 

@@ -75,7 +75,8 @@ def check_batch(batch: dict[str, Any], check_values: bool = True) -> TupleIndex:
         label = torch.as_tensor(label, dtype=torch.long, device=faces.device)
         k = candidate_index.shape[1]
         hi = 2 if k == 1 else k
-        if label.shape != anchor_index.shape or (check_values and label.numel() and (int(label.min()) < 0 or int(label.max()) >= hi)):
+        out_of_range = check_values and label.numel() and (int(label.min()) < 0 or int(label.max()) >= hi)
+        if label.shape != anchor_index.shape or out_of_range:
             raise ValueError(f"label must be [B] with values in [0, {hi}) for K={k}")
     return TupleIndex(direction, anchor_index, candidate_index, label)
 

@@ -298,7 +298,8 @@ class TupleLoader:
         gpu = self._face_decoder_kind == "dali-gpu"
 
         def build():
-            return DaliFaceDecoder("gpu" if gpu else "cpu", max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
+            return DaliFaceDecoder("gpu" if gpu else "cpu",
+                                   max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
                                    num_threads=self.cfg.num_workers, device_id=self.device.index if gpu else None)
 
         return GuardedFaceDecoder(self._face_decoder_kind, self.cfg.face_decoder == "dali", build)
