@@ -42,8 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def count_items(model):
     counts = {"face": 0, "voice": 0}
-    hooks = [model.face_encoder.register_forward_hook(lambda m, i, o: counts.__setitem__("face", counts["face"] + len(i[0]))),
-             model.voice_encoder.register_forward_hook(lambda m, i, o: counts.__setitem__("voice", counts["voice"] + len(i[0])))]
+    hooks = [
+        model.face_encoder.register_forward_hook(
+            lambda m, i, o: counts.__setitem__("face", counts["face"] + len(i[0]))
+        ),
+        model.voice_encoder.register_forward_hook(
+            lambda m, i, o: counts.__setitem__("voice", counts["voice"] + len(i[0]))
+        ),
+    ]
     return counts, hooks
 
 
@@ -77,15 +83,30 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     n_ids, probes = (24, 10) if args.full else (12, 4)
     ks = list(range(2, 11))
-    results = {"benchmark": "eval_scoring", "mode": "full" if args.full else "quick",
-               "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()},
-               "setup": {"identities": n_ids, "probes_per_identity": probes, "ks": ks, "batch_size": args.batch_size,
-                         "face_size": 64, "audio_seconds": 1.0}, "models": {}}
+    results = {
+        "benchmark": "eval_scoring",
+        "mode": "full" if args.full else "quick",
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+        },
+        "setup": {
+            "identities": n_ids,
+            "probes_per_identity": probes,
+            "ks": ks,
+            "batch_size": args.batch_size,
+            "face_size": 64,
+            "audio_seconds": 1.0,
+        },
+        "models": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        store = EvalStore(build_store(tmp / "eval.zarr", n_ids=n_ids, videos=2, clips=2, face_size=64,
-                                      num_faces=2, seconds=1.5))
+        store = EvalStore(
+            build_store(tmp / "eval.zarr", n_ids=n_ids, videos=2, clips=2, face_size=64, num_faces=2, seconds=1.5)
+        )
         trials = generate_for_store(store, TrialOptions(probes_per_identity=probes), split="bench/test")
         results["setup"]["trials_per_direction"] = len(trials.match["v2f"])
         for name in args.models:
@@ -98,9 +119,12 @@ def main(argv=None) -> int:
                 "nested": {"seconds": round(t_ours, 3), "items_encoded": n_ours},
                 "speedup": round(t_base / t_ours, 2),
                 "items_ratio": round((n_base["face"] + n_base["voice"]) / (n_ours["face"] + n_ours["voice"]), 2),
-                "max_abs_score_diff": diff}
-            print(f"{name:>9}: per-K {t_base:6.2f} s, nested {t_ours:6.2f} s -> {t_base / t_ours:4.1f}x faster; "
-                  f"backbone items {sum(n_base.values())} vs {sum(n_ours.values())}; max |score diff| {diff:.1e}")
+                "max_abs_score_diff": diff,
+            }
+            print(
+                f"{name:>9}: per-K {t_base:6.2f} s, nested {t_ours:6.2f} s -> {t_base / t_ours:4.1f}x faster; "
+                f"backbone items {sum(n_base.values())} vs {sum(n_ours.values())}; max |score diff| {diff:.1e}"
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"results: {args.out}")

@@ -41,14 +41,28 @@ def simulate(capacity: int, identities: int, videos: int, batch_size: int, batch
     for b in range(batches):
         while not buf.full:  # the loader fills to capacity before planning
             buf.add(arrive())
-        while (plan_batch(buf, batch_size=batch_size, k=2, direction="v2f", positive="different_video",
-                          gender_matched=False, rng=np.random.default_rng([seed, b]))) is None:
+        while (
+            plan_batch(
+                buf,
+                batch_size=batch_size,
+                k=2,
+                direction="v2f",
+                positive="different_video",
+                gender_matched=False,
+                rng=np.random.default_rng([seed, b]),
+            )
+        ) is None:
             for _ in range(max(1, batch_size // 2)):  # the loader's read-more-and-evict-oldest rule
                 buf.remove(buf.oldest())
                 evicted += 1
                 buf.add(arrive())
-    return {"capacity": capacity, "capacity_per_identity": capacity / identities, "reads": reads,
-            "unpaired_evicted": evicted, "evicted_fraction_of_reads": evicted / reads}
+    return {
+        "capacity": capacity,
+        "capacity_per_identity": capacity / identities,
+        "reads": reads,
+        "unpaired_evicted": evicted,
+        "evicted_fraction_of_reads": evicted / reads,
+    }
 
 
 def main() -> None:
@@ -65,10 +79,19 @@ def main() -> None:
         cap = int(round(frac * args.identities))
         rows.append(simulate(cap, args.identities, args.videos, args.batch_size, args.batches))
         r = rows[-1]
-        print(f"buffer {cap:6d} ({frac:.2f} x identities): {100 * r['evicted_fraction_of_reads']:5.1f}% of reads "
-              "evicted unpaired", flush=True)
-    result = {"identities": args.identities, "videos_per_identity": args.videos, "batch_size": args.batch_size,
-              "batches": args.batches, "rows": rows, "seconds": time.perf_counter() - t0}
+        print(
+            f"buffer {cap:6d} ({frac:.2f} x identities): {100 * r['evicted_fraction_of_reads']:5.1f}% of reads "
+            "evicted unpaired",
+            flush=True,
+        )
+    result = {
+        "identities": args.identities,
+        "videos_per_identity": args.videos,
+        "batch_size": args.batch_size,
+        "batches": args.batches,
+        "rows": rows,
+        "seconds": time.perf_counter() - t0,
+    }
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out} ({result['seconds']:.0f} s)")
 

@@ -54,9 +54,16 @@ def _ingest(corpus: Path, out: Path, audio_format: str) -> dict:
     from pipeline.ingest import IngestConfig, run_ingest
 
     shutil.rmtree(out, ignore_errors=True)
-    cfg = IngestConfig(dataset="voxceleb2", root=corpus / "voxceleb2", meta=corpus / "voxceleb2" / "vox2_meta.csv",
-                       out=out, workers=1,
-                       eval_store=False, progress=False, extract=ExtractSettings(audio_format=audio_format))
+    cfg = IngestConfig(
+        dataset="voxceleb2",
+        root=corpus / "voxceleb2",
+        meta=corpus / "voxceleb2" / "vox2_meta.csv",
+        out=out,
+        workers=1,
+        eval_store=False,
+        progress=False,
+        extract=ExtractSettings(audio_format=audio_format),
+    )
     cpu0 = tree_cpu_seconds()
     report = run_ingest(cfg, log=lambda *_: None)
     cpu = tree_cpu_seconds() - cpu0
@@ -70,8 +77,14 @@ def _ingest(corpus: Path, out: Path, audio_format: str) -> dict:
             faces += sum(len(v) for k, v in m.items() if k.endswith(".jpg"))
             members.append(m)
     shard_bytes = sum(t.stat().st_size for t in tars)
-    return {"clips": clips, "shard_bytes": shard_bytes, "audio_bytes": audio, "face_bytes": faces,
-            "ingest_cpu_ms_per_clip": round(1000 * cpu / clips, 1), "members": members}
+    return {
+        "clips": clips,
+        "shard_bytes": shard_bytes,
+        "audio_bytes": audio,
+        "face_bytes": faces,
+        "ingest_cpu_ms_per_clip": round(1000 * cpu / clips, 1),
+        "members": members,
+    }
 
 
 def _source_bytes(corpus: Path) -> int:
@@ -93,9 +106,13 @@ def _buffer_bytes(members: list[dict], fmt: str, crop_s: float) -> dict:
             window = crop_flac_window(m["flac"], crop, fraction)
             cut.append(len(window[0]) if window else len(m["flac"]))
     window = statistics.mean(cut)
-    return {"face_jpeg": round(face), "audio_clip": round(whole), "audio_crop": round(window),
-            "clip_gb_at_4200": round(VOX2_BUFFER * (face + whole) / 1e9, 3),
-            "crop_gb_at_4200": round(VOX2_BUFFER * (face + window) / 1e9, 3)}
+    return {
+        "face_jpeg": round(face),
+        "audio_clip": round(whole),
+        "audio_crop": round(window),
+        "clip_gb_at_4200": round(VOX2_BUFFER * (face + whole) / 1e9, 3),
+        "crop_gb_at_4200": round(VOX2_BUFFER * (face + window) / 1e9, 3),
+    }
 
 
 def storage(work: Path) -> dict:
@@ -103,26 +120,41 @@ def storage(work: Path) -> dict:
 
     corpus = work / "corpus"
     if not corpus.exists():
-        make_corpus(corpus, identities=4, videos_per_identity=2, clips_per_video=2, min_seconds=7.0,
-                    max_seconds=9.0, workers=2, progress=False)
+        make_corpus(
+            corpus,
+            identities=4,
+            videos_per_identity=2,
+            clips_per_video=2,
+            min_seconds=7.0,
+            max_seconds=9.0,
+            workers=2,
+            progress=False,
+        )
     source = _source_bytes(corpus)
     out, runs = {"source_bytes": source}, {}
     for fmt in ("wav", "flac"):
         runs[fmt] = _ingest(corpus, work / f"shards_{fmt}", fmt)
     for fmt, r in runs.items():
-        out[fmt] = {"shards_over_source": round(r["shard_bytes"] / source, 3),
-                    "audio_share_of_shards": round(r["audio_bytes"] / r["shard_bytes"], 3),
-                    "ingest_cpu_ms_per_clip": r["ingest_cpu_ms_per_clip"], "clips": r["clips"]}
+        out[fmt] = {
+            "shards_over_source": round(r["shard_bytes"] / source, 3),
+            "audio_share_of_shards": round(r["audio_bytes"] / r["shard_bytes"], 3),
+            "ingest_cpu_ms_per_clip": r["ingest_cpu_ms_per_clip"],
+            "clips": r["clips"],
+        }
     flac_over_pcm = runs["flac"]["audio_bytes"] / runs["wav"]["audio_bytes"]
     out["flac_over_pcm_audio_bytes"] = round(flac_over_pcm, 3)
     out["flac_over_wav_shard_bytes"] = round(runs["flac"]["shard_bytes"] / runs["wav"]["shard_bytes"], 3)
-    out["ingest_cpu_flac_over_wav"] = round(runs["flac"]["ingest_cpu_ms_per_clip"]
-                                            / runs["wav"]["ingest_cpu_ms_per_clip"], 3)
+    out["ingest_cpu_flac_over_wav"] = round(
+        runs["flac"]["ingest_cpu_ms_per_clip"] / runs["wav"]["ingest_cpu_ms_per_clip"], 3
+    )
     # issue 12's realistic VoxCeleb2 clips: WAV shards 1.10x the source, 97% of it audio; the
     # same shards with FLAC audio at the ratio measured here:
     out["projected_vox2_flac_shards_over_source"] = round(1.10 * (0.03 + 0.97 * flac_over_pcm), 3)
-    out["buffer"] = {f"{fmt}_{crop}s": _buffer_bytes(runs[fmt]["members"], fmt, crop)
-                     for fmt in ("wav", "flac") for crop in (2.0, 4.0)}
+    out["buffer"] = {
+        f"{fmt}_{crop}s": _buffer_bytes(runs[fmt]["members"], fmt, crop)
+        for fmt in ("wav", "flac")
+        for crop in (2.0, 4.0)
+    }
     return out
 
 
@@ -139,10 +171,14 @@ def _time_loader(cfg: dict, batches: int) -> dict:
         wall, main = time.perf_counter() - t0, time.process_time() - main0
         tree = tree_cpu_seconds() - tree0
         report = loader.report()
-    return {"tuples_per_s": tuples / wall, "main_cpu_ms_per_batch": 1000 * main / batches,
-            "worker_cpu_ms_per_batch": 1000 * (tree - main) / batches,
-            "cpu_ms_per_tuple": 1000 * tree / tuples, "worker_batches": report["decode_worker_batches"],
-            "buffer_bytes_per_sample": report["buffer_encoded_bytes"] / max(1, report["buffer_samples"])}
+    return {
+        "tuples_per_s": tuples / wall,
+        "main_cpu_ms_per_batch": 1000 * main / batches,
+        "worker_cpu_ms_per_batch": 1000 * (tree - main) / batches,
+        "cpu_ms_per_tuple": 1000 * tree / tuples,
+        "worker_batches": report["decode_worker_batches"],
+        "buffer_bytes_per_sample": report["buffer_encoded_bytes"] / max(1, report["buffer_samples"]),
+    }
 
 
 def _median(runs: list[dict]) -> dict:
@@ -154,24 +190,44 @@ def _median(runs: list[dict]) -> dict:
 
 
 def _shards(work: Path, fmt: str, n_ids: int, face_size: int = 112) -> str:
-    spec = SyntheticSpec(num_identities=n_ids, videos_per_identity=3, clips_per_video=2, num_faces=2,
-                         face_size=face_size, seconds=(7.0, 9.0), shard_samples=60, audio_format=fmt)
+    spec = SyntheticSpec(
+        num_identities=n_ids,
+        videos_per_identity=3,
+        clips_per_video=2,
+        num_faces=2,
+        face_size=face_size,
+        seconds=(7.0, 9.0),
+        shard_samples=60,
+        audio_format=fmt,
+    )
     return str(make_shard_set(work / f"loader_{fmt}_{face_size}", spec))
 
 
 def _base_cfg(shards: str, **kw) -> dict:
-    cfg = dict(shards=[shards], batch_size=50, k=2, buffer_size=300, crop_seconds=2.0, num_workers=2, prefetch=2,
-               seed=0, decode_workers="processes", steps_per_epoch=10_000)
+    cfg = dict(
+        shards=[shards],
+        batch_size=50,
+        k=2,
+        buffer_size=300,
+        crop_seconds=2.0,
+        num_workers=2,
+        prefetch=2,
+        seed=0,
+        decode_workers="processes",
+        steps_per_epoch=10_000,
+    )
     cfg.update(kw)
     return cfg
 
 
 def loader_audio(work: Path, repeats: int, batches: int) -> dict:
     sets = {fmt: _shards(work, fmt, 60) for fmt in ("wav", "flac")}
-    configs = {"wav_clip (before)": _base_cfg(sets["wav"], buffer_audio="clip"),
-               "wav_crop": _base_cfg(sets["wav"]),
-               "flac_crop (new default)": _base_cfg(sets["flac"]),
-               "flac_clip (older FLAC shards)": _base_cfg(sets["flac"], buffer_audio="clip")}
+    configs = {
+        "wav_clip (before)": _base_cfg(sets["wav"], buffer_audio="clip"),
+        "wav_crop": _base_cfg(sets["wav"]),
+        "flac_crop (new default)": _base_cfg(sets["flac"]),
+        "flac_clip (older FLAC shards)": _base_cfg(sets["flac"], buffer_audio="clip"),
+    }
     runs = {name: [] for name in configs}
     for _ in range(repeats):  # interleaved, so load changes hit every configuration alike
         for name, cfg in configs.items():
@@ -193,16 +249,21 @@ def _projection(r: dict, workers: int, batch: int, prefetch: int = 2) -> dict:
     main, work = r["main_cpu_ms_per_batch"] / 1000, r["worker_cpu_ms_per_batch"] / 1000
     now = batch / max(main, work / workers)
     before = batch / max(main, work / min(workers, 1 + prefetch))
-    return {f"projected_tuples_per_s_{workers}_workers": round(now),
-            f"projected_tuples_per_s_{workers}_workers_old_in_flight": round(before)}
+    return {
+        f"projected_tuples_per_s_{workers}_workers": round(now),
+        f"projected_tuples_per_s_{workers}_workers_old_in_flight": round(before),
+    }
 
 
 def workers(work: Path, repeats: int, batches: int) -> dict:
     """1 vs 2 decode workers on the default sizes (112 px faces, 2 s crops) and on the paper
     presets' (224 px faces, 4 s crops), FLAC shards, crop-window buffer."""
     setups = {"112px_2s": (_shards(work, "flac", 60), 2.0), "224px_4s (paper)": (_shards(work, "flac", 60, 224), 4.0)}
-    configs = {(name, n): _base_cfg(shards, num_workers=n, read_streams=2, crop_seconds=crop)
-               for name, (shards, crop) in setups.items() for n in (1, 2)}
+    configs = {
+        (name, n): _base_cfg(shards, num_workers=n, read_streams=2, crop_seconds=crop)
+        for name, (shards, crop) in setups.items()
+        for n in (1, 2)
+    }
     runs = {key: [] for key in configs}
     for _ in range(repeats):
         for key, cfg in configs.items():
@@ -212,11 +273,16 @@ def workers(work: Path, repeats: int, batches: int) -> dict:
         one, two = _median(runs[(name, 1)]), _median(runs[(name, 2)])
         # per-worker figures: worker CPU per batch from the 1-worker run (no second worker on
         # the cores), the consuming process's CPU per batch from the 2-worker run
-        per = {"main_cpu_ms_per_batch": two["main_cpu_ms_per_batch"],
-               "worker_cpu_ms_per_batch": one["worker_cpu_ms_per_batch"]}
-        out[name] = {"workers_1": one, "workers_2": two,
-                     "speedup_2_over_1": round(two["tuples_per_s"] / one["tuples_per_s"], 3),
-                     "projection": {"inputs": per, **_projection(per, 8, 50)}}
+        per = {
+            "main_cpu_ms_per_batch": two["main_cpu_ms_per_batch"],
+            "worker_cpu_ms_per_batch": one["worker_cpu_ms_per_batch"],
+        }
+        out[name] = {
+            "workers_1": one,
+            "workers_2": two,
+            "speedup_2_over_1": round(two["tuples_per_s"] / one["tuples_per_s"], 3),
+            "projection": {"inputs": per, **_projection(per, 8, 50)},
+        }
     return out
 
 
@@ -230,17 +296,33 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_loader_scale_"))
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_start": os.getloadavg()}
-    settings = {"batch_size": 50, "k": 2, "crop_seconds": 2.0, "face_size": 112, "clip_seconds": [7, 9],
-                "buffer_size": 300, "prefetch": 2, "repeats": args.repeats, "timed_batches": args.batches}
+    settings = {
+        "batch_size": 50,
+        "k": 2,
+        "crop_seconds": 2.0,
+        "face_size": 112,
+        "clip_seconds": [7, 9],
+        "buffer_size": 300,
+        "prefetch": 2,
+        "repeats": args.repeats,
+        "timed_batches": args.batches,
+    }
     if args.part in ("audio", "all"):
-        result = {"machine": machine, "settings": settings, "storage": storage(work),
-                  "loader": loader_audio(work, args.repeats, args.batches)}
+        result = {
+            "machine": machine,
+            "settings": settings,
+            "storage": storage(work),
+            "loader": loader_audio(work, args.repeats, args.batches),
+        }
         result["machine"]["load_avg_end"] = os.getloadavg()
         (ROOT / "benchmarks" / "results" / "loader_audio.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result, indent=1))
     if args.part in ("workers", "all"):
-        result = {"machine": {**machine, "load_avg_start": os.getloadavg()}, "settings": settings,
-                  **workers(work, args.repeats, args.batches)}
+        result = {
+            "machine": {**machine, "load_avg_start": os.getloadavg()},
+            "settings": settings,
+            **workers(work, args.repeats, args.batches),
+        }
         result["machine"]["load_avg_end"] = os.getloadavg()
         (ROOT / "benchmarks" / "results" / "loader_workers.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result, indent=1))

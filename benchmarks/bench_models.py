@@ -64,7 +64,7 @@ def run_config(name: str, spec: dict, args) -> dict:
         extra = tiny_overrides(model_name) if spec["model"] == "tiny" else dict(spec["model"])
         models[model_name] = build_model({"name": model_name, "num_candidates": args.k, **extra}).train()
     batch = make_batch(args.batch, args.k, spec["face"], spec["frames"], args.direction)
-    for model in models.values():   # warm-up: allocator, first-call kernels
+    for model in models.values():  # warm-up: allocator, first-call kernels
         step(model, batch)
     times = {m: [] for m in NAMES}
     cpu = {m: [] for m in NAMES}
@@ -77,8 +77,15 @@ def run_config(name: str, spec: dict, args) -> dict:
     base = min(times["baseline"])
     base_med = statistics.median(times["baseline"])
     base_cpu = statistics.median(cpu["baseline"])
-    result = {"face_size": spec["face"], "voice_frames": spec["frames"], "n_mels": 40, "batch": args.batch,
-              "k": args.k, "direction": args.direction, "models": {}}
+    result = {
+        "face_size": spec["face"],
+        "voice_frames": spec["frames"],
+        "n_mels": 40,
+        "batch": args.batch,
+        "k": args.k,
+        "direction": args.direction,
+        "models": {},
+    }
     for model_name in NAMES:
         best = min(times[model_name])
         med = statistics.median(times[model_name])
@@ -106,22 +113,39 @@ def main(argv=None) -> dict:
     size.add_argument("--quick", dest="full", action="store_false", help="B=4, 5 rounds (the default, ~1-3 min)")
     size.add_argument("--full", dest="full", action="store_true", help="B=8, 10 rounds (several minutes)")
     parser.set_defaults(full=False)  # argparse took store_false's default (True) from --quick
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
-                        help="which configs to time (default: all)")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(CONFIGS),
+        choices=list(CONFIGS),
+        help="which configs to time (default: all)",
+    )
     parser.add_argument("--batch", type=int, default=None, help="tuples per batch B (quick 4, full 8)")
     parser.add_argument("--k", type=int, default=2, help="candidates per tuple K (default 2)")
     parser.add_argument("--direction", choices=["v2f", "f2v"], default="v2f")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds, one step per model each (quick 5, full 10)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: CPU time is then immune to time-sharing)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="timed rounds, one step per model each (quick 5, full 10)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: CPU time is then immune to time-sharing)",
+    )
     parser.add_argument("--out", default="benchmarks/results/models.json", help="where to write the JSON")
     args = parser.parse_args(argv)
     args.batch = args.batch or (8 if args.full else 4)
     args.rounds = args.rounds or (10 if args.full else 5)
     torch.set_num_threads(args.threads)
-    report = {"benchmark": "models forward+backward per tuple", "torch": torch.__version__,
-              "machine": platform.machine(), "threads": args.threads, "rounds": args.rounds,
-              "goal": "aicanet and bianet ratio_to_baseline <= 1.30", "configs": {}}
+    report = {
+        "benchmark": "models forward+backward per tuple",
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "goal": "aicanet and bianet ratio_to_baseline <= 1.30",
+        "configs": {},
+    }
     for name in args.configs:
         report["configs"][name] = run_config(name, CONFIGS[name], args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -129,10 +153,16 @@ def main(argv=None) -> dict:
     print(f"\n{'config':8} {'model':9} {'CPU ms/tuple':>13} {'x baseline':>11} {'x base(min wall)':>17} {'params':>12}")
     for name, res in report["configs"].items():
         for model_name, r in res["models"].items():
-            print(f"{name:8} {model_name:9} {r['cpu_ms_per_tuple']:13.1f} {r['ratio_to_baseline']:11.3f} "
-                  f"{r['ratio_to_baseline_min_wall']:17.3f} {r['params_total']:12,}")
-    ok = all(r["ratio_to_baseline"] <= 1.30 for res in report["configs"].values()
-             for m, r in res["models"].items() if m != "baseline")
+            print(
+                f"{name:8} {model_name:9} {r['cpu_ms_per_tuple']:13.1f} {r['ratio_to_baseline']:11.3f} "
+                f"{r['ratio_to_baseline_min_wall']:17.3f} {r['params_total']:12,}"
+            )
+    ok = all(
+        r["ratio_to_baseline"] <= 1.30
+        for res in report["configs"].values()
+        for m, r in res["models"].items()
+        if m != "baseline"
+    )
     print(f"goal (<= 1.30 x baseline): {'met' if ok else 'NOT met'}; JSON: {args.out}")
     return report
 

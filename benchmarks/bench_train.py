@@ -34,26 +34,59 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_data(out: Path) -> Path:
     from shards.testing import SyntheticSpec, make_shard_set
 
-    return make_shard_set(out / "voxceleb1" / "train", SyntheticSpec(
-        num_identities=54, videos_per_identity=3, clips_per_video=2, num_faces=2, face_size=64,
-        seconds=(2.0, 4.0), shard_samples=16, dataset="voxceleb1", split="train", seed=0))
+    return make_shard_set(
+        out / "voxceleb1" / "train",
+        SyntheticSpec(
+            num_identities=54,
+            videos_per_identity=3,
+            clips_per_video=2,
+            num_faces=2,
+            face_size=64,
+            seconds=(2.0, 4.0),
+            shard_samples=16,
+            dataset="voxceleb1",
+            split="train",
+            seed=0,
+        ),
+    )
 
 
 def run(config: Path, out: Path, processes: int, steps: int, log_every: int) -> dict:
-    overrides = [f"train.output_dir={out}", f"train.max_steps={steps}", f"train.log_every={log_every}",
-                 "train.progress=false", "train.log_with=[]", "train.val_data=null",
-                 "train.checkpoint_every=0",
-                 # the same decode workers in total too: data.num_workers is per process
-                 f"data.num_workers={max(1, 2 // processes)}"]
+    overrides = [
+        f"train.output_dir={out}",
+        f"train.max_steps={steps}",
+        f"train.log_every={log_every}",
+        "train.progress=false",
+        "train.log_with=[]",
+        "train.val_data=null",
+        "train.checkpoint_every=0",
+        # the same decode workers in total too: data.num_workers is per process
+        f"data.num_workers={max(1, 2 // processes)}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(2 // processes)}
     if processes == 1:
         cmd = [sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(config), *overrides]
     else:
         env["ACCELERATE_USE_CPU"] = "true"
-        cmd = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu",
-               "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", "0",
-               str(ROOT / "launch" / "train.py"), "--config", str(config), *overrides]
+        cmd = [
+            str(Path(sys.executable).with_name("accelerate")),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "0",
+            str(ROOT / "launch" / "train.py"),
+            "--config",
+            str(config),
+            *overrides,
+        ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -73,8 +106,9 @@ def run(config: Path, out: Path, processes: int, steps: int, log_every: int) -> 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="a shard-set folder to train on (default: a generated one)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps per run (overrides the size)")
     size = parser.add_mutually_exclusive_group()
@@ -103,18 +137,18 @@ def main() -> int:
     report = {
         "benchmark": "train",
         "what": "training tuples/s of the demo preset (tiny baseline, K=2, batch 24 per process) on CPU, "
-                "1 process x 2 threads vs 2 gloo DDP processes x 1 thread; loader_share = fraction of "
-                "wall time waiting for the next batch",
+        "1 process x 2 threads vs 2 gloo DDP processes x 1 thread; loader_share = fraction of "
+        "wall time waiting for the next batch",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "data": "given: " + str(args.data) if args.data else "generated: 54 identities x 6 clips, 64 px faces",
         "steps_per_run": steps,
         "runs": results,
         "speedup_2proc_vs_1proc": round(two["tuples_per_s"] / one["tuples_per_s"], 3),
         "note": "2 processes double the global batch (48 tuples/step); tuples/s counts all processes. "
-                "Both runs use the same 2 cores: a speedup above 1 means one process with 2 intra-op "
-                "threads leaves cores idle on these small tensors (and on its serial loader/optimiser "
-                "work), which data parallelism fills; DDP's gloo all-reduce costs little at this "
-                "model size. The CPU is shared with other jobs, so repeat runs vary by ~20-30%.",
+        "Both runs use the same 2 cores: a speedup above 1 means one process with 2 intra-op "
+        "threads leaves cores idle on these small tensors (and on its serial loader/optimiser "
+        "work), which data parallelism fills; DDP's gloo all-reduce costs little at this "
+        "model size. The CPU is shared with other jobs, so repeat runs vary by ~20-30%.",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -42,5 +42,4 @@ def tree_cpu_seconds() -> float:
     """This process + reaped children (`RUSAGE_CHILDREN`) + live descendants (from /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (time.process_time() + kids.ru_utime + kids.ru_stime
-            + sum(_proc_cpu(pid, tick) for pid in live_children()))
+    return time.process_time() + kids.ru_utime + kids.ru_stime + sum(_proc_cpu(pid, tick) for pid in live_children())

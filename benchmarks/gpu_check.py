@@ -77,10 +77,16 @@ def check_decode(device: str, n: int = 256, size: int = 112) -> dict:
     t0 = time.perf_counter()
     reference = np.stack([decode_face(b) for b in jpegs])
     cpu_seconds = time.perf_counter() - t0
-    out = {"backend": "mixed" if device == "cuda" else "cpu", "output_device": str(pixels.device), "images": n,
-           "size": size, **pixel_difference(pixels.cpu().numpy(), reference),
-           "dali_images_per_s": n / seconds, "cpu_images_per_s": n / cpu_seconds,
-           "tolerance_mean_abs": DECODE_MEAN_TOLERANCE}
+    out = {
+        "backend": "mixed" if device == "cuda" else "cpu",
+        "output_device": str(pixels.device),
+        "images": n,
+        "size": size,
+        **pixel_difference(pixels.cpu().numpy(), reference),
+        "dali_images_per_s": n / seconds,
+        "cpu_images_per_s": n / cpu_seconds,
+        "tolerance_mean_abs": DECODE_MEAN_TOLERANCE,
+    }
     out["within_tolerance"] = out["mean_abs"] <= DECODE_MEAN_TOLERANCE
     return out
 
@@ -110,21 +116,27 @@ def check_recovery(device: str) -> dict:
                 return decode_face(item[1], f"item{item[0]}")
             except BadSample as exc:
                 return exc
+
         return lambda: [one(item) for item in enumerate(jpegs)]
 
     kind = "dali-gpu" if device == "cuda" else "dali-cpu"
-    guard = GuardedFaceDecoder(kind, forced=True,
-                               build=lambda: DaliFaceDecoder(dali_device(device), max_batch_size=32, num_threads=2))
+    guard = GuardedFaceDecoder(
+        kind, forced=True, build=lambda: DaliFaceDecoder(dali_device(device), max_batch_size=32, num_threads=2)
+    )
     bad_faces, bad_by_dali = guard.decode(corrupt, cpu_decode(corrupt))
     next_faces, next_by_dali = guard.decode(good, cpu_decode(good))
     next_equal = next_by_dali and bool(torch.equal(torch.stack([f.cpu() for f in next_faces]), first))
     return {
-        "raw_corrupt_batch_raised": raw_raised, "raw_next_good_batch_equal": raw_next_equal,
+        "raw_corrupt_batch_raised": raw_raised,
+        "raw_next_good_batch_equal": raw_next_equal,
         "guarded_corrupt_batch_by_dali": bad_by_dali,
         "guarded_bad_items": [i for i, f in enumerate(bad_faces) if isinstance(f, Exception)],
-        "guarded_next_batch_by_dali_and_equal": next_equal, "guarded_restarts": guard.restarts,
-        "ok": raw_raised is not None and not bad_by_dali and next_equal
-              and [i for i, f in enumerate(bad_faces) if isinstance(f, Exception)] == [7],
+        "guarded_next_batch_by_dali_and_equal": next_equal,
+        "guarded_restarts": guard.restarts,
+        "ok": raw_raised is not None
+        and not bad_by_dali
+        and next_equal
+        and [i for i, f in enumerate(bad_faces) if isinstance(f, Exception)] == [7],
     }
 
 
@@ -134,14 +146,31 @@ def make_shards(root: Path, face_size: int, identities: int = 40) -> Path:
     out = root / "voxceleb2" / "train"
     if (out / "index.json").exists():
         return out
-    spec = SyntheticSpec(num_identities=identities, videos_per_identity=3, clips_per_video=2, num_faces=2,
-                         face_size=face_size, seconds=(2.0, 4.0), shard_samples=32, seed=7)
+    spec = SyntheticSpec(
+        num_identities=identities,
+        videos_per_identity=3,
+        clips_per_video=2,
+        num_faces=2,
+        face_size=face_size,
+        seconds=(2.0, 4.0),
+        shard_samples=32,
+        seed=7,
+    )
     return make_shard_set(out, spec)
 
 
 def loader_cfg(shards: Path, face_size: int, batches: int, workers: int = 4) -> dict:
-    return {"shards": [str(shards)], "k": 2, "batch_size": 24, "face_size": face_size, "crop_seconds": 2.0,
-            "buffer_size": 120, "num_workers": workers, "steps_per_epoch": batches, "seed": 25}
+    return {
+        "shards": [str(shards)],
+        "k": 2,
+        "batch_size": 24,
+        "face_size": face_size,
+        "crop_seconds": 2.0,
+        "buffer_size": 120,
+        "num_workers": workers,
+        "steps_per_epoch": batches,
+        "seed": 25,
+    }
 
 
 def check_loader(device: str, shards: Path, face_size: int, batches: int) -> dict:
@@ -150,8 +179,9 @@ def check_loader(device: str, shards: Path, face_size: int, batches: int) -> dic
     out, first = {}, {}
     for name, face_decoder in (("dali_threads", "dali"), ("pil_processes", "pil")):
         workers = 4 if device == "cuda" else 2
-        with TupleLoader({**loader_cfg(shards, face_size, batches, workers), "face_decoder": face_decoder},
-                         device=device) as loader:
+        with TupleLoader(
+            {**loader_cfg(shards, face_size, batches, workers), "face_decoder": face_decoder}, device=device
+        ) as loader:
             it = iter(loader)
             first[name] = [next(it) for _ in range(min(2, batches))]  # warm-up: workers, DALI, caches
             sync(device)
@@ -160,16 +190,23 @@ def check_loader(device: str, shards: Path, face_size: int, batches: int) -> dic
             sync(device)
             seconds = time.perf_counter() - t0
             report = loader.report()
-        out[name] = {"tuples_per_s": tuples / max(seconds, 1e-9), "tuples": tuples,
-                     **{k: report.get(k) for k in ("face_decoder", "decode_workers", "dali_fallback_batches")}}
+        out[name] = {
+            "tuples_per_s": tuples / max(seconds, 1e-9),
+            "tuples": tuples,
+            **{k: report.get(k) for k in ("face_decoder", "decode_workers", "dali_fallback_batches")},
+        }
     pairs = list(zip(first["dali_threads"], first["pil_processes"]))
-    out["same_plan"] = all(torch.equal(a[k].cpu(), b[k].cpu()) for a, b in pairs
-                           for k in ("anchor_index", "candidate_index", "label"))
+    out["same_plan"] = all(
+        torch.equal(a[k].cpu(), b[k].cpu()) for a, b in pairs for k in ("anchor_index", "candidate_index", "label")
+    )
     out["faces_max_abs"] = max(float((a["faces"].cpu() - b["faces"].cpu()).abs().max()) for a, b in pairs)
     out["batch_devices"] = sorted({str(v.device) for a, _ in pairs for v in a.values() if torch.is_tensor(v)})
     out["dali_vs_pil_speed"] = out["dali_threads"]["tuples_per_s"] / max(out["pil_processes"]["tuples_per_s"], 1e-9)
-    out["ok"] = (out["same_plan"] and out["dali_threads"]["dali_fallback_batches"] == 0
-                 and out["dali_threads"]["face_decoder"] == ("dali-gpu" if device == "cuda" else "dali-cpu"))
+    out["ok"] = (
+        out["same_plan"]
+        and out["dali_threads"]["dali_fallback_batches"] == 0
+        and out["dali_threads"]["face_decoder"] == ("dali-gpu" if device == "cuda" else "dali-cpu")
+    )
     return out
 
 
@@ -178,16 +215,33 @@ def train_config(shards: Path, run_dir: Path, model: str, device: str, steps: in
     if full:  # the papers' backbones at 112 px faces
         model_cfg.update(face_backbone="resnet18", voice_backbone="seresnet34", generator_hidden=256)
     else:
-        model_cfg.update(face_backbone="tiny", voice_backbone="tiny", generator_hidden=64, embed_dim=32,
-                         attn_channels=16, **({"cbp_dim": 128} if model == "aicanet" else {}))
+        model_cfg.update(
+            face_backbone="tiny",
+            voice_backbone="tiny",
+            generator_hidden=64,
+            embed_dim=32,
+            attn_channels=16,
+            **({"cbp_dim": 128} if model == "aicanet" else {}),
+        )
     return {
-        "data": {**loader_cfg(shards, 112 if full else 32, steps, 4 if full else 2), "direction": "both",
-                 **({"face_decoder": "pil"} if device == "cpu" else {})},
+        "data": {
+            **loader_cfg(shards, 112 if full else 32, steps, 4 if full else 2),
+            "direction": "both",
+            **({"face_decoder": "pil"} if device == "cpu" else {}),
+        },
         "model": model_cfg,
         "optim": {"milestones": [1000]},
-        "train": {"epochs": 1, "max_steps": steps, "output_dir": str(run_dir), "device": device,
-                  "mixed_precision": "bf16" if device == "cuda" else "no", "log_every": max(1, min(20, steps)),
-                  "progress": False, "log_with": [], "val_data": None},
+        "train": {
+            "epochs": 1,
+            "max_steps": steps,
+            "output_dir": str(run_dir),
+            "device": device,
+            "mixed_precision": "bf16" if device == "cuda" else "no",
+            "log_every": max(1, min(20, steps)),
+            "progress": False,
+            "log_with": [],
+            "val_data": None,
+        },
     }
 
 
@@ -198,9 +252,17 @@ class GpuSampler:
         self.samples: list[tuple[float, float]] = []
         self._proc = None
         if enabled:
-            self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
-                                           "--format=csv,noheader,nounits", "-lms", "250"],
-                                          stdout=subprocess.PIPE, text=True)
+            self._proc = subprocess.Popen(
+                [
+                    "nvidia-smi",
+                    "--query-gpu=utilization.gpu,memory.used",
+                    "--format=csv,noheader,nounits",
+                    "-lms",
+                    "250",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             self._thread = threading.Thread(target=self._read, daemon=True)
             self._thread.start()
 
@@ -219,10 +281,12 @@ class GpuSampler:
         self._proc.terminate()
         self._proc.wait(timeout=10)
         busy = [u for u, _ in self.samples if u > 0]
-        return {"gpu_util_mean": float(np.mean([u for u, _ in self.samples])) if self.samples else None,
-                "gpu_util_mean_busy": float(np.mean(busy)) if busy else None,
-                "smi_samples": len(self.samples),
-                "smi_peak_mem_mib": max((m for _, m in self.samples), default=None)}
+        return {
+            "gpu_util_mean": float(np.mean([u for u, _ in self.samples])) if self.samples else None,
+            "gpu_util_mean_busy": float(np.mean(busy)) if busy else None,
+            "smi_samples": len(self.samples),
+            "smi_peak_mem_mib": max((m for _, m in self.samples), default=None),
+        }
 
 
 def run_training(cfg: dict, log_path: Path, timeout: int, sample_gpu: bool) -> dict:
@@ -238,9 +302,14 @@ def run_training(cfg: dict, log_path: Path, timeout: int, sample_gpu: bool) -> d
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         try:
-            rc = subprocess.run([sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(config)],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode
+            rc = subprocess.run(
+                [sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(config)],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            ).returncode
         except subprocess.TimeoutExpired:
             rc = 124
     wall = time.perf_counter() - t0
@@ -252,8 +321,11 @@ def run_training(cfg: dict, log_path: Path, timeout: int, sample_gpu: bool) -> d
     start = next((r for r in rows if r.get("event") == "start"), {})
     losses = [v for r in train_rows for k, v in r.items() if k.startswith("loss/")]
     return {
-        "rc": rc, "wall_s": wall, "steps": train_rows[-1]["step"] if train_rows else 0,
-        "device": start.get("device"), "mixed_precision": start.get("mixed_precision"),
+        "rc": rc,
+        "wall_s": wall,
+        "steps": train_rows[-1]["step"] if train_rows else 0,
+        "device": start.get("device"),
+        "mixed_precision": start.get("mixed_precision"),
         "losses_finite": bool(losses) and all(math.isfinite(v) for v in losses),
         "last_loss_total": train_rows[-1].get("loss/total") if train_rows else None,
         "tuples_per_s": float(np.mean([r["tuples_per_s"] for r in steady])) if steady else None,
@@ -265,8 +337,7 @@ def run_training(cfg: dict, log_path: Path, timeout: int, sample_gpu: bool) -> d
     }
 
 
-def check_training(device: str, shards: Path, work: Path, steps: int, cpu_steps: int, full: bool,
-                   timeout: int) -> dict:
+def check_training(device: str, shards: Path, work: Path, steps: int, cpu_steps: int, full: bool, timeout: int) -> dict:
     """``on_device``: ``steps`` steps on ``device``; ``on_cpu``: ``cpu_steps`` on CPU, same config."""
     out = {}
     for model in MODELS:
@@ -275,13 +346,19 @@ def check_training(device: str, shards: Path, work: Path, steps: int, cpu_steps:
         for label, run_device, run_steps in plan:
             run_dir = work / f"{label}_{model}"
             shutil.rmtree(run_dir, ignore_errors=True)  # this script's own folder: start afresh
-            runs[label] = run_training(train_config(shards, run_dir, model, run_device, run_steps, full),
-                                       work / f"{label}_{model}.log", timeout, sample_gpu=run_device == "cuda")
+            runs[label] = run_training(
+                train_config(shards, run_dir, model, run_device, run_steps, full),
+                work / f"{label}_{model}.log",
+                timeout,
+                sample_gpu=run_device == "cuda",
+            )
         on_device = runs["on_device"]
         on_cpu = runs.setdefault("on_cpu", on_device)  # smoke mode: the device run is the CPU run
-        out[model] = {**runs,
-                      "speedup_vs_cpu": (on_device["tuples_per_s"] or 0) / max(on_cpu["tuples_per_s"] or 0, 1e-9),
-                      "ok": on_device["rc"] == 0 and on_device["steps"] == steps and on_device["losses_finite"]}
+        out[model] = {
+            **runs,
+            "speedup_vs_cpu": (on_device["tuples_per_s"] or 0) / max(on_cpu["tuples_per_s"] or 0, 1e-9),
+            "ok": on_device["rc"] == 0 and on_device["steps"] == steps and on_device["losses_finite"],
+        }
     return out
 
 
@@ -298,8 +375,7 @@ def attempt(fn, *args) -> dict:
         return {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:400]}"}
 
 
-def run(device: str, steps: int, out: Path, work: Path, cpu_steps: int, loader_batches: int,
-        timeout: int) -> dict:
+def run(device: str, steps: int, out: Path, work: Path, cpu_steps: int, loader_batches: int, timeout: int) -> dict:
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no CUDA device (driver? docker --gpus all?)")
     full = device == "cuda"
@@ -307,7 +383,10 @@ def run(device: str, steps: int, out: Path, work: Path, cpu_steps: int, loader_b
     work.mkdir(parents=True, exist_ok=True)
     shards = make_shards(work / "shards", face_size)
     result = {
-        "device": device, "steps": steps, "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+        "device": device,
+        "steps": steps,
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
         "decode": attempt(check_decode, device),
         "recovery": attempt(check_recovery, device),
@@ -327,13 +406,22 @@ def run(device: str, steps: int, out: Path, work: Path, cpu_steps: int, loader_b
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                    help="cuda: the real check; cpu: smoke mode (DALI cpu backend, tiny models)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cuda: the real check; cpu: smoke mode (DALI cpu backend, tiny models)",
+    )
     ap.add_argument("--steps", type=int, default=200, help="optimiser steps of each device training run")
-    ap.add_argument("--cpu-steps", type=int, default=None, help="steps of the CPU comparison runs "
-                                                                "(default: 10 with cuda; none in cpu mode)")
+    ap.add_argument(
+        "--cpu-steps",
+        type=int,
+        default=None,
+        help="steps of the CPU comparison runs (default: 10 with cuda; none in cpu mode)",
+    )
     ap.add_argument("--loader-batches", type=int, default=None, help="batches per loader timing (default 40 / 4)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_check.json")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "gpu_check", help="shards, runs and logs")

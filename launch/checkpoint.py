@@ -59,8 +59,12 @@ def capture_rng_state() -> dict:
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -71,8 +75,15 @@ def capture_rng_state() -> dict:
 def restore_rng_state(state: dict) -> None:
     random.setstate(_as_tuple(state["python"]))
     np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["key"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["key"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -94,13 +105,17 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def model_payload(model: torch.nn.Module, model_config: dict, data_config: dict, epoch: float,
-                  step: int) -> dict:
+def model_payload(model: torch.nn.Module, model_config: dict, data_config: dict, epoch: float, step: int) -> dict:
     """The evaluation contract (ARCHITECTURE.md, train brief): plain dict of plain types."""
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    return {"format": MODEL_FORMAT, "model_config": dict(model_config),
-            "data_config": complete_data_config(data_config),
-            "state_dict": state, "epoch": float(epoch), "step": int(step)}
+    return {
+        "format": MODEL_FORMAT,
+        "model_config": dict(model_config),
+        "data_config": complete_data_config(data_config),
+        "state_dict": state,
+        "epoch": float(epoch),
+        "step": int(step),
+    }
 
 
 def complete_data_config(data_config: dict | None) -> dict:
@@ -141,21 +156,31 @@ class CheckpointWriter:
                 shutil.rmtree(stale, ignore_errors=True)
         self.barrier()
 
-    def save(self, name: str, *, model: dict, trainer: dict | None, rank_state: dict | None,
-             meta: dict, mark_latest: bool = True) -> Path:
+    def save(
+        self,
+        name: str,
+        *,
+        model: dict,
+        trainer: dict | None,
+        rank_state: dict | None,
+        meta: dict,
+        mark_latest: bool = True,
+    ) -> Path:
         """Write checkpoint ``name``; a storage fault is a CheckpointError naming the path and cause
         (disk full, read-only), and the previous checkpoints stay as they were."""
         try:
-            return self._save(name, model=model, trainer=trainer, rank_state=rank_state, meta=meta,
-                              mark_latest=mark_latest)
+            return self._save(
+                name, model=model, trainer=trainer, rank_state=rank_state, meta=meta, mark_latest=mark_latest
+            )
         except (OSError, RuntimeError) as exc:
             if isinstance(exc, CheckpointError):
                 raise
             shutil.rmtree(self.root / f".tmp-{name}", ignore_errors=True)
             raise CheckpointError(describe_storage_fault(exc, self.root / name, "write checkpoint")) from None
 
-    def _save(self, name: str, *, model: dict, trainer: dict | None, rank_state: dict | None,
-              meta: dict, mark_latest: bool) -> Path:
+    def _save(
+        self, name: str, *, model: dict, trainer: dict | None, rank_state: dict | None, meta: dict, mark_latest: bool
+    ) -> Path:
         tmp = self.root / f".tmp-{name}"
         final = self.root / name
         if self.is_main:
@@ -168,9 +193,11 @@ class CheckpointWriter:
             torch.save(model, tmp / MODEL_FILE)
             if trainer is not None:
                 torch.save(trainer, tmp / TRAINER_FILE)
-            (tmp / "meta.json").write_text(json.dumps(
-                {**meta, "world_size": self.world_size, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
-                indent=2))
+            (tmp / "meta.json").write_text(
+                json.dumps(
+                    {**meta, "world_size": self.world_size, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2
+                )
+            )
         self.barrier()
         if self.is_main:
             if final.exists():  # re-saving the same name (e.g. best): swap, then delete the old one
@@ -190,7 +217,7 @@ class CheckpointWriter:
     def _prune(self) -> None:
         latest = read_latest(self.root)
         steps = sorted(p for p in self.root.glob("step-*") if p.is_dir())
-        for old in steps[:-self.keep_last]:
+        for old in steps[: -self.keep_last]:
             if old != latest:
                 shutil.rmtree(old, ignore_errors=True)
 
@@ -245,8 +272,10 @@ def latest_intact(root: str | Path, warn=None) -> Path | None:
         if not damaged:
             return candidate
         if warn is not None:
-            warn(f"warning: checkpoint {candidate} is damaged ({', '.join(damaged)} cannot be read); "
-                 f"falling back to the previous one")
+            warn(
+                f"warning: checkpoint {candidate} is damaged ({', '.join(damaged)} cannot be read); "
+                f"falling back to the previous one"
+            )
     return None
 
 
@@ -267,8 +296,10 @@ def resolve_resume(resume: str | None, checkpoint_root: Path, warn=_stderr) -> P
             return None
         found = latest_intact(checkpoint_root, warn)
         if found is None:
-            raise CheckpointError(f"no intact checkpoint under {checkpoint_root} (every one is damaged); "
-                                  f"start a fresh run with another train.output_dir")
+            raise CheckpointError(
+                f"no intact checkpoint under {checkpoint_root} (every one is damaged); "
+                f"start a fresh run with another train.output_dir"
+            )
         return found
     path = Path(resume)
     if path.is_file() and path.name in (MODEL_FILE, TRAINER_FILE):
@@ -282,7 +313,8 @@ def resolve_resume(resume: str | None, checkpoint_root: Path, warn=_stderr) -> P
         raise CheckpointError(
             f"train.resume={resume}: not a checkpoint folder (expected {TRAINER_FILE} inside). "
             f"Use train.resume=auto to continue the run in train.output_dir, or point at "
-            f"<output_dir>/checkpoints/step-NNNNNNNNN")
+            f"<output_dir>/checkpoints/step-NNNNNNNNN"
+        )
     return path
 
 
@@ -305,7 +337,8 @@ def load_trainer_state(ckpt_dir: Path, rank: int, world_size: int) -> tuple[dict
             f"{ckpt_dir} was written by {saved_world} processes but this run has {world_size}. "
             f"The loader's per-rank stream position cannot be re-split exactly; resume with "
             f"--num_processes {saved_world}, or start a new run from its weights "
-            f"(model.pt) with a fresh output_dir.")
+            f"(model.pt) with a fresh output_dir."
+        )
     return _load(ckpt_dir / MODEL_FILE), trainer, _load(ckpt_dir / f"rank-{rank:05d}.pt")
 
 
@@ -328,8 +361,9 @@ def read_model_file(path: str | Path, mmap: bool = False) -> dict:
             else:
                 raise CheckpointError(f"{path}: run folder without any checkpoint")
         else:
-            raise CheckpointError(f"{path}: no {MODEL_FILE} here (give a checkpoint folder, a run "
-                                  f"folder or a {MODEL_FILE} file)")
+            raise CheckpointError(
+                f"{path}: no {MODEL_FILE} here (give a checkpoint folder, a run folder or a {MODEL_FILE} file)"
+            )
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     payload = _load(path, mmap=mmap)
@@ -349,14 +383,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     return model_from_payload(read_model_file(path), device, source=path)
 
 
-def model_from_payload(payload: dict, device: str | torch.device = "cpu",
-                       source: str | Path = "checkpoint") -> torch.nn.Module:
+def model_from_payload(
+    payload: dict, device: str | torch.device = "cpu", source: str | Path = "checkpoint"
+) -> torch.nn.Module:
     """The model of a :func:`read_model_file` payload with its weights, in eval mode on ``device``."""
     import models  # launch depends on models, never the reverse
 
     model = models.build_model(dict(payload["model_config"]))
     missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{source}: weights do not fit the model built from its own config "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise CheckpointError(
+            f"{source}: weights do not fit the model built from its own config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model.to(device).eval()

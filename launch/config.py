@@ -81,11 +81,13 @@ def _trackers(v):
 def _no_unused_search(v):
     if not v:
         return None
-    return ("is not supported: the discriminator's loss is computed in model.loss(), outside the DDP "
-            "forward, so DDP would mark the discriminator's parameters unused and then fail when their "
-            "gradients arrive ('mark a variable ready only once'). It is not needed either: every model "
-            "config gives every trainable parameter a gradient each step (frozen modules are left out of "
-            "DDP); set train.find_unused_parameters=false")
+    return (
+        "is not supported: the discriminator's loss is computed in model.loss(), outside the DDP "
+        "forward, so DDP would mark the discriminator's parameters unused and then fail when their "
+        "gradients arrive ('mark a variable ready only once'). It is not needed either: every model "
+        "config gives every trainable parameter a gradient each step (frozen modules are left out of "
+        "DDP); set train.find_unused_parameters=false"
+    )
 
 
 NUM = (int, float)
@@ -101,23 +103,36 @@ PAPER_LR = {
 }
 
 OPTIM_SCHEMA: dict[str, Field] = {
-    "lr": Field(None, (dict,), "initial learning rate per module group (AICANet Table I)",
-                children={g: Field(PAPER_LR[g], NUM, f"initial lr of the {g} group", check=_non_negative)
-                          for g in MODULE_GROUPS}),
-    "lr_scale": Field(1.0, NUM, "multiplies every lr; the paper presets keep Table I in lr and set 0.1, the "
-                                "rates the authors' code trained at (docs/TRAINING.md)", check=_positive),
-    "betas": Field([0.9, 0.999], (list,), "Adam betas of the main optimiser (paper: momentum 0.9)",
-                   check=_betas),
-    "disc_betas": Field([0.9, 0.999], (list,),
-                        "Adam betas of the discriminator optimiser (paper 0.9; authors' code 0.5)",
-                        check=_betas),
+    "lr": Field(
+        None,
+        (dict,),
+        "initial learning rate per module group (AICANet Table I)",
+        children={
+            g: Field(PAPER_LR[g], NUM, f"initial lr of the {g} group", check=_non_negative) for g in MODULE_GROUPS
+        },
+    ),
+    "lr_scale": Field(
+        1.0,
+        NUM,
+        "multiplies every lr; the paper presets keep Table I in lr and set 0.1, the "
+        "rates the authors' code trained at (docs/TRAINING.md)",
+        check=_positive,
+    ),
+    "betas": Field([0.9, 0.999], (list,), "Adam betas of the main optimiser (paper: momentum 0.9)", check=_betas),
+    "disc_betas": Field(
+        [0.9, 0.999], (list,), "Adam betas of the discriminator optimiser (paper 0.9; authors' code 0.5)", check=_betas
+    ),
     "weight_decay": Field(5e-4, NUM, "L2 weight decay inside Adam (paper: 0.0005)", check=_non_negative),
     "eps": Field(1e-8, NUM, "Adam epsilon", check=_positive),
-    "milestones": Field([25, 40], (list,), "epochs at which every lr is multiplied by gamma",
-                        check=_milestones),
+    "milestones": Field([25, 40], (list,), "epochs at which every lr is multiplied by gamma", check=_milestones),
     "gamma": Field(0.1, NUM, "lr decay factor at each milestone (paper: 0.1)", check=_positive),
-    "grad_clip": Field(None, NUM, "max global grad norm per optimiser step; null = off "
-                                  "(the authors' clipping is a no-op)", nullable=True, check=_positive),
+    "grad_clip": Field(
+        None,
+        NUM,
+        "max global grad norm per optimiser step; null = off (the authors' clipping is a no-op)",
+        nullable=True,
+        check=_positive,
+    ),
 }
 
 TRAIN_SCHEMA: dict[str, Field] = {
@@ -125,41 +140,66 @@ TRAIN_SCHEMA: dict[str, Field] = {
     "seed": Field(25, (int,), "seed for model init, dropout and the loader's tuple stream"),
     "output_dir": Field("runs/default", (str,), "run folder: checkpoints/, logs, resolved config"),
     # "auto" or a path; existence is checked when the run starts (launch.checkpoint.resolve_resume)
-    "resume": Field(None, (str,), "auto (latest checkpoint in output_dir) or a checkpoint path",
-                    nullable=True),
-    "mixed_precision": Field("auto", (str,), "auto = bf16 on a CUDA device that supports it, else no",
-                             choices=("auto", "no", "bf16")),
+    "resume": Field(None, (str,), "auto (latest checkpoint in output_dir) or a checkpoint path", nullable=True),
+    "mixed_precision": Field(
+        "auto", (str,), "auto = bf16 on a CUDA device that supports it, else no", choices=("auto", "no", "bf16")
+    ),
     "grad_accum_steps": Field(1, (int,), "micro-batches per optimiser step", check=_positive),
-    "max_steps": Field(None, (int,), "stop after this many optimiser steps (quick checks)",
-                       nullable=True, check=_positive),
+    "max_steps": Field(
+        None, (int,), "stop after this many optimiser steps (quick checks)", nullable=True, check=_positive
+    ),
     "log_every": Field(10, (int,), "optimiser steps between log rows", check=_positive),
-    "checkpoint_every": Field(0, (int,), "optimiser steps between periodic checkpoints; 0 = only at "
-                                         "the end of each epoch", check=_non_negative),
-    "keep_last": Field(2, (int,), "periodic/epoch checkpoints kept (best is kept separately)",
-                       check=_positive),
-    "val_data": Field(None, (str, list), "validation split folder <out>/<dataset>/val (its eval.zarr "
-                                         "is scored); null = no validation and no best checkpoint",
-                      nullable=True),
-    "val_every": Field(1, (int,), "epochs between validations (also at the end of training)",
-                       check=_positive),
-    "val_min_trials": Field(1000, (int,), "validation trials per direction; a small val split adds "
-                                          "seeded trial sets until reached", check=_positive),
-    "val_batch_size": Field(64, (int,), "tuples per validation scoring batch (does not change results)",
-                            check=_positive),
-    "val_k": Field(None, (int,), "candidates per validation tuple; null = the model's K",
-                   nullable=True, check=_positive),
+    "checkpoint_every": Field(
+        0,
+        (int,),
+        "optimiser steps between periodic checkpoints; 0 = only at the end of each epoch",
+        check=_non_negative,
+    ),
+    "keep_last": Field(2, (int,), "periodic/epoch checkpoints kept (best is kept separately)", check=_positive),
+    "val_data": Field(
+        None,
+        (str, list),
+        "validation split folder <out>/<dataset>/val (its eval.zarr "
+        "is scored); null = no validation and no best checkpoint",
+        nullable=True,
+    ),
+    "val_every": Field(1, (int,), "epochs between validations (also at the end of training)", check=_positive),
+    "val_min_trials": Field(
+        1000,
+        (int,),
+        "validation trials per direction; a small val split adds seeded trial sets until reached",
+        check=_positive,
+    ),
+    "val_batch_size": Field(
+        64, (int,), "tuples per validation scoring batch (does not change results)", check=_positive
+    ),
+    "val_k": Field(
+        None, (int,), "candidates per validation tuple; null = the model's K", nullable=True, check=_positive
+    ),
     "val_seed": Field(1234, (int,), "seed of the fixed validation trials"),
-    "device": Field("auto", (str,), "auto = CUDA when torch sees a GPU, else CPU (a multi-process CPU "
-                                    "fallback warns); cuda = a GPU or a clear error; cpu = CPU on purpose",
-                    choices=("auto", "cpu", "cuda")),
+    "device": Field(
+        "auto",
+        (str,),
+        "auto = CUDA when torch sees a GPU, else CPU (a multi-process CPU "
+        "fallback warns); cuda = a GPU or a clear error; cpu = CPU on purpose",
+        choices=("auto", "cpu", "cuda"),
+    ),
     "cpu": Field(False, (bool,), "old spelling of train.device=cpu (kept for existing presets)"),
-    "cudnn_benchmark": Field(True, (bool,), "cuDNN autotuner on CUDA (fixed crop shapes; each unique-item "
-                                            "count is tuned once)"),
-    "log_with": Field(["tensorboard"], (list,), "Accelerate experiment trackers beside the JSONL log "
-                                                "(tensorboard, wandb, mlflow, ...); [] = JSONL only",
-                      check=_trackers),
-    "find_unused_parameters": Field(False, (bool,), "must stay false: DDP cannot find unused parameters "
-                                                    "here (see the error for why)", check=_no_unused_search),
+    "cudnn_benchmark": Field(
+        True, (bool,), "cuDNN autotuner on CUDA (fixed crop shapes; each unique-item count is tuned once)"
+    ),
+    "log_with": Field(
+        ["tensorboard"],
+        (list,),
+        "Accelerate experiment trackers beside the JSONL log (tensorboard, wandb, mlflow, ...); [] = JSONL only",
+        check=_trackers,
+    ),
+    "find_unused_parameters": Field(
+        False,
+        (bool,),
+        "must stay false: DDP cannot find unused parameters here (see the error for why)",
+        check=_no_unused_search,
+    ),
     "progress": Field(True, (bool,), "tqdm progress bar on the main process"),
 }
 
@@ -256,19 +296,16 @@ def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
 def apply_override(cfg: dict, assignment: str) -> None:
     """Apply one ``section.key[.subkey]=value`` in place."""
     if "=" not in assignment:
-        raise ConfigError(f"override {assignment!r} must look like section.key=value, "
-                          f"e.g. train.epochs=5")
+        raise ConfigError(f"override {assignment!r} must look like section.key=value, e.g. train.epochs=5")
     dotted, text = assignment.split("=", 1)
     parts = dotted.strip().split(".")
     if len(parts) < 2 or parts[0] not in SECTIONS or not all(parts):
-        raise ConfigError(f"override {assignment!r}: key must be section.key with section one of "
-                          f"{', '.join(SECTIONS)}")
+        raise ConfigError(f"override {assignment!r}: key must be section.key with section one of {', '.join(SECTIONS)}")
     node = cfg.setdefault(parts[0], {})
     for i, part in enumerate(parts[1:-1], start=1):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {assignment!r}: {'.'.join(parts[:i + 1])} is a value, "
-                              f"not a section")
+            raise ConfigError(f"override {assignment!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
         node = child
     node[parts[-1]] = parse_value(text)
 
@@ -300,13 +337,13 @@ def _validate_fields(values: dict, schema: dict[str, Field], where: str) -> dict
             continue
         ok_type = isinstance(value, spec.types) and not (isinstance(value, bool) and bool not in spec.types)
         if not ok_type:
-            raise ConfigError(f"{key}={value!r} has type {type(value).__name__}; expected "
-                              f"{_type_name(spec.types)} ({spec.doc})")
+            raise ConfigError(
+                f"{key}={value!r} has type {type(value).__name__}; expected {_type_name(spec.types)} ({spec.doc})"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}={value!r} must be finite")
         if spec.choices is not None and value not in spec.choices:
-            raise ConfigError(f"{key}={value!r} is not allowed; allowed values: "
-                              f"{', '.join(map(str, spec.choices))}")
+            raise ConfigError(f"{key}={value!r} is not allowed; allowed values: {', '.join(map(str, spec.choices))}")
         if spec.check is not None:
             problem = spec.check(value)
             if problem:
@@ -336,8 +373,10 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("model.name is required; allowed values: baseline, aicanet, bianet")
     k_model, k_data = model.get("num_candidates"), data.get("k")
     if k_model is not None and k_data is not None and k_model != k_data:
-        raise ConfigError(f"model.num_candidates={k_model} but data.k={k_data}: the classifier is "
-                          f"built for the K the loader produces; set both to the same value")
+        raise ConfigError(
+            f"model.num_candidates={k_model} but data.k={k_data}: the classifier is "
+            f"built for the K the loader produces; set both to the same value"
+        )
     if k_model is None and k_data is not None:
         model["num_candidates"] = k_data
     if k_data is None and k_model is not None:

@@ -50,18 +50,27 @@ DEFAULT_META = str(meta_file("voxceleb1"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m launch.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", nargs="+", default=[],
-                   help="checkpoint folder(s), run folder(s), model.pt file(s) or exported Hub folder(s); "
-                        "several -> comparison table")
-    p.add_argument("--names", nargs="+",
-                   help="row names for the checkpoints (default: folder names); checkpoints given the same name "
-                        "form one row, each column from the checkpoint whose head was trained for it "
-                        "(the K = 2, K = 10 and K = 1 trainings of one model)")
+    p = argparse.ArgumentParser(
+        prog="python -m launch.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=[],
+        help="checkpoint folder(s), run folder(s), model.pt file(s) or exported Hub folder(s); "
+        "several -> comparison table",
+    )
+    p.add_argument(
+        "--names",
+        nargs="+",
+        help="row names for the checkpoints (default: folder names); checkpoints given the same name "
+        "form one row, each column from the checkpoint whose head was trained for it "
+        "(the K = 2, K = 10 and K = 1 trainings of one model)",
+    )
     p.add_argument("--data", required=True, help="ingest output root holding <dataset>/<split>/eval.zarr")
-    p.add_argument("--protocol", default="wen1251", choices=sorted(PROTOCOLS),
-                   help="which splits to use (see docs/EVALUATION.md)")
+    p.add_argument(
+        "--protocol", default="wen1251", choices=sorted(PROTOCOLS), help="which splits to use (see docs/EVALUATION.md)"
+    )
     p.add_argument("--test-split", help="override the protocol's test split folder")
     p.add_argument("--val-split", help="override the protocol's validation split folder (threshold)")
     p.add_argument("--train-split", help="override the training split folder (identity-disjointness check)")
@@ -69,38 +78,72 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("trials")
     g.add_argument("--trials", help="existing test trial file (skips generation)")
     g.add_argument("--val-trials", help="existing validation trial file (skips generation)")
-    g.add_argument("--import-list", nargs="+", default=[],
-                   help="published list(s) to evaluate instead of generated test trials (one per direction)")
+    g.add_argument(
+        "--import-list",
+        nargs="+",
+        default=[],
+        help="published list(s) to evaluate instead of generated test trials (one per direction)",
+    )
     g.add_argument("--meta", default=DEFAULT_META, help="vox1_meta.csv for name -> id mapping of imported lists")
-    g.add_argument("--face-fallback", default="video", choices=("video", "identity"),
-                   help="how imported face paths without a clip resolve (see launch/eval/importers.py)")
+    g.add_argument(
+        "--face-fallback",
+        default="video",
+        choices=("video", "identity"),
+        help="how imported face paths without a clip resolve (see launch/eval/importers.py)",
+    )
     g.add_argument("--seed", type=int, default=0, help="trial generation seed")
-    g.add_argument("--trial-mode", default="strict", choices=TRIAL_MODES,
-                   help="strict (default: positive from another video, one row per probe) or authors (the "
-                        "authors' published lists: 8 probes x 50 rows per identity, V-F positive from the "
-                        "voice's own video); use authors when comparing with the papers' tables")
-    g.add_argument("--probes-per-identity", type=int, default=50,
-                   help="probes per identity and direction (strict mode)")
+    g.add_argument(
+        "--trial-mode",
+        default="strict",
+        choices=TRIAL_MODES,
+        help="strict (default: positive from another video, one row per probe) or authors (the "
+        "authors' published lists: 8 probes x 50 rows per identity, V-F positive from the "
+        "voice's own video); use authors when comparing with the papers' tables",
+    )
+    g.add_argument(
+        "--probes-per-identity", type=int, default=50, help="probes per identity and direction (strict mode)"
+    )
     g.add_argument("--max-k", type=int, default=10, help="largest K of the 1:K curve (nested negatives)")
     g.add_argument("--gender-matched", action="store_true", help="negatives of the probe's gender (G lists)")
-    g.add_argument("--positive-video", default="different", choices=POSITIVE_VIDEO_RULES,
-                   help="positive from a different (default), the same, or any video of the probe (strict mode)")
-    g.add_argument("--allow-seen-identities", action="store_true",
-                   help="do not fail when trial identities occur in the training split")
+    g.add_argument(
+        "--positive-video",
+        default="different",
+        choices=POSITIVE_VIDEO_RULES,
+        help="positive from a different (default), the same, or any video of the probe (strict mode)",
+    )
+    g.add_argument(
+        "--allow-seen-identities",
+        action="store_true",
+        help="do not fail when trial identities occur in the training split",
+    )
     g.add_argument("--trials-only", action="store_true", help="write the trial files and stop")
     s = p.add_argument_group("scoring")
     s.add_argument("--batch-size", type=int, default=64, help="tuples per model call (results do not depend on it)")
-    s.add_argument("--scoring", default="head", choices=SCORING_METHODS,
-                   help="head (default, the papers' scorer) = the model's own classifier, only for the K it was "
-                        "trained for; embedding = cosine of shared embeddings (BIANet: minus w x the reverse "
-                        "cosine), any K; auto = head where it fits K, embedding elsewhere")
-    s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="torch device for scoring (default: cuda if available, else cpu)")
-    s.add_argument("--audio-seconds", type=float, help="evaluation audio window in s (default: the checkpoint data config crop_seconds)")
+    s.add_argument(
+        "--scoring",
+        default="head",
+        choices=SCORING_METHODS,
+        help="head (default, the papers' scorer) = the model's own classifier, only for the K it was "
+        "trained for; embedding = cosine of shared embeddings (BIANet: minus w x the reverse "
+        "cosine), any K; auto = head where it fits K, embedding elsewhere",
+    )
+    s.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="torch device for scoring (default: cuda if available, else cpu)",
+    )
+    s.add_argument(
+        "--audio-seconds",
+        type=float,
+        help="evaluation audio window in s (default: the checkpoint data config crop_seconds)",
+    )
     s.add_argument("--face-size", type=int, help="face input size (default: the checkpoint's data config)")
     s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the 95%% CIs")
-    s.add_argument("--export-embeddings", action="store_true",
-                   help="also write <out>/embeddings/<name>-test.zarr for launch.retrieve")
+    s.add_argument(
+        "--export-embeddings",
+        action="store_true",
+        help="also write <out>/embeddings/<name>-test.zarr for launch.retrieve",
+    )
     s.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
 
@@ -129,11 +172,18 @@ def trial_options(args) -> TrialOptions:
     """The trial rules the flags ask for (one-line error for a contradiction)."""
     if args.trial_mode == "authors":
         if args.probes_per_identity != 50 or args.positive_video != "different":
-            raise SystemExit("error: --trial-mode authors fixes the probes (8 per identity, 50 rows) and the "
-                             "positive's video; drop --probes-per-identity / --positive-video")
+            raise SystemExit(
+                "error: --trial-mode authors fixes the probes (8 per identity, 50 rows) and the "
+                "positive's video; drop --probes-per-identity / --positive-video"
+            )
         return TrialOptions.authors(seed=args.seed, max_k=args.max_k, gender_matched=args.gender_matched)
-    return TrialOptions(seed=args.seed, probes_per_identity=args.probes_per_identity, max_k=args.max_k,
-                        gender_matched=args.gender_matched, positive_video=args.positive_video)
+    return TrialOptions(
+        seed=args.seed,
+        probes_per_identity=args.probes_per_identity,
+        max_k=args.max_k,
+        gender_matched=args.gender_matched,
+        positive_video=args.positive_video,
+    )
 
 
 def trial_path(args, out: Path, role: str) -> Path:
@@ -166,23 +216,28 @@ def prepare_trials(args, folders: dict[str, Path], stores: dict[str, EvalStore],
                 sets.append(ts)
             ts = merge_trial_sets(sets)
             if not any(ts.match.values()) and not any(ts.verify.values()):
-                raise SystemExit("error: no imported trial could be resolved against the test store; "
-                                 "see the unresolved reasons above")
+                raise SystemExit(
+                    "error: no imported trial could be resolved against the test store; "
+                    "see the unresolved reasons above"
+                )
         else:
             n_ids = feasible_max_k(store, options.gender_matched)
             opts = options
             if n_ids < options.max_k:
-                print(f"note: {_split_name(folders[role])} has {n_ids} identities"
-                      f"{' of the larger gender' if options.gender_matched else ''}; 1:K trials go up to "
-                      f"K={n_ids} instead of {options.max_k}")
+                print(
+                    f"note: {_split_name(folders[role])} has {n_ids} identities"
+                    f"{' of the larger gender' if options.gender_matched else ''}; 1:K trials go up to "
+                    f"K={n_ids} instead of {options.max_k}"
+                )
                 opts = replace(options, max_k=max(n_ids, 2))
             try:
                 ts = generate_for_store(store, opts, split=_split_name(folders[role]))
             except ValueError as exc:
                 raise SystemExit(f"error: {exc}") from None
             if not any(ts.match.values()):
-                raise SystemExit(f"error: no {role} trial could be generated from {folders[role]}; "
-                                 f"skipped: {ts.header['skipped']}")
+                raise SystemExit(
+                    f"error: no {role} trial could be generated from {folders[role]}; skipped: {ts.header['skipped']}"
+                )
         path = ts.save(trial_path(args, out, role))
         print(f"{role} trials: {path} ({ts.header['counts']}; skipped: {ts.header['skipped'] or 'none'})")
         trials[role] = ts
@@ -239,7 +294,9 @@ def check_identities(args, folders, trials) -> str:
             check_disjoint(ts, train_ids)
         except ValueError as exc:
             if not args.allow_seen_identities:
-                raise SystemExit(f"error: {role} trials: {exc} (pass --allow-seen-identities to evaluate anyway)") from None
+                raise SystemExit(
+                    f"error: {role} trials: {exc} (pass --allow-seen-identities to evaluate anyway)"
+                ) from None
             print(f"warning: {role} trials: {exc}")
             return "overlap allowed by --allow-seen-identities"
     print(f"identity disjointness: ok ({len(train_ids)} training identities in {', '.join(checked)})")
@@ -250,29 +307,57 @@ def evaluate_checkpoint(args, ckpt: str, name: str, stores, trials, out: Path) -
     from launch.checkpoint import model_from_payload
     from launch.shareable import read_payload
 
-    payload = read_payload(ckpt)           # a training checkpoint or an exported Hub folder
+    payload = read_payload(ckpt)  # a training checkpoint or an exported Hub folder
     model = model_from_payload(payload, device=args.device, source=ckpt)
     inputs = EvalInputs.from_data_config(payload.get("data_config"), args.audio_seconds, args.face_size)
     loaders = {role: ItemLoader(store, inputs) for role, store in stores.items()}
-    scorers = {role: ModelScorer(model, loaders[role], args.batch_size, args.scoring, args.device,
-                                 progress=not args.no_progress) for role in stores}
+    scorers = {
+        role: ModelScorer(
+            model, loaders[role], args.batch_size, args.scoring, args.device, progress=not args.no_progress
+        )
+        for role in stores
+    }
     t0 = time.perf_counter()
-    result = evaluate(scorers["test"], trials["test"], trials.get("val"), n_boot=args.bootstrap, seed=args.seed,
-                      val_scorer=scorers.get("val"))
-    result["checkpoint"] = {"path": str(ckpt), "epoch": payload.get("epoch"), "step": payload.get("step"),
-                            "model": payload["model_config"].get("name"),
-                            "num_candidates": payload["model_config"].get("num_candidates")}
-    result["inputs"] = {"audio_seconds": inputs.audio_seconds, "face_size": inputs.face_size,
-                        "face_frame": "middle", "audio_window": "centred, loop-padded"}
+    result = evaluate(
+        scorers["test"],
+        trials["test"],
+        trials.get("val"),
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        val_scorer=scorers.get("val"),
+    )
+    result["checkpoint"] = {
+        "path": str(ckpt),
+        "epoch": payload.get("epoch"),
+        "step": payload.get("step"),
+        "model": payload["model_config"].get("name"),
+        "num_candidates": payload["model_config"].get("num_candidates"),
+    }
+    result["inputs"] = {
+        "audio_seconds": inputs.audio_seconds,
+        "face_size": inputs.face_size,
+        "face_frame": "middle",
+        "audio_window": "centred, loop-padded",
+    }
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if args.export_embeddings:
         from launch.eval.embeddings import export_embeddings
         from launch.shareable import weights_fingerprint
 
-        path = export_embeddings(model, loaders["test"], stores["test"], out / "embeddings" / f"{name}-test.zarr",
-                                 {"checkpoint": str(Path(ckpt).resolve()), "model": result["checkpoint"]["model"],
-                                  "checkpoint_fingerprint": weights_fingerprint(payload["state_dict"])},
-                                 args.batch_size, args.device, progress=not args.no_progress)
+        path = export_embeddings(
+            model,
+            loaders["test"],
+            stores["test"],
+            out / "embeddings" / f"{name}-test.zarr",
+            {
+                "checkpoint": str(Path(ckpt).resolve()),
+                "model": result["checkpoint"]["model"],
+                "checkpoint_fingerprint": weights_fingerprint(payload["state_dict"]),
+            },
+            args.batch_size,
+            args.device,
+            progress=not args.no_progress,
+        )
         result["embeddings"] = str(path)
         print(f"embeddings: {path}")
     return result
@@ -298,7 +383,7 @@ def main(argv=None) -> int:
     if args.names and len(args.names) != len(args.checkpoint):
         raise SystemExit(f"error: {len(args.names)} --names for {len(args.checkpoint)} checkpoints")
     missing = [str(c) for c in args.checkpoint if not Path(c).exists()]
-    if missing:   # a mistyped path fails before any trial file or table is written
+    if missing:  # a mistyped path fails before any trial file or table is written
         raise SystemExit(f"error: checkpoint not found: {', '.join(missing)} (nothing written)")
     protocol = get_protocol(args.protocol)
     folders = protocol.folders(args.data, args.test_split, args.val_split, args.train_split)
@@ -315,7 +400,7 @@ def main(argv=None) -> int:
     names = args.names or [Path(c).name for c in args.checkpoint]
     from launch.checkpoint import CheckpointError
 
-    parts: dict[str, list] = {}   # row name -> [(checkpoint, result)]; one row may join several checkpoints
+    parts: dict[str, list] = {}  # row name -> [(checkpoint, result)]; one row may join several checkpoints
     failed = {}
     for i, (ckpt, name) in enumerate(zip(args.checkpoint, names)):
         print(f"== {name}: {ckpt}")
@@ -337,17 +422,31 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {exc}") from None
     if not rows:
         raise SystemExit(f"error: no checkpoint could be evaluated ({failed})")
-    meta = {"protocol": args.protocol, "description": protocol.description,
-            "splits": {r: str(f) for r, f in folders.items()},
-            "trials": {r: {"source": t.header["source"], "split": t.header["split"],
-                           "sha256": t.header["body_sha256"], "path": str(trial_path(args, out, r)),
-                           "identities": len({x["identity"] for section in (t.match, t.verify)
-                                              for rows in section.values() for x in rows}),
-                           "options": t.header.get("options"), "max_k": t.max_k,
-                           "skipped": t.header.get("skipped")}
-                       for r, t in trials.items()},
-            "identity_disjointness": disjoint, "batch_size": args.batch_size, "scoring": args.scoring,
-            "failed_checkpoints": failed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta = {
+        "protocol": args.protocol,
+        "description": protocol.description,
+        "splits": {r: str(f) for r, f in folders.items()},
+        "trials": {
+            r: {
+                "source": t.header["source"],
+                "split": t.header["split"],
+                "sha256": t.header["body_sha256"],
+                "path": str(trial_path(args, out, r)),
+                "identities": len(
+                    {x["identity"] for section in (t.match, t.verify) for rows in section.values() for x in rows}
+                ),
+                "options": t.header.get("options"),
+                "max_k": t.max_k,
+                "skipped": t.header.get("skipped"),
+            }
+            for r, t in trials.items()
+        },
+        "identity_disjointness": disjoint,
+        "batch_size": args.batch_size,
+        "scoring": args.scoring,
+        "failed_checkpoints": failed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     title = f"{args.protocol}: {protocol.description}"
     paths = write_all(out, rows, meta, title=title, multi_k=trials["test"].max_k)
     png = plot_accuracy_vs_k(rows, out / "accuracy_vs_k.png", title=title)

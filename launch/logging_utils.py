@@ -53,10 +53,14 @@ def build_trackers(names: list[str], run_dir: Path, resume_step: int | None) -> 
     trackers = []
     for name in dict.fromkeys(names):
         if name not in available:
-            hint = "pip install tensorboard" if name == "tensorboard" and not is_tensorboard_available() \
+            hint = (
+                "pip install tensorboard"
+                if name == "tensorboard" and not is_tensorboard_available()
                 else f"pip install {name.replace('_', '-')}"
-            raise TrackerError(f"train.log_with names {name!r}, which is not installed ({hint}), "
-                               f"or drop it: train.log_with=[]")
+            )
+            raise TrackerError(
+                f"train.log_with names {name!r}, which is not installed ({hint}), or drop it: train.log_with=[]"
+            )
         cls = LOGGER_TYPE_TO_CLASS[str(LoggerType(name))]
         if name == "tensorboard":
             tracker = cls("tensorboard", str(run_dir), purge_step=resume_step)
@@ -78,8 +82,14 @@ def _available_trackers() -> list:
 class RunLogger:
     """JSONL + Accelerate trackers. Create it on every process; only ``enabled`` writes."""
 
-    def __init__(self, run_dir: str | Path, enabled: bool, log_with: list[str], resume_step: int | None,
-                 hparams: dict | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        enabled: bool,
+        log_with: list[str],
+        resume_step: int | None,
+        hparams: dict | None = None,
+    ):
         self.enabled = enabled
         self.path = Path(run_dir) / LOG_FILE
         self.trackers: list = []
@@ -100,9 +110,14 @@ class RunLogger:
         if not self.enabled:
             return
         self.file.write(json.dumps(row, sort_keys=True) + "\n")
-        scalars = {key: value for key, value in row.items()
-                   if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
-                   and math.isfinite(value)}
+        scalars = {
+            key: value
+            for key, value in row.items()
+            if key != "step"
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        }
         if scalars:
             for tracker in self.trackers:
                 tracker.log(scalars, step=int(row.get("step", 0)))
@@ -123,8 +138,7 @@ def read_log(path: str | Path, event: str | None = "train") -> list[dict]:
 
 def truncate_log_after(path: Path, step: int) -> None:
     """Drop rows written after ``step`` (they belong to the part of the run being redone)."""
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text("".join(line + "\n" for line in keep))
     os.replace(tmp, path)

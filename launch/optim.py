@@ -46,7 +46,7 @@ class MilestoneDecay:
     def __call__(self, step: int) -> float:
         # A tiny tolerance so float division never places step 25*S at epoch 24.999999.
         passed = bisect.bisect_right(self.milestones, self.epoch_at(step) + 1e-9)
-        return self.gamma ** passed
+        return self.gamma**passed
 
 
 def split_param_groups(groups: dict[str, list], model: torch.nn.Module | None = None) -> dict[str, list]:
@@ -57,8 +57,9 @@ def split_param_groups(groups: dict[str, list], model: torch.nn.Module | None = 
     """
     unknown = sorted(set(groups) - set(MODULE_GROUPS))
     if unknown:
-        raise ValueError(f"model.param_groups() returned unknown group {unknown[0]!r}; "
-                         f"expected {', '.join(MODULE_GROUPS)}")
+        raise ValueError(
+            f"model.param_groups() returned unknown group {unknown[0]!r}; expected {', '.join(MODULE_GROUPS)}"
+        )
     seen: dict[int, str] = {}
     out = {}
     for name in MODULE_GROUPS:
@@ -71,8 +72,10 @@ def split_param_groups(groups: dict[str, list], model: torch.nn.Module | None = 
     if model is not None:
         missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
         if missing:
-            raise ValueError(f"{len(missing)} trainable parameters are in no param group "
-                             f"(first: {missing[0]}); they would never be updated")
+            raise ValueError(
+                f"{len(missing)} trainable parameters are in no param group "
+                f"(first: {missing[0]}); they would never be updated"
+            )
     return out
 
 
@@ -93,9 +96,16 @@ def build_optimizers(groups: dict[str, list], optim_cfg: dict):
     disc = None
     if groups.get("discriminator"):
         disc = torch.optim.Adam(
-            [{"params": groups["discriminator"], "lr": scale * float(optim_cfg["lr"]["discriminator"]),
-              "group_name": "discriminator"}],
-            betas=tuple(optim_cfg["disc_betas"]), **common)
+            [
+                {
+                    "params": groups["discriminator"],
+                    "lr": scale * float(optim_cfg["lr"]["discriminator"]),
+                    "group_name": "discriminator",
+                }
+            ],
+            betas=tuple(optim_cfg["disc_betas"]),
+            **common,
+        )
     return main, disc
 
 
@@ -103,8 +113,10 @@ def build_schedulers(optimizers, optim_cfg: dict, optimizer_steps_per_epoch: flo
     """One ``LambdaLR`` per optimiser; step them once per optimiser step, never per micro-batch."""
     return [
         torch.optim.lr_scheduler.LambdaLR(
-            opt, MilestoneDecay(optim_cfg["milestones"], optim_cfg["gamma"], optimizer_steps_per_epoch))
-        for opt in optimizers if opt is not None
+            opt, MilestoneDecay(optim_cfg["milestones"], optim_cfg["gamma"], optimizer_steps_per_epoch)
+        )
+        for opt in optimizers
+        if opt is not None
     ]
 
 

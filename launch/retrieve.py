@@ -33,19 +33,24 @@ from launch.eval.embeddings import EmbeddingStore, rank_gallery, retrieval_vecto
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m launch.retrieve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m launch.retrieve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--embeddings", required=True, help="zarr written by `launch.evaluate --export-embeddings`")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--key", help="a store key whose voice is the query")
     q.add_argument("--audio", help="a wav/flac/m4a file whose voice is the query (needs --checkpoint)")
-    q.add_argument("--map", action="store_true",
-                   help="every clip as a query: retrieval mAP V->F and F->V over the whole store")
+    q.add_argument(
+        "--map", action="store_true", help="every clip as a query: retrieval mAP V->F and F->V over the whole store"
+    )
     p.add_argument("--checkpoint", help="checkpoint that produced the embeddings (for --audio)")
     p.add_argument("--top", type=int, default=10, help="how many gallery faces to print")
     p.add_argument("--one-per-identity", action="store_true", help="rank identities (best clip of each)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="torch device for --audio queries (default: cuda if available)")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="torch device for --audio queries (default: cuda if available)",
+    )
     return p
 
 
@@ -55,8 +60,9 @@ def decode_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
     from pipeline.extract import SAMPLE_RATE, ClipError, read_audio
 
     if sample_rate != SAMPLE_RATE:
-        raise SystemExit(f"error: the embeddings were made at {sample_rate} Hz; audio queries are read at "
-                         f"{SAMPLE_RATE}")
+        raise SystemExit(
+            f"error: the embeddings were made at {sample_rate} Hz; audio queries are read at {SAMPLE_RATE}"
+        )
     if not Path(path).is_file():
         raise SystemExit(f"error: cannot read audio {path}: no such file")
     try:
@@ -76,8 +82,9 @@ def open_embeddings(path: str) -> EmbeddingStore:
         raise SystemExit(f"error: {exc}") from None
     except Exception as exc:  # not a zarr group, a foreign zarr, a truncated copy
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SystemExit(f"error: {path} is not an embeddings store written by `launch.evaluate "
-                         f"--export-embeddings` ({first})") from None
+        raise SystemExit(
+            f"error: {path} is not an embeddings store written by `launch.evaluate --export-embeddings` ({first})"
+        ) from None
 
 
 def resolve_store(emb: EmbeddingStore) -> Path:
@@ -92,13 +99,15 @@ def resolve_store(emb: EmbeddingStore) -> Path:
         if not cand:
             continue
         p = Path(cand)
-        for full in ([p] if p.is_absolute() else [base / p, Path.cwd() / p]):
+        for full in [p] if p.is_absolute() else [base / p, Path.cwd() / p]:
             tried.append(str(full))
             if full.exists():
                 return full
-    raise SystemExit(f"error: the evaluation store of {emb.path} is not where the export recorded it "
-                     f"(tried {', '.join(dict.fromkeys(tried)) or 'nothing: no store recorded'}); "
-                     f"re-export the embeddings with `launch.evaluate --export-embeddings`")
+    raise SystemExit(
+        f"error: the evaluation store of {emb.path} is not where the export recorded it "
+        f"(tried {', '.join(dict.fromkeys(tried)) or 'nothing: no store recorded'}); "
+        f"re-export the embeddings with `launch.evaluate --export-embeddings`"
+    )
 
 
 def check_fingerprint(emb: EmbeddingStore, checkpoint: str, payload: dict) -> None:
@@ -107,14 +116,17 @@ def check_fingerprint(emb: EmbeddingStore, checkpoint: str, payload: dict) -> No
 
     recorded = emb.attrs.get("checkpoint_fingerprint")
     if recorded is None:
-        print(f"warning: {emb.path} predates weight fingerprints; cannot check that {checkpoint} made it",
-              file=sys.stderr)
+        print(
+            f"warning: {emb.path} predates weight fingerprints; cannot check that {checkpoint} made it", file=sys.stderr
+        )
         return
     found = weights_fingerprint(payload["state_dict"])
     if found != recorded:
-        raise SystemExit(f"error: {checkpoint} did not make these embeddings (weights sha256 {found[:12]}, "
-                         f"the export recorded {recorded[:12]} from {emb.attrs.get('checkpoint')}); give that "
-                         f"checkpoint, or re-export the embeddings with this one")
+        raise SystemExit(
+            f"error: {checkpoint} did not make these embeddings (weights sha256 {found[:12]}, "
+            f"the export recorded {recorded[:12]} from {emb.attrs.get('checkpoint')}); give that "
+            f"checkpoint, or re-export the embeddings with this one"
+        )
 
 
 @torch.no_grad()
@@ -131,21 +143,29 @@ def embed_audio_file(path: str, emb: EmbeddingStore, checkpoint: str, device) ->
     except CheckpointError as exc:
         raise SystemExit(f"error: --checkpoint: {exc}") from None
     check_fingerprint(emb, checkpoint, payload)
-    inputs = EvalInputs(**{k: (tuple(tuple(x) for x in v) if k == "logmel" else v)
-                           for k, v in emb.attrs["inputs"].items()})
+    inputs = EvalInputs(
+        **{k: (tuple(tuple(x) for x in v) if k == "logmel" else v) for k, v in emb.attrs["inputs"].items()}
+    )
     wave = decode_audio(path, inputs.sample_rate)
     try:
-        model = model_from_payload(dict(payload, model_config={**payload["model_config"], "face_pretrained": None}),
-                                   device=device, source=checkpoint)
+        model = model_from_payload(
+            dict(payload, model_config={**payload["model_config"], "face_pretrained": None}),
+            device=device,
+            source=checkpoint,
+        )
     except CheckpointError as exc:
         raise SystemExit(f"error: --checkpoint: {exc}") from None
     loader = ItemLoader(EvalStore(resolve_store(emb)), inputs)
     voice = loader.voice_from_wave(wave)[None]
-    batch = {"direction": "v2f", "faces": loader.faces([emb.keys[0]]).to(device), "voices": voice.to(device),
-             "anchor_index": torch.zeros(1, dtype=torch.long, device=device),
-             "candidate_index": torch.zeros(1, 1, dtype=torch.long, device=device)}
+    batch = {
+        "direction": "v2f",
+        "faces": loader.faces([emb.keys[0]]).to(device),
+        "voices": voice.to(device),
+        "anchor_index": torch.zeros(1, dtype=torch.long, device=device),
+        "candidate_index": torch.zeros(1, 1, dtype=torch.long, device=device),
+    }
     idx, a_maps, c_maps = model.encode(batch)
-    voice_vec, _, _ = retrieval_vectors(model, model.embed(idx, a_maps, c_maps))   # as the exported voices
+    voice_vec, _, _ = retrieval_vectors(model, model.embed(idx, a_maps, c_maps))  # as the exported voices
     return voice_vec[0].cpu().numpy()
 
 
@@ -157,19 +177,23 @@ def main(argv=None) -> int:
     if args.map:
         from launch.eval.metrics import mean_average_precision
 
-        own = list(range(len(emb.keys)))           # a query's own clip is not in its gallery
+        own = list(range(len(emb.keys)))  # a query's own clip is not in its gallery
         v2f = mean_average_precision(emb.voice, emb.identities, emb.face, emb.identities, exclude=own)
         f2v = mean_average_precision(emb.face, emb.identities, emb.voice, emb.identities, exclude=own)
-        print(f"retrieval mAP over {len(own)} clips, {len(set(emb.identities))} identities: "
-              f"V->F {100 * v2f:.2f} %, F->V {100 * f2v:.2f} % (chance ~ clips per identity / clips)")
+        print(
+            f"retrieval mAP over {len(own)} clips, {len(set(emb.identities))} identities: "
+            f"V->F {100 * v2f:.2f} %, F->V {100 * f2v:.2f} % (chance ~ clips per identity / clips)"
+        )
         return 0
     query_identity, exclude = None, None
     if args.key:
         try:
             i = emb.index_of(args.key)
         except KeyError:
-            raise SystemExit(f"error: key {args.key!r} is not in {args.embeddings} ({len(emb.keys)} clips; keys look "
-                             f"like {emb.keys[0]!r})") from None
+            raise SystemExit(
+                f"error: key {args.key!r} is not in {args.embeddings} ({len(emb.keys)} clips; keys look "
+                f"like {emb.keys[0]!r})"
+            ) from None
         query, query_identity, exclude = emb.voice[i], emb.identities[i], i
     else:
         if not args.checkpoint:

@@ -56,13 +56,19 @@ class RunLock:
             raise RunLockError(
                 f"{self.path.parent} is in use by another run (pid {holder.get('pid', '?')} on "
                 f"{holder.get('host', '?')}, started {holder.get('started', '?')}); stop it first or "
-                f"choose another train.output_dir") from None
+                f"choose another train.output_dir"
+            ) from None
         previous = _read_holder(fd)
         if previous.get("pid") is not None:
             self.stale_holder = previous
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
+        os.pwrite(
+            fd,
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            ).encode(),
+            0,
+        )
         os.fsync(fd)
         self.fd = fd
         return self

@@ -75,11 +75,18 @@ def ingest_settings(shards) -> tuple[dict, str]:
         except (OSError, ValueError):
             continue
         ingest = dict(data.get("ingest") or {})
-        return ({"face_size": int(data.get("face_size") or ingest.get("face_size") or ExtractSettings.face_size),
-                 "jpeg_quality": int(ingest.get("jpeg_quality", ExtractSettings.jpeg_quality)),
-                 "crop_boxes": bool(ingest.get("crop_boxes", False))}, str(index))
-    return ({"face_size": ExtractSettings.face_size, "jpeg_quality": ExtractSettings.jpeg_quality,
-             "crop_boxes": False}, "ingest defaults (no index.json of the training shards was readable)")
+        return (
+            {
+                "face_size": int(data.get("face_size") or ingest.get("face_size") or ExtractSettings.face_size),
+                "jpeg_quality": int(ingest.get("jpeg_quality", ExtractSettings.jpeg_quality)),
+                "crop_boxes": bool(ingest.get("crop_boxes", False)),
+            },
+            str(index),
+        )
+    return (
+        {"face_size": ExtractSettings.face_size, "jpeg_quality": ExtractSettings.jpeg_quality, "crop_boxes": False},
+        "ingest defaults (no index.json of the training shards was readable)",
+    )
 
 
 def log_mel_settings(overrides: dict | None) -> dict:
@@ -131,8 +138,14 @@ def training_data(shards) -> list[dict]:
         row = {"shards": portable_shards([folder])[0]}
         try:
             index = json.loads((Path(folder) / "index.json").read_text())
-            row.update({"identities": index.get("num_identities"), "samples": index.get("num_samples"),
-                        "fingerprint": index.get("fingerprint"), "split_preset": index.get("preset")})
+            row.update(
+                {
+                    "identities": index.get("num_identities"),
+                    "samples": index.get("num_samples"),
+                    "fingerprint": index.get("fingerprint"),
+                    "split_preset": index.get("preset"),
+                }
+            )
         except (OSError, ValueError):
             row["note"] = "index.json not readable when exported"
         rows.append(row)
@@ -171,7 +184,8 @@ def _one_line(message: str) -> str:
     if "Weights only load failed" in first:
         detail = next((lines[i + 1] for i, line in enumerate(lines[:-1]) if "WeightsUnpickler error" in line), "")
         first = first.split("Weights only load failed")[0] + (
-            "not a checkpoint torch loads with weights_only=True" + (f" ({detail})" if detail else ""))
+            "not a checkpoint torch loads with weights_only=True" + (f" ({detail})" if detail else "")
+        )
     return first
 
 
@@ -200,12 +214,21 @@ def read_hub_folder(folder: str | os.PathLike) -> dict:
         raise CheckpointError(f"{weights}: cannot read it ({str(exc).splitlines()[0]})") from None
     expected = config.get("weights_sha256")
     if expected and weights_fingerprint(state) != expected:
-        raise CheckpointError(f"{weights}: weights do not match the sha256 in {CONFIG_FILE} "
-                              f"(a changed or mixed-up file)")
+        raise CheckpointError(
+            f"{weights}: weights do not match the sha256 in {CONFIG_FILE} (a changed or mixed-up file)"
+        )
     training = config.get("training") or {}
-    return {"format": MODEL_FORMAT, "model_config": config["model_config"], "data_config": config["data_config"],
-            "state_dict": state, "epoch": training.get("epoch"), "step": training.get("step"),
-            "preprocessing": config["preprocessing"], "source": "hub", "hub_config": config}
+    return {
+        "format": MODEL_FORMAT,
+        "model_config": config["model_config"],
+        "data_config": config["data_config"],
+        "state_dict": state,
+        "epoch": training.get("epoch"),
+        "step": training.get("step"),
+        "preprocessing": config["preprocessing"],
+        "source": "hub",
+        "hub_config": config,
+    }
 
 
 # ----------------------------------------------------------------------------- writing
@@ -224,10 +247,16 @@ def hub_config(payload: dict) -> dict:
         # the weights are in the folder: an ImageNet file path of the training machine is not needed
         "model_config": {**models.resolve_config(dict(payload["model_config"])), "face_pretrained": None},
         "data_config": {**data_config, "shards": portable_shards(shards)},
-        "preprocessing": {**preprocessing, "ingest_settings_from": _portable_source(
-            str(preprocessing.get("ingest_settings_from", "")))},
-        "training": {"epoch": payload.get("epoch"), "step": payload.get("step"), "data": training_data(shards),
-                     "face_initialisation": "ImageNet" if payload["model_config"].get("face_pretrained") else "random"},
+        "preprocessing": {
+            **preprocessing,
+            "ingest_settings_from": _portable_source(str(preprocessing.get("ingest_settings_from", ""))),
+        },
+        "training": {
+            "epoch": payload.get("epoch"),
+            "step": payload.get("step"),
+            "data": training_data(shards),
+            "face_initialisation": "ImageNet" if payload["model_config"].get("face_pretrained") else "random",
+        },
         "weights_sha256": weights_fingerprint(payload["state_dict"]),
     }
 

@@ -52,7 +52,9 @@ def describe(exc: BaseException, path: str | Path, doing: str) -> str:
     if why is None:
         text = str(exc).splitlines()
         why = getattr(exc, "strerror", None) or (text[0] if text else type(exc).__name__)
-    hint = {"disk full": "; free space or move train.output_dir, then resume with train.resume=auto",
-            "disk quota exceeded": "; free space or move train.output_dir, then resume with train.resume=auto",
-            "read-only file system": "; point train.output_dir at writable storage"}.get(why, "")
+    hint = {
+        "disk full": "; free space or move train.output_dir, then resume with train.resume=auto",
+        "disk quota exceeded": "; free space or move train.output_dir, then resume with train.resume=auto",
+        "read-only file system": "; point train.output_dir at writable storage",
+    }.get(why, "")
     return f"cannot {doing} {path}: {why}{hint}"

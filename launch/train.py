@@ -53,7 +53,6 @@ from launch.trainer.window import LogWindow, loader_decoder_summary, raise_if_di
 from shards.dali_decode import DaliStartupError
 from shards.partition import ShardSetError
 
-
 # ----------------------------------------------------------------------------- builders
 
 
@@ -73,9 +72,16 @@ def default_validator_builder(cfg: dict, k: int, accelerator):
     from launch.validation import Validator, validation_directions
 
     tcfg = cfg["train"]
-    return Validator(tcfg["val_data"], cfg["data"], k, validation_directions(cfg["data"].get("direction", "v2f")),
-                     seed=tcfg["val_seed"], min_trials=tcfg["val_min_trials"], batch_size=tcfg["val_batch_size"],
-                     accelerator=accelerator)
+    return Validator(
+        tcfg["val_data"],
+        cfg["data"],
+        k,
+        validation_directions(cfg["data"].get("direction", "v2f")),
+        seed=tcfg["val_seed"],
+        min_trials=tcfg["val_min_trials"],
+        batch_size=tcfg["val_batch_size"],
+        accelerator=accelerator,
+    )
 
 
 # ----------------------------------------------------------------------------- setup
@@ -119,8 +125,10 @@ def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validat
     ckpt_root = run_dir / "checkpoints"
     resume_dir = ckpt.resolve_resume(settings["resume"], ckpt_root)
     if resume_dir is None and not dry_run and ckpt.read_latest(ckpt_root) is not None:
-        raise ConfigError(f"{run_dir} already holds checkpoints; pass train.resume=auto to continue "
-                          f"that run, or choose a new train.output_dir")
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints; pass train.resume=auto to continue "
+            f"that run, or choose a new train.output_dir"
+        )
 
     # Same seed on every rank for the initial weights; then per-rank streams (dropout etc.).
     seed_everything(settings["seed"])
@@ -132,8 +140,10 @@ def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validat
     loader = loader_builder(cfg["data"], rank, world, accelerator.device)
     batches_per_epoch = int(loader.steps_per_epoch)
     if batches_per_epoch < 1:
-        raise ConfigError(f"the training loader has {batches_per_epoch} batches per epoch per process; add "
-                          f"data, lower data.batch_size or use fewer processes")
+        raise ConfigError(
+            f"the training loader has {batches_per_epoch} batches per epoch per process; add "
+            f"data, lower data.batch_size or use fewer processes"
+        )
     schedule = Schedule.of(batches_per_epoch, settings["grad_accum_steps"], settings["epochs"])
     schedulers = build_schedulers([main_opt, disc_opt], optim_cfg, schedule.optimizer_steps_per_epoch)
     validator = build_validator(cfg, model, accelerator, validator_builder)
@@ -141,29 +151,45 @@ def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validat
     model, main_opt = accelerator.prepare(model, main_opt)
     if disc_opt is not None:
         disc_opt = accelerator.prepare(disc_opt)
-    step = TrainStep(accelerator, model, [o for o in (main_opt, disc_opt) if o is not None], schedulers,
-                     optim_cfg["grad_clip"], groups, check_separation=dry_run)
+    step = TrainStep(
+        accelerator,
+        model,
+        [o for o in (main_opt, disc_opt) if o is not None],
+        schedulers,
+        optim_cfg["grad_clip"],
+        groups,
+        check_separation=dry_run,
+    )
     state = TrainState()
     if resume_dir is not None:
         restore(resume_dir, step, loader, schedule, state, rank, world)
 
-    writer = None if dry_run else ckpt.CheckpointWriter(ckpt_root, rank, world, accelerator.wait_for_everyone,
-                                                        settings["keep_last"])
+    writer = (
+        None
+        if dry_run
+        else ckpt.CheckpointWriter(ckpt_root, rank, world, accelerator.wait_for_everyone, settings["keep_last"])
+    )
     if accelerator.is_main_process and not dry_run:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg))
-    logger = RunLogger(run_dir, accelerator.is_main_process and not dry_run, settings["log_with"],
-                       resume_step=state.step if resume_dir is not None else None, hparams=cfg)
+    logger = RunLogger(
+        run_dir,
+        accelerator.is_main_process and not dry_run,
+        settings["log_with"],
+        resume_step=state.step if resume_dir is not None else None,
+        hparams=cfg,
+    )
     logger.log({"event": "start", "step": state.step, "processes": world, **device_info})
     if resume_dir is not None:
         logger.log({"event": "resume", "step": state.step, "from": str(resume_dir)})
-        accelerator.print(f"resumed from {resume_dir} at step {state.step} "
-                          f"(epoch {state.progress(schedule):.3f})")
-    checkpoints = Checkpoints(writer, settings["checkpoint_every"], schedule, step, loader, cfg["model"],
-                              cfg["data"], world)
+        accelerator.print(f"resumed from {resume_dir} at step {state.step} (epoch {state.progress(schedule):.3f})")
+    checkpoints = Checkpoints(
+        writer, settings["checkpoint_every"], schedule, step, loader, cfg["model"], cfg["data"], world
+    )
     validation = ValidationPolicy(validator, settings["val_every"], schedule, checkpoints, logger)
-    return Run(accelerator, step, loader, schedule, state, checkpoints, validation, logger, run_dir, ckpt_root,
-               device_info)
+    return Run(
+        accelerator, step, loader, schedule, state, checkpoints, validation, logger, run_dir, ckpt_root, device_info
+    )
 
 
 def build_validator(cfg: dict, model, accelerator, validator_builder):
@@ -177,13 +203,16 @@ def build_validator(cfg: dict, model, accelerator, validator_builder):
     k = int(getattr(model, "num_candidates", cfg["model"].get("num_candidates", 2)))
     val_k = settings["val_k"] or k
     if not head_supports(model, val_k):
-        raise ConfigError(f"train.val_k={val_k}: this model's classifier scores K={k} only; set "
-                          f"train.val_k=null (the model's K) or model.classifier=shared")
+        raise ConfigError(
+            f"train.val_k={val_k}: this model's classifier scores K={k} only; set "
+            f"train.val_k=null (the model's K) or model.classifier=shared"
+        )
     return validator_builder(cfg, val_k, accelerator)
 
 
-def restore(resume_dir: Path, step: TrainStep, loader, schedule: Schedule, state: TrainState,
-            rank: int, world: int) -> None:
+def restore(
+    resume_dir: Path, step: TrainStep, loader, schedule: Schedule, state: TrainState, rank: int, world: int
+) -> None:
     """Load weights, optimisers, schedulers, counters, this rank's loader cursor and RNG."""
     model_state, trainer_state, rank_state = ckpt.load_trainer_state(resume_dir, rank, world)
     step.core.load_state_dict(model_state["state_dict"])
@@ -191,14 +220,18 @@ def restore(resume_dir: Path, step: TrainStep, loader, schedule: Schedule, state
         opt.load_state_dict(saved)
     for sched, saved in zip(step.schedulers, trainer_state["schedulers"]):
         sched.load_state_dict(saved)
-    state.step, state.batches_done, state.best = (trainer_state["step"], trainer_state["batches_done"],
-                                                  trainer_state["best"])
+    state.step, state.batches_done, state.best = (
+        trainer_state["step"],
+        trainer_state["batches_done"],
+        trainer_state["best"],
+    )
     state.last_saved_step = state.step
     if trainer_state["steps_per_epoch"] != schedule.steps_per_epoch:
         raise ckpt.CheckpointError(
             f"{resume_dir} was written with {trainer_state['steps_per_epoch']} batches per epoch, "
             f"this run has {schedule.steps_per_epoch}: the data or batch settings changed; resume with "
-            f"the original config")
+            f"the original config"
+        )
     loader.load_state_dict(rank_state["loader"])
     ckpt.restore_rng_state(rank_state["rng"])
 
@@ -206,13 +239,17 @@ def restore(resume_dir: Path, step: TrainStep, loader, schedule: Schedule, state
 class _NoBar:
     """Stands in for the tqdm bar off the main process or with ``train.progress=false``."""
 
-    def update(self, n=1): pass
+    def update(self, n=1):
+        pass
 
-    def set_postfix(self, **kwargs): pass
+    def set_postfix(self, **kwargs):
+        pass
 
-    def write(self, text): pass
+    def write(self, text):
+        pass
 
-    def close(self): pass
+    def close(self):
+        pass
 
 
 def progress_bar(run: Run, enabled: bool):
@@ -220,17 +257,25 @@ def progress_bar(run: Run, enabled: bool):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=run.schedule.total_batches, initial=run.state.batches_done, unit="batch",
-                dynamic_ncols=True, desc=f"train ({run.accelerator.num_processes} proc)", disable=None)
+    return tqdm(
+        total=run.schedule.total_batches,
+        initial=run.state.batches_done,
+        unit="batch",
+        dynamic_ncols=True,
+        desc=f"train ({run.accelerator.num_processes} proc)",
+        disable=None,
+    )
 
 
 def next_batch(window: LogWindow, batches, epoch: int, state: TrainState, schedule: Schedule) -> dict:
     try:
         return window.next_batch(batches)
     except StopIteration:
-        raise RuntimeError(f"the loader ended epoch {epoch} after "
-                           f"{state.batches_done - epoch * schedule.steps_per_epoch} batches but promised "
-                           f"steps_per_epoch={schedule.steps_per_epoch}") from None
+        raise RuntimeError(
+            f"the loader ended epoch {epoch} after "
+            f"{state.batches_done - epoch * schedule.steps_per_epoch} batches but promised "
+            f"steps_per_epoch={schedule.steps_per_epoch}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- training
@@ -245,8 +290,11 @@ def train(cfg: dict, *, dry_run: bool = False, **builders) -> dict:
     owner = is_global_main_process() and not dry_run
     with RunLock(cfg["train"]["output_dir"]) if owner else contextlib.nullcontext() as lock:
         if lock is not None and lock.stale_holder is not None:
-            print(f"warning: took over {lock.path} from a run that is gone (pid {lock.stale_holder.get('pid')} "
-                  f"on {lock.stale_holder.get('host')})", file=sys.stderr)
+            print(
+                f"warning: took over {lock.path} from a run that is gone (pid {lock.stale_holder.get('pid')} "
+                f"on {lock.stale_holder.get('host')})",
+                file=sys.stderr,
+            )
         return run_training(cfg, dry_run=dry_run, **builders)
 
 
@@ -255,8 +303,14 @@ def is_global_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def run_training(cfg: dict, *, dry_run: bool = False, model_builder=default_model_builder,
-                 loader_builder=default_loader_builder, validator_builder=default_validator_builder) -> dict:
+def run_training(
+    cfg: dict,
+    *,
+    dry_run: bool = False,
+    model_builder=default_model_builder,
+    loader_builder=default_loader_builder,
+    validator_builder=default_validator_builder,
+) -> dict:
     """The loop: prepare, step until done or stopped, validate and checkpoint by policy, sum up."""
     run = prepare_run(cfg, dry_run, model_builder, loader_builder, validator_builder)
     accelerator, state, schedule, loader = run.accelerator, run.state, run.schedule, run.loader
@@ -285,12 +339,10 @@ def run_training(cfg: dict, *, dry_run: bool = False, model_builder=default_mode
 
                 log_now = state.step % log_every == 0 or state.batches_done == schedule.total_batches
                 if log_now:
-                    row = window.row(accelerator, state.step, state.progress(schedule), run.step.optimizers,
-                                     loader)
+                    row = window.row(accelerator, state.step, state.progress(schedule), run.step.optimizers, loader)
                     run.logger.log(row)
                     raise_if_diverged(row, state.step, lambda: ckpt.read_latest(run.ckpt_root))
-                    bar.set_postfix(loss=f"{row.get('loss/total', float('nan')):.4f}",
-                                    tps=f"{row['tuples_per_s']:.0f}")
+                    bar.set_postfix(loss=f"{row.get('loss/total', float('nan')):.4f}", tps=f"{row['tuples_per_s']:.0f}")
                     window = LogWindow()
                 if max_steps is not None and state.step >= max_steps:
                     state.stop = True
@@ -319,16 +371,24 @@ def finish(run: Run, elapsed: float, dry_run: bool) -> dict:
     run.accelerator.wait_for_everyone()
     state, world = run.state, run.accelerator.num_processes
     summary = {
-        "steps": state.step, "epochs": state.progress(run.schedule), "seconds": elapsed, "processes": world,
+        "steps": state.step,
+        "epochs": state.progress(run.schedule),
+        "seconds": elapsed,
+        "processes": world,
         "tuples_per_s": state.tuples_seen * world / max(elapsed, 1e-9),
-        "best": state.best, "last_val": state.last_val, "output_dir": str(run.run_dir),
+        "best": state.best,
+        "last_val": state.last_val,
+        "output_dir": str(run.run_dir),
         "latest_checkpoint": None if dry_run else str(ckpt.read_latest(run.ckpt_root)),
-        "preempted": state.preempted, **run.device_info, **loader_decoder_summary(run.loader),
+        "preempted": state.preempted,
+        **run.device_info,
+        **loader_decoder_summary(run.loader),
     }
     if state.preempted:
         run.logger.log({"event": "preempted", "step": state.step})
-    run.logger.log({"event": "end", "step": state.step, **{k: v for k, v in summary.items()
-                                                            if isinstance(v, (int, float))}})
+    run.logger.log(
+        {"event": "end", "step": state.step, **{k: v for k, v in summary.items() if isinstance(v, (int, float))}}
+    )
     run.logger.close()
     return summary
 
@@ -340,21 +400,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="launch/train.py",
         description="Train baseline / AICANet / BIANet on shard sets (run under `accelerate launch` "
-                    "for several processes, or plainly for one).",
+        "for several processes, or plainly for one).",
         epilog="Trainer keys (section.key=value; data.* and model.* are checked by the loader and "
-               "models):\n" + describe_trainer_keys(),
+        "models):\n" + describe_trainer_keys(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", required=True,
-                        help="preset YAML, e.g. launch/configs/demo.yaml, or a shipped preset's name (demo)")
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
-                        help="config overrides, applied in order (values parsed as YAML)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="build everything, run one step and one validation, write nothing")
+    parser.add_argument(
+        "--config", required=True, help="preset YAML, e.g. launch/configs/demo.yaml, or a shipped preset's name (demo)"
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides, applied in order (values parsed as YAML)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="build everything, run one step and one validation, write nothing"
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (the same as train.progress=false; bars also hide when the "
-                             "output is not a terminal)")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (the same as train.progress=false; bars also hide when the output is not a terminal)",
+    )
     return parser
 
 
@@ -370,8 +438,15 @@ def main(argv: list[str] | None = None) -> int:
             print(dump_config(cfg))
             return 0
         summary = train(cfg, dry_run=args.dry_run)
-    except (ConfigError, ckpt.CheckpointError, RunLockError, FileNotFoundError, FloatingPointError,
-            DaliStartupError, ShardSetError) as exc:
+    except (
+        ConfigError,
+        ckpt.CheckpointError,
+        RunLockError,
+        FileNotFoundError,
+        FloatingPointError,
+        DaliStartupError,
+        ShardSetError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only, permissions: one line naming the path and the cause
@@ -383,8 +458,11 @@ def main(argv: list[str] | None = None) -> int:
     if PartialState().is_main_process:
         print(format_summary(summary, dry_run=args.dry_run))
     if summary["preempted"]:
-        print(f"stopped by a signal at step {summary['steps']} after writing a checkpoint; continue with "
-              f"train.resume=auto", file=sys.stderr)
+        print(
+            f"stopped by a signal at step {summary['steps']} after writing a checkpoint; continue with "
+            f"train.resume=auto",
+            file=sys.stderr,
+        )
         return 3
     return 0
 
@@ -392,8 +470,11 @@ def main(argv: list[str] | None = None) -> int:
 def format_summary(summary: dict, dry_run: bool = False) -> str:
     best = summary["best"]
     lines = [
-        "dry run OK (nothing written)" if dry_run else
-        "training stopped by a signal (checkpoint written)" if summary.get("preempted") else "training finished",
+        "dry run OK (nothing written)"
+        if dry_run
+        else "training stopped by a signal (checkpoint written)"
+        if summary.get("preempted")
+        else "training finished",
         f"  steps            {summary['steps']}  (epochs {summary['epochs']:.3f})",
         f"  processes        {summary['processes']}",
         f"  device           {summary.get('device', '?')} ({summary.get('device_name', '?')}), precision "
@@ -401,14 +482,20 @@ def format_summary(summary: dict, dry_run: bool = False) -> str:
         f"  time             {summary['seconds']:.1f} s  ({summary['tuples_per_s']:.1f} tuples/s)",
     ]
     if summary.get("face_decoder"):
-        lines.append(f"  face decoder     {summary['face_decoder']}"
-                     f" ({summary.get('dali_fallback_batches', 0)} batches fell back to the CPU decoder)")
+        lines.append(
+            f"  face decoder     {summary['face_decoder']}"
+            f" ({summary.get('dali_fallback_batches', 0)} batches fell back to the CPU decoder)"
+        )
     if summary["last_val"]:
-        lines.append("  last validation  " + ", ".join(
-            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["last_val"].items()))
+        lines.append(
+            "  last validation  "
+            + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["last_val"].items())
+        )
     if best:
-        lines.append(f"  best             {best['metric']}={best['value']:.4f} at step {best['step']} "
-                     f"(epoch {best['epoch']:.2f})")
+        lines.append(
+            f"  best             {best['metric']}={best['value']:.4f} at step {best['step']} "
+            f"(epoch {best['epoch']:.2f})"
+        )
     if not dry_run:
         lines.append(f"  run folder       {summary['output_dir']}")
         lines.append(f"  latest ckpt      {summary['latest_checkpoint']}")

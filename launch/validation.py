@@ -34,8 +34,10 @@ def eval_store_path(val_data) -> Path:
     path = Path(val_data)
     store = path if path.suffix == ".zarr" else path / "eval.zarr"
     if not store.exists():
-        raise ConfigError(f"train.val_data={val_data}: no evaluation store at {store}; ingest the val "
-                          f"split with --eval-store (the default) or point at <out>/<dataset>/val")
+        raise ConfigError(
+            f"train.val_data={val_data}: no evaluation store at {store}; ingest the val "
+            f"split with --eval-store (the default) or point at <out>/<dataset>/val"
+        )
     return store
 
 
@@ -46,8 +48,9 @@ class Validator:
     so the number does not depend on the number of processes.
     """
 
-    def __init__(self, val_data, data_cfg: dict, k: int, directions, *, seed: int, min_trials: int,
-                 batch_size: int, accelerator):
+    def __init__(
+        self, val_data, data_cfg: dict, k: int, directions, *, seed: int, min_trials: int, batch_size: int, accelerator
+    ):
         from launch.eval.inputs import EvalInputs, ItemLoader
         from launch.eval.trials import TrialOptions, generate_for_store
         from shards.evalstore import EvalStore
@@ -59,8 +62,10 @@ class Validator:
         n_ids = len(set(self.store.identities))
         max_k = max(2, k)
         if n_ids < max_k:
-            raise ConfigError(f"train.val_data has {n_ids} identities; 1:{max_k} validation needs at least "
-                              f"{max_k} (set train.val_k lower or use a larger val split)")
+            raise ConfigError(
+                f"train.val_data has {n_ids} identities; 1:{max_k} validation needs at least "
+                f"{max_k} (set train.val_k lower or use a larger val split)"
+            )
         rank, world = accelerator.process_index, accelerator.num_processes
         collected = {d: ([], [], []) for d in self.directions}  # probes, candidates, labels
         for round_no in range(MAX_ROUNDS):
@@ -68,8 +73,9 @@ class Validator:
             if not short:
                 break
             # one trial set per round serves every direction still short of min_trials
-            trials = generate_for_store(self.store, TrialOptions(seed=seed + round_no, max_k=max_k,
-                                                                 probes_per_identity=10**6), split="val")
+            trials = generate_for_store(
+                self.store, TrialOptions(seed=seed + round_no, max_k=max_k, probes_per_identity=10**6), split="val"
+            )
             for direction in short:
                 if k >= 2:
                     p, c, lab, _ = trials.matching(direction, k)
@@ -77,14 +83,18 @@ class Validator:
                     p, c, lab, _ = trials.verification(direction)
                     c = [[x] for x in c]
                 if not p:
-                    raise ConfigError(f"train.val_data: no valid {direction} trials (need identities with "
-                                      f"clips from two videos); skipped: {trials.header['skipped']}")
+                    raise ConfigError(
+                        f"train.val_data: no valid {direction} trials (need identities with "
+                        f"clips from two videos); skipped: {trials.header['skipped']}"
+                    )
                 probes, cands, labels = collected[direction]
                 probes += list(p)
                 cands += list(c)
                 labels += list(np.asarray(lab).tolist())
-        self.work = {d: (probes[rank::world], cands[rank::world], np.asarray(labels[rank::world]))
-                     for d, (probes, cands, labels) in collected.items()}
+        self.work = {
+            d: (probes[rank::world], cands[rank::world], np.asarray(labels[rank::world]))
+            for d, (probes, cands, labels) in collected.items()
+        }
         self.items = ItemLoader(self.store, EvalInputs.from_data_config(data_cfg))
 
     @torch.no_grad()
@@ -95,8 +105,9 @@ class Validator:
         from launch.eval.scoring import ModelScorer
 
         was_training = model.training
-        scorer = ModelScorer(model, self.items, batch_size=self.batch_size, method="head",
-                             device=self.accelerator.device, progress=False)
+        scorer = ModelScorer(
+            model, self.items, batch_size=self.batch_size, method="head", device=self.accelerator.device, progress=False
+        )
         result, pooled = {}, []
         for direction in self.directions:
             probes, cands, labels = self.work[direction]
@@ -134,4 +145,3 @@ class Validator:
 
 def validation_directions(direction: str) -> list[str]:
     return ["v2f", "f2v"] if direction == "both" else [direction]
-

@@ -10,5 +10,14 @@ from .ablations import ABLATIONS, ablation_config
 from .batch import check_batch, from_dense
 from .registry import DEFAULTS, TINY, build_model, resolve_config, tiny_overrides
 
-__all__ = ["ABLATIONS", "DEFAULTS", "TINY", "ablation_config", "build_model", "check_batch", "from_dense",
-           "resolve_config", "tiny_overrides"]
+__all__ = [
+    "ABLATIONS",
+    "DEFAULTS",
+    "TINY",
+    "ablation_config",
+    "build_model",
+    "check_batch",
+    "from_dense",
+    "resolve_config",
+    "tiny_overrides",
+]

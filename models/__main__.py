@@ -1,8 +1,8 @@
 """Print a model's complete config and its parameter count per group.
 
-    python -m models --name aicanet                  # paper defaults
-    python -m models --name bianet --set size=tiny num_candidates=10 epsilon=0.1
-    python -m models --rows                          # every table row of both papers -> its config
+python -m models --name aicanet                  # paper defaults
+python -m models --name bianet --set size=tiny num_candidates=10 epsilon=0.1
+python -m models --rows                          # every table row of both papers -> its config
 """
 
 from __future__ import annotations
@@ -27,16 +27,23 @@ def _parse_value(text: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, int]:
-    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m models", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--rows", action="store_true",
-                        help="print every table row of both papers and the config that reproduces it")
+    source.add_argument(
+        "--rows", action="store_true", help="print every table row of both papers and the config that reproduces it"
+    )
     source.add_argument("--name", choices=sorted(DEFAULTS), help="model to build with its paper defaults")
     source.add_argument("--ablation", choices=sorted(ABLATIONS), help="an ablation row of models/ablations.py")
     parser.add_argument("--tiny", action="store_true", help="the CPU-demo sizes: the same as --set size=tiny")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, values read as training overrides read them (YAML: 2, 0.1, true, null)")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, values read as training overrides read them (YAML: 2, 0.1, true, null)",
+    )
     args = parser.parse_args(argv)
     if args.rows:
         print(paper_rows_markdown(), end="")

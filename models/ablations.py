@@ -22,7 +22,7 @@ from typing import Any
 from .registry import DEFAULTS
 
 _BASELINE = {"name": "baseline", "metric_loss": "structure"}
-_AIA_ONLY = {"name": "aicanet", "metric_loss": "structure", "aca": False}   # "without ACA": eps = 0
+_AIA_ONLY = {"name": "aicanet", "metric_loss": "structure", "aca": False}  # "without ACA": eps = 0
 _FULL_AICANET = {"name": "aicanet"}
 _FULL_BIANET = {"name": "bianet"}
 
@@ -107,27 +107,40 @@ def ablation_config(row: str, **settings: Any) -> dict[str, Any]:
 class PaperRow:
     """One row of a results table of the papers and what reproduces it here."""
 
-    paper: str        # AICANet | BIANet
-    table: str        # "Table V", "Fig. 7", ...
-    row: str          # the row as the paper labels it
-    config: str       # an ABLATIONS key, a preset / evaluate setting, or "" when not reproduced
-    note: str = ""    # how, or why not
+    paper: str  # AICANet | BIANet
+    table: str  # "Table V", "Fig. 7", ...
+    row: str  # the row as the paper labels it
+    config: str  # an ABLATIONS key, a preset / evaluate setting, or "" when not reproduced
+    note: str = ""  # how, or why not
 
 
 _OTHERS = "other methods' rows: their numbers are quoted from their papers, not re-run here"
-_T2_REASON = ("not reproduced: DSANet (TMM 2023) and ACIENet (TIFS 2024) are separate architectures whose "
-              "papers are not available to this project; only their authors' code was studied, and ACIENet "
-              "needs attribute labels (6 sex x nationality classes) whose nationality grouping is undocumented")
+_T2_REASON = (
+    "not reproduced: DSANet (TMM 2023) and ACIENet (TIFS 2024) are separate architectures whose "
+    "papers are not available to this project; only their authors' code was studied, and ACIENet "
+    "needs attribute labels (6 sex x nationality classes) whose nationality grouping is undocumented"
+)
 
 PAPER_ROWS: tuple[PaperRow, ...] = (
     # ---- AICANet (IEEE TIFS 2025)
-    PaperRow("AICANet", "Table II", "Baseline", "baseline_v2f.yaml / baseline_f2v.yaml",
-             "VoxCeleb1 Wen split; evaluate --protocol wen1251 --trial-mode authors"),
-    PaperRow("AICANet", "Table II", "AICANet", "aicanet_v2f.yaml / aicanet_f2v.yaml (+ _k10, _k1)",
-             "Binary from K = 2, Multi-way from K = 10, Verification from K = 1 heads"),
+    PaperRow(
+        "AICANet",
+        "Table II",
+        "Baseline",
+        "baseline_v2f.yaml / baseline_f2v.yaml",
+        "VoxCeleb1 Wen split; evaluate --protocol wen1251 --trial-mode authors",
+    ),
+    PaperRow(
+        "AICANet",
+        "Table II",
+        "AICANet",
+        "aicanet_v2f.yaml / aicanet_f2v.yaml (+ _k10, _k1)",
+        "Binary from K = 2, Multi-way from K = 10, Verification from K = 1 heads",
+    ),
     PaperRow("AICANet", "Table II", "SVHF ... ACIENet", "", _OTHERS),
-    PaperRow("AICANet", "Table III", "AICANet", "aicanet_*.yaml with ingest --split-preset pins",
-             "evaluate --protocol pins"),
+    PaperRow(
+        "AICANet", "Table III", "AICANet", "aicanet_*.yaml with ingest --split-preset pins", "evaluate --protocol pins"
+    ),
     PaperRow("AICANet", "Table III", "DIMNet ... ACIENet", "", _OTHERS),
     PaperRow("AICANet", "Table IV", "AICANet", "aicanet_*.yaml", "evaluate --protocol vox2test (trained on VoxCeleb1)"),
     PaperRow("AICANet", "Table IV", "SVHF-Net ... ACIENet", "", _OTHERS),
@@ -145,41 +158,88 @@ PAPER_ROWS: tuple[PaperRow, ...] = (
     PaperRow("AICANet", "Table VII", "DEF without", "aicanet_t7_def_without", "plain skip x + IN(f^) + IN(f~)"),
     PaperRow("AICANet", "Table VII", "DEF with", "aicanet_t7_def_with"),
     PaperRow("AICANet", "Table VIII", "Baseline", "aicanet_t5_a_baseline"),
-    PaperRow("AICANet", "Table VIII", "eps = 0.01 / 0.05 / 0.1 / 0.2",
-             "aicanet_t8_eps_0.01 / aicanet_t8_eps_0.05 / aicanet_t8_eps_0.1 / aicanet_t8_eps_0.2"),
+    PaperRow(
+        "AICANet",
+        "Table VIII",
+        "eps = 0.01 / 0.05 / 0.1 / 0.2",
+        "aicanet_t8_eps_0.01 / aicanet_t8_eps_0.05 / aicanet_t8_eps_0.1 / aicanet_t8_eps_0.2",
+    ),
     PaperRow("AICANet", "Table VIII", "Adaptive", "aicanet_t8_eps_adaptive"),
-    PaperRow("AICANet", "Table IX", "Shrinkage Thresholds [47]", "aicanet_t9_shrinkage",
-             "DRSN soft thresholding of the projected features, no correlation threshold"),
-    PaperRow("AICANet", "Table IX", "Principal Component [53]", "aicanet_t9_principal_component",
-             "rank-r SVD of each correlation matrix, r = aca_pca_ratio x C'"),
-    PaperRow("AICANet", "Table IX", "Frequency Filtering [54]", "aicanet_t9_frequency_filtering",
-             "2-D FFT low-pass of each correlation matrix, aca_lowpass_cutoff"),
-    PaperRow("AICANet", "Table IX", "Disentanglement [27]", "",
-             "not reproduced: [27] is a beta-VAE model of its own and the paper does not say how it "
-             "replaced ACA (where, which latent, which beta)"),
+    PaperRow(
+        "AICANet",
+        "Table IX",
+        "Shrinkage Thresholds [47]",
+        "aicanet_t9_shrinkage",
+        "DRSN soft thresholding of the projected features, no correlation threshold",
+    ),
+    PaperRow(
+        "AICANet",
+        "Table IX",
+        "Principal Component [53]",
+        "aicanet_t9_principal_component",
+        "rank-r SVD of each correlation matrix, r = aca_pca_ratio x C'",
+    ),
+    PaperRow(
+        "AICANet",
+        "Table IX",
+        "Frequency Filtering [54]",
+        "aicanet_t9_frequency_filtering",
+        "2-D FFT low-pass of each correlation matrix, aca_lowpass_cutoff",
+    ),
+    PaperRow(
+        "AICANet",
+        "Table IX",
+        "Disentanglement [27]",
+        "",
+        "not reproduced: [27] is a beta-VAE model of its own and the paper does not say how it "
+        "replaced ACA (where, which latent, which beta)",
+    ),
     PaperRow("AICANet", "Table IX", "Adaptive Correction", "aicanet_t9_adaptive_correction"),
-    PaperRow("AICANet", "Table X", "L_Trip / L_LM / L_SM / L_RDSM",
-             "aicanet_t10_triplet / aicanet_t10_lifted / aicanet_t10_structure / aicanet_t10_rdsm"),
-    PaperRow("AICANet", "Fig. 5", "2:K curve, K = 2..10", "classifier: shared",
-             "one head for every K (extension); or evaluate --scoring embedding"),
-    PaperRow("AICANet", "Fig. 7", "alpha, beta, gamma sweeps", "model.alpha / model.beta / model.gamma",
-             "F-V presets use alpha = 3"),
+    PaperRow(
+        "AICANet",
+        "Table X",
+        "L_Trip / L_LM / L_SM / L_RDSM",
+        "aicanet_t10_triplet / aicanet_t10_lifted / aicanet_t10_structure / aicanet_t10_rdsm",
+    ),
+    PaperRow(
+        "AICANet",
+        "Fig. 5",
+        "2:K curve, K = 2..10",
+        "classifier: shared",
+        "one head for every K (extension); or evaluate --scoring embedding",
+    ),
+    PaperRow(
+        "AICANet",
+        "Fig. 7",
+        "alpha, beta, gamma sweeps",
+        "model.alpha / model.beta / model.gamma",
+        "F-V presets use alpha = 3",
+    ),
     # ---- BIANet (Pattern Recognition 2025)
     PaperRow("BIANet", "Table 1", "Baseline (CNN)", "baseline_v2f.yaml / baseline_f2v.yaml"),
-    PaperRow("BIANet", "Table 1", "BIANet (Transformer)", "bianet_t1_transformer",
-             "ViT-style face and voice encoders (models/backbones.py TransformerMap); the paper gives no design"),
+    PaperRow(
+        "BIANet",
+        "Table 1",
+        "BIANet (Transformer)",
+        "bianet_t1_transformer",
+        "ViT-style face and voice encoders (models/backbones.py TransformerMap); the paper gives no design",
+    ),
     PaperRow("BIANet", "Table 1", "BIANet (CNN)", "bianet_t1_cnn = bianet_v2f.yaml / bianet_f2v.yaml (+ _k10, _k1)"),
     PaperRow("BIANet", "Table 1", "SVHF ... ACIENet", "", _OTHERS),
     PaperRow("BIANet", "Table 2", "DSANet*+Ours", "", _T2_REASON),
     PaperRow("BIANet", "Table 2", "ACIENet*+Ours", "", _T2_REASON),
-    PaperRow("BIANet", "Table 3", "BIANet", "bianet_*.yaml with ingest --split-preset pins", "evaluate --protocol pins"),
+    PaperRow(
+        "BIANet", "Table 3", "BIANet", "bianet_*.yaml with ingest --split-preset pins", "evaluate --protocol pins"
+    ),
     PaperRow("BIANet", "Table 4", "BIANet", "bianet_*.yaml", "evaluate --protocol vox2test (trained on VoxCeleb1)"),
     PaperRow("BIANet", "Table 5", "(a) baseline", "bianet_t5_a_baseline"),
     PaperRow("BIANet", "Table 5", "(b) PIA", "bianet_t5_b_pia"),
     PaperRow("BIANet", "Table 5", "(c) NIA", "bianet_t5_c_nia", "P_cp from the plain backbone features"),
     PaperRow("BIANet", "Table 5", "(d) PIA + NIA", "bianet_t5_d_full"),
     PaperRow("BIANet", "Table 6", "Baseline", "bianet_t5_a_baseline"),
-    PaperRow("BIANet", "Table 6", "eps = 0.01 / 0.1 / 0.2", "bianet_t6_eps_0.01 / bianet_t6_eps_0.1 / bianet_t6_eps_0.2"),
+    PaperRow(
+        "BIANet", "Table 6", "eps = 0.01 / 0.1 / 0.2", "bianet_t6_eps_0.01 / bianet_t6_eps_0.1 / bianet_t6_eps_0.2"
+    ),
     PaperRow("BIANet", "Table 6", "Self-Learning", "bianet_t6_eps_learned"),
     PaperRow("BIANet", "Table 7", "w/o CLS", "bianet_t7_without_cls", "reverse prediction at w = 1 from the start"),
     PaperRow("BIANet", "Table 7", "w CLS", "bianet_t7_with_cls"),

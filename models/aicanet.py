@@ -117,8 +117,9 @@ class InteractionCorrection(nn.Module):
         return decoded
 
     # ---- per-pair inter-modal interaction (AIA + ACA, G = Inter) --------------------------------
-    def _corrected(self, e: torch.Tensor, threshold: AdaptiveThreshold | None,
-                   scale: torch.Tensor | float) -> torch.Tensor:
+    def _corrected(
+        self, e: torch.Tensor, threshold: AdaptiveThreshold | None, scale: torch.Tensor | float
+    ) -> torch.Tensor:
         """Softmax logits scale * E with ACA's threshold (Eqs. 9-11; none without ACA) or a Table IX
         alternative (``aca_method``: principal components, low-pass; shrinkage acts on the features)."""
         cfg = self.cfg
@@ -126,14 +127,14 @@ class InteractionCorrection(nn.Module):
             return scale * low_rank(e, cfg["aca_pca_ratio"])
         if self.correction == "lowpass":
             return scale * lowpass(e, cfg["aca_lowpass_cutoff"])
-        eps = None if threshold is None else threshold(e)                               # Eq. 9
+        eps = None if threshold is None else threshold(e)  # Eq. 9
         return thresholded_logits(e, eps, scale, cfg["aca_threshold"], cfg["threshold_width"])
 
     def _first_order(self, e: torch.Tensor, s: torch.Tensor, sign_r: torch.Tensor | None) -> torch.Tensor:
         """Eqs. 4-6 / 10-11: softmax(delta sign(R) clamp(E, +-eps)) applied to the shared map ``s``."""
         scale = self.cfg["delta"] if sign_r is None else self.cfg["delta"] * sign_r[:, None, None]  # Eq. 4
-        logits = self._corrected(e, getattr(self, "inter_threshold", None), scale)                  # Eq. 10
-        return attend(torch.softmax(logits, dim=-1), s)                                              # Eq. 6
+        logits = self._corrected(e, getattr(self, "inter_threshold", None), scale)  # Eq. 10
+        return attend(torch.softmax(logits, dim=-1), s)  # Eq. 6
 
     @staticmethod
     def _self_support(s: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
@@ -147,8 +148,9 @@ class InteractionCorrection(nn.Module):
         """
         return attend(scaled_dot_softmax(s, key), s)
 
-    def pairs(self, voice_maps: torch.Tensor, face_maps: torch.Tensor, vi: torch.Tensor,
-              fi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def pairs(
+        self, voice_maps: torch.Tensor, face_maps: torch.Tensor, vi: torch.Tensor, fi: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Interaction features f^ of every (voice vi[p], face fi[p]) pair and the relevance R [P] (or None)."""
         cfg = self.cfg
         s_v, s_f = self.shared["voice"](voice_maps), self.shared["face"](face_maps)
@@ -167,7 +169,7 @@ class InteractionCorrection(nn.Module):
                 relevance = self.relevance(q_v, q_f)
             # relevance_guidance implies the relevance net (__init__)
             sign_r = torch.sign(relevance) if cfg["relevance_guidance"] and relevance is not None else None
-            e_vf = channel_affinity(q_v, q_f)                                          # Eq. 3
+            e_vf = channel_affinity(q_v, q_f)  # Eq. 3
             first_v = self._first_order(e_vf, sv_p, sign_r)
             first_f = self._first_order(e_vf.transpose(1, 2), sf_p, sign_r)
         if cfg["self_support"]:
@@ -184,8 +186,9 @@ class InteractionCorrection(nn.Module):
         if not self.cfg["def_fusion"]:
             return x + instance_norm(inter) + instance_norm(intra)
         m_inter, m_intra = self.mask_inter(inter), self.mask_intra(intra)
-        fused: torch.Tensor = ((1 - m_inter - m_intra) * x + m_inter * instance_norm(inter)
-                               + m_intra * instance_norm(intra))
+        fused: torch.Tensor = (
+            (1 - m_inter - m_intra) * x + m_inter * instance_norm(inter) + m_intra * instance_norm(intra)
+        )
         return fused
 
 
@@ -213,11 +216,13 @@ class AICANet(MatchingModel):
         anchor_mean = fused_a.view(b, k, *fused_a.shape[1:]).mean(dim=1)
         h_anchor = self.generator(anchor_mean)
         h_cand = self.generator(fused_c).view(b, k, -1)
-        return {"h_anchor": h_anchor, "h_cand": h_cand,
-                "relevance": None if relevance is None else relevance.view(b, k)}
+        return {
+            "h_anchor": h_anchor,
+            "h_cand": h_cand,
+            "relevance": None if relevance is None else relevance.view(b, k),
+        }
 
-    def extra_losses(self, out: dict[str, Any], idx: TupleIndex,
-                     epoch: float) -> dict[str, tuple[float, torch.Tensor]]:
+    def extra_losses(self, out: dict[str, Any], idx: TupleIndex, epoch: float) -> dict[str, tuple[float, torch.Tensor]]:
         if not self.cfg["rel_loss"] or out.get("relevance") is None:
             return {}
         if idx.label is None:

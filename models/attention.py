@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # 2**32: squares of values up to this, summed over 1e4 positions, stay far below float32's max.
-SAFE_MAGNITUDE = 2.0 ** 32
+SAFE_MAGNITUDE = 2.0**32
 
 
 def unit_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,8 +134,9 @@ def threshold_gate(strength: torch.Tensor, eps: torch.Tensor, width: float) -> t
     return F.logsigmoid((strength - eps) / width)
 
 
-def thresholded_logits(e: torch.Tensor, eps: torch.Tensor | None, scale: torch.Tensor | float, mode: str,
-                       width: float) -> torch.Tensor:
+def thresholded_logits(
+    e: torch.Tensor, eps: torch.Tensor | None, scale: torch.Tensor | float, mode: str, width: float
+) -> torch.Tensor:
     """Softmax logits ``scale * E`` with the correction threshold ``eps`` applied (AICANet Eqs. 10-11).
 
     ``scale`` carries delta and, for the inter-modal branch, sign(R) (Eq. 4). ``gate`` keeps E and
@@ -181,6 +182,7 @@ def instance_norm(x: torch.Tensor) -> torch.Tensor:
 
 
 # ---- AICANet Table IX: the de-interference alternatives to ACA -----------------------------------
+
 
 def low_rank(e: torch.Tensor, ratio: float) -> torch.Tensor:
     """Principal-component filtering [53] of correlation matrices ``[N, C, C]``: the best rank-r

@@ -38,8 +38,15 @@ TRANSFORMER_TINY_VOICE = {"arch": "transformer", "dim": 128, "depth": 2, "heads"
 
 FACE_PRESETS: dict[str, dict[str, Any]] = {
     "resnet18": {"arch": "resnet18", "imagenet_norm": True},
-    "tiny": {"arch": "resnet", "layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "se": False,
-             "stem_channels": [16], "stem_strides": [[2, 2]], "stage_strides": [1, 2, 2, 2]},
+    "tiny": {
+        "arch": "resnet",
+        "layers": [1, 1, 1, 1],
+        "widths": [16, 32, 64, 128],
+        "se": False,
+        "stem_channels": [16],
+        "stem_strides": [[2, 2]],
+        "stage_strides": [1, 2, 2, 2],
+    },
     "vit": TRANSFORMER_FACE,
     "vit_tiny": TRANSFORMER_TINY_FACE,
 }
@@ -47,20 +54,38 @@ FACE_PRESETS: dict[str, dict[str, Any]] = {
 VOICE_PRESETS: dict[str, dict[str, Any]] = {
     # Stem halves time three times (T/8) and keeps the 40 mel bins, stages then stride 1,2,2,1:
     # a 2-s clip (201 frames) ends as a 10 x 7 map, close to the face's 7 x 7.
-    "seresnet34": {"arch": "resnet", "layers": [3, 4, 6, 3], "widths": [64, 128, 256, 512], "se": True,
-                   "stem_channels": [16, 32, 64], "stem_strides": [[1, 2], [1, 2], [1, 2]],
-                   "stage_strides": [1, 2, 2, 1]},
-    "light": {"arch": "resnet", "layers": [2, 2, 2, 2], "widths": [64, 128, 256, 512], "se": False,
-              "stem_channels": [16, 32, 64], "stem_strides": [[1, 2], [1, 2], [1, 2]],
-              "stage_strides": [1, 2, 2, 1]},
-    "tiny": {"arch": "resnet", "layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "se": True,
-             "stem_channels": [16], "stem_strides": [[1, 2]], "stage_strides": [1, 2, 2, 2]},
+    "seresnet34": {
+        "arch": "resnet",
+        "layers": [3, 4, 6, 3],
+        "widths": [64, 128, 256, 512],
+        "se": True,
+        "stem_channels": [16, 32, 64],
+        "stem_strides": [[1, 2], [1, 2], [1, 2]],
+        "stage_strides": [1, 2, 2, 1],
+    },
+    "light": {
+        "arch": "resnet",
+        "layers": [2, 2, 2, 2],
+        "widths": [64, 128, 256, 512],
+        "se": False,
+        "stem_channels": [16, 32, 64],
+        "stem_strides": [[1, 2], [1, 2], [1, 2]],
+        "stage_strides": [1, 2, 2, 1],
+    },
+    "tiny": {
+        "arch": "resnet",
+        "layers": [1, 1, 1, 1],
+        "widths": [16, 32, 64, 128],
+        "se": True,
+        "stem_channels": [16],
+        "stem_strides": [[1, 2]],
+        "stage_strides": [1, 2, 2, 2],
+    },
     "vit": TRANSFORMER_VOICE,
     "vit_tiny": TRANSFORMER_TINY_VOICE,
 }
 
-_RESNET_KEYS = {"arch", "layers", "widths", "se", "se_reduction", "stem_channels", "stem_strides",
-                "stage_strides"}
+_RESNET_KEYS = {"arch", "layers", "widths", "se", "se_reduction", "stem_channels", "stem_strides", "stage_strides"}
 
 
 def _pair(values: Sequence[int], what: str) -> tuple[int, int]:
@@ -110,20 +135,33 @@ class BasicBlock(nn.Module):
 class ResNetTrunk(nn.Module):
     """Configurable ResNet trunk (stem convs + 4 stages) used for voices and the tiny face net."""
 
-    def __init__(self, in_channels: int, layers: Sequence[int], widths: Sequence[int], se: bool,
-                 stem_channels: Sequence[int], stem_strides: Sequence[Sequence[int]],
-                 stage_strides: Sequence[int], se_reduction: int = 8):
+    def __init__(
+        self,
+        in_channels: int,
+        layers: Sequence[int],
+        widths: Sequence[int],
+        se: bool,
+        stem_channels: Sequence[int],
+        stem_strides: Sequence[Sequence[int]],
+        stage_strides: Sequence[int],
+        se_reduction: int = 8,
+    ):
         super().__init__()
         if not (len(layers) == len(widths) == len(stage_strides)):
-            raise ValueError(f"layers {list(layers)}, widths {list(widths)} and stage_strides "
-                             f"{list(stage_strides)} must have the same length")
+            raise ValueError(
+                f"layers {list(layers)}, widths {list(widths)} and stage_strides "
+                f"{list(stage_strides)} must have the same length"
+            )
         if len(stem_channels) != len(stem_strides):
             raise ValueError("stem_channels and stem_strides must have the same length")
         stem: list[nn.Module] = []
         ch = in_channels
         for out_ch, stem_stride in zip(stem_channels, stem_strides):
-            stem += [nn.Conv2d(ch, out_ch, 3, _pair(stem_stride, "stem_strides"), 1, bias=False),
-                     nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+            stem += [
+                nn.Conv2d(ch, out_ch, 3, _pair(stem_stride, "stem_strides"), 1, bias=False),
+                nn.BatchNorm2d(out_ch),
+                nn.ReLU(inplace=True),
+            ]
             ch = out_ch
         self.stem = nn.Sequential(*stem)
         stages = []
@@ -163,8 +201,9 @@ class TransformerMap(nn.Module):
             raise ValueError(f"transformer dim {dim} must be divisible by heads {heads}")
         self.embed = nn.Conv2d(in_channels, dim, _pair(patch, "patch"), stride=_pair(patch, "patch"))
         self.position = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, dim * mlp_ratio, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim * mlp_ratio, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.out_channels = dim
@@ -203,8 +242,9 @@ class FaceResNet18(nn.Module):
         net = resnet18(weights=None)
         if pretrained_path is not None:
             load_imagenet_weights(net, pretrained_path)
-        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
-                                  net.layer1, net.layer2, net.layer3, net.layer4)
+        self.body = nn.Sequential(
+            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+        )
         self.out_channels = 512
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -235,9 +275,10 @@ def resolve_pretrained(path: str) -> str:
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"face_pretrained=imagenet: the torch hub cache has no {IMAGENET_RESNET18_FILE} at {path}. "
-                f"Fetch it once on a machine with network (python -c \"import torchvision; "
+                f'Fetch it once on a machine with network (python -c "import torchvision; '
                 f"torchvision.models.resnet18(weights='IMAGENET1K_V1')\", or download {IMAGENET_RESNET18_URL} "
-                f"into {os.path.dirname(path)}), or set model.face_pretrained=/path/to/{IMAGENET_RESNET18_FILE}.")
+                f"into {os.path.dirname(path)}), or set model.face_pretrained=/path/to/{IMAGENET_RESNET18_FILE}."
+            )
     return path
 
 
@@ -253,7 +294,8 @@ def load_imagenet_weights(net: nn.Module, path: str) -> None:
         raise FileNotFoundError(
             f"face_pretrained={path!r} does not exist. Give the path of a torchvision ResNet-18 "
             f"ImageNet state dict ({IMAGENET_RESNET18_FILE}), 'imagenet' for the torch hub cache's copy, "
-            "or null to start from random init.")
+            "or null to start from random init."
+        )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -300,22 +342,33 @@ def _resolve(spec: str | dict[str, Any], presets: dict[str, dict[str, Any]], wha
     allowed = {"resnet": _RESNET_KEYS, "transformer": _TRANSFORMER_KEYS}.get(merged["arch"], {"arch", "imagenet_norm"})
     for key in spec:
         if key not in allowed:
-            raise ValueError(f"{what}.{key} is not a setting of preset {preset!r}; allowed: {sorted(allowed | {'preset'})}")
+            raise ValueError(
+                f"{what}.{key} is not a setting of preset {preset!r}; allowed: {sorted(allowed | {'preset'})}"
+            )
     merged.update(spec)
     return merged
 
 
 def _trunk(settings: dict[str, Any], in_channels: int) -> ResNetTrunk | TransformerMap:
     if settings["arch"] == "transformer":
-        return TransformerMap(in_channels, settings["dim"], settings["depth"], settings["heads"], settings["patch"],
-                              settings["mlp_ratio"])
-    return ResNetTrunk(in_channels, settings["layers"], settings["widths"], settings["se"],
-                       settings["stem_channels"], settings["stem_strides"], settings["stage_strides"],
-                       settings.get("se_reduction", 8))
+        return TransformerMap(
+            in_channels, settings["dim"], settings["depth"], settings["heads"], settings["patch"], settings["mlp_ratio"]
+        )
+    return ResNetTrunk(
+        in_channels,
+        settings["layers"],
+        settings["widths"],
+        settings["se"],
+        settings["stem_channels"],
+        settings["stem_strides"],
+        settings["stage_strides"],
+        settings.get("se_reduction", 8),
+    )
 
 
-def build_face_backbone(spec: str | dict[str, Any],
-                        pretrained_path: str | None = None) -> FaceResNet18 | ResNetTrunk | TransformerMap:
+def build_face_backbone(
+    spec: str | dict[str, Any], pretrained_path: str | None = None
+) -> FaceResNet18 | ResNetTrunk | TransformerMap:
     """Face encoder from a preset name or ``{"preset": ..., overrides}``."""
     settings = _resolve(spec, FACE_PRESETS, "face_backbone")
     if settings["arch"] == "resnet18":
@@ -323,8 +376,10 @@ def build_face_backbone(spec: str | dict[str, Any],
             raise ValueError(f"face_backbone.imagenet_norm={settings['imagenet_norm']!r} must be true or false")
         return FaceResNet18(pretrained_path, settings["imagenet_norm"])
     if pretrained_path is not None:
-        raise ValueError("face_pretrained is only supported with face_backbone preset 'resnet18' "
-                         "(ImageNet weights exist for that architecture only)")
+        raise ValueError(
+            "face_pretrained is only supported with face_backbone preset 'resnet18' "
+            "(ImageNet weights exist for that architecture only)"
+        )
     return _trunk(settings, in_channels=3)
 
 

@@ -42,15 +42,20 @@ class MatchingModel(nn.Module):
         self.voice_encoder = build_voice_backbone(cfg["voice_backbone"])
         c_face, c_voice = self.face_encoder.out_channels, self.voice_encoder.out_channels
         if c_face != c_voice:
-            raise ValueError(f"face_backbone gives {c_face} channels but voice_backbone {c_voice}; the shared "
-                             "generator needs equal widths (set the last entry of 'widths' to match)")
+            raise ValueError(
+                f"face_backbone gives {c_face} channels but voice_backbone {c_voice}; the shared "
+                "generator needs equal widths (set the last entry of 'widths' to match)"
+            )
         self.channels = c_face
-        self.generator = Generator(c_face, cfg["generator_hidden"], cfg["embed_dim"], cfg["dropout"], cfg["spectral_norm"])
+        self.generator = Generator(
+            c_face, cfg["generator_hidden"], cfg["embed_dim"], cfg["dropout"], cfg["spectral_norm"]
+        )
         self.discriminator = ModalityDiscriminator(cfg["embed_dim"], cfg["dropout"], cfg["spectral_norm"])
         if not cfg["adversarial"]:
-            self.discriminator.requires_grad_(False)   # unused without the adversarial game
-        self.classifier = build_classifier(self.num_candidates, cfg["embed_dim"], cfg["dropout"], cfg["spectral_norm"],
-                                           cfg["classifier"])
+            self.discriminator.requires_grad_(False)  # unused without the adversarial game
+        self.classifier = build_classifier(
+            self.num_candidates, cfg["embed_dim"], cfg["dropout"], cfg["spectral_norm"], cfg["classifier"]
+        )
         self.attention = nn.ModuleDict()
         # Last training progress seen by loss(); BIANet's test-time Eq. 22 weight reads it, and as a
         # buffer it is saved and restored with the checkpoint.
@@ -71,15 +76,18 @@ class MatchingModel(nn.Module):
     def embed(self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor) -> dict[str, Any]:
         raise NotImplementedError
 
-    def embed_items(self, idx: TupleIndex, anchor_maps: torch.Tensor,
-                    cand_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed_items(
+        self, idx: TupleIndex, anchor_maps: torch.Tensor, cand_maps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h_anchor [B, D], h_cand [B, K, D])`` for maps that do not depend on the pairing.
 
         The generator runs once per unique item and the tuples gather the embeddings, instead of
         embedding each item once per tuple it appears in.
         """
-        return (gather_rows(self.generator(anchor_maps), idx.anchor_index),
-                gather_rows(self.generator(cand_maps), idx.candidate_index))
+        return (
+            gather_rows(self.generator(anchor_maps), idx.anchor_index),
+            gather_rows(self.generator(cand_maps), idx.candidate_index),
+        )
 
     def score(self, out: dict[str, Any]) -> torch.Tensor:
         """The head's scores: ``[B, K]`` logits (argmax = the match), or ``[B]`` for K = 1 (> 0 = match)."""
@@ -133,12 +141,10 @@ class MatchingModel(nn.Module):
         disc = losses.modality_loss(self.discriminator(h_a.detach()), self.discriminator(h_c.detach()), mod, flip=False)
         return {"adv": adv, "disc": disc}
 
-    def classification_loss(self, out: dict[str, Any], label: torch.Tensor,
-                            epoch: float) -> dict[str, torch.Tensor]:
+    def classification_loss(self, out: dict[str, Any], label: torch.Tensor, epoch: float) -> dict[str, torch.Tensor]:
         return {"cls": losses.matching_loss(out["logits"], label)}
 
-    def extra_losses(self, out: dict[str, Any], idx: TupleIndex,
-                     epoch: float) -> dict[str, tuple[float, torch.Tensor]]:
+    def extra_losses(self, out: dict[str, Any], idx: TupleIndex, epoch: float) -> dict[str, tuple[float, torch.Tensor]]:
         """Weighted model-specific terms: returns {name: (weight, value)}."""
         return {}
 
@@ -154,8 +160,16 @@ class MatchingModel(nn.Module):
             self.trained_epoch.fill_(float(epoch))
         terms = dict(self.classification_loss(out, idx.label, epoch))
         total = cfg["beta"] * terms["cls"]
-        terms["metric"] = losses.metric_loss(cfg["metric_loss"], out["h_anchor"], out["h_cand"], idx.label,
-                                             cfg["theta"], cfg["mu1"], cfg["mu2"], cfg["rdsm_distance"])
+        terms["metric"] = losses.metric_loss(
+            cfg["metric_loss"],
+            out["h_anchor"],
+            out["h_cand"],
+            idx.label,
+            cfg["theta"],
+            cfg["mu1"],
+            cfg["mu2"],
+            cfg["rdsm_distance"],
+        )
         total = total + cfg["alpha"] * terms["metric"]
         if cfg["adversarial"]:
             adv = self.adversarial_terms(out)

@@ -22,9 +22,9 @@ class TupleIndex:
     """Validated view of a batch: which modality is the anchor, and the indices as tensors."""
 
     direction: str
-    anchor_index: torch.Tensor     # [B] rows of the anchor modality
+    anchor_index: torch.Tensor  # [B] rows of the anchor modality
     candidate_index: torch.Tensor  # [B, K] rows of the candidate modality
-    label: torch.Tensor | None     # [B]
+    label: torch.Tensor | None  # [B]
 
     @property
     def anchor_is_voice(self) -> bool:
@@ -51,8 +51,10 @@ def check_batch(batch: dict[str, Any], check_values: bool = True) -> TupleIndex:
     with a less friendly message."""
     for key in ("faces", "voices", "anchor_index", "candidate_index", "direction"):
         if key not in batch:
-            raise ValueError(f"batch has no {key!r}; a tuple batch needs faces, voices, anchor_index, "
-                             "candidate_index, direction (and label for the loss), see ARCHITECTURE.md §3")
+            raise ValueError(
+                f"batch has no {key!r}; a tuple batch needs faces, voices, anchor_index, "
+                "candidate_index, direction (and label for the loss), see ARCHITECTURE.md §3"
+            )
     direction = batch["direction"]
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} unknown; allowed: {list(DIRECTIONS)}")
@@ -64,8 +66,10 @@ def check_batch(batch: dict[str, Any], check_values: bool = True) -> TupleIndex:
     anchor_index = torch.as_tensor(batch["anchor_index"], dtype=torch.long, device=faces.device)
     candidate_index = torch.as_tensor(batch["candidate_index"], dtype=torch.long, device=faces.device)
     if anchor_index.dim() != 1 or candidate_index.dim() != 2 or candidate_index.shape[0] != anchor_index.shape[0]:
-        raise ValueError(f"anchor_index must be [B] and candidate_index [B, K], got {tuple(anchor_index.shape)} "
-                         f"and {tuple(candidate_index.shape)}")
+        raise ValueError(
+            f"anchor_index must be [B] and candidate_index [B, K], got {tuple(anchor_index.shape)} "
+            f"and {tuple(candidate_index.shape)}"
+        )
     n_anchor, n_cand = (voices.shape[0], faces.shape[0]) if direction == "v2f" else (faces.shape[0], voices.shape[0])
     for name, idx, n in (("anchor_index", anchor_index, n_anchor), ("candidate_index", candidate_index, n_cand)):
         if check_values and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
@@ -81,8 +85,9 @@ def check_batch(batch: dict[str, Any], check_values: bool = True) -> TupleIndex:
     return TupleIndex(direction, anchor_index, candidate_index, label)
 
 
-def from_dense(anchor: torch.Tensor, candidates: torch.Tensor, direction: str,
-               label: torch.Tensor | None = None) -> dict[str, Any]:
+def from_dense(
+    anchor: torch.Tensor, candidates: torch.Tensor, direction: str, label: torch.Tensor | None = None
+) -> dict[str, Any]:
     """Indexed batch from dense ``anchor [B, ...]`` and ``candidates [B, K, ...]`` (identity gather).
 
     For evaluation code and tests that hold tuples densely; every item is its own row, so nothing
@@ -91,8 +96,10 @@ def from_dense(anchor: torch.Tensor, candidates: torch.Tensor, direction: str,
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} unknown; allowed: {list(DIRECTIONS)}")
     if candidates.dim() != anchor.dim() + 1 or candidates.shape[0] != anchor.shape[0]:
-        raise ValueError(f"candidates must be [B, K, ...] matching anchor [B, ...], got {tuple(candidates.shape)} "
-                         f"and {tuple(anchor.shape)}")
+        raise ValueError(
+            f"candidates must be [B, K, ...] matching anchor [B, ...], got {tuple(candidates.shape)} "
+            f"and {tuple(anchor.shape)}"
+        )
     b, k = candidates.shape[:2]
     flat = candidates.reshape(b * k, *candidates.shape[2:])
     faces, voices = (flat, anchor) if direction == "v2f" else (anchor, flat)

@@ -39,9 +39,14 @@ from .batch import TupleIndex
 MODALITIES = ("voice", "face")
 
 
-def dropkey_mask(shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype,
-                 generator: torch.Generator | None = None,
-                 keep: torch.Tensor | None = None) -> torch.Tensor:
+def dropkey_mask(
+    shape: torch.Size,
+    p: float,
+    device: torch.device,
+    dtype: torch.dtype,
+    generator: torch.Generator | None = None,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Eq. 17: 0 with probability 1 - p, -inf with probability p.
 
     Entries in ``keep`` (a bool tensor of ``shape``; default the diagonal) are never dropped, so
@@ -70,8 +75,9 @@ def strong_logits(a: torch.Tensor, eps: torch.Tensor, tau1: float, mode: str, wi
     return tau1 * a + threshold_gate(a, eps, width)
 
 
-def weak_logits(a: torch.Tensor, eps: torch.Tensor, tau_neg: float, mode: str,
-                width: float) -> tuple[torch.Tensor, torch.Tensor]:
+def weak_logits(
+    a: torch.Tensor, eps: torch.Tensor, tau_neg: float, mode: str, width: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """NIA softmax logits over the weak part A~ = ReLU(-(ReLU(A) - eps)) of Eq. 11, and the entries
     DropKey must keep (each row's weakest).
 
@@ -81,7 +87,7 @@ def weak_logits(a: torch.Tensor, eps: torch.Tensor, tau_neg: float, mode: str,
     0.01-0.2), so every row is a near-uniform average of all channels and every NIA output
     channel is the same map up to sign: the reverse prediction then sees almost nothing of the item.
     """
-    weak = F.relu(-(F.relu(a) - eps))                                                    # Eq. 11
+    weak = F.relu(-(F.relu(a) - eps))  # Eq. 11
     keep = a == a.amin(dim=-1, keepdim=True)
     if mode == "literal":
         return weak, keep
@@ -117,17 +123,18 @@ class IntervenedAttention(nn.Module):
         ``eps``, and the row-stochastic PIA / NIA weights ``[N, C', C']`` (None when off)."""
         cfg = self.cfg
         v = self.value(x).flatten(2)
-        a = channel_affinity(self.query(x).flatten(2), self.key(x).flatten(2))      # Eq. 9
+        a = channel_affinity(self.query(x).flatten(2), self.key(x).flatten(2))  # Eq. 9
         eps = self.threshold(a)
         maps = {"v": v, "a": a, "eps": eps, "pia": None, "nia": None}
         if cfg["pia"]:
-            logits = strong_logits(a, eps, cfg["tau1"], cfg["pia_threshold"], cfg["threshold_width"])   # Eq. 10
+            logits = strong_logits(a, eps, cfg["tau1"], cfg["pia_threshold"], cfg["threshold_width"])  # Eq. 10
             maps["pia"] = torch.softmax(logits, dim=-1)
         if cfg["nia"]:
             logits, keep = weak_logits(a, eps, cfg["tau_neg"], cfg["nia_form"], cfg["threshold_width"])  # Eq. 11
             if self.training and cfg["dropkey_p"] > 0:
-                logits = logits + dropkey_mask(logits.shape, cfg["dropkey_p"], logits.device, logits.dtype,
-                                               keep=keep)                               # Eq. 17
+                logits = logits + dropkey_mask(
+                    logits.shape, cfg["dropkey_p"], logits.device, logits.dtype, keep=keep
+                )  # Eq. 17
             maps["nia"] = torch.softmax(logits, dim=-1)
         return maps
 
@@ -137,16 +144,17 @@ class IntervenedAttention(nn.Module):
         maps = self.attention_maps(x)
         positive = x
         if maps["pia"] is not None:
-            x_hat = attend(maps["pia"], maps["v"])                                     # Eq. 12
+            x_hat = attend(maps["pia"], maps["v"])  # Eq. 12
             dec = self.decode_pos(x_hat.view(n, -1, h, w))
             mask = self.mask(dec)
-            positive = (1 - mask) * x + mask * instance_norm(dec)                     # Eq. 14
+            positive = (1 - mask) * x + mask * instance_norm(dec)  # Eq. 14
         negative = None
         if maps["nia"] is not None:
-            x_tilde = attend(maps["nia"], maps["v"])                                   # Eq. 15
-            aff = channel_affinity(x_tilde, x_tilde)                                   # Eq. 18
-            x_tilde = (attend(torch.softmax(cfg["tau2"] * aff, dim=-1), x_tilde)
-                       + attend(torch.softmax(-cfg["tau2"] * aff, dim=-1), x_tilde))   # Eq. 19
+            x_tilde = attend(maps["nia"], maps["v"])  # Eq. 15
+            aff = channel_affinity(x_tilde, x_tilde)  # Eq. 18
+            x_tilde = attend(torch.softmax(cfg["tau2"] * aff, dim=-1), x_tilde) + attend(
+                torch.softmax(-cfg["tau2"] * aff, dim=-1), x_tilde
+            )  # Eq. 19
             negative = instance_norm(self.decode_neg(x_tilde.view(n, -1, h, w)))
         return positive, negative
 
@@ -203,7 +211,7 @@ class BIANet(MatchingModel):
         """The counterfactual score with w at the last trained epoch, in the form the loss trains:
         z_cp - w z_cn for ``cf_positivity='logit'``, P_cp - w P_cn (Eq. 22) otherwise; P_cp's
         logits alone without NIA. For K = 1 a single match margin (> 0 = match)."""
-        logits_cp: torch.Tensor = self.classifier(out["h_anchor"], out["h_cand"])     # Eq. 20
+        logits_cp: torch.Tensor = self.classifier(out["h_anchor"], out["h_cand"])  # Eq. 20
         out["logits_cp"] = logits_cp
         if "h_anchor_neg" not in out:
             return logits_cp
@@ -229,15 +237,21 @@ class BIANet(MatchingModel):
         negative = super().similarity({"h_anchor": out["h_anchor_neg"], "h_cand": out["h_cand_neg"]})
         return positive - self.cf_weight(self.trained_epoch).to(positive.dtype) * negative
 
-    def classification_loss(self, out: dict[str, Any], label: torch.Tensor,
-                            epoch: float) -> dict[str, torch.Tensor]:
+    def classification_loss(self, out: dict[str, Any], label: torch.Tensor, epoch: float) -> dict[str, torch.Tensor]:
         if "logits_cn" not in out:
             return {"cls": losses.matching_loss(out["logits_cp"], label)}
         cfg = self.cfg
         cls = losses.counterfactual_loss(
-            _as_probabilities(out["logits_cp"]), _as_probabilities(out["logits_cn"]), label, self.cf_weight(epoch),
-            cfg["cf_positivity"], cfg["cf_softplus_beta"], cfg["cf_clamp_floor"],
-            logits_cp=_two_class_logits(out["logits_cp"]), logits_cn=_two_class_logits(out["logits_cn"]))
+            _as_probabilities(out["logits_cp"]),
+            _as_probabilities(out["logits_cn"]),
+            label,
+            self.cf_weight(epoch),
+            cfg["cf_positivity"],
+            cfg["cf_softplus_beta"],
+            cfg["cf_clamp_floor"],
+            logits_cp=_two_class_logits(out["logits_cp"]),
+            logits_cn=_two_class_logits(out["logits_cn"]),
+        )
         return {"cls": cls, "cf_weight": torch.tensor(self.cf_weight(epoch))}
 
 

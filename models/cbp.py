@@ -37,7 +37,9 @@ class CompactBilinearPooling(nn.Module):
         if x.dim() == 2:
             x, y = x.unsqueeze(-1), y.unsqueeze(-1)
         if x.shape[0] != y.shape[0] or x.shape[-1] != y.shape[-1]:
-            raise ValueError(f"CBP inputs must share batch and position axes, got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"CBP inputs must share batch and position axes, got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         # FFTs have no bfloat16 kernels (and cuFFT half needs power-of-two sizes): compute in
         # float32 even under mixed-precision autocast.
         with torch.autocast(device_type=x.device.type, enabled=False):

@@ -44,8 +44,9 @@ class Generator(nn.Module):
     as in the authors' code (docs/REFERENCES.md#a5).
     """
 
-    def __init__(self, in_channels: int, hidden: int = 256, embed_dim: int = 128, dropout: float = 0.1,
-                 spectral: bool = True):
+    def __init__(
+        self, in_channels: int, hidden: int = 256, embed_dim: int = 128, dropout: float = 0.1, spectral: bool = True
+    ):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(3)
         self.drop = nn.Dropout(dropout)
@@ -96,8 +97,14 @@ class MatchingClassifier(nn.Module):
     K = 2..10 curve from one model); it is an extension, not in the papers.
     """
 
-    def __init__(self, num_candidates: int, embed_dim: int = 128, dropout: float = 0.1, spectral: bool = True,
-                 mode: str = "concat"):
+    def __init__(
+        self,
+        num_candidates: int,
+        embed_dim: int = 128,
+        dropout: float = 0.1,
+        spectral: bool = True,
+        mode: str = "concat",
+    ):
         super().__init__()
         if num_candidates < 2:
             raise ValueError("MatchingClassifier needs num_candidates >= 2; use VerificationHead for K = 1")
@@ -117,8 +124,10 @@ class MatchingClassifier(nn.Module):
             scores: torch.Tensor = self.fc(x)
             return scores.squeeze(-1)
         if x.shape[1] != self.k:
-            raise ValueError(f"this classifier was built for K={self.k} candidates, the batch has K={x.shape[1]} "
-                             "(set num_candidates, or classifier='shared' to score any K)")
+            raise ValueError(
+                f"this classifier was built for K={self.k} candidates, the batch has K={x.shape[1]} "
+                "(set num_candidates, or classifier='shared' to score any K)"
+            )
         logits: torch.Tensor = self.fc(x.flatten(1))
         return logits
 

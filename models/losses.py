@@ -38,8 +38,9 @@ def curriculum_weight(epoch: float | torch.Tensor, total_epochs: float) -> float
     return 1.0 - math.cos(math.pi * e / total_epochs)
 
 
-def relevance_loss(relevance: torch.Tensor, match: torch.Tensor, epoch: float, total_epochs: float,
-                   tau: float = 5.0) -> torch.Tensor:
+def relevance_loss(
+    relevance: torch.Tensor, match: torch.Tensor, epoch: float, total_epochs: float, tau: float = 5.0
+) -> torch.Tensor:
     """AICANet Eq. 2, per tuple: (1/2k)(1 + cos(pi e/N)) sum_j (sigmoid(tau R_0j) - l_j)^2, mean over tuples.
 
     ``relevance [B, K]`` is R of every (anchor, candidate) pair and ``match [B, K]`` is 1 for the
@@ -68,8 +69,9 @@ def tuple_distances(anchor: torch.Tensor, candidates: torch.Tensor) -> tuple[tor
     return d_ac, d_cc
 
 
-def _positive_and_negatives(d_ac: torch.Tensor, d_cc: torch.Tensor,
-                            label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _positive_and_negatives(
+    d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if d_ac.shape[1] < 2:
         raise ValueError("tuple metric losses need K >= 2 candidates (one positive and at least one negative)")
     d_ap = d_ac.gather(1, label[:, None]).squeeze(1)
@@ -86,8 +88,9 @@ def _masked_logsumexp(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(~mask, float("-inf")).logsumexp(dim=1)
 
 
-def rdsm_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor, theta: float = 1.2,
-                        mu1: float = 10.0, mu2: float = 4.0) -> torch.Tensor:
+def rdsm_from_distances(
+    d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor, theta: float = 1.2, mu1: float = 10.0, mu2: float = 4.0
+) -> torch.Tensor:
     """AICANet Eqs. 14-15 (relative distance stretching metric).
 
     D_i = mu1 log(1 + mu2 (max_j w_j e^{theta - d_0j} e^{d_0p - d_0j}
@@ -105,8 +108,9 @@ def rdsm_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Ten
     return loss
 
 
-def structure_metric_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor,
-                                    theta: float = 1.2) -> torch.Tensor:
+def structure_metric_from_distances(
+    d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor, theta: float = 1.2
+) -> torch.Tensor:
     """Structure metric L_SM (AML, TMM 2022; the ACIENet/baseline metric, AICANet Table X):
 
     D_i = d_0p + log(max_j e^{theta - d_0j} + max_q e^{theta - d_pq}), L = (1/2M) sum max(D_i, 0).
@@ -119,8 +123,9 @@ def structure_metric_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, labe
     return loss
 
 
-def lifted_structure_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor,
-                                    theta: float = 1.2) -> torch.Tensor:
+def lifted_structure_from_distances(
+    d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor, theta: float = 1.2
+) -> torch.Tensor:
     """Lifted structured loss L_LM (Song et al. 2016) on a tuple: all negatives, squared hinge.
 
     J_i = log(sum_j e^{theta - d_0j} + sum_q e^{theta - d_pq}) + d_0p, L = (1/2M) sum max(J_i, 0)^2.
@@ -131,8 +136,9 @@ def lifted_structure_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, labe
     return loss
 
 
-def triplet_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor,
-                           theta: float = 1.2) -> torch.Tensor:
+def triplet_from_distances(
+    d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.Tensor, theta: float = 1.2
+) -> torch.Tensor:
     """Triplet loss L_Trip (Schroff et al. 2015): mean over (anchor, positive, negative) of max(d_0p - d_0j + margin, 0)."""
     d_ap, _, neg = _positive_and_negatives(d_ac, d_cc, label)
     hinge = (d_ap[:, None] - d_ac + theta).clamp_min(0) * neg
@@ -140,8 +146,9 @@ def triplet_from_distances(d_ac: torch.Tensor, d_cc: torch.Tensor, label: torch.
     return loss
 
 
-def contrastive_verification(anchor: torch.Tensor, candidates: torch.Tensor, label: torch.Tensor,
-                             margin: float = 1.2) -> torch.Tensor:
+def contrastive_verification(
+    anchor: torch.Tensor, candidates: torch.Tensor, label: torch.Tensor, margin: float = 1.2
+) -> torch.Tensor:
     """K = 1 stand-in for every tuple metric (they need a positive and a negative in one tuple):
     a contrastive loss 0.5 [l d + (1 - l) max(margin - d, 0)], mean over pairs. Linear in d, like
     the d_0p term of Eq. 15, so its scale matches the K >= 2 metrics on the same embeddings."""
@@ -153,8 +160,16 @@ def contrastive_verification(anchor: torch.Tensor, candidates: torch.Tensor, lab
 RDSM_DISTANCES = ("unit", "raw")
 
 
-def metric_loss(name: str, anchor: torch.Tensor, candidates: torch.Tensor, label: torch.Tensor, theta: float = 1.2,
-                mu1: float = 10.0, mu2: float = 4.0, rdsm_distance: str = "unit") -> torch.Tensor:
+def metric_loss(
+    name: str,
+    anchor: torch.Tensor,
+    candidates: torch.Tensor,
+    label: torch.Tensor,
+    theta: float = 1.2,
+    mu1: float = 10.0,
+    mu2: float = 4.0,
+    rdsm_distance: str = "unit",
+) -> torch.Tensor:
     """Dispatch on the configured metric loss (``rdsm`` | ``structure`` | ``lifted`` | ``triplet`` | ``none``).
 
     ``rdsm_distance='unit'`` (default) evaluates RDSM on L2-normalised embeddings; ``'raw'`` on
@@ -170,7 +185,7 @@ def metric_loss(name: str, anchor: torch.Tensor, candidates: torch.Tensor, label
     """
     if name == "none":
         return anchor.new_zeros(())
-    if name == "rdsm" and rdsm_distance == "unit" and candidates.shape[1] > 1:   # K = 1: the contrastive stand-in
+    if name == "rdsm" and rdsm_distance == "unit" and candidates.shape[1] > 1:  # K = 1: the contrastive stand-in
         anchor, candidates = F.normalize(anchor, dim=-1), F.normalize(candidates, dim=-1)
     elif rdsm_distance not in RDSM_DISTANCES:
         raise ValueError(f"rdsm_distance {rdsm_distance!r} unknown; allowed: {list(RDSM_DISTANCES)}")
@@ -188,8 +203,9 @@ def metric_loss(name: str, anchor: torch.Tensor, candidates: torch.Tensor, label
     raise ValueError(f"metric_loss {name!r} unknown; allowed: {list(METRIC_LOSSES)}")
 
 
-def modality_loss(logits_anchor: torch.Tensor, logits_cand: torch.Tensor, anchor_modality: int,
-                  flip: bool = False) -> torch.Tensor:
+def modality_loss(
+    logits_anchor: torch.Tensor, logits_cand: torch.Tensor, anchor_modality: int, flip: bool = False
+) -> torch.Tensor:
     """Eq. 12: -(1/M) sum_i sum_{j=0..k} log D_{N_ij}(h_ij), i.e. cross-entropy summed over the k+1
     members of a tuple and averaged over tuples. ``flip=True`` gives the generator's adversarial
     term (labels swapped, as in the authors' code) that enters Eq. 16.
@@ -221,9 +237,17 @@ def matching_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
 CF_POSITIVITY = ("softplus", "clamp", "logit")
 
 
-def counterfactual_loss(p_cp: torch.Tensor, p_cn: torch.Tensor, label: torch.Tensor, weight: float,
-                        positivity: str = "logit", beta: float = 10.0, floor: float = 1e-4,
-                        logits_cp: torch.Tensor | None = None, logits_cn: torch.Tensor | None = None) -> torch.Tensor:
+def counterfactual_loss(
+    p_cp: torch.Tensor,
+    p_cn: torch.Tensor,
+    label: torch.Tensor,
+    weight: float,
+    positivity: str = "logit",
+    beta: float = 10.0,
+    floor: float = 1e-4,
+    logits_cp: torch.Tensor | None = None,
+    logits_cn: torch.Tensor | None = None,
+) -> torch.Tensor:
     """BIANet Eq. 22: -(1/M) sum_i log(P_cp[y_i] - w P_cn[y_i]), w = ``weight`` (Eq. 22 curriculum).
 
     The argument can be <= 0 (w reaches 2); the paper does not say how it stays positive. Choices:

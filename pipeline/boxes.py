@@ -44,8 +44,7 @@ class Track:
 
     def summary(self) -> dict:
         """Small JSON-able description stored with the sample (not the whole table)."""
-        out = {"first_frame": int(self.frames[0]), "last_frame": int(self.frames[-1]),
-               "rows": int(len(self.frames))}
+        out = {"first_frame": int(self.frames[0]), "last_frame": int(self.frames[-1]), "rows": int(len(self.frames))}
         for name, key in (("offset", "Offset"), ("fv_conf", "FV Conf"), ("asd_conf", "ASD Conf")):
             raw = self.header.get(key)
             if raw is not None:

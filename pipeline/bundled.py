@@ -25,8 +25,10 @@ def bundled_path(relative: str) -> Path:
     """The path of one bundled file, e.g. `cmpc_lists/matching_v2f_U.csv.gz`; a clear error if absent."""
     path = META_DIR / relative
     if not path.is_file():
-        raise BundledDataError(f"bundled data file {relative!r} is missing from {META_DIR}: the package "
-                               "install is incomplete; reinstall voxface (pip install .)")
+        raise BundledDataError(
+            f"bundled data file {relative!r} is missing from {META_DIR}: the package "
+            "install is incomplete; reinstall voxface (pip install .)"
+        )
     return path
 
 

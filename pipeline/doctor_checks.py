@@ -98,10 +98,12 @@ def _shorten(items, limit: int = _LIST_LIMIT) -> list:
 
 # ---------------------------------------------------------------- the checks
 
+
 def scan_layout(cfg: DoctorConfig, meta) -> ScanResult:
     """The ingest's own layout scan, with a progress bar over identity folders (no total: the
     folders are counted while walking)."""
     with tqdm(unit="identity", desc="scan", disable=None if cfg.progress else True, dynamic_ncols=True) as bar:
+
         def tick() -> None:
             bar.update(1)
 
@@ -110,8 +112,9 @@ def scan_layout(cfg: DoctorConfig, meta) -> ScanResult:
         return scan_voxceleb1(cfg.root, meta, faces=cfg.faces, tick=tick)
 
 
-def identity_checks(report: dict, findings: Findings, meta, assignment: SplitAssignment | None,
-                     scan: ScanResult, cfg: DoctorConfig) -> dict[str, list[ClipRecord]]:
+def identity_checks(
+    report: dict, findings: Findings, meta, assignment: SplitAssignment | None, scan: ScanResult, cfg: DoctorConfig
+) -> dict[str, list[ClipRecord]]:
     """Counts per split, identities on one side only, identities missing inputs."""
     clips_of: dict[str, list[ClipRecord]] = defaultdict(list)
     for clip in scan.clips:
@@ -119,38 +122,54 @@ def identity_checks(report: dict, findings: Findings, meta, assignment: SplitAss
     skipped_ids = {s.identity for s in scan.skipped if s.identity}
     on_disk = set(clips_of) | skipped_ids
     not_in_meta = sorted(i for i in on_disk if i not in meta)
-    unnamed = sorted({_identity_folder(s.path) for s in scan.skipped
-                      if s.kind == "missing_meta_row" and not s.identity})
+    unnamed = sorted(
+        {_identity_folder(s.path) for s in scan.skipped if s.kind == "missing_meta_row" and not s.identity}
+    )
     if not_in_meta or unnamed:
-        findings.add("warning", "identities_not_in_meta",
-                     f"{len(not_in_meta) + len(unnamed)} identity folder(s) on disk have no row in "
-                     f"{cfg.meta.name} and will not be ingested: {(not_in_meta + unnamed)[:10]}")
+        findings.add(
+            "warning",
+            "identities_not_in_meta",
+            f"{len(not_in_meta) + len(unnamed)} identity folder(s) on disk have no row in "
+            f"{cfg.meta.name} and will not be ingested: {(not_in_meta + unnamed)[:10]}",
+        )
     split_of = assignment.split_of if assignment else {}
     by_split: dict[str, list[ClipRecord]] = {s: [] for s in SPLITS}
     splits = {}
-    for split in (assignment.splits() if assignment else []):
+    for split in assignment.splits() if assignment else []:
         expected = sorted(i for i, s in split_of.items() if s == split)
         present = [i for i in expected if clips_of.get(i)]
         for i in present:
             by_split[split] += clips_of[i]
         missing = sorted(set(expected) - set(present))
-        splits[split] = {"meta_identities": len(expected), "identities_on_disk": len(present),
-                         "clips": len(by_split[split]), "identities_missing": len(missing),
-                         "identities_missing_list": _shorten(missing)}
+        splits[split] = {
+            "meta_identities": len(expected),
+            "identities_on_disk": len(present),
+            "clips": len(by_split[split]),
+            "identities_missing": len(missing),
+            "identities_missing_list": _shorten(missing),
+        }
         if not present:
-            findings.add("blocking", "empty_split",
-                         f"split {split}: none of its {len(expected)} meta identities has a usable clip "
-                         f"under {cfg.root}; the ingest would write an empty split (wrong --root, "
-                         "--dataset or --meta, or that part was not downloaded)")
+            findings.add(
+                "blocking",
+                "empty_split",
+                f"split {split}: none of its {len(expected)} meta identities has a usable clip "
+                f"under {cfg.root}; the ingest would write an empty split (wrong --root, "
+                "--dataset or --meta, or that part was not downloaded)",
+            )
         elif missing:
-            findings.add("warning", "identities_missing_on_disk",
-                         f"split {split}: {len(missing)} of {len(expected)} meta identities have no clip "
-                         f"on disk (e.g. {missing[:5]})")
+            findings.add(
+                "warning",
+                "identities_missing_on_disk",
+                f"split {split}: {len(missing)} of {len(expected)} meta identities have no clip "
+                f"on disk (e.g. {missing[:5]})",
+            )
     excluded = sorted(i for i in clips_of if i in meta and i not in split_of)
     report["splits"] = splits
     report["identities"] = {
-        "in_meta": len(meta), "on_disk": len(on_disk),
-        "on_disk_not_in_meta": not_in_meta[:_LIST_LIMIT], "on_disk_not_in_meta_count": len(not_in_meta),
+        "in_meta": len(meta),
+        "on_disk": len(on_disk),
+        "on_disk_not_in_meta": not_in_meta[:_LIST_LIMIT],
+        "on_disk_not_in_meta_count": len(not_in_meta),
         "unnamed_folders": unnamed[:_LIST_LIMIT],
         "in_meta_not_on_disk_count": sum(s["identities_missing"] for s in splits.values()),
         "not_selected_by_preset": len(excluded),
@@ -159,18 +178,22 @@ def identity_checks(report: dict, findings: Findings, meta, assignment: SplitAss
     missing_inputs: dict[str, dict[str, int]] = {}
     for kind in ("missing_faces", "missing_video", "missing_audio", "duplicate_clip"):
         # identities without a meta row are reported above, not as missing inputs
-        per_id = Counter(s.identity for s in scan.skipped
-                         if s.kind == kind and s.identity and s.identity in meta)
+        per_id = Counter(s.identity for s in scan.skipped if s.kind == kind and s.identity and s.identity in meta)
         if not per_id:
             continue
         without_any = sorted(i for i in per_id if not clips_of.get(i))
-        missing_inputs[kind] = {"clips": sum(per_id.values()), "identities": len(per_id),
-                                "identities_with_no_usable_clip": without_any[:_LIST_LIMIT],
-                                "by_identity": dict(sorted(per_id.items())[:_LIST_LIMIT])}
-        findings.add("warning", kind,
-                     f"{sum(per_id.values())} clip(s) of {len(per_id)} identities are {kind.replace('_', ' ')}"
-                     + (f"; {len(without_any)} of them have no usable clip at all ({without_any[:5]})"
-                        if without_any else ""))
+        missing_inputs[kind] = {
+            "clips": sum(per_id.values()),
+            "identities": len(per_id),
+            "identities_with_no_usable_clip": without_any[:_LIST_LIMIT],
+            "by_identity": dict(sorted(per_id.items())[:_LIST_LIMIT]),
+        }
+        findings.add(
+            "warning",
+            kind,
+            f"{sum(per_id.values())} clip(s) of {len(per_id)} identities are {kind.replace('_', ' ')}"
+            + (f"; {len(without_any)} of them have no usable clip at all ({without_any[:5]})" if without_any else ""),
+        )
     report["missing_inputs"] = missing_inputs
     return by_split
 
@@ -191,15 +214,26 @@ def sample_check(cfg: DoctorConfig, clips: list[ClipRecord]) -> dict:
             continue
         except Exception as err:  # report, as the ingest would (extract_error), and go on
             verdicts["extract_error"] += 1
-            bad.append({"key": clip.key, "path": clip.source, "kind": "extract_error",
-                        "reason": f"{type(err).__name__}: {err}"})
+            bad.append(
+                {
+                    "key": clip.key,
+                    "path": clip.source,
+                    "kind": "extract_error",
+                    "reason": f"{type(err).__name__}: {err}",
+                }
+            )
             continue
         verdicts["ok"] += 1
         out_bytes += _tar_bytes(sample.members)
         in_bytes += _source_bytes(clip)
-    return {"clips": len(chosen), "verdicts": dict(verdicts), "bad": bad[:_LIST_LIMIT],
-            "shard_bytes": out_bytes, "source_bytes": in_bytes,
-            "ratio": round(out_bytes / in_bytes, 4) if in_bytes else None}
+    return {
+        "clips": len(chosen),
+        "verdicts": dict(verdicts),
+        "bad": bad[:_LIST_LIMIT],
+        "shard_bytes": out_bytes,
+        "source_bytes": in_bytes,
+        "ratio": round(out_bytes / in_bytes, 4) if in_bytes else None,
+    }
 
 
 def _files_of(clip: ClipRecord) -> list[tuple[str, str]]:
@@ -224,14 +258,17 @@ def full_check(cfg: DoctorConfig, clips: list[ClipRecord]) -> dict:
                 seen.add(path)
                 items.append((path, role, cfg.extract.min_face_size))
     bad, kinds = [], Counter()
-    bar = tqdm(total=len(items), unit="file", desc="file check", disable=None if cfg.progress else True, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(items), unit="file", desc="file check", disable=None if cfg.progress else True, dynamic_ncols=True
+    )
     with bar:
         if cfg.workers > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=quiet_ffmpeg) as pool:
+            with ProcessPoolExecutor(
+                cfg.workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_ffmpeg
+            ) as pool:
                 results = pool.map(probe_job, items, chunksize=64)
                 for result in results:
                     _count_probe(result, bad, kinds, cfg)
@@ -240,8 +277,12 @@ def full_check(cfg: DoctorConfig, clips: list[ClipRecord]) -> dict:
             for item in items:
                 _count_probe(probe_job(item), bad, kinds, cfg)
                 bar.update(1)
-    return {"files": len(items), "bad_files": sum(kinds.values()), "by_kind": dict(sorted(kinds.items())),
-            "bad": bad[:LIST_LIMIT_BAD]}
+    return {
+        "files": len(items),
+        "bad_files": sum(kinds.values()),
+        "by_kind": dict(sorted(kinds.items())),
+        "bad": bad[:LIST_LIMIT_BAD],
+    }
 
 
 def _count_probe(result, bad: list, kinds: Counter, cfg: DoctorConfig) -> None:
@@ -261,14 +302,16 @@ def _rel(path: str, cfg: DoctorConfig) -> str:
     return str(path)
 
 
-def disk_estimate(cfg: DoctorConfig, by_split: dict[str, list[ClipRecord]], sample: dict,
-                   findings: Findings) -> dict:
+def disk_estimate(cfg: DoctorConfig, by_split: dict[str, list[ClipRecord]], sample: dict, findings: Findings) -> dict:
     ratio = sample.get("ratio")
     if ratio is None:
-        findings.add("warning", "no_disk_estimate", "no clip of the sample could be extracted, so the "
-                                                    "shard size cannot be estimated")
+        findings.add(
+            "warning",
+            "no_disk_estimate",
+            "no clip of the sample could be extracted, so the shard size cannot be estimated",
+        )
         return {"ratio": None}
-    face_bytes = cfg.extract.frames_per_clip * cfg.extract.face_size ** 2 * 3
+    face_bytes = cfg.extract.frames_per_clip * cfg.extract.face_size**2 * 3
     per_split, total = {}, 0
     for split, clips in by_split.items():
         if not clips:
@@ -280,8 +323,12 @@ def disk_estimate(cfg: DoctorConfig, by_split: dict[str, list[ClipRecord]], samp
         evals = len(clips) * face_bytes + shards + _ZARR_OVERHEAD if split in ("val", "test") else 0
         per_split[split] = {"source_bytes": source, "shard_bytes": shards, "eval_store_bytes_at_most": evals}
         total += shards + evals
-    estimate = {"ratio": ratio, "measured_on_clips": sample["verdicts"].get("ok", 0),
-                "splits": per_split, "total_bytes": total}
+    estimate = {
+        "ratio": ratio,
+        "measured_on_clips": sample["verdicts"].get("ok", 0),
+        "splits": per_split,
+        "total_bytes": total,
+    }
     if cfg.out is not None:
         where = cfg.out
         while not where.exists() and where != where.parent:
@@ -289,8 +336,11 @@ def disk_estimate(cfg: DoctorConfig, by_split: dict[str, list[ClipRecord]], samp
         free = shutil.disk_usage(where).free
         estimate.update(out=str(cfg.out), free_bytes=free)
         if free < total:
-            findings.add("blocking", "disk_space",
-                         f"the shards need about {total / 1e9:.2f} GB but {where} has {free / 1e9:.2f} GB free")
+            findings.add(
+                "blocking",
+                "disk_space",
+                f"the shards need about {total / 1e9:.2f} GB but {where} has {free / 1e9:.2f} GB free",
+            )
     return estimate
 
 
@@ -302,14 +352,20 @@ def judge_files(report: dict, findings: Findings, cfg: DoctorConfig) -> None:
         frac = bad / checked
         severity = "blocking" if frac > cfg.max_bad_fraction else "warning"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(sample["verdicts"].items()) if k != "ok")
-        findings.add(severity, "bad_clips_in_sample",
-                     f"{bad} of {checked} sampled clips would be skipped by the ingest ({kinds}): "
-                     f"{frac:.1%} (the limit --max-bad-fraction is {cfg.max_bad_fraction:.0%})")
+        findings.add(
+            severity,
+            "bad_clips_in_sample",
+            f"{bad} of {checked} sampled clips would be skipped by the ingest ({kinds}): "
+            f"{frac:.1%} (the limit --max-bad-fraction is {cfg.max_bad_fraction:.0%})",
+        )
     full = report.get("file_check")
     if full and full["bad_files"]:
         frac = full["bad_files"] / max(1, full["files"])
         severity = "blocking" if frac > cfg.max_bad_fraction else "warning"
         kinds = ", ".join(f"{k} {v}" for k, v in full["by_kind"].items())
-        findings.add(severity, "bad_files",
-                     f"{full['bad_files']} of {full['files']} files are unreadable, truncated or empty "
-                     f"({kinds}): {frac:.1%} (the limit --max-bad-fraction is {cfg.max_bad_fraction:.0%})")
+        findings.add(
+            severity,
+            "bad_files",
+            f"{full['bad_files']} of {full['files']} files are unreadable, truncated or empty "
+            f"({kinds}): {frac:.1%} (the limit --max-bad-fraction is {cfg.max_bad_fraction:.0%})",
+        )

@@ -26,8 +26,13 @@ from concurrent.futures.process import BrokenProcessPool
 
 #: Exception class names that mean "the process running the task died" in the engines we know:
 #: the local pool, Dask (after its own `allowed-failures` retries), Ray, submitit.
-WORKER_DEATH_NAMES = {"BrokenProcessPool", "KilledWorker", "WorkerCrashedError",
-                      "UncompletedJobError", "CommClosedError"}
+WORKER_DEATH_NAMES = {
+    "BrokenProcessPool",
+    "KilledWorker",
+    "WorkerCrashedError",
+    "UncompletedJobError",
+    "CommClosedError",
+}
 
 
 def die_with_parent(expected_parent: int | None) -> None:
@@ -87,7 +92,8 @@ class LocalProcessExecutor:
                 "the extraction worker processes die on start-up. Spawned workers re-import the "
                 "caller's __main__: run `python -m pipeline.ingest ...`, or call run_ingest from a "
                 "script file under `if __name__ == '__main__':` (not from stdin); then re-run the "
-                "same command to continue") from None
+                "same command to continue"
+            ) from None
         return pool
 
     def submit(self, fn, *args) -> cf.Future:
@@ -121,8 +127,9 @@ class DaskExecutor:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise WorkersCannotStart("--executor dask needs dask.distributed: pip install "
-                                     "'voxface[dask]' (or dask[distributed])") from None
+            raise WorkersCannotStart(
+                "--executor dask needs dask.distributed: pip install 'voxface[dask]' (or dask[distributed])"
+            ) from None
         self._cluster = None
         if scheduler:
             try:
@@ -130,9 +137,13 @@ class DaskExecutor:
             except (OSError, TimeoutError) as err:
                 raise WorkersCannotStart(f"cannot reach the Dask scheduler {scheduler}: {err}") from None
         else:
-            self._cluster = LocalCluster(n_workers=max(1, int(workers)), threads_per_worker=1,
-                                         processes=processes, host="127.0.0.1",
-                                         dashboard_address=None)
+            self._cluster = LocalCluster(
+                n_workers=max(1, int(workers)),
+                threads_per_worker=1,
+                processes=processes,
+                host="127.0.0.1",
+                dashboard_address=None,
+            )
             self._client = Client(self._cluster)
         # shard tasks run one per process (pipeline.shardtask): capacity is worker processes
         self.capacity = max(1, len(self._client.nthreads()))

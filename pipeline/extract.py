@@ -151,8 +151,10 @@ def face_side(frame: np.ndarray, box: tuple[int, int, int, int] | None) -> int:
 def _small_face(side: int, settings: ExtractSettings) -> str | None:
     """The reason a face of `side` pixels is too small to keep, or None."""
     if settings.min_face_size and side < settings.min_face_size:
-        return (f"the face is {side} px, below the {settings.min_face_size} px minimum "
-                f"(--min-face-size); it would be upscaled to {settings.face_size} px")
+        return (
+            f"the face is {side} px, below the {settings.min_face_size} px minimum "
+            f"(--min-face-size); it would be upscaled to {settings.face_size} px"
+        )
     return None
 
 
@@ -270,11 +272,15 @@ def check_audio(audio: np.ndarray, path: str, settings: ExtractSettings) -> floa
         raise ClipError("silent_audio", path, "digital silence (every sample is zero)")
     dbfs = 20 * math.log10(rms / 32768.0)
     if dbfs < settings.silence_dbfs:
-        raise ClipError("silent_audio", path, f"RMS level {dbfs:.1f} dBFS is below "
-                        f"{settings.silence_dbfs} dBFS (--silence-dbfs)")
+        raise ClipError(
+            "silent_audio", path, f"RMS level {dbfs:.1f} dBFS is below {settings.silence_dbfs} dBFS (--silence-dbfs)"
+        )
     if duration < settings.min_audio_seconds:
-        raise ClipError("short_audio", path, f"{duration:.3f} s is shorter than "
-                        f"{settings.min_audio_seconds} s (--min-audio-seconds)")
+        raise ClipError(
+            "short_audio",
+            path,
+            f"{duration:.3f} s is shorter than {settings.min_audio_seconds} s (--min-audio-seconds)",
+        )
     return duration
 
 
@@ -323,17 +329,18 @@ def _decode_frames_pyav(path: str, settings: ExtractSettings, key: str):
                 container.seek(0)
             if not n:
                 raise ClipError("corrupt_video", path, "the video has no decodable frames")
-            idx = choose_frames(n, settings.frames_per_clip, settings.frame_selection,
-                                clip_rng(settings.seed, key))
+            idx = choose_frames(n, settings.frames_per_clip, settings.frame_selection, clip_rng(settings.seed, key))
             got, counted = one_pass(container, set(idx))
             if counted is not None and len(got) < len(set(idx)):
                 # fewer frames than the header says: judge, then choose again among those present
                 if counted == 0 or (declared and counted < _MIN_FRAME_FRACTION * declared):
-                    raise ClipError("corrupt_video", path,
-                                    f"truncated: {counted} of {declared} declared frames decodable")
+                    raise ClipError(
+                        "corrupt_video", path, f"truncated: {counted} of {declared} declared frames decodable"
+                    )
                 container.seek(0)
-                idx = choose_frames(counted, settings.frames_per_clip, settings.frame_selection,
-                                    clip_rng(settings.seed, key))
+                idx = choose_frames(
+                    counted, settings.frames_per_clip, settings.frame_selection, clip_rng(settings.seed, key)
+                )
                 got, _ = one_pass(container, set(idx))
     except ClipError:
         raise
@@ -412,13 +419,15 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
                 with Image.open(p) as img:
                     image = np.asarray(img.convert("RGB"))
             except Exception as err:
-                dropped.append({"path": p, "kind": "unreadable_image",
-                                "reason": f"cannot decode image: {_first_line(err)}"})
+                dropped.append(
+                    {"path": p, "kind": "unreadable_image", "reason": f"cannot decode image: {_first_line(err)}"}
+                )
                 return None
             small = None if settings.crop_boxes else _small_face(face_side(image, None), settings)
             if small:  # (with --crop-boxes the box decides, checked below)
-                dropped.append({"path": p, "kind": "small_face",
-                                "reason": f"{small} ({image.shape[1]}x{image.shape[0]} image)"})
+                dropped.append(
+                    {"path": p, "kind": "small_face", "reason": f"{small} ({image.shape[1]}x{image.shape[0]} image)"}
+                )
                 return None
             decoded[p] = image
         return decoded.get(p)
@@ -431,11 +440,15 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
         if not paths:
             first = dropped[0]["path"] if dropped else record.source
             if dropped and all(d["kind"] == "small_face" for d in dropped):
-                raise ClipError("small_face", first, f"every face image of the clip is too small "
-                                                     f"({dropped[0]['reason']})")
-            raise ClipError("unreadable_image", first,
-                            f"none of the clip's {len(record.frame_paths)} face images can be used "
-                            f"({dropped[0]['reason'] if dropped else 'no images'})")
+                raise ClipError(
+                    "small_face", first, f"every face image of the clip is too small ({dropped[0]['reason']})"
+                )
+            raise ClipError(
+                "unreadable_image",
+                first,
+                f"none of the clip's {len(record.frame_paths)} face images can be used "
+                f"({dropped[0]['reason'] if dropped else 'no images'})",
+            )
         idx = choose_frames(len(paths), settings.frames_per_clip, mode, rng)
         bad = [paths[i] for i in sorted(set(idx)) if load(paths[i]) is None]
         if not bad:
@@ -460,8 +473,9 @@ def _read_image_frames(record: ClipRecord, settings: ExtractSettings, track: Tra
     return faces, used, dropped
 
 
-def _real_cause(record: ClipRecord, settings: ExtractSettings, track: Track | None,
-                audio_error: ClipError) -> ClipError:
+def _real_cause(
+    record: ClipRecord, settings: ExtractSettings, track: Track | None, audio_error: ClipError
+) -> ClipError:
     """The error to report when the audio cannot be read. The audio is read first (cheaper, and
     most skips are audio skips), so a truncated, empty or non-media mp4 used to surface as
     `unreadable_audio` / `zero_length_audio`; when the clip's video is broken too, the damaged
@@ -472,14 +486,16 @@ def _real_cause(record: ClipRecord, settings: ExtractSettings, track: Track | No
         _read_video_frames(record, settings, track)
     except ClipError as video_error:
         if video_error.kind in ("corrupt_video", "no_video_track"):
-            also = ("" if record.audio_path == record.video_path
-                    else f"; its audio {Path(record.audio_path).name} is unreadable too")
+            also = (
+                ""
+                if record.audio_path == record.video_path
+                else f"; its audio {Path(record.audio_path).name} is unreadable too"
+            )
             return ClipError(video_error.kind, video_error.path, video_error.reason + also)
     return audio_error
 
 
-def extract_clip(record: ClipRecord, split: str, identity_info: dict,
-                 settings: ExtractSettings) -> ExtractedSample:
+def extract_clip(record: ClipRecord, split: str, identity_info: dict, settings: ExtractSettings) -> ExtractedSample:
     """Build the members (`f0.jpg`..`f{F-1}.jpg`, `wav` or `flac`, `json`) of one sample.
 
     `identity_info` holds the meta fields for the json: gender, nationality, name, vggface2_id.
@@ -503,13 +519,22 @@ def extract_clip(record: ClipRecord, split: str, identity_info: dict,
     members = {f"f{i}.jpg": encode_jpeg(face, settings.jpeg_quality) for i, face in enumerate(faces)}
     members[settings.audio_format] = AUDIO_ENCODERS[settings.audio_format](audio)
     info = {
-        "key": record.key, "dataset": record.dataset, "identity": record.identity,
-        "video": record.video, "clip": record.clip, "split": split,
-        "gender": identity_info.get("gender"), "nationality": identity_info.get("nationality"),
-        "name": identity_info.get("name"), "duration": round(duration, 6),
-        "num_faces": settings.frames_per_clip, "face_size": settings.face_size,
-        "sample_rate": SAMPLE_RATE, "source": record.source,
-        "face_source": record.face_source, "frames": frames,
+        "key": record.key,
+        "dataset": record.dataset,
+        "identity": record.identity,
+        "video": record.video,
+        "clip": record.clip,
+        "split": split,
+        "gender": identity_info.get("gender"),
+        "nationality": identity_info.get("nationality"),
+        "name": identity_info.get("name"),
+        "duration": round(duration, 6),
+        "num_faces": settings.frames_per_clip,
+        "face_size": settings.face_size,
+        "sample_rate": SAMPLE_RATE,
+        "source": record.source,
+        "face_source": record.face_source,
+        "frames": frames,
     }
     if identity_info.get("vggface2_id"):
         info["vggface2_id"] = identity_info["vggface2_id"]

@@ -31,13 +31,22 @@ _VOX1_FIRST_ID = 10000
 
 # normalised header name -> field
 _HEADER_FIELDS = {
-    "voxceleb1id": "identity", "voxceleb2id": "identity", "id": "identity",
-    "identity": "identity", "speakerid": "identity",
-    "vggface1id": "name", "vggfaceid": "name", "name": "name",
+    "voxceleb1id": "identity",
+    "voxceleb2id": "identity",
+    "id": "identity",
+    "identity": "identity",
+    "speakerid": "identity",
+    "vggface1id": "name",
+    "vggfaceid": "name",
+    "name": "name",
     "vggface2id": "vggface2_id",
-    "gender": "gender", "sex": "gender",
+    "gender": "gender",
+    "sex": "gender",
     "nationality": "nationality",
-    "set": "set", "vox1set": "set", "vox2set": "set", "split": "set",
+    "set": "set",
+    "vox1set": "set",
+    "vox2set": "set",
+    "split": "set",
 }
 _GENDERS = {"m": "m", "male": "m", "f": "f", "female": "f"}
 #: Values of the official Set column (lower-cased).
@@ -157,8 +166,10 @@ def read_meta(path: str | Path, dataset: str | None = None) -> Meta:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise MetaError(f"meta file {path} does not exist; pass the vox1_meta.csv / vox2_meta.csv "
-                        "shipped with the dataset via --meta") from None
+        raise MetaError(
+            f"meta file {path} does not exist; pass the vox1_meta.csv / vox2_meta.csv "
+            "shipped with the dataset via --meta"
+        ) from None
     except UnicodeDecodeError as err:
         raise MetaError(f"{path}: not UTF-8 text ({err}); is this really a meta csv?") from None
     text = text.lstrip("\ufeff")
@@ -177,8 +188,10 @@ def read_meta(path: str | Path, dataset: str | None = None) -> Meta:
             if key and key not in columns:
                 columns[key] = i
         if "identity" not in columns:
-            raise MetaError(f"{path}:{lines[0][0]}: no identity column in header {first!r} "
-                            "(expected e.g. 'VoxCeleb1 ID' or 'VoxCeleb2 ID')")
+            raise MetaError(
+                f"{path}:{lines[0][0]}: no identity column in header {first!r} "
+                "(expected e.g. 'VoxCeleb1 ID' or 'VoxCeleb2 ID')"
+            )
         body = lines[1:]
 
     identities: dict[str, Identity] = {}
@@ -194,12 +207,13 @@ def read_meta(path: str | Path, dataset: str | None = None) -> Meta:
 
         identity = col("identity") or ""
         if not ID_RE.match(identity):
-            raise MetaError(f"{path}:{lineno}: {identity!r} is not a VoxCeleb id like 'id10001' "
-                            f"(line {line!r})")
+            raise MetaError(f"{path}:{lineno}: {identity!r} is not a VoxCeleb id like 'id10001' (line {line!r})")
         row_dataset = dataset_of_identity(identity)
         if dataset is not None and row_dataset != dataset:
-            raise MetaError(f"{path}:{lineno}: {identity} is a {row_dataset} id but the file was "
-                            f"read as {dataset}; pass the matching --meta for --dataset {dataset}")
+            raise MetaError(
+                f"{path}:{lineno}: {identity} is a {row_dataset} id but the file was "
+                f"read as {dataset}; pass the matching --meta for --dataset {dataset}"
+            )
         gender_raw = (col("gender") or "").lower()
         row = Identity(
             identity=identity,
@@ -214,8 +228,9 @@ def read_meta(path: str | Path, dataset: str | None = None) -> Meta:
         if identity in identities and identities[identity] != row:
             raise MetaError(f"{path}:{lineno}: {identity} appears twice with different values")
         if identity not in identities:
-            warnings += _row_warnings(path, lineno, row, gender_raw, fields, width,
-                                      "set" in columns, "gender" in columns)
+            warnings += _row_warnings(
+                path, lineno, row, gender_raw, fields, width, "set" in columns, "gender" in columns
+            )
         identities[identity] = row
     if not identities:
         raise MetaError(f"{path}: header only, no identity rows")
@@ -230,8 +245,16 @@ def read_meta(path: str | Path, dataset: str | None = None) -> Meta:
     return meta
 
 
-def _row_warnings(path: Path, lineno: int, row: Identity, gender_raw: str, fields: list[str],
-                  width: int, has_set: bool, has_gender: bool) -> list[MetaWarning]:
+def _row_warnings(
+    path: Path,
+    lineno: int,
+    row: Identity,
+    gender_raw: str,
+    fields: list[str],
+    width: int,
+    has_set: bool,
+    has_gender: bool,
+) -> list[MetaWarning]:
     """What is questionable about one accepted row (see `Meta.warnings`)."""
     where, out = f"{path.name}:{lineno}: {row.identity}", []
 
@@ -243,8 +266,10 @@ def _row_warnings(path: Path, lineno: int, row: Identity, gender_raw: str, field
     while used > width and not fields[used - 1]:
         used -= 1
     if used > width:
-        warn("extra_fields", f"{used - width} field(s) beyond the {width} columns of the header "
-                             f"({fields[width:used]!r}) are ignored")
+        warn(
+            "extra_fields",
+            f"{used - width} field(s) beyond the {width} columns of the header ({fields[width:used]!r}) are ignored",
+        )
     elif len(fields) < width:
         warn("missing_fields", f"{len(fields)} field(s), the header has {width}")
     if has_set and row.set is None:
@@ -253,8 +278,11 @@ def _row_warnings(path: Path, lineno: int, row: Identity, gender_raw: str, field
         warn("unknown_set", f"Set {row.set!r} is neither dev nor test")
     if has_gender and row.gender is None:
         shown = repr(gender_raw) if gender_raw else "empty"
-        warn("unknown_gender", f"gender {shown} is not m/f (or male/female): stored as unknown, so "
-                               "gender-matched negatives cannot use this identity")
+        warn(
+            "unknown_gender",
+            f"gender {shown} is not m/f (or male/female): stored as unknown, so "
+            "gender-matched negatives cannot use this identity",
+        )
     return out
 
 

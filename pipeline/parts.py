@@ -30,15 +30,16 @@ def marker_name(part: int, num_parts: int) -> str:
     return f"part-{part}-of-{num_parts}.json"
 
 
-def write_part_marker(split_dir: SplitDir, part: int, num_parts: int, fingerprint: str,
-                      settings: dict, shards: list[str]) -> None:
-    write_json_atomic(split_dir.state / marker_name(part, num_parts), {
-        "part": part, "num_parts": num_parts, "fingerprint": fingerprint, "settings": settings,
-        "shards": shards})
+def write_part_marker(
+    split_dir: SplitDir, part: int, num_parts: int, fingerprint: str, settings: dict, shards: list[str]
+) -> None:
+    write_json_atomic(
+        split_dir.state / marker_name(part, num_parts),
+        {"part": part, "num_parts": num_parts, "fingerprint": fingerprint, "settings": settings, "shards": shards},
+    )
 
 
-def check_parts_complete(split_dir: SplitDir, plan, owner: dict[str, int], num_parts: int,
-                         describe_change) -> None:
+def check_parts_complete(split_dir: SplitDir, plan, owner: dict[str, int], num_parts: int, describe_change) -> None:
     """Raise PartError if a part of this split was made with other settings or inputs, and
     PartsIncomplete (naming the parts) if any planned shard is not done. `owner` maps a shard
     name to its part."""
@@ -49,7 +50,8 @@ def check_parts_complete(split_dir: SplitDir, plan, owner: dict[str, int], num_p
                 f"cannot merge {split_dir.path}: part {info.get('part')} of {info.get('num_parts')} "
                 f"was made with different settings or inputs "
                 f"({describe_change(info.get('settings') or {}, plan.settings)}); re-run that part "
-                "with the same arguments and inputs as the others")
+                "with the same arguments and inputs as the others"
+            )
     missing: dict[int, list[str]] = {}
     for shard in plan.shards:
         if split_dir.shard_done(shard.name, plan.fingerprint) is None:
@@ -62,7 +64,8 @@ def check_parts_complete(split_dir: SplitDir, plan, owner: dict[str, int], num_p
         raise PartsIncomplete(
             f"cannot merge {split_dir.path}: {len(names)} of {len(plan.shards)} shards are not "
             f"written ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}); run the ingest "
-            "(same arguments, without --merge) to write them")
+            "(same arguments, without --merge) to write them"
+        )
     parts = sorted(missing)
 
     def state(p: int) -> str:
@@ -72,10 +75,14 @@ def check_parts_complete(split_dir: SplitDir, plan, owner: dict[str, int], num_p
             return "unfinished or still running"
         return "missing"
 
-    detail = "; ".join(f"part {p}: {state(p)}, {len(missing[p])} of {total[p]} shards not written "
-                       f"(e.g. {missing[p][0]})" for p in parts)
+    detail = "; ".join(
+        f"part {p}: {state(p)}, {len(missing[p])} of {total[p]} shards not written (e.g. {missing[p][0]})"
+        for p in parts
+    )
     which = ", ".join(str(p) for p in parts)
     raise PartsIncomplete(
         f"cannot merge {split_dir.path}: part{'s' if len(parts) > 1 else ''} {which} of "
         f"{num_parts} not complete ({detail}); run (or re-run) "
-        + " and ".join(f"--part {p}" for p in parts[:4]) + " with the same arguments, then merge")
+        + " and ".join(f"--part {p}" for p in parts[:4])
+        + " with the same arguments, then merge"
+    )

@@ -56,19 +56,32 @@ def shuffle_clips(clips: list[ClipRecord], seed: int, split: str) -> list[ClipRe
     return [ordered[i] for i in rng.permutation(len(ordered))]
 
 
-def make_split_plan(dataset: str, split: str, clips: list[ClipRecord], identity_info: dict[str, dict],
-                    settings: dict, seed: int, shard_samples: int, limit: int | None) -> SplitPlan:
+def make_split_plan(
+    dataset: str,
+    split: str,
+    clips: list[ClipRecord],
+    identity_info: dict[str, dict],
+    settings: dict,
+    seed: int,
+    shard_samples: int,
+    limit: int | None,
+) -> SplitPlan:
     """Assign clips to shards; `settings` must hold everything that changes the output bytes."""
     if shard_samples < 1:
         raise ValueError(f"shard_samples must be >= 1, got {shard_samples}")
     order = shuffle_clips(clips, seed, split)
     if limit is not None:
         order = order[:limit]
-    shards = [ShardPlan(i, order[start:start + shard_samples])
-              for i, start in enumerate(range(0, len(order), shard_samples))]
+    shards = [
+        ShardPlan(i, order[start : start + shard_samples])
+        for i, start in enumerate(range(0, len(order), shard_samples))
+    ]
     sha = hashlib.sha1()
-    sha.update(json.dumps({"version": INGEST_FORMAT_VERSION, "dataset": dataset, "split": split,
-                           "settings": settings}, sort_keys=True).encode())
+    sha.update(
+        json.dumps(
+            {"version": INGEST_FORMAT_VERSION, "dataset": dataset, "split": split, "settings": settings}, sort_keys=True
+        ).encode()
+    )
     for clip in order:
         info = json.dumps(identity_info.get(clip.identity, {}), sort_keys=True)
         sha.update(f"{clip.key}\0{clip.fingerprint}\0{clip.source}\0{info}\n".encode())

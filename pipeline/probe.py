@@ -103,11 +103,13 @@ def probe_file(path: str, role: str, min_face_size: int = 0) -> tuple[str, str] 
     except OSError as err:
         return ("unreadable_file", f"cannot stat: {err.strerror or err}")
     if size == 0:
-        return {"video": ("corrupt_video", "file is empty (0 bytes)"),
-                "video+audio": ("corrupt_video", "file is empty (0 bytes)"),
-                "audio": ("zero_length_audio", "file is empty (0 bytes)"),
-                "image": ("unreadable_image", "file is empty (0 bytes)"),
-                "box": ("bad_box_file", "file is empty (0 bytes)")}[role]
+        return {
+            "video": ("corrupt_video", "file is empty (0 bytes)"),
+            "video+audio": ("corrupt_video", "file is empty (0 bytes)"),
+            "audio": ("zero_length_audio", "file is empty (0 bytes)"),
+            "image": ("unreadable_image", "file is empty (0 bytes)"),
+            "box": ("bad_box_file", "file is empty (0 bytes)"),
+        }[role]
     try:
         if role == "image":
             return _probe_image(path, min_face_size)

@@ -87,8 +87,9 @@ class SplitDir:
     def clean_leftovers(self) -> None:
         """Drop temp files of killed writers (`*.partial`) and attempt journals (`*.attempt`);
         only safe once no task of this split is running (at the merge)."""
-        for leftover in list(self.path.glob("*.partial")) + list(self.state.glob("*.partial")) + \
-                list(self.state.glob("*.attempt")):
+        for leftover in (
+            list(self.path.glob("*.partial")) + list(self.state.glob("*.partial")) + list(self.state.glob("*.attempt"))
+        ):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
@@ -101,8 +102,7 @@ class SplitDir:
         for p in self.path.iterdir():
             if p.name in (STATE_DIR, EVAL_STORE, EVAL_STORE + ".partial"):
                 shutil.rmtree(p, ignore_errors=True)
-            elif p.name.startswith("shard-") or p.name in (INDEX, MANIFEST, REPORT) or \
-                    p.name.endswith(".partial"):
+            elif p.name.startswith("shard-") or p.name in (INDEX, MANIFEST, REPORT) or p.name.endswith(".partial"):
                 p.unlink(missing_ok=True)
 
     def shard_done(self, shard_name: str, fingerprint: str) -> dict | None:
@@ -112,8 +112,7 @@ class SplitDir:
             return None
         if side["records"]:
             tar = self.tar(shard_name)
-            if not tar.exists() or tar.stat().st_size != side["bytes"] or \
-                    not tar.with_suffix(".idx").exists():
+            if not tar.exists() or tar.stat().st_size != side["bytes"] or not tar.with_suffix(".idx").exists():
                 return None
         return side
 
@@ -136,8 +135,7 @@ def existing_split_identities(dataset_dir: Path) -> dict[str, set[str]]:
     return found
 
 
-def build_eval_store(split_dir: SplitDir, shard_names: list[str], num_faces: int, face_size: int,
-                     progress=None) -> int:
+def build_eval_store(split_dir: SplitDir, shard_names: list[str], num_faces: int, face_size: int, progress=None) -> int:
     """Second pass over the finished shards: decode faces to uint8 and the WAV/FLAC to int16 into
     `eval.zarr`, so evaluation gets exactly the shard contents with O(1) random access."""
     writer = EvalStoreWriter(split_dir.path / EVAL_STORE, num_faces=num_faces, face_size=face_size)
@@ -146,12 +144,20 @@ def build_eval_store(split_dir: SplitDir, shard_names: list[str], num_faces: int
         for name in shard_names:
             for key, members, _ in iter_tar_samples(split_dir.tar(name)):
                 info = json.loads(members["json"])
-                faces = np.stack([np.asarray(Image.open(io.BytesIO(members[f"f{i}.jpg"])).convert("RGB"))
-                                  for i in range(num_faces)])
+                faces = np.stack(
+                    [np.asarray(Image.open(io.BytesIO(members[f"f{i}.jpg"])).convert("RGB")) for i in range(num_faces)]
+                )
                 audio, _ = sf.read(io.BytesIO(audio_member(members)), dtype="int16")
-                writer.append(key=key, identity=info["identity"], video=info["video"],
-                              clip=info["clip"], faces=faces, audio=audio,
-                              gender=info.get("gender"), nationality=info.get("nationality"))
+                writer.append(
+                    key=key,
+                    identity=info["identity"],
+                    video=info["video"],
+                    clip=info["clip"],
+                    faces=faces,
+                    audio=audio,
+                    gender=info.get("gender"),
+                    nationality=info.get("nationality"),
+                )
                 count += 1
                 if progress is not None:
                     progress.update(1)

@@ -35,9 +35,14 @@ from .sources import ClipRecord
 #: can create it kills its own worker process mid-task, as an OOM kill or node loss would.
 _KILL_ONCE_ENV = "VOXFACE_TEST_KILL_WORKER_ONCE"
 
-_STORAGE_CAUSES = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system",
-                   errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
-                   errno.EPERM: "operation not permitted", errno.EIO: "I/O error"}
+_STORAGE_CAUSES = {
+    errno.ENOSPC: "disk full",
+    errno.EROFS: "read-only file system",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "I/O error",
+}
 
 
 class StorageError(RuntimeError):
@@ -134,8 +139,12 @@ def extract_job(record: ClipRecord, split: str, identity_info: dict, settings: E
     except ClipError as err:
         return {"path": err.path, "kind": err.kind, "reason": err.reason, "key": record.key}
     except Exception as err:  # noqa: BLE001 - a bug or an unforeseen input problem: report it, do not lose the run
-        return {"path": record.source, "kind": "extract_error",
-                "reason": f"{type(err).__name__}: {err}", "key": record.key}
+        return {
+            "path": record.source,
+            "kind": "extract_error",
+            "reason": f"{type(err).__name__}: {err}",
+            "key": record.key,
+        }
 
 
 def _rel(path: str, bases) -> str:
@@ -169,8 +178,11 @@ class _Journal:
 
     def at(self, clip: int) -> None:
         # padded with spaces to the longest record so far: one pwrite, never a stale tail
-        data = json.dumps({"run": self.run_id, "solo": self.solo, "clip": clip,
-                           "culprits": self.culprits}).encode().ljust(self._size)
+        data = (
+            json.dumps({"run": self.run_id, "solo": self.solo, "clip": clip, "culprits": self.culprits})
+            .encode()
+            .ljust(self._size)
+        )
         os.pwrite(self._fd, data, 0)
         self._size = len(data)
 
@@ -207,8 +219,10 @@ def _run_shard_task(task: ShardTask, job) -> ShardResult:
     tar = split_dir.tar(task.shard)
     current = tar
     try:
-        for leftover in (tar.with_name(tar.name + ".partial"),
-                         tar.with_suffix(".idx").with_name(tar.stem + ".idx.partial")):
+        for leftover in (
+            tar.with_name(tar.name + ".partial"),
+            tar.with_suffix(".idx").with_name(tar.stem + ".idx.partial"),
+        ):
             leftover.unlink(missing_ok=True)
         journal = _Journal(split_dir.state / f"{task.shard}.attempt", task.run_id, task.solo)
         records, skips, dropped = [], [], []
@@ -220,9 +234,14 @@ def _run_shard_task(task: ShardTask, job) -> ShardResult:
                 current = journal.path
                 journal.at(i)
                 if i in journal.culprits:
-                    skips.append({"path": _rel(clip.source, task.rel_bases), "kind": "worker_crash",
-                                  "reason": "the worker process died while decoding this clip "
-                                            "(decoder crash)", "key": clip.key})
+                    skips.append(
+                        {
+                            "path": _rel(clip.source, task.rel_bases),
+                            "kind": "worker_crash",
+                            "reason": "the worker process died while decoding this clip (decoder crash)",
+                            "key": clip.key,
+                        }
+                    )
                     crash += 1
                     continue
                 if i == len(task.clips) // 2:
@@ -237,11 +256,22 @@ def _run_shard_task(task: ShardTask, job) -> ShardResult:
                     writer = ShardWriter(tar)
                 rec = writer.add(result.key, result.members)
                 info = task.identity_info.get(clip.identity, {})
-                records.append({
-                    "key": rec.key, "identity": clip.identity, "video": clip.video, "clip": clip.clip,
-                    "gender": info.get("gender"), "shard": task.shard + ".tar", "offset": rec.offset,
-                    "size": rec.size, "members": rec.members, "sha1": rec.sha1,
-                    "duration": round(result.duration, 6), "source": clip.source})
+                records.append(
+                    {
+                        "key": rec.key,
+                        "identity": clip.identity,
+                        "video": clip.video,
+                        "clip": clip.clip,
+                        "gender": info.get("gender"),
+                        "shard": task.shard + ".tar",
+                        "offset": rec.offset,
+                        "size": rec.size,
+                        "members": rec.members,
+                        "sha1": rec.sha1,
+                        "duration": round(result.duration, 6),
+                        "source": clip.source,
+                    }
+                )
                 for d in result.dropped:
                     dropped.append({**d, "path": _rel(d["path"], task.rel_bases), "key": clip.key})
             nbytes = 0
@@ -251,9 +281,18 @@ def _run_shard_task(task: ShardTask, job) -> ShardResult:
                 writer = None
                 nbytes = tar.stat().st_size
             current = split_dir.sidecar(task.shard)
-            write_json_atomic(current, {
-                "shard": task.shard, "fingerprint": task.fingerprint, "bytes": nbytes,
-                "records": records, "skipped": skips, "dropped": dropped}, indent=None)
+            write_json_atomic(
+                current,
+                {
+                    "shard": task.shard,
+                    "fingerprint": task.fingerprint,
+                    "bytes": nbytes,
+                    "records": records,
+                    "skipped": skips,
+                    "dropped": dropped,
+                },
+                indent=None,
+            )
             published = True
         except BaseException:
             if writer is not None:
@@ -266,5 +305,4 @@ def _run_shard_task(task: ShardTask, job) -> ShardResult:
         if fault is None:
             raise
         raise fault from None
-    return ShardResult(task.shard, task.split, True, len(records), len(skips), ok, crash,
-                       os.getpid(), peak_rss_mb())
+    return ShardResult(task.shard, task.split, True, len(records), len(skips), ok, crash, os.getpid(), peak_rss_mb())

@@ -35,8 +35,14 @@ from .meta import ID_RE, Meta
 
 _OLD_VOX1_STEM = re.compile(r"^(?P<ytid>.+)_(?P<utt>\d{7})$")
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
-VOX1_FACE_DIRS = ("unzippedIntervalFaces/data", "unzippedIntervalFaces", "unzippedFaces/data",
-                  "unzippedFaces", "VGG_ALL_FRONTAL", "faces")
+VOX1_FACE_DIRS = (
+    "unzippedIntervalFaces/data",
+    "unzippedIntervalFaces",
+    "unzippedFaces/data",
+    "unzippedFaces",
+    "VGG_ALL_FRONTAL",
+    "faces",
+)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 _IGNORED_LIST_LIMIT = 200
 
@@ -151,9 +157,15 @@ def _walk_three_levels(top: Path, ext: str, result: ScanResult, root: Path, tick
 def _add_unique(result: ScanResult, seen: set[str], record: ClipRecord) -> None:
     """Keys must be unique in a shard set; the first input (sorted layout order) wins."""
     if record.key in seen:
-        result.skipped.append(Skip(record.source, "duplicate_clip",
-                                   f"another input already provides sample {record.key}",
-                                   record.key, record.identity))
+        result.skipped.append(
+            Skip(
+                record.source,
+                "duplicate_clip",
+                f"another input already provides sample {record.key}",
+                record.key,
+                record.identity,
+            )
+        )
         return
     seen.add(record.key)
     result.clips.append(record)
@@ -169,8 +181,10 @@ def scan_voxceleb2(root: str | Path, audio: str = "auto", tick=None) -> ScanResu
     result = ScanResult()
     mp4_dirs = _find_layout_dirs(root, "mp4")
     if not mp4_dirs:
-        raise FileNotFoundError(f"no 'mp4' folder under {root} (expected {root}/dev/mp4/idNNNNN/... "
-                                f"or {root}/mp4/idNNNNN/...); is --root the VoxCeleb2 folder?")
+        raise FileNotFoundError(
+            f"no 'mp4' folder under {root} (expected {root}/dev/mp4/idNNNNN/... "
+            f"or {root}/mp4/idNNNNN/...); is --root the VoxCeleb2 folder?"
+        )
     seen: set[str] = set()
     used_m4a: set[str] = set()
     for mp4_dir in mp4_dirs:
@@ -185,24 +199,43 @@ def scan_voxceleb2(root: str | Path, audio: str = "auto", tick=None) -> ScanResu
             if has_m4a:
                 used_m4a.add(str(m4a))
             if audio == "m4a" and not has_m4a:
-                result.skipped.append(Skip(_rel(path, root), "missing_audio",
-                                           f"no m4a at {_rel(m4a, root)} (--vox2-audio m4a)",
-                                           make_key("voxceleb2", ident, video, stem), ident))
+                result.skipped.append(
+                    Skip(
+                        _rel(path, root),
+                        "missing_audio",
+                        f"no m4a at {_rel(m4a, root)} (--vox2-audio m4a)",
+                        make_key("voxceleb2", ident, video, stem),
+                        ident,
+                    )
+                )
                 continue
             audio_path = str(m4a) if has_m4a and audio != "mp4" else path
             box = str(txt) if txt.is_file() else None
             record = ClipRecord(
-                dataset="voxceleb2", identity=ident, video=video, clip=stem,
-                source=_rel(path, root), audio_path=audio_path, video_path=path,
-                face_source="video", box_path=box,
-                fingerprint=_fingerprint(root, [path, audio_path if audio_path != path else None, box]))
+                dataset="voxceleb2",
+                identity=ident,
+                video=video,
+                clip=stem,
+                source=_rel(path, root),
+                audio_path=audio_path,
+                video_path=path,
+                face_source="video",
+                box_path=box,
+                fingerprint=_fingerprint(root, [path, audio_path if audio_path != path else None, box]),
+            )
             _add_unique(result, seen, record)
     for aac_dir in _find_layout_dirs(root, "aac"):
         for ident, video, stem, path in _walk_three_levels(aac_dir, ".m4a", result, root):
             if video is not None and path not in used_m4a:
-                result.skipped.append(Skip(_rel(path, root), "missing_video",
-                                           "m4a without a matching mp4: no faces for this clip",
-                                           make_key("voxceleb2", ident, video, stem), ident))
+                result.skipped.append(
+                    Skip(
+                        _rel(path, root),
+                        "missing_video",
+                        "m4a without a matching mp4: no faces for this clip",
+                        make_key("voxceleb2", ident, video, stem),
+                        ident,
+                    )
+                )
     return result
 
 
@@ -269,12 +302,16 @@ def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None
     result = ScanResult()
     wav_dirs = _find_layout_dirs(root, "wav")
     if not wav_dirs:
-        raise FileNotFoundError(f"no 'wav' folder under {root} (expected {root}/wav/idNNNNN/<ytid>/"
-                                "000NN.wav); is --root the VoxCeleb1 folder?")
+        raise FileNotFoundError(
+            f"no 'wav' folder under {root} (expected {root}/wav/idNNNNN/<ytid>/"
+            "000NN.wav); is --root the VoxCeleb1 folder?"
+        )
     face_root = find_vox1_face_root(root, faces)
     if face_root is None:
-        raise FileNotFoundError(f"no face folder under {root} (looked for {', '.join(VOX1_FACE_DIRS)}); "
-                                "pass --faces DIR with <Name>/... face images")
+        raise FileNotFoundError(
+            f"no face folder under {root} (looked for {', '.join(VOX1_FACE_DIRS)}); "
+            "pass --faces DIR with <Name>/... face images"
+        )
     face_cache: dict[str, _FaceIndex | None] = {}
     shared_digest: dict[tuple, str] = {}  # per-video frames / stills are shared by many clips
 
@@ -302,9 +339,13 @@ def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None
             else:
                 identity = folder if ID_RE.match(folder) else meta.id_for_name(folder)
                 if identity is None:
-                    result.skipped.append(Skip(_rel(path, root), "missing_meta_row",
-                                               f"folder {folder!r} is neither an id nor a VGGFace1 "
-                                               "name in the meta file"))
+                    result.skipped.append(
+                        Skip(
+                            _rel(path, root),
+                            "missing_meta_row",
+                            f"folder {folder!r} is neither an id nor a VGGFace1 name in the meta file",
+                        )
+                    )
                     continue
                 m = _TRAILING_NUMBER.search(stem)
                 if not m:
@@ -323,8 +364,11 @@ def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None
                 else:
                     frames = index.stills
             if not frames:
-                where = "no face folder for this identity" if index is None else \
-                    f"no {index.kind} images for video {video} utterance {utt}"
+                where = (
+                    "no face folder for this identity"
+                    if index is None
+                    else f"no {index.kind} images for video {video} utterance {utt}"
+                )
                 result.skipped.append(Skip(_rel(path, root), "missing_faces", where, key, identity))
                 continue
             txt = base / "txt" / folder / video / f"{stem}.txt"
@@ -339,9 +383,16 @@ def scan_voxceleb1(root: str | Path, meta: Meta, faces: str | Path | None = None
                     shared_digest[group] = _fingerprint(face_root, list(frames))
                 faces_digest = shared_digest[group]
             record = ClipRecord(
-                dataset="voxceleb1", identity=identity, video=video, clip=clip,
-                source=_rel(path, root), audio_path=path, frame_paths=tuple(frames),
-                face_source=index.kind, box_path=box,
-                fingerprint=_fingerprint(root, [path, box]) + faces_digest)
+                dataset="voxceleb1",
+                identity=identity,
+                video=video,
+                clip=clip,
+                source=_rel(path, root),
+                audio_path=path,
+                frame_paths=tuple(frames),
+                face_source=index.kind,
+                box_path=box,
+                fingerprint=_fingerprint(root, [path, box]) + faces_digest,
+            )
             _add_unique(result, seen, record)
     return result

@@ -35,8 +35,11 @@ SPLITS = ("train", "val", "test")
 VOX2_TEST_MISSING = ("id04170", "id05348")
 _PINS_CODES = {"1": "train", "2": "val", "4": "test"}
 PRESETS = {
-    "wen1251": "voxceleb1", "wen1225": "voxceleb1", "pins": "voxceleb1",
-    "vox2": "voxceleb2", "vox2test": "voxceleb2",
+    "wen1251": "voxceleb1",
+    "wen1225": "voxceleb1",
+    "pins": "voxceleb1",
+    "vox2": "voxceleb2",
+    "vox2test": "voxceleb2",
 }
 DEFAULT_PRESET = {"voxceleb1": "wen1251", "voxceleb2": "vox2"}
 
@@ -79,8 +82,9 @@ def _wen1251(meta: Meta) -> SplitAssignment:
     split_of = {}
     for row in meta.identities.values():
         if not row.name:
-            raise SplitError(f"{meta.path}: {row.identity} has no VGGFace1 name; the wen letter "
-                             "split needs the 'VGGFace1 ID' column")
+            raise SplitError(
+                f"{meta.path}: {row.identity} has no VGGFace1 name; the wen letter split needs the 'VGGFace1 ID' column"
+            )
         split_of[row.identity] = _letter_split(row.name)
     return SplitAssignment("wen1251", split_of)
 
@@ -104,7 +108,8 @@ def _wen1225(meta: Meta, list_file: Path) -> SplitAssignment:
             f"the wen1225 list {list_file} does not describe {meta.path}: {len(mismatched)} of "
             f"{len(meta)} identities are missing or have another VGGFace1 name there (e.g. "
             f"{mismatched[:5]}). wen1225 only applies to the real VoxCeleb1 meta; use wen1251 "
-            "for other data")
+            "for other data"
+        )
     return SplitAssignment("wen1225", split_of, excluded)
 
 
@@ -122,10 +127,11 @@ def _pins(meta: Meta, list_file: Path) -> SplitAssignment:
             continue
         split_of[identity] = _PINS_CODES[parts[1]]
     if not split_of:
-        raise SplitError(f"none of the names in {list_file} is a VGGFace1 name in {meta.path}; the "
-                         "pins preset only applies to the real VoxCeleb1 meta")
-    excluded = {i: "pins: identity not in the Learnable-PINs list" for i in meta.identities
-                if i not in split_of}
+        raise SplitError(
+            f"none of the names in {list_file} is a VGGFace1 name in {meta.path}; the "
+            "pins preset only applies to the real VoxCeleb1 meta"
+        )
+    excluded = {i: "pins: identity not in the Learnable-PINs list" for i in meta.identities if i not in split_of}
     return SplitAssignment("pins", split_of, excluded)
 
 
@@ -138,7 +144,8 @@ def _vox2(meta: Meta, test_only: bool) -> SplitAssignment:
             f"{meta.path}: {len(unusable)} row(s) have no Set value dev or test, which the "
             f"{'vox2test' if test_only else 'vox2'} preset needs to place the identity ({shown}"
             f"{' ...' if len(unusable) > 10 else ''}); fix those rows (the released vox2_meta.csv "
-            "has dev or test on every row)")
+            "has dev or test on every row)"
+        )
     split_of, excluded = {}, {}
     for identity, row in meta.identities.items():
         if row.set == "test":
@@ -162,9 +169,11 @@ def assign_splits(preset: str, meta: Meta, list_file: str | Path | None = None) 
     if expected is None:
         raise SplitError(f"unknown split preset {preset!r}; choose one of {sorted(PRESETS)}")
     if meta.dataset != expected:
-        raise SplitError(f"preset {preset!r} is for {expected} but {meta.path} is a {meta.dataset} "
-                         f"meta file; for {meta.dataset} use one of "
-                         f"{sorted(p for p, d in PRESETS.items() if d == meta.dataset)}")
+        raise SplitError(
+            f"preset {preset!r} is for {expected} but {meta.path} is a {meta.dataset} "
+            f"meta file; for {meta.dataset} use one of "
+            f"{sorted(p for p, d in PRESETS.items() if d == meta.dataset)}"
+        )
     if preset == "wen1251":
         return _wen1251(meta)
     if preset == "wen1225":
@@ -174,8 +183,7 @@ def assign_splits(preset: str, meta: Meta, list_file: str | Path | None = None) 
     return _vox2(meta, test_only=preset == "vox2test")
 
 
-def find_leaks(new: Mapping[str, Iterable[str]],
-               existing: Mapping[str, Iterable[str]]) -> list[tuple[str, str, str]]:
+def find_leaks(new: Mapping[str, Iterable[str]], existing: Mapping[str, Iterable[str]]) -> list[tuple[str, str, str]]:
     """Identities of a split in `new` that `existing` holds in a *different* split.
 
     Returns sorted `(identity, new_split, existing_split)`; a split compared with itself (the
@@ -204,5 +212,4 @@ def check_disjoint(splits: Mapping[str, Iterable[str]]) -> None:
                 clashes.append(f"{identity} ({seen[identity]} and {split})")
             seen.setdefault(identity, split)
     if clashes:
-        raise SplitLeakError(f"{len(clashes)} identities are in more than one split: "
-                             f"{', '.join(sorted(clashes)[:10])}")
+        raise SplitLeakError(f"{len(clashes)} identities are in more than one split: {', '.join(sorted(clashes)[:10])}")

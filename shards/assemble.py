@@ -36,8 +36,19 @@ from shards.stream import BadSample, Sample
 from shards.tuples import BatchPlan, repair_plan
 from shards.wav import crop_pcm16_wav
 
-__all__ = ["AssembleSpec", "Assembled", "assemble_batch", "assemble_in_slot", "finish_batch", "lean_plan",
-           "log_mel_for", "pack_into_slot", "slot_bytes", "take_from_slot", "worker_init"]
+__all__ = [
+    "AssembleSpec",
+    "Assembled",
+    "assemble_batch",
+    "assemble_in_slot",
+    "finish_batch",
+    "lean_plan",
+    "log_mel_for",
+    "pack_into_slot",
+    "slot_bytes",
+    "take_from_slot",
+    "worker_init",
+]
 
 
 @dataclass(frozen=True)
@@ -87,8 +98,9 @@ def worker_init(owner_pid: int | None = None, poll_seconds: float = 1.0) -> None
     """
     torch.set_num_threads(1)
     if owner_pid is not None:
-        threading.Thread(target=_exit_when_gone, args=(owner_pid, poll_seconds), daemon=True,
-                         name="owner-watchdog").start()
+        threading.Thread(
+            target=_exit_when_gone, args=(owner_pid, poll_seconds), daemon=True, name="owner-watchdog"
+        ).start()
 
 
 def _owner_alive(pid: int) -> bool:
@@ -119,8 +131,9 @@ def _exit_when_gone(owner_pid: int, poll_seconds: float) -> None:
 def _with_bytes(s: Sample, face: bytes, audio: bytes) -> Sample:
     """`s` carrying other encoded bytes. Direct construction: `dataclasses.replace` costs ~4x as
     much, and the loader does this for every item of every batch."""
-    return Sample(s.key, s.identity, s.video, s.clip, s.gender, face, audio, s.loc, s.seq, s.audio_start,
-                  s.crop_fraction)
+    return Sample(
+        s.key, s.identity, s.video, s.clip, s.gender, face, audio, s.loc, s.seq, s.audio_start, s.crop_fraction
+    )
 
 
 def lean_plan(plan: BatchPlan, crop_samples: int) -> BatchPlan:
@@ -136,8 +149,11 @@ def lean_plan(plan: BatchPlan, crop_samples: int) -> BatchPlan:
         if id(s) not in lean:
             audio = b""
             if id(s) in crop_of:  # a window cut when the sample entered the buffer goes as it is
-                audio = s.audio if s.audio_start is not None else (
-                    crop_pcm16_wav(s.audio, crop_samples, crop_of[id(s)]) or s.audio)
+                audio = (
+                    s.audio
+                    if s.audio_start is not None
+                    else (crop_pcm16_wav(s.audio, crop_samples, crop_of[id(s)]) or s.audio)
+                )
             lean[id(s)] = _with_bytes(s, s.face if id(s) in face_ids else b"", audio)
         return lean[id(s)]
 
@@ -158,7 +174,7 @@ def pack_into_slot(plan: BatchPlan, buf: memoryview) -> tuple[BatchPlan, list, l
         nonlocal pos
         key = id(data)
         if key not in spans:  # the same bytes object twice (a sample used as face and voice) goes once
-            buf[pos:pos + len(data)] = data
+            buf[pos : pos + len(data)] = data
             spans[key] = (pos, len(data))
             pos += len(data)
         return spans[key]
@@ -166,8 +182,9 @@ def pack_into_slot(plan: BatchPlan, buf: memoryview) -> tuple[BatchPlan, list, l
     face_spans = [put(s.face) for s in plan.faces]
     voice_spans = [put(s.audio) for s in plan.voices]
     bare = {id(s): _with_bytes(s, b"", b"") for s in [*plan.faces, *plan.voices]}
-    bare_plan = dataclasses.replace(plan, faces=[bare[id(s)] for s in plan.faces],
-                                    voices=[bare[id(s)] for s in plan.voices])
+    bare_plan = dataclasses.replace(
+        plan, faces=[bare[id(s)] for s in plan.faces], voices=[bare[id(s)] for s in plan.voices]
+    )
     return bare_plan, face_spans, voice_spans, _align(pos)
 
 
@@ -178,15 +195,18 @@ def slot_bytes(plan: BatchPlan, out_bytes: int) -> int:
     return _align(sum(unique.values())) + out_bytes + 128
 
 
-def assemble_in_slot(plan: BatchPlan, spec: AssembleSpec, slot: SlotRef, face_spans: list, voice_spans: list,
-                     out_offset: int) -> Assembled:
+def assemble_in_slot(
+    plan: BatchPlan, spec: AssembleSpec, slot: SlotRef, face_spans: list, voice_spans: list, out_offset: int
+) -> Assembled:
     """Worker side of `pack_into_slot`: decode the items from the slot and leave the face and
     log-mel arrays in it (`ShmArray` in the batch); an array that does not fit goes through the
     pipe as before, and `slot_bytes_needed` tells the loader to size slots up."""
     buf = attach(slot)
     plan = dataclasses.replace(
-        plan, faces=[_with_bytes(s, bytes(buf[o:o + n]), b"") for s, (o, n) in zip(plan.faces, face_spans)],
-        voices=[_with_bytes(s, b"", bytes(buf[o:o + n])) for s, (o, n) in zip(plan.voices, voice_spans)])
+        plan,
+        faces=[_with_bytes(s, bytes(buf[o : o + n]), b"") for s, (o, n) in zip(plan.faces, face_spans)],
+        voices=[_with_bytes(s, b"", bytes(buf[o : o + n])) for s, (o, n) in zip(plan.voices, voice_spans)],
+    )
     done = assemble_batch(plan, spec)
     if done.batch is not None:
         pos = out_offset
@@ -225,8 +245,14 @@ def _try(fn: Callable, *args):
         return exc
 
 
-def assemble_batch(plan: BatchPlan, spec: AssembleSpec, *, faces: list | None = None,
-                   device: torch.device | None = None, item_map: Callable = map) -> Assembled:
+def assemble_batch(
+    plan: BatchPlan,
+    spec: AssembleSpec,
+    *,
+    faces: list | None = None,
+    device: torch.device | None = None,
+    item_map: Callable = map,
+) -> Assembled:
     """Decode the plan's unique items once each, drop what failed, build the §3 batch.
 
     `faces` may hold pixels decoded elsewhere (DALI); `item_map` runs the per-item decodes (a
@@ -234,11 +260,21 @@ def assemble_batch(plan: BatchPlan, spec: AssembleSpec, *, faces: list | None = 
     depends only on the plan and the spec, never on timing.
     """
     n = len(plan.voices)
-    voice_it = item_map(_try, [decode_voice_crop] * n, [s.audio for s in plan.voices], [spec.crop_samples] * n,
-                        crop_fractions(plan), [spec.sample_rate] * n, [s.key for s in plan.voices],
-                        [s.audio_start for s in plan.voices])
-    face_it = faces if faces is not None else item_map(
-        _try, [decode_face] * len(plan.faces), [s.face for s in plan.faces], [s.key for s in plan.faces])
+    voice_it = item_map(
+        _try,
+        [decode_voice_crop] * n,
+        [s.audio for s in plan.voices],
+        [spec.crop_samples] * n,
+        crop_fractions(plan),
+        [spec.sample_rate] * n,
+        [s.key for s in plan.voices],
+        [s.audio_start for s in plan.voices],
+    )
+    face_it = (
+        faces
+        if faces is not None
+        else item_map(_try, [decode_face] * len(plan.faces), [s.face for s in plan.faces], [s.key for s in plan.faces])
+    )
     voice_res, face_res = list(voice_it), list(face_it)  # a pool's map has submitted both already
     bad_faces = {i: r for i, r in enumerate(face_res) if isinstance(r, BadSample)}
     bad_voices = {i: r for i, r in enumerate(voice_res) if isinstance(r, BadSample)}
@@ -309,8 +345,14 @@ def finish_batch(batch: dict[str, Any], device: torch.device, face_size: int) ->
     faces = batch["faces"]
     if isinstance(faces, np.ndarray) and faces.dtype == np.uint8:
         batch = {**batch, "faces": faces_to_tensor(to_device(torch.from_numpy(faces), device), face_size)}
-    out = {k: to_device(torch.from_numpy(v), device) if isinstance(v, np.ndarray) else
-           to_device(v, device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    out = {
+        k: to_device(torch.from_numpy(v), device)
+        if isinstance(v, np.ndarray)
+        else to_device(v, device)
+        if isinstance(v, torch.Tensor)
+        else v
+        for k, v in batch.items()
+    }
     rows = batch["candidate_index"]
     out["anchor_index"] = to_device(torch.tensor(batch["anchor_index"], dtype=torch.int64), device)
     out["candidate_index"] = to_device(torch.tensor(rows, dtype=torch.int64).reshape(len(rows), -1), device)

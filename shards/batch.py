@@ -77,14 +77,18 @@ def check_tuple_batch(batch: dict[str, Any], k: int | None = None, gender_matche
     a_idx, c_idx, label = batch["anchor_index"], batch["candidate_index"], batch["label"]
     for name, t, nd in (("anchor_index", a_idx, 1), ("candidate_index", c_idx, 2), ("label", label, 1)):
         if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.ndim != nd:
-            _fail(f"{name} must be an int64 tensor with {nd} dims, got {getattr(t, 'dtype', type(t))} "
-                  f"{tuple(getattr(t, 'shape', ()))}")
+            _fail(
+                f"{name} must be an int64 tensor with {nd} dims, got {getattr(t, 'dtype', type(t))} "
+                f"{tuple(getattr(t, 'shape', ()))}"
+            )
     b, kk = c_idx.shape
     if b == 0 or kk == 0:
         _fail(f"empty batch: candidate_index has shape {tuple(c_idx.shape)}")
     if a_idx.shape[0] != b or label.shape[0] != b:
-        _fail(f"anchor_index {tuple(a_idx.shape)}, candidate_index {tuple(c_idx.shape)} and label "
-              f"{tuple(label.shape)} disagree on B")
+        _fail(
+            f"anchor_index {tuple(a_idx.shape)}, candidate_index {tuple(c_idx.shape)} and label "
+            f"{tuple(label.shape)} disagree on B"
+        )
     if k is not None and kk != k:
         _fail(f"expected K = {k} candidates per tuple, got {kk}")
     for name, t, n in (("anchor_index", a_idx, rows[anchor_mod]), ("candidate_index", c_idx, rows[cand_mod])):
@@ -113,8 +117,10 @@ def check_tuple_batch(batch: dict[str, Any], k: int | None = None, gender_matche
             continue
         positives = [j for j, c in enumerate(cands) if c == anchor]
         if positives != [lab[i]]:
-            _fail(f"tuple {i}: anchor {anchor!r} must match exactly the candidate at label {lab[i]}, "
-                  f"matches at {positives} (candidates {cands})")
+            _fail(
+                f"tuple {i}: anchor {anchor!r} must match exactly the candidate at label {lab[i]}, "
+                f"matches at {positives} (candidates {cands})"
+            )
         negatives = [c for j, c in enumerate(cands) if j != lab[i]]
         if len(set(negatives)) != kk - 1:
             _fail(f"tuple {i}: negatives must have {kk - 1} distinct identities, got {negatives}")

@@ -94,8 +94,10 @@ class LoaderConfig:
             raise ValueError(f"data.log_mel must be a dict with keys from {sorted(_LOGMEL_KEYS)}, got {self.log_mel!r}")
         needed = max(2 * self.batch_size, self.k + 1)
         if self.buffer_size < needed:
-            raise ValueError(f"data.buffer_size ({self.buffer_size}) must hold at least one batch's samples "
-                             f"({needed} = max(2 x batch_size, k + 1)); several batches' worth mixes better")
+            raise ValueError(
+                f"data.buffer_size ({self.buffer_size}) must hold at least one batch's samples "
+                f"({needed} = max(2 x batch_size, k + 1)); several batches' worth mixes better"
+            )
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

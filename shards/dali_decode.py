@@ -46,8 +46,9 @@ class DaliFaceDecoder:
     All images in a call must decode to the same size (one shard set has one face size).
     """
 
-    def __init__(self, device: str = "cpu", max_batch_size: int = 256, num_threads: int = 2,
-                 device_id: int | None = None):
+    def __init__(
+        self, device: str = "cpu", max_batch_size: int = 256, num_threads: int = 2, device_id: int | None = None
+    ):
         from nvidia.dali import fn, pipeline_def, types
 
         if device not in ("cpu", "gpu"):
@@ -58,8 +59,12 @@ class DaliFaceDecoder:
         self.max_batch_size = max_batch_size
         decode_device = "mixed" if device == "gpu" else "cpu"
 
-        @pipeline_def(batch_size=max_batch_size, num_threads=num_threads,
-                      device_id=device_id if device == "gpu" else None, prefetch_queue_depth=1)
+        @pipeline_def(
+            batch_size=max_batch_size,
+            num_threads=num_threads,
+            device_id=device_id if device == "gpu" else None,
+            prefetch_queue_depth=1,
+        )
         def _pipe():
             enc = fn.external_source(name="jpegs", dtype=types.UINT8, ndim=1)
             return fn.decoders.image(enc, device=decode_device, output_type=types.RGB)
@@ -70,7 +75,7 @@ class DaliFaceDecoder:
     def __call__(self, jpegs: list[bytes]) -> torch.Tensor:
         if not jpegs:
             raise ValueError("nothing to decode")
-        chunks = [self._run(jpegs[i:i + self.max_batch_size]) for i in range(0, len(jpegs), self.max_batch_size)]
+        chunks = [self._run(jpegs[i : i + self.max_batch_size]) for i in range(0, len(jpegs), self.max_batch_size)]
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
     def _run(self, jpegs: list[bytes]) -> torch.Tensor:
@@ -109,8 +114,8 @@ class GuardedFaceDecoder:
             raise ValueError(f"kind must be 'dali-gpu' or 'dali-cpu', got {kind!r}")
         self.kind, self.forced, self._build = kind, forced, build
         self.max_dali_failures = max_dali_failures
-        self.fallback_batches = 0   # batches decoded on the CPU after DALI failed on them
-        self.restarts = 0           # pipelines rebuilt after a failure
+        self.fallback_batches = 0  # batches decoded on the CPU after DALI failed on them
+        self.restarts = 0  # pipelines rebuilt after a failure
         self.failures_in_a_row = 0  # DALI failures on batches the CPU decoded without a bad item
         self.disabled_cause: str | None = None
         self._decoder = self._start()
@@ -124,11 +129,16 @@ class GuardedFaceDecoder:
 
     def _give_up(self, cause: str, exc: BaseException | None = None) -> None:
         if self.forced:
-            raise DaliStartupError(f"data.face_decoder is 'dali' but {cause}; check the NVIDIA driver and "
-                                   f"nvJPEG, or set data.face_decoder: auto (falls back to the CPU) or pil") from exc
+            raise DaliStartupError(
+                f"data.face_decoder is 'dali' but {cause}; check the NVIDIA driver and "
+                f"nvJPEG, or set data.face_decoder: auto (falls back to the CPU) or pil"
+            ) from exc
         self.kind, self.disabled_cause, self._decoder = "pil", cause, None
-        warnings.warn(f"TupleLoader: faces decode on the CPU (PIL) for the rest of this run: {cause}",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"TupleLoader: faces decode on the CPU (PIL) for the rest of this run: {cause}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def decode(self, jpegs: list[bytes], cpu_decode: Callable[[], list]) -> tuple[list, bool]:
         """``(faces, by_dali)``: one entry per JPEG; on the CPU path an entry may be the BadSample
@@ -143,8 +153,11 @@ class GuardedFaceDecoder:
             data_error = any(isinstance(f, Exception) for f in faces)
             self.failures_in_a_row = 0 if data_error else self.failures_in_a_row + 1
             if self.failures_in_a_row >= self.max_dali_failures:
-                self._give_up(f"DALI failed on {self.failures_in_a_row} batches in a row whose JPEGs the CPU "
-                              f"decodes (last: {type(exc).__name__}: {exc})", exc)
+                self._give_up(
+                    f"DALI failed on {self.failures_in_a_row} batches in a row whose JPEGs the CPU "
+                    f"decodes (last: {type(exc).__name__}: {exc})",
+                    exc,
+                )
             else:
                 self.restarts += 1
                 self._decoder = self._start()
@@ -153,5 +166,4 @@ class GuardedFaceDecoder:
         return [pixels[i] for i in range(len(jpegs))], True
 
     def report(self) -> dict:
-        return {"face_decoder": self.kind, "dali_restarts": self.restarts,
-                "dali_disabled_cause": self.disabled_cause}
+        return {"face_decoder": self.kind, "dali_restarts": self.restarts, "dali_disabled_cause": self.disabled_cause}

@@ -59,8 +59,9 @@ def _decode_face_pil(data: bytes, key: str) -> np.ndarray:
         raise BadSample("undecodable_jpeg", f"sample {key!r}: face JPEG does not decode ({exc!r})") from exc
 
 
-def decode_voice_crop(data: bytes, crop_samples: int, start_fraction: float, sample_rate: int,
-                      key: str = "?", start: int | None = None) -> np.ndarray:
+def decode_voice_crop(
+    data: bytes, crop_samples: int, start_fraction: float, sample_rate: int, key: str = "?", start: int | None = None
+) -> np.ndarray:
     """WAV or FLAC bytes -> float32 `[crop_samples]` in [-1, 1], starting at `start_fraction` of the
     free range. 16-bit PCM WAV is sliced directly (`shards.wav`); other formats go to soundfile.
 
@@ -99,7 +100,7 @@ def _soundfile_window(data: bytes, crop_samples: int, start: int, sample_rate: i
             want = min(crop_samples, f.frames - start)
             # all of it: the window is the crop plus under two frames, and a partial read makes
             # libsndfile seek, which fails in a stream that does not start at sample 0
-            wave = f.read(dtype="float32", always_2d=True)[start:start + want]
+            wave = f.read(dtype="float32", always_2d=True)[start : start + want]
     except BadSample:
         raise
     except Exception as exc:
@@ -129,5 +130,7 @@ def _soundfile_crop(data: bytes, crop_samples: int, start_fraction: float, sampl
     except Exception as exc:  # libsndfile errors surface as RuntimeError/LibsndfileError/...
         raise BadSample("undecodable_audio", f"sample {key!r}: audio does not decode ({exc!r})") from exc
     if wave.shape[0] != want:
-        raise BadSample("undecodable_audio", f"sample {key!r}: audio gave {wave.shape[0]} of {want} samples (truncated?)")
+        raise BadSample(
+            "undecodable_audio", f"sample {key!r}: audio gave {wave.shape[0]} of {want} samples (truncated?)"
+        )
     return wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]

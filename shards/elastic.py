@@ -93,7 +93,7 @@ def _unread(pieces: list[Piece], cursor: dict) -> list[Piece]:
     if pos >= len(pieces):
         return []
     cur = pieces[pos]
-    rest = list(pieces[pos + 1:])
+    rest = list(pieces[pos + 1 :])
     if done < cur.num_samples:
         offset = cursor["offset"] if done else cur.offset  # a cursor's offset is where its next sample starts
         rest.insert(0, Piece(cur.shard, cur.start + done, cur.stop, offset))
@@ -110,7 +110,7 @@ def _deal(pieces: list[Piece], num_streams: int) -> list[list[Piece]]:
         if p.num_samples < 2:
             break
         mid = p.start + p.num_samples // 2
-        pieces[big:big + 1] = [Piece(p.shard, p.start, mid, p.offset), Piece(p.shard, mid, p.stop)]
+        pieces[big : big + 1] = [Piece(p.shard, p.start, mid, p.offset), Piece(p.shard, mid, p.stop)]
     streams: list[list[Piece]] = [[] for _ in range(num_streams)]
     load = [0] * num_streams
     for p in pieces:
@@ -134,20 +134,32 @@ def check_states(states: list[dict], expected: dict[str, Any], state_formats: tu
     ranks = sorted(s.get("rank") for s in states)
     if ranks != list(range(world)):
         missing = sorted(set(range(world)) - set(ranks))
-        raise ValueError(f"elastic resume needs the loader state of every rank of the old run (world size {world}): "
-                         f"missing rank(s) {missing}" + (f", duplicated {ranks}" if not missing else ""))
+        raise ValueError(
+            f"elastic resume needs the loader state of every rank of the old run (world size {world}): "
+            f"missing rank(s) {missing}" + (f", duplicated {ranks}" if not missing else "")
+        )
     for key in ("epoch", "step", "seed", "buffer_size", "data"):
         values = {repr(s.get(key)) for s in states}
         if len(values) != 1:
             raise ValueError(f"the old ranks' loader states disagree on {key!r} ({sorted(values)}): not one checkpoint")
     diff = {k: (states[0].get(k), v) for k, v in expected.items() if states[0].get(k) != v}
     if diff:
-        raise ValueError(f"loader states do not match this loader (saved, now): {diff}; an elastic resume may change "
-                         "the world size and data.read_streams / num_workers, not the data, seed or buffer_size")
+        raise ValueError(
+            f"loader states do not match this loader (saved, now): {diff}; an elastic resume may change "
+            "the world size and data.read_streams / num_workers, not the data, seed or buffer_size"
+        )
 
 
-def regroup(states: list[dict], catalog: ShardCatalog, seed: int, world_size: int, rank: int,
-            streams_per_rank: int, steps_per_epoch_new: int, old_steps_per_epoch: int) -> ElasticStart:
+def regroup(
+    states: list[dict],
+    catalog: ShardCatalog,
+    seed: int,
+    world_size: int,
+    rank: int,
+    streams_per_rank: int,
+    steps_per_epoch_new: int,
+    old_steps_per_epoch: int,
+) -> ElasticStart:
     """This rank's share of the rest of the old run's epoch (see the module docstring)."""
     states = sorted(states, key=lambda s: s["rank"])
     epoch, step, old_world = int(states[0]["epoch"]), int(states[0]["step"]), len(states)
@@ -155,17 +167,19 @@ def regroup(states: list[dict], catalog: ShardCatalog, seed: int, world_size: in
     width = saved_streams_per_rank(states[0])
     unread: list[Piece] = []
     for r, s in enumerate(states):
-        for pieces, cursor in zip(old[r * width:(r + 1) * width], s["streams"], strict=True):
+        for pieces, cursor in zip(old[r * width : (r + 1) * width], s["streams"], strict=True):
             unread.extend(_unread(pieces, cursor))
     if step >= old_steps_per_epoch:  # saved at the end of the epoch: set_epoch(next) starts afresh
         new_step = steps_per_epoch_new
     else:
         new_step = min(steps_per_epoch_new, step * old_world // world_size)
-    mine = _deal(unread, world_size * streams_per_rank)[rank * streams_per_rank:(rank + 1) * streams_per_rank]
+    mine = _deal(unread, world_size * streams_per_rank)[rank * streams_per_rank : (rank + 1) * streams_per_rank]
     plain = partition_pieces(catalog, seed, epoch, world_size * streams_per_rank)
-    wrap = plain[rank * streams_per_rank:(rank + 1) * streams_per_rank]
-    buffered = sorted(((seq, r, [shard, offset, size]) for r, s in enumerate(states)
-                       for shard, offset, size, seq in s["buffer"]), key=lambda t: (t[0], t[1]))
+    wrap = plain[rank * streams_per_rank : (rank + 1) * streams_per_rank]
+    buffered = sorted(
+        ((seq, r, [shard, offset, size]) for r, s in enumerate(states) for shard, offset, size, seq in s["buffer"]),
+        key=lambda t: (t[0], t[1]),
+    )
     backlog = [loc for _, _, loc in buffered[rank::world_size]]
     stats, skips = Counter(), Counter()
     for r, s in enumerate(states):

@@ -37,8 +37,14 @@ _AUDIO_CHUNK = 16000 * 30
 class EvalStoreWriter:
     """Append samples in order, then `close()` to publish the store atomically."""
 
-    def __init__(self, path: str | os.PathLike[str], num_faces: int, face_size: int,
-                 sample_rate: int = 16000, flush_every: int = 64):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        num_faces: int,
+        face_size: int,
+        sample_rate: int = 16000,
+        flush_every: int = 64,
+    ):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
         if self.tmp.exists():
@@ -47,18 +53,33 @@ class EvalStoreWriter:
         self._root = zarr.open_group(str(self.tmp), mode="w")
         compressor = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
         self._faces = self._root.create_array(
-            "faces", shape=(0, num_faces, face_size, face_size, 3), dtype="uint8",
-            chunks=(1, num_faces, face_size, face_size, 3), compressors=compressor)
+            "faces",
+            shape=(0, num_faces, face_size, face_size, 3),
+            dtype="uint8",
+            chunks=(1, num_faces, face_size, face_size, 3),
+            compressors=compressor,
+        )
         self._audio = self._root.create_array(
-            "audio", shape=(0,), dtype="int16", chunks=(_AUDIO_CHUNK,), compressors=compressor)
+            "audio", shape=(0,), dtype="int16", chunks=(_AUDIO_CHUNK,), compressors=compressor
+        )
         self._columns: dict[str, list[str | None]] = {c: [] for c in _COLUMNS}
         self._offsets = [0]
         self._pending_faces: list[np.ndarray] = []
         self._pending_audio: list[np.ndarray] = []
         self._flush_every = flush_every
 
-    def append(self, *, key: str, identity: str, video: str, clip: str, faces: np.ndarray,
-               audio: np.ndarray, gender: str | None = None, nationality: str | None = None) -> None:
+    def append(
+        self,
+        *,
+        key: str,
+        identity: str,
+        video: str,
+        clip: str,
+        faces: np.ndarray,
+        audio: np.ndarray,
+        gender: str | None = None,
+        nationality: str | None = None,
+    ) -> None:
         faces = np.asarray(faces)
         expected = (self.num_faces, self.face_size, self.face_size, 3)
         if faces.shape != expected or faces.dtype != np.uint8:
@@ -93,11 +114,15 @@ class EvalStoreWriter:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise ValueError(f"refusing to publish an empty evaluation store {self.path}")
         self._root.create_array("audio_offsets", data=np.asarray(self._offsets, dtype=np.int64))
-        self._root.attrs.update({
-            "format_version": FORMAT_VERSION, "num_faces": self.num_faces,
-            "face_size": self.face_size, "sample_rate": self.sample_rate,
-            "samples": self._columns,
-        })
+        self._root.attrs.update(
+            {
+                "format_version": FORMAT_VERSION,
+                "num_faces": self.num_faces,
+                "face_size": self.face_size,
+                "sample_rate": self.sample_rate,
+                "samples": self._columns,
+            }
+        )
         if self.path.exists():
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
@@ -114,12 +139,17 @@ class EvalStore:
         self.path = Path(path)
         if not self.path.exists():
             if split_sample_count(self.path.parent) == 0:  # an empty split gets no store
-                raise FileNotFoundError(empty_split_message(
-                    self.path.parent, "evaluate or validate on another split (launch.evaluate "
-                                      "--test-split / --val-split, train.val_data)"))
+                raise FileNotFoundError(
+                    empty_split_message(
+                        self.path.parent,
+                        "evaluate or validate on another split (launch.evaluate "
+                        "--test-split / --val-split, train.val_data)",
+                    )
+                )
             raise FileNotFoundError(
                 f"no evaluation store at {self.path}; run `python -m pipeline.ingest` for this split "
-                "(val/test splits get an eval.zarr)")
+                "(val/test splits get an eval.zarr)"
+            )
         self._root = zarr.open_group(str(self.path), mode="r")
         attrs: dict[str, Any] = dict(self._root.attrs)
         if attrs.get("format_version") != FORMAT_VERSION:
@@ -160,4 +190,4 @@ class EvalStore:
 
     def audio(self, i: int) -> np.ndarray:
         """int16 `[n]` waveform of sample i (divide by 32768 for float)."""
-        return np.asarray(self._audio[self._offsets[i]:self._offsets[i + 1]])
+        return np.asarray(self._audio[self._offsets[i] : self._offsets[i + 1]])

@@ -133,9 +133,18 @@ class LogMel(torch.nn.Module):
     _CPU_CHUNK_FRAMES = 1000
     _GEMM_COST_PER_GROUP = 300.0  # multiply-adds per frame a GEMM call costs (150..600: same speed)
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400,
-                 hop_length: int = 160, n_mels: int = 40, window: str = "hamming",
-                 f_min: float = 0.0, f_max: float | None = 8000.0, eps: float = 1e-6):
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        win_length: int = 400,
+        hop_length: int = 160,
+        n_mels: int = 40,
+        window: str = "hamming",
+        f_min: float = 0.0,
+        f_max: float | None = 8000.0,
+        eps: float = 1e-6,
+    ):
         super().__init__()
         windows = {"hamming": torch.hamming_window, "hann": torch.hann_window}
         if window not in windows:
@@ -147,8 +156,9 @@ class LogMel(torch.nn.Module):
             raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2, got {f_min}, {f_max}")
         self.sample_rate, self.n_fft, self.win_length = sample_rate, n_fft, win_length
         self.hop_length, self.n_mels, self.eps = hop_length, n_mels, eps
-        self.register_buffer("window", windows[window](win_length, periodic=True, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "window", windows[window](win_length, periodic=True, dtype=torch.float32), persistent=False
+        )
         fbank = mel_filterbank_htk(sample_rate, n_fft, n_mels, f_min, f_max)
         self.register_buffer("fbank", torch.from_numpy(fbank).float(), persistent=False)
         self._groups = _band_groups(fbank, self._GEMM_COST_PER_GROUP)
@@ -171,14 +181,21 @@ class LogMel(torch.nn.Module):
         out = torch.empty(n, self.n_mels, frames, dtype=x.dtype, device=x.device)
         rows = max(1, self._CPU_CHUNK_FRAMES // frames) if x.device.type == "cpu" else n
         for r in range(0, n, rows):
-            self._log_mel_into(x[r:r + rows], out[r:r + rows])
+            self._log_mel_into(x[r : r + rows], out[r : r + rows])
         return out.unsqueeze(1)
 
     def _spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """Complex STFT `[N, n_freq, T]` with librosa's centre framing (zero padding)."""
         pad = self.n_fft // 2
-        return torch.stft(F.pad(x, (pad, pad), mode="constant"), n_fft=self.n_fft, hop_length=self.hop_length,
-                          win_length=self.win_length, window=self.window, center=False, return_complex=True)
+        return torch.stft(
+            F.pad(x, (pad, pad), mode="constant"),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window,
+            center=False,
+            return_complex=True,
+        )
 
     def _log_mel_into(self, x: torch.Tensor, out: torch.Tensor) -> None:
         spec = self._spectrum(x)
@@ -202,5 +219,7 @@ class LogMel(torch.nn.Module):
         return torch.log(mel + self.eps).unsqueeze(1)
 
     def extra_repr(self) -> str:
-        return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "
-                f"hop_length={self.hop_length}, n_mels={self.n_mels}, eps={self.eps}")
+        return (
+            f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "
+            f"hop_length={self.hop_length}, n_mels={self.n_mels}, eps={self.eps}"
+        )

@@ -67,8 +67,8 @@ def parse_flac(data: bytes) -> FlacLayout | None:
         if pos + 4 > len(data):
             return None
         head = data[pos]
-        kind, size = head & 0x7F, int.from_bytes(data[pos + 1:pos + 4], "big")
-        body = data[pos + 4:pos + 4 + size]
+        kind, size = head & 0x7F, int.from_bytes(data[pos + 1 : pos + 4], "big")
+        body = data[pos + 4 : pos + 4 + size]
         if len(body) != size:
             return None
         if kind == _STREAMINFO and size == 34:
@@ -97,8 +97,14 @@ def _frame_header(data: bytes, i: int) -> int | None:
         return None
     c = data[i + 4]
     # `extra` of the matching row is read after the loop
-    for mask, lead, extra in ((0x80, 0x00, 0), (0xE0, 0xC0, 1), (0xF0, 0xE0, 2), (0xF8, 0xF0, 3), (0xFC, 0xF8, 4),  # noqa: B007
-                              (0xFE, 0xFC, 5)):
+    for mask, lead, extra in (  # noqa: B007
+        (0x80, 0x00, 0),
+        (0xE0, 0xC0, 1),
+        (0xF0, 0xE0, 2),
+        (0xF8, 0xF0, 3),
+        (0xFC, 0xF8, 4),
+        (0xFE, 0xFC, 5),
+    ):
         if c & mask == lead:
             number = c & (~mask & 0xFF)
             break
@@ -139,15 +145,17 @@ def add_seektable(data: bytes) -> bytes:
         pos = i + 2
     if len(starts) != -(-layout.total_samples // block):
         return data  # could not find every frame: keep the stream as it was (it is cut nowhere)
-    table = b"".join(struct.pack(">QQH", n * block, off, min(block, layout.total_samples - n * block))
-                     for n, off in enumerate(starts))
+    table = b"".join(
+        struct.pack(">QQH", n * block, off, min(block, layout.total_samples - n * block))
+        for n, off in enumerate(starts)
+    )
     # rebuild the metadata: STREAMINFO, SEEKTABLE, then the other blocks as they were
     blocks, pos = [], 4
     while True:
         head = data[pos]
-        size = int.from_bytes(data[pos + 1:pos + 4], "big")
+        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
         if head & 0x7F not in (_STREAMINFO, _SEEKTABLE):
-            blocks.append((head & 0x7F, data[pos + 4:pos + 4 + size]))
+            blocks.append((head & 0x7F, data[pos + 4 : pos + 4 + size]))
         pos += 4 + size
         if head & 0x80:
             break
@@ -155,7 +163,7 @@ def add_seektable(data: bytes) -> bytes:
     out = [b"fLaC"]
     for n, (kind, body) in enumerate(blocks):
         out.append(bytes([kind | (0x80 if n == len(blocks) - 1 else 0)]) + len(body).to_bytes(3, "big") + body)
-    return b"".join(out) + data[layout.first_frame:]
+    return b"".join(out) + data[layout.first_frame :]
 
 
 def encode_flac_seekable(samples: np.ndarray, sample_rate: int) -> bytes:
@@ -187,7 +195,7 @@ def crop_flac_window(data: bytes, crop: int, start_fraction: float) -> tuple[byt
     lo = layout.first_frame + offsets[a]
     hi = layout.first_frame + offsets[b] if b < len(firsts) else len(data)
     samples = (firsts[b] if b < len(firsts) else total) - first_sample
-    if not (layout.first_frame <= lo < hi <= len(data)) or data[lo:lo + 2] != b"\xff\xf8":
+    if not (layout.first_frame <= lo < hi <= len(data)) or data[lo : lo + 2] != b"\xff\xf8":
         return None
     info = bytearray(layout.streaminfo)
     packed = int.from_bytes(info[10:18], "big")

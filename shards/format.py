@@ -264,8 +264,9 @@ def _read_exact(fh: BinaryIO, n: int) -> bytes:
 _CHUNK = 1 << 20
 
 
-def _refill(fh: BinaryIO, buf: bytearray, view: memoryview, p: int, n: int, need: int
-            ) -> tuple[bytearray, memoryview, int, bool]:
+def _refill(
+    fh: BinaryIO, buf: bytearray, view: memoryview, p: int, n: int, need: int
+) -> tuple[bytearray, memoryview, int, bool]:
     """Move `buf[p:n]` to the front and read until `need` bytes are there (growing `buf` for a
     member bigger than it). Returns `(buf, view, valid bytes, enough)`."""
     keep = n - p
@@ -284,7 +285,7 @@ def _refill(fh: BinaryIO, buf: bytearray, view: memoryview, p: int, n: int, need
         else:
             data = fh.read(len(buf) - n)
             got = len(data)
-            buf[n:n + got] = data
+            buf[n : n + got] = data
         if not got:
             return buf, view, n, False
         n += got
@@ -312,7 +313,7 @@ def _iter_records(fh: BinaryIO, start: int, chunk: int = _CHUNK) -> Iterator[tup
                 if not n:
                     raise TruncatedShardError(f"tar ends at byte {base} without end-of-archive blocks")
                 raise TruncatedShardError(f"tar ends inside a header at byte {base}")
-        hdr = buf[p:p + BLOCK]
+        hdr = buf[p : p + BLOCK]
         zeros = hdr.count(0)
         if zeros == BLOCK:
             return
@@ -326,7 +327,7 @@ def _iter_records(fh: BinaryIO, start: int, chunk: int = _CHUNK) -> Iterator[tup
         size = _parse_octal(hdr[124:136])
         kind = hdr[156]
         cut = hdr.find(0, 0, 100)
-        name = hdr[:cut if cut >= 0 else 100].decode("utf-8")
+        name = hdr[: cut if cut >= 0 else 100].decode("utf-8")
         if hdr[345] and hdr[257:262] == b"ustar":
             prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8")
             name = f"{prefix}/{name}"
@@ -340,7 +341,7 @@ def _iter_records(fh: BinaryIO, start: int, chunk: int = _CHUNK) -> Iterator[tup
                     f"tar ends inside member {name!r} (header at byte {base}, {size} bytes expected)"
                 )
         header_offset = base + p
-        payload = bytes(view[p + BLOCK:p + BLOCK + size])
+        payload = bytes(view[p + BLOCK : p + BLOCK + size])
         p += BLOCK + padded
         if kind == 76:  # b"L": GNU long name of the next member
             long_name = payload.rstrip(b"\0").decode("utf-8")
@@ -445,9 +446,7 @@ def read_dali_index(path: str | os.PathLike) -> list[dict[str, tuple[int, int]]]
             parts = line.split()
             if len(parts) % 4:
                 raise ShardFormatError(f"{path}: malformed index line {line!r}")
-            samples.append(
-                {parts[i]: (int(parts[i + 1]), int(parts[i + 2])) for i in range(0, len(parts), 4)}
-            )
+            samples.append({parts[i]: (int(parts[i + 1]), int(parts[i + 2])) for i in range(0, len(parts), 4)})
     if len(samples) != count:
         raise ShardFormatError(f"{path}: header says {count} samples, found {len(samples)}")
     return samples

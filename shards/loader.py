@@ -28,14 +28,15 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from shards.assemble import AssembleSpec, Assembled, assemble_batch, finish_batch, log_mel_for, take_from_slot
+from shards.assemble import Assembled, AssembleSpec, assemble_batch, finish_batch, log_mel_for, take_from_slot
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
@@ -78,8 +79,13 @@ class TupleLoader:
     already shards by rank and places tensors on `device` (see docs/LOADER.md).
     """
 
-    def __init__(self, data_cfg: dict[str, Any] | LoaderConfig, rank: int = 0, world_size: int = 1,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        data_cfg: dict[str, Any] | LoaderConfig,
+        rank: int = 0,
+        world_size: int = 1,
+        device: str | torch.device = "cpu",
+    ):
         self.cfg = LoaderConfig.from_dict(data_cfg)
         if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
@@ -93,32 +99,50 @@ class TupleLoader:
         if self.cfg.positive != "same_clip" and self.cfg.buffer_size < 0.6 * identities:
             # benchmarks/bench_loader_buffer.py: below ~0.58 x identities, clips start leaving the
             # buffer before another clip of their identity arrives (8.8% at 0.5x, 40% at 0.33x)
-            warnings.warn(f"data.buffer_size={self.cfg.buffer_size} is small for {identities} identities: many clips "
-                          f"will be evicted before a positive arrives (see report()['unpaired_evicted']); use "
-                          f">= {int(0.7 * identities) + 1} (docs/LOADER.md, buffer sizing)", stacklevel=2)
+            warnings.warn(
+                f"data.buffer_size={self.cfg.buffer_size} is small for {identities} identities: many clips "
+                f"will be evicted before a positive arrives (see report()['unpaired_evicted']); use "
+                f">= {int(0.7 * identities) + 1} (docs/LOADER.md, buffer sizing)",
+                stacklevel=2,
+            )
         self.sample_rate = self.catalog.sample_rate
         self.face_size = self.cfg.face_size or self.catalog.face_size
         self.crop_samples = int(round(self.cfg.crop_seconds * self.sample_rate))
         self.log = SkipLog(self.cfg.strict)
         self.stats: Counter[str] = Counter()
-        self.parser = SampleParser(self.catalog.num_faces, self.cfg.frame, self.cfg.seed, self.catalog.genders,
-                                   crop_samples=self.crop_samples if self.cfg.buffer_audio == "crop" else None)
+        self.parser = SampleParser(
+            self.catalog.num_faces,
+            self.cfg.frame,
+            self.cfg.seed,
+            self.catalog.genders,
+            crop_samples=self.crop_samples if self.cfg.buffer_audio == "crop" else None,
+        )
         self.buffer = IdentityBuffer(self.cfg.buffer_size)
         self.streams_per_rank = self.cfg.read_streams or self.cfg.num_workers
         self._num_streams = world_size * self.streams_per_rank
         self._face_decoder_kind = self._choose_face_decoder()
         self.decode_workers = self._choose_decode_workers()
         self._face_decoder = self._start_face_decoder()
-        self._spec = AssembleSpec(crop_samples=self.crop_samples, sample_rate=self.sample_rate,
-                                  face_size=self.face_size, k=self.cfg.k,
-                                  gender_matched=self.cfg.gender_matched_negatives,
-                                  log_mel=tuple(sorted(self.cfg.log_mel.items())))
+        self._spec = AssembleSpec(
+            crop_samples=self.crop_samples,
+            sample_rate=self.sample_rate,
+            face_size=self.face_size,
+            k=self.cfg.k,
+            gender_matched=self.cfg.gender_matched_negatives,
+            log_mel=tuple(sorted(self.cfg.log_mel.items())),
+        )
         log_mel = log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
         # bytes a worker's arrays take per item, to size shared-memory slots (uint8 face crops
         # at the shards' size; float32 log-mel of one crop)
-        out_bytes = (3 * self.catalog.face_size ** 2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
-        self._workers = DecodeWorkers(self.decode_workers, self.cfg.num_workers, self.cfg.prefetch, self._spec,
-                                      out_bytes, thread_job=self._assemble_in_threads)
+        out_bytes = (3 * self.catalog.face_size**2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
+        self._workers = DecodeWorkers(
+            self.decode_workers,
+            self.cfg.num_workers,
+            self.cfg.prefetch,
+            self._spec,
+            out_bytes,
+            thread_job=self._assemble_in_threads,
+        )
         self.decoded_by: Counter[int] = Counter()  # decode worker pid -> batches it decoded (not resumed)
         self._streams: list[PieceStream] = []
         self._backlog: deque[list[int]] = deque()  # samples to read before the streams (elastic resume)
@@ -148,8 +172,9 @@ class TupleLoader:
             return
         self._start_epoch(epoch)
 
-    def _start_epoch(self, epoch: int, pieces: list[list[Piece]] | None = None,
-                     wrap: list[list[Piece]] | None = None) -> None:
+    def _start_epoch(
+        self, epoch: int, pieces: list[list[Piece]] | None = None, wrap: list[list[Piece]] | None = None
+    ) -> None:
         """Start `epoch` with the standard partition, or with `pieces` per stream (an elastic
         resume's regrouped rest of the epoch, read once) and `wrap` (what re-reads cycle)."""
         for s in self._streams:
@@ -158,7 +183,7 @@ class TupleLoader:
         self.parser.epoch = epoch
         if pieces is None:
             parts = partition_pieces(self.catalog, self.cfg.seed, epoch, self._num_streams)
-            mine = parts[self.rank * self.streams_per_rank:(self.rank + 1) * self.streams_per_rank]
+            mine = parts[self.rank * self.streams_per_rank : (self.rank + 1) * self.streams_per_rank]
             wrap = [None] * len(mine)
             self._regrouped = None
         else:
@@ -234,8 +259,14 @@ class TupleLoader:
                 break
         rng = np.random.default_rng([self.cfg.seed, self.epoch, self.rank, self._plan_no])
         direction = self._direction(self._plan_no)
-        kwargs = dict(batch_size=self.cfg.batch_size, k=self.cfg.k, direction=direction,
-                      positive=self.cfg.positive, gender_matched=self.cfg.gender_matched_negatives, rng=rng)
+        kwargs = dict(
+            batch_size=self.cfg.batch_size,
+            k=self.cfg.k,
+            direction=direction,
+            positive=self.cfg.positive,
+            gender_matched=self.cfg.gender_matched_negatives,
+            rng=rng,
+        )
         plan = plan_batch(self.buffer, **kwargs)
         limit = 2 * (max(self._rank_samples, self._cycle_samples) + self.cfg.buffer_size + len(self._backlog)) + 64
         reads = 0
@@ -250,19 +281,31 @@ class TupleLoader:
                     f"(positive={self.cfg.positive}, gender_matched={self.cfg.gender_matched_negatives}) from "
                     f"{self.buffer.num_identities} identities in a {self.cfg.buffer_size}-sample buffer after "
                     f"reading {reads} samples. Lower data.batch_size / data.k, raise data.buffer_size, or use a "
-                    f"positive policy the data supports (skips: {dict(self.log.counts)})")
+                    f"positive policy the data supports (skips: {dict(self.log.counts)})"
+                )
             plan = plan_batch(self.buffer, **kwargs)
         self._plan_no += 1
         return plan
 
     def _snapshot(self) -> dict[str, Any]:
         return {
-            "format": STATE_FORMAT, "epoch": self.epoch, "plan_no": self._plan_no, "rr": self._rr,
-            "streams": [s.state_dict() for s in self._streams], "buffer": self.buffer.locations(),
-            "next_seq": self.buffer.next_seq, "stats": dict(self.stats), "skips": dict(self.log.counts),
-            "world_size": self.world_size, "rank": self.rank, "streams_per_rank": self.streams_per_rank,
-            "seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint(),
-            "pieces": self._regrouped, "backlog": [list(loc) for loc in self._backlog],
+            "format": STATE_FORMAT,
+            "epoch": self.epoch,
+            "plan_no": self._plan_no,
+            "rr": self._rr,
+            "streams": [s.state_dict() for s in self._streams],
+            "buffer": self.buffer.locations(),
+            "next_seq": self.buffer.next_seq,
+            "stats": dict(self.stats),
+            "skips": dict(self.log.counts),
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "streams_per_rank": self.streams_per_rank,
+            "seed": self.cfg.seed,
+            "buffer_size": self.cfg.buffer_size,
+            "data": self.catalog.fingerprint(),
+            "pieces": self._regrouped,
+            "backlog": [list(loc) for loc in self._backlog],
         }
 
     # ----------------------------------------------------------------------------- decoding
@@ -274,16 +317,20 @@ class TupleLoader:
 
         if want == "dali":
             if not dali_available():
-                raise ValueError("data.face_decoder is 'dali' but nvidia.dali is not installed "
-                                 "(pip install nvidia-dali-cuda130) - or use 'pil'")
+                raise ValueError(
+                    "data.face_decoder is 'dali' but nvidia.dali is not installed "
+                    "(pip install nvidia-dali-cuda130) - or use 'pil'"
+                )
             return "dali-gpu" if self.device.type == "cuda" else "dali-cpu"
         return "dali-gpu" if self.device.type == "cuda" and dali_available() else "pil"
 
     def _choose_decode_workers(self) -> str:
         want = self.cfg.decode_workers
         if want == "processes" and self._face_decoder_kind != "pil":
-            raise ValueError(f"data.decode_workers 'processes' needs PIL face decoding, but face_decoder resolves "
-                             f"to {self._face_decoder_kind!r}: set data.face_decoder: pil or decode_workers: threads")
+            raise ValueError(
+                f"data.decode_workers 'processes' needs PIL face decoding, but face_decoder resolves "
+                f"to {self._face_decoder_kind!r}: set data.face_decoder: pil or decode_workers: threads"
+            )
         if want == "auto":
             return "processes" if self._face_decoder_kind == "pil" else "threads"
         return want
@@ -298,9 +345,12 @@ class TupleLoader:
         gpu = self._face_decoder_kind == "dali-gpu"
 
         def build():
-            return DaliFaceDecoder("gpu" if gpu else "cpu",
-                                   max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
-                                   num_threads=self.cfg.num_workers, device_id=self.device.index if gpu else None)
+            return DaliFaceDecoder(
+                "gpu" if gpu else "cpu",
+                max_batch_size=max(64, 2 * self.cfg.batch_size + self.cfg.k),
+                num_threads=self.cfg.num_workers,
+                device_id=self.device.index if gpu else None,
+            )
 
         return GuardedFaceDecoder(self._face_decoder_kind, self.cfg.face_decoder == "dali", build)
 
@@ -323,8 +373,13 @@ class TupleLoader:
         """Thread mode (DALI, or `decode_workers: threads`): items decoded by a thread pool in this
         process, features computed on `device`."""
         with self._decode_stage.side_stream():  # DALI, normalisation, log-mel off the training stream
-            done = assemble_batch(plan, self._spec, faces=self._decode_faces_dali(plan.faces), device=self.device,
-                                  item_map=self._workers.item_pool.map)
+            done = assemble_batch(
+                plan,
+                self._spec,
+                faces=self._decode_faces_dali(plan.faces),
+                device=self.device,
+                item_map=self._workers.item_pool.map,
+            )
         done.ready = self._decode_stage.mark()
         return done
 
@@ -337,17 +392,23 @@ class TupleLoader:
                 raise RuntimeError(
                     f"TupleLoader built for rank {self.rank} of {self.world_size} but this process is rank {r} of "
                     f"{ws}: build it with rank=accelerator.process_index, world_size=accelerator.num_processes "
-                    "(and do not pass it to accelerator.prepare()), otherwise ranks read the same samples")
+                    "(and do not pass it to accelerator.prepare()), otherwise ranks read the same samples"
+                )
         else:
             env_ws = os.environ.get("WORLD_SIZE")
             if env_ws is not None and env_ws.isdigit() and int(env_ws) != self.world_size:
-                warnings.warn(f"WORLD_SIZE={env_ws} in the environment but TupleLoader(world_size={self.world_size}); "
-                              "pass rank/world_size from the accelerator", stacklevel=3)
+                warnings.warn(
+                    f"WORLD_SIZE={env_ws} in the environment but TupleLoader(world_size={self.world_size}); "
+                    "pass rank/world_size from the accelerator",
+                    stacklevel=3,
+                )
 
     def __getitem__(self, index):
-        raise TypeError("TupleLoader is an iterator of ready batches, not a Dataset: iterate it directly. Do not wrap "
-                        "it in torch.utils.data.DataLoader or pass it to accelerator.prepare(); it shards by "
-                        "rank itself (docs/LOADER.md)")
+        raise TypeError(
+            "TupleLoader is an iterator of ready batches, not a Dataset: iterate it directly. Do not wrap "
+            "it in torch.utils.data.DataLoader or pass it to accelerator.prepare(); it shards by "
+            "rank itself (docs/LOADER.md)"
+        )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self._guard_distributed()
@@ -371,8 +432,9 @@ class TupleLoader:
                     raise RuntimeError(
                         "a TupleLoader decode worker process died. Workers start from a fork server that "
                         "re-imports your main script: guard its top-level code with "
-                        "`if __name__ == \"__main__\":` (as for DataLoader workers), or set "
-                        "data.decode_workers: threads (see docs/LOADER.md, Decode workers)") from exc
+                        '`if __name__ == "__main__":` (as for DataLoader workers), or set '
+                        "data.decode_workers: threads (see docs/LOADER.md, Decode workers)"
+                    ) from exc
                 if batch is None:
                     self.stats["dropped_batches"] += 1
                     continue
@@ -380,7 +442,12 @@ class TupleLoader:
                 self.stats["batches"] += 1
                 self.stats["tuples"] += len(batch["label"])
                 self.stats["decoded_items"] += batch["faces"].shape[0] + batch["voices"].shape[0]
-                self._state = {**snapshot, "step": self._step, "stats": dict(self.stats), "skips": dict(self.log.counts)}
+                self._state = {
+                    **snapshot,
+                    "step": self._step,
+                    "stats": dict(self.stats),
+                    "skips": dict(self.log.counts),
+                }
                 self._sampler_ahead = bool(pending)  # planned batches not yet handed out
                 yield batch
         finally:
@@ -403,8 +470,11 @@ class TupleLoader:
             stage.wait(done.ready)
             with stage.side_stream():
                 if batch is not None and slot is not None:
-                    batch = finish_batch(take_from_slot(batch, self._workers.slot_buf(slot, done.slot_bytes_needed)),
-                                         self.device, self.face_size)
+                    batch = finish_batch(
+                        take_from_slot(batch, self._workers.slot_buf(slot, done.slot_bytes_needed)),
+                        self.device,
+                        self.face_size,
+                    )
                 elif batch is not None:
                     batch = finish_batch(batch, self.device, self.face_size)
             if batch is not None:
@@ -433,8 +503,13 @@ class TupleLoader:
         expected = {"seed": self.cfg.seed, "buffer_size": self.cfg.buffer_size, "data": self.catalog.fingerprint()}
         if isinstance(state, (list, tuple)):
             check_states(list(state), expected, STATE_FORMATS)
-            same = [s for s in state if s["world_size"] == self.world_size and s["rank"] == self.rank
-                    and saved_streams_per_rank(s) == self.streams_per_rank]
+            same = [
+                s
+                for s in state
+                if s["world_size"] == self.world_size
+                and s["rank"] == self.rank
+                and saved_streams_per_rank(s) == self.streams_per_rank
+            ]
             if same:  # same layout: this rank's own state resumes exactly
                 return self.load_state_dict(same[0])
             return self._load_elastic(list(state))
@@ -444,9 +519,11 @@ class TupleLoader:
         saved = {**state, "streams_per_rank": saved_streams_per_rank(state)}
         diff = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
         if diff:
-            raise ValueError(f"loader state does not match this loader (saved, now): {diff}; resume with the same "
-                             "data, seed, world size, rank, data.read_streams (default: num_workers) and buffer_size, "
-                             "or pass the list of every rank's state to change world size or streams (elastic)")
+            raise ValueError(
+                f"loader state does not match this loader (saved, now): {diff}; resume with the same "
+                "data, seed, world size, rank, data.read_streams (default: num_workers) and buffer_size, "
+                "or pass the list of every rank's state to change world size or streams (elastic)"
+            )
         pieces, wrap = pieces_from_state(state["pieces"]) if state.get("pieces") else (None, None)
         self._start_epoch(int(state["epoch"]), pieces, wrap)
         for stream, s in zip(self._streams, state["streams"], strict=True):
@@ -469,10 +546,19 @@ class TupleLoader:
         if self.cfg.steps_per_epoch is not None:
             old_spe = self.cfg.steps_per_epoch
         else:
-            old_spe = max(1, self.catalog.total_samples
-                          // (old_world * samples_per_batch(self.cfg.batch_size, self.cfg.positive)))
-        start = regroup(states, self.catalog, self.cfg.seed, self.world_size, self.rank, self.streams_per_rank,
-                        self.steps_per_epoch, old_spe)
+            old_spe = max(
+                1, self.catalog.total_samples // (old_world * samples_per_batch(self.cfg.batch_size, self.cfg.positive))
+            )
+        start = regroup(
+            states,
+            self.catalog,
+            self.cfg.seed,
+            self.world_size,
+            self.rank,
+            self.streams_per_rank,
+            self.steps_per_epoch,
+            old_spe,
+        )
         self._start_epoch(start.epoch, start.pieces, start.wrap)
         self._backlog = deque(start.backlog)
         # a plan number no old rank used, the same on every new rank (RNG streams stay distinct)
@@ -493,17 +579,32 @@ class TupleLoader:
         """Counters for logs: skips, coverage of this epoch, decoded items per tuple, buffer use."""
         tuples = self.stats["tuples"]
         return {
-            "epoch": self.epoch, "step": self._step, "steps_per_epoch": self.steps_per_epoch,
-            "skips": self.skip_counts, "skip_messages": list(self.log.messages),
+            "epoch": self.epoch,
+            "step": self._step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "skips": self.skip_counts,
+            "skip_messages": list(self.log.messages),
             "coverage": sum(s.fresh for s in self._streams) / max(1, self._rank_samples),
             "decoded_items_per_tuple": self.stats["decoded_items"] / tuples if tuples else None,
-            "buffer_samples": len(self.buffer), "buffer_encoded_bytes": self.buffer.encoded_bytes(),
-            "face_decoder": self._face_decoder_kind, "decode_workers": self.decode_workers,
+            "buffer_samples": len(self.buffer),
+            "buffer_encoded_bytes": self.buffer.encoded_bytes(),
+            "face_decoder": self._face_decoder_kind,
+            "decode_workers": self.decode_workers,
             **(self._face_decoder.report() if self._face_decoder is not None else {}),
             "decode_worker_batches": sorted(self.decoded_by.values(), reverse=True),
-            **{k: self.stats[k] for k in ("batches", "tuples", "dropped_tuples", "dropped_batches",
-                                          "unpaired_evicted", "wrapped_reads", "dali_fallback_batches",
-                                          "elastic_resumes")},
+            **{
+                k: self.stats[k]
+                for k in (
+                    "batches",
+                    "tuples",
+                    "dropped_tuples",
+                    "dropped_batches",
+                    "unpaired_evicted",
+                    "wrapped_reads",
+                    "dali_fallback_batches",
+                    "elastic_resumes",
+                )
+            },
         }
 
     def close(self) -> None:
@@ -511,7 +612,7 @@ class TupleLoader:
             s.close()
         self._workers.close()
 
-    def __enter__(self) -> "TupleLoader":
+    def __enter__(self) -> TupleLoader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -531,8 +632,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m shards.loader",
         description="Stream one epoch of k-candidate tuple batches from shard sets, check every batch "
-                    "against the tuple invariants (ARCHITECTURE.md §3) and print the loader report "
-                    "(throughput, skips, coverage). Useful to validate a fresh ingest before training.")
+        "against the tuple invariants (ARCHITECTURE.md §3) and print the loader report "
+        "(throughput, skips, coverage). Useful to validate a fresh ingest before training.",
+    )
     ap.add_argument("shards", nargs="+", help="shard-set folders (<out>/<dataset>/<split> with index.json)")
     ap.add_argument("--k", type=int, default=2, help="candidates per tuple (1 = verification pairs)")
     ap.add_argument("--batch-size", type=int, default=50, help="tuples per batch")
@@ -546,13 +648,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strict", action="store_true", help="stop at the first bad sample instead of skipping it")
     ap.add_argument("--device", default="cpu", help="where tensors are put (cpu, cuda, cuda:1)")
     args = ap.parse_args(argv)
-    cfg = dict(shards=args.shards, k=args.k, batch_size=args.batch_size, direction=args.direction,
-               positive=args.positive, buffer_size=args.buffer_size, num_workers=args.num_workers,
-               seed=args.seed, strict=args.strict)
+    cfg = dict(
+        shards=args.shards,
+        k=args.k,
+        batch_size=args.batch_size,
+        direction=args.direction,
+        positive=args.positive,
+        buffer_size=args.buffer_size,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        strict=args.strict,
+    )
     try:
         loader = TupleLoader(cfg, device=args.device)
     except (ValueError, FileNotFoundError) as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
     loader.set_epoch(args.epoch)
     total = min(loader.steps_per_epoch, args.max_batches or loader.steps_per_epoch)
     t0 = time.perf_counter()
@@ -565,12 +675,14 @@ def main(argv: list[str] | None = None) -> None:
                 if i + 1 >= total:
                     break
         except RuntimeError as exc:  # ShardReadError (strict) or data that cannot form batches
-            raise SystemExit(f"error: {exc}")
+            raise SystemExit(f"error: {exc}") from None
         seconds = time.perf_counter() - t0
         report = loader.report()
     print(f"{total} batches, {tuples} tuples in {seconds:.1f} s ({tuples / seconds:.1f} tuples/s), all invariants hold")
-    print(f"samples in index: {loader.catalog.total_samples} in {len(loader.catalog.shards)} shards; "
-          f"steps per epoch: {loader.steps_per_epoch}")
+    print(
+        f"samples in index: {loader.catalog.total_samples} in {len(loader.catalog.shards)} shards; "
+        f"steps per epoch: {loader.steps_per_epoch}"
+    )
     print(json.dumps({k: v for k, v in report.items() if k != "skip_messages"}, indent=1))
     for msg in report["skip_messages"]:
         print("skipped:", msg)

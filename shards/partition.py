@@ -26,8 +26,15 @@ import numpy as np
 from shards.format import BLOCK, read_dali_index
 from shards.splitinfo import empty_split_message, split_sample_count
 
-__all__ = ["ShardSetError", "EmptyShardSetError", "ShardInfo", "ShardCatalog", "Piece", "partition_pieces",
-           "sample_offset"]
+__all__ = [
+    "ShardSetError",
+    "EmptyShardSetError",
+    "ShardInfo",
+    "ShardCatalog",
+    "Piece",
+    "partition_pieces",
+    "sample_offset",
+]
 
 
 class ShardSetError(ValueError):
@@ -76,29 +83,34 @@ class ShardCatalog:
             if not index_path.is_file():
                 raise FileNotFoundError(
                     f"{index_path} not found: data.shards must name folders written by "
-                    f"`python -m pipeline.ingest` (<out>/<dataset>/<split> with index.json)")
+                    f"`python -m pipeline.ingest` (<out>/<dataset>/<split> with index.json)"
+                )
             try:
                 index = json.loads(index_path.read_text())
                 entries = index["shards"]
                 for entry in entries:
-                    self.shards.append(ShardInfo(folder / entry["path"], int(entry["num_samples"]),
-                                                 int(entry.get("bytes", 0))))
+                    self.shards.append(
+                        ShardInfo(folder / entry["path"], int(entry["num_samples"]), int(entry.get("bytes", 0)))
+                    )
                 for ident, info in index.get("identities", {}).items():
                     self.genders[ident] = (info or {}).get("gender")
                 geometry.add((int(index["num_faces"]), int(index["face_size"]), int(index["sample_rate"])))
             except (KeyError, TypeError, ValueError) as exc:
-                raise ShardSetError(f"{index_path} does not follow ARCHITECTURE.md §2 ({exc!r}); re-run the ingest") from exc
+                raise ShardSetError(
+                    f"{index_path} does not follow ARCHITECTURE.md §2 ({exc!r}); re-run the ingest"
+                ) from exc
         empty = [f for f in self.folders if split_sample_count(f) == 0]
         if not self.shards or self.total_samples == 0:
             if empty:
-                raise EmptyShardSetError(empty_split_message(
-                    empty[0], "point data.shards at a split that has samples"))
+                raise EmptyShardSetError(empty_split_message(empty[0], "point data.shards at a split that has samples"))
             raise EmptyShardSetError(f"no samples listed in the index.json of {folders}")
         for folder in empty:  # the other folders still train; say which one contributes nothing
             warnings.warn(empty_split_message(folder, "drop it from data.shards"), stacklevel=2)
         if len(geometry) != 1:
-            raise ShardSetError(f"shard sets disagree on (num_faces, face_size, sample_rate): {sorted(geometry)}; "
-                                "load them with separate loaders or re-ingest with the same settings")
+            raise ShardSetError(
+                f"shard sets disagree on (num_faces, face_size, sample_rate): {sorted(geometry)}; "
+                "load them with separate loaders or re-ingest with the same settings"
+            )
         self.num_faces, self.face_size, self.sample_rate = geometry.pop()
 
     @property
@@ -122,8 +134,10 @@ def _pieces(catalog: ShardCatalog, num_streams: int) -> list[Piece]:
         bounds = [round(j * s.num_samples / n) for j in range(n + 1)]
         pieces.extend(Piece(i, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
     if len(pieces) < num_streams:
-        raise ShardSetError(f"{catalog.total_samples} samples cannot feed {num_streams} reader streams "
-                            "(world_size x num_workers); use fewer workers or more data")
+        raise ShardSetError(
+            f"{catalog.total_samples} samples cannot feed {num_streams} reader streams "
+            "(world_size x num_workers); use fewer workers or more data"
+        )
     return pieces
 
 

@@ -31,14 +31,19 @@ def _skip_summary(folder: Path) -> str:
     kinds = counts.get("skipped_by_kind") or {}
     if not counts.get("planned"):
         return "no clip on disk belonged to its identities (check --root, --meta and the split preset)"
-    return (f"all {counts['planned']} planned clips were skipped: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + f"; details in {folder / 'report.json'}")
+    return (
+        f"all {counts['planned']} planned clips were skipped: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+        + f"; details in {folder / 'report.json'}"
+    )
 
 
 def empty_split_message(folder: str | Path, instead: str) -> str:
     """One line for a split folder that holds 0 samples; `instead` is the user's way out."""
     folder = Path(folder)
-    return (f"{folder} holds 0 samples: the ingest wrote this split but none of its clips was usable "
-            f"({_skip_summary(folder)}). Re-running the same ingest cannot change that: fix or replace "
-            f"those inputs (or relax the settings that rejected them) and re-ingest with --overwrite, "
-            f"or {instead}")
+    return (
+        f"{folder} holds 0 samples: the ingest wrote this split but none of its clips was usable "
+        f"({_skip_summary(folder)}). Re-running the same ingest cannot change that: fix or replace "
+        f"those inputs (or relax the settings that rejected them) and re-ingest with --overwrite, "
+        f"or {instead}"
+    )

@@ -110,8 +110,14 @@ class SampleParser:
     (docs/LOADER.md, "Compact audio"); FLACs without a seek table stay whole.
     """
 
-    def __init__(self, num_faces: int, frame: str, seed: int, genders: dict[str, str | None] | None = None,
-                 crop_samples: int | None = None):
+    def __init__(
+        self,
+        num_faces: int,
+        frame: str,
+        seed: int,
+        genders: dict[str, str | None] | None = None,
+        crop_samples: int | None = None,
+    ):
         self.num_faces, self.frame, self.seed = num_faces, frame, seed
         self.genders = genders or {}  # index.json's identity genders, used when a json lacks one
         self.crop_samples = crop_samples
@@ -126,7 +132,7 @@ class SampleParser:
 
     def crop_fraction(self, key: str) -> float:
         """Where the sample's audio crop starts this epoch, as a fraction of the free range."""
-        return zlib.crc32(f"{self.seed}:{self.epoch}:{key}:crop".encode()) / 2 ** 32
+        return zlib.crc32(f"{self.seed}:{self.epoch}:{key}:crop".encode()) / 2**32
 
     def audio_window(self, audio: bytes, fraction: float) -> tuple[bytes, int | None]:
         """`audio` cut to the crop window at `fraction` and where the crop starts in it, or
@@ -158,22 +164,30 @@ class SampleParser:
             raise BadSample("missing_member", f"{where} has no (or an empty) {frame} member")
         audio = audio_member(members)
         if audio is None:
-            raise BadSample("missing_member", f"{where} has no (or an empty) audio member "
-                                              f"({' or '.join(AUDIO_MEMBERS)})")
+            raise BadSample(
+                "missing_member", f"{where} has no (or an empty) audio member ({' or '.join(AUDIO_MEMBERS)})"
+            )
         gender = meta.get("gender") or self.genders.get(identity)
         start = fraction = None
         if self.crop_samples is not None:
             fraction = self.crop_fraction(key)
             audio, start = self.audio_window(audio, fraction)
-        return Sample(key, identity, video, clip, gender, members[frame], audio, loc, audio_start=start,
-                      crop_fraction=fraction)
+        return Sample(
+            key, identity, video, clip, gender, members[frame], audio, loc, audio_start=start, crop_fraction=fraction
+        )
 
 
 class PieceStream:
     """Reads the good samples of a list of pieces, cycling forever; see the module docstring."""
 
-    def __init__(self, catalog: ShardCatalog, pieces: list[Piece], parse: Callable[..., Sample], log: SkipLog,
-                 wrap_pieces: list[Piece] | None = None):
+    def __init__(
+        self,
+        catalog: ShardCatalog,
+        pieces: list[Piece],
+        parse: Callable[..., Sample],
+        log: SkipLog,
+        wrap_pieces: list[Piece] | None = None,
+    ):
         """`wrap_pieces` (an elastic resume, `shards/elastic.py`): the first pass reads `pieces` (the
         epoch's unread rest, possibly nothing), later passes cycle `wrap_pieces` (the stream's
         share of the whole epoch), so re-reads at the end of an epoch draw from as many
@@ -200,13 +214,23 @@ class PieceStream:
         return self.pass_no > 0
 
     def state_dict(self) -> dict:
-        return {"pass": self.pass_no, "piece": self.piece_pos, "offset": self.offset,
-                "read_in_piece": self.read_in_piece, "fresh": self.fresh, "good_in_pass": self.good_in_pass}
+        return {
+            "pass": self.pass_no,
+            "piece": self.piece_pos,
+            "offset": self.offset,
+            "read_in_piece": self.read_in_piece,
+            "fresh": self.fresh,
+            "good_in_pass": self.good_in_pass,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.close()
         self.pass_no, self.piece_pos, self.offset = state["pass"], state["piece"], state["offset"]
-        self.read_in_piece, self.fresh, self.good_in_pass = state["read_in_piece"], state["fresh"], state["good_in_pass"]
+        self.read_in_piece, self.fresh, self.good_in_pass = (
+            state["read_in_piece"],
+            state["fresh"],
+            state["good_in_pass"],
+        )
 
     def close(self) -> None:
         if self._it is not None:
@@ -221,8 +245,10 @@ class PieceStream:
         if self.piece_pos == len(self.pieces):
             if self.good_in_pass == 0 and not (self.pass_no == 0 and self._wrap is not None):
                 names = sorted({self.catalog.shards[p.shard].path.name for p in self.pieces})
-                raise ShardReadError(f"no readable sample in a full pass over shards {names}; "
-                                     f"skips so far: {dict(self.log.counts)} ({self.log.messages[:3]})")
+                raise ShardReadError(
+                    f"no readable sample in a full pass over shards {names}; "
+                    f"skips so far: {dict(self.log.counts)} ({self.log.messages[:3]})"
+                )
             self.pass_no += 1
             self.piece_pos = 0
             self.good_in_pass = 0
@@ -241,10 +267,13 @@ class PieceStream:
         except (ShardFormatError, OSError, UnicodeDecodeError):
             return  # damage after the listed samples: nothing listed is lost
         if extra is not None:
-            self.log.skip("extra_samples", f"{shard.path} holds more samples than the {shard.num_samples} "
-                                           f"its index.json lists (next key {extra[0]!r} at byte {extra[2]}); "
-                                           "they are not read: the shard and index.json do not belong "
-                                           "together, re-run the ingest for this split")
+            self.log.skip(
+                "extra_samples",
+                f"{shard.path} holds more samples than the {shard.num_samples} "
+                f"its index.json lists (next key {extra[0]!r} at byte {extra[2]}); "
+                "they are not read: the shard and index.json do not belong "
+                "together, re-run the ingest for this split",
+            )
 
     def next(self, wrap: bool = True) -> Sample | None:
         """The next good sample of this stream; bad data is skipped and counted.
@@ -264,8 +293,13 @@ class PieceStream:
                 try:
                     if not shard.path.is_file():
                         raise FileNotFoundError(f"{shard.path} is listed in index.json but missing")
-                    start = (self.offset if self.offset is not None else piece.offset if piece.offset is not None
-                             else sample_offset(shard, piece.start))
+                    start = (
+                        self.offset
+                        if self.offset is not None
+                        else piece.offset
+                        if piece.offset is not None
+                        else sample_offset(shard, piece.start)
+                    )
                     self._it = iter_tar_sample_spans(shard.path, start=start)
                 except (OSError, ValueError, IndexError, ShardFormatError) as exc:
                     self.log.skip("missing_shard", f"cannot open {shard.path} ({exc!r})")
@@ -275,8 +309,11 @@ class PieceStream:
             try:
                 key, members, offset, end = next(self._it)
             except StopIteration:
-                self.log.skip("short_shard", f"{shard.path} ends after {piece.start + self.read_in_piece} "
-                                             f"samples, index.json says {shard.num_samples}")
+                self.log.skip(
+                    "short_shard",
+                    f"{shard.path} ends after {piece.start + self.read_in_piece} "
+                    f"samples, index.json says {shard.num_samples}",
+                )
                 if self._advance_piece() and not wrap:
                     return None
                 continue

@@ -28,8 +28,7 @@ from shards.flac import encode_flac_seekable
 from shards.format import AUDIO_MEMBERS, ShardWriter, make_key
 from shards.wav import encode_pcm16_wav
 
-__all__ = ["SyntheticSpec", "make_shard_set", "face_jpeg", "voice_flac", "voice_wav", "truncate_file",
-           "corrupt_member"]
+__all__ = ["SyntheticSpec", "make_shard_set", "face_jpeg", "voice_flac", "voice_wav", "truncate_file", "corrupt_member"]
 
 
 @dataclass
@@ -65,9 +64,14 @@ def face_jpeg(identity_index: int, variant: int, size: int, rng: np.random.Gener
     """A face-like RGB JPEG: identity-coloured ellipse + eyes on a gradient, with noise."""
     hue = (identity_index * 47) % 256
     base = np.linspace(0, 1, size, dtype=np.float32)
-    bg = np.stack([np.outer(base, np.ones(size)) * 120 + 60,
-                   np.outer(np.ones(size), base) * 80 + 40,
-                   np.full((size, size), hue * 0.5 + 30)], -1)
+    bg = np.stack(
+        [
+            np.outer(base, np.ones(size)) * 120 + 60,
+            np.outer(np.ones(size), base) * 80 + 40,
+            np.full((size, size), hue * 0.5 + 30),
+        ],
+        -1,
+    )
     img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
     m = size // 8 + (variant % 3)
@@ -92,8 +96,9 @@ def voice_int16(identity_index: int, seconds: float, sample_rate: int, rng: np.r
     return np.clip(np.round(np.clip(y, -1, 1) * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def voice_flac(identity_index: int, seconds: float, sample_rate: int, rng: np.random.Generator,
-               seektable: bool = True) -> bytes:
+def voice_flac(
+    identity_index: int, seconds: float, sample_rate: int, rng: np.random.Generator, seektable: bool = True
+) -> bytes:
     """`voice_int16` as a PCM_16 FLAC, with a per-frame seek table as ingest writes it
     (`seektable=False`: as older shards and other tools wrote it)."""
     pcm = voice_int16(identity_index, seconds, sample_rate, rng)
@@ -118,8 +123,12 @@ def make_shard_set(out_dir: str | os.PathLike, spec: SyntheticSpec | None = None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
-    plan = [(i, v, c) for i in range(spec.num_identities) for v in range(spec.videos_per_identity)
-            for c in range(spec.clips_per_video)]
+    plan = [
+        (i, v, c)
+        for i in range(spec.num_identities)
+        for v in range(spec.videos_per_identity)
+        for c in range(spec.clips_per_video)
+    ]
     order = rng.permutation(len(plan))
     sizes = list(spec.shard_sizes) if spec.shard_sizes is not None else []
     if not sizes:
@@ -133,7 +142,7 @@ def make_shard_set(out_dir: str | os.PathLike, spec: SyntheticSpec | None = None
     for s, n in enumerate(sizes):
         path = out / f"shard-{s:06d}.tar"
         with ShardWriter(path) as writer:
-            for p in order[pos:pos + n]:
+            for p in order[pos : pos + n]:
                 i, v, c = plan[p]
                 ident, video, clip = f"id{10000 + i:05d}", f"v{i}x{v}", f"{c:05d}"
                 gender = "m" if i % 2 == 0 else "f"
@@ -144,22 +153,53 @@ def make_shard_set(out_dir: str | os.PathLike, spec: SyntheticSpec | None = None
                     members["wav"] = voice_wav(i, seconds, spec.sample_rate, rng)
                 else:
                     members["flac"] = voice_flac(i, seconds, spec.sample_rate, rng, spec.flac_seektable)
-                meta = {"key": key, "dataset": spec.dataset, "identity": ident, "video": video, "clip": clip,
-                        "split": spec.split, "gender": gender, "nationality": None, "name": None,
-                        "duration": seconds, "num_faces": spec.num_faces, "face_size": spec.face_size,
-                        "sample_rate": spec.sample_rate, "source": f"synthetic/{ident}/{video}/{clip}"}
+                meta = {
+                    "key": key,
+                    "dataset": spec.dataset,
+                    "identity": ident,
+                    "video": video,
+                    "clip": clip,
+                    "split": spec.split,
+                    "gender": gender,
+                    "nationality": None,
+                    "name": None,
+                    "duration": seconds,
+                    "num_faces": spec.num_faces,
+                    "face_size": spec.face_size,
+                    "sample_rate": spec.sample_rate,
+                    "source": f"synthetic/{ident}/{video}/{clip}",
+                }
                 members["json"] = json.dumps(meta).encode()
                 rec = writer.add(key, members)
                 identities.setdefault(ident, {"gender": gender, "num_samples": 0})["num_samples"] += 1
-                manifest.append({"key": key, "identity": ident, "video": video, "clip": clip, "gender": gender,
-                                 "shard": path.name, "offset": rec.offset, "size": rec.size,
-                                 "members": rec.members, "sha1": rec.sha1})
+                manifest.append(
+                    {
+                        "key": key,
+                        "identity": ident,
+                        "video": video,
+                        "clip": clip,
+                        "gender": gender,
+                        "shard": path.name,
+                        "offset": rec.offset,
+                        "size": rec.size,
+                        "members": rec.members,
+                        "sha1": rec.sha1,
+                    }
+                )
         shards.append({"path": path.name, "num_samples": n, "bytes": path.stat().st_size})
         pos += n
-    index = {"format": "voxface-shards/1", "dataset": spec.dataset, "split": spec.split,
-             "num_samples": len(plan), "face_size": spec.face_size, "num_faces": spec.num_faces,
-             "sample_rate": spec.sample_rate, "shards": shards, "identities": identities,
-             "ingest": {"generator": "shards.testing", "seed": spec.seed}}
+    index = {
+        "format": "voxface-shards/1",
+        "dataset": spec.dataset,
+        "split": spec.split,
+        "num_samples": len(plan),
+        "face_size": spec.face_size,
+        "num_faces": spec.num_faces,
+        "sample_rate": spec.sample_rate,
+        "shards": shards,
+        "identities": identities,
+        "ingest": {"generator": "shards.testing", "seed": spec.seed},
+    }
     (out / "index.json").write_text(json.dumps(index, indent=1))
     with open(out / "manifest.jsonl", "w") as fh:
         for row in manifest:

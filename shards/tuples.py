@@ -59,8 +59,9 @@ def samples_per_batch(batch_size: int, positive: str) -> int:
     return batch_size * (1 if positive == "same_clip" else 2)
 
 
-def _pairs(buffer: IdentityBuffer, batch_size: int, positive: str,
-           rng: np.random.Generator) -> list[tuple[Sample, Sample]] | None:
+def _pairs(
+    buffer: IdentityBuffer, batch_size: int, positive: str, rng: np.random.Generator
+) -> list[tuple[Sample, Sample]] | None:
     """(anchor, positive) of the first `batch_size` identities, oldest anchor first, or None.
 
     An anchor is the oldest clip of its identity that has a partner; its partner is drawn
@@ -96,14 +97,25 @@ def _pairs(buffer: IdentityBuffer, batch_size: int, positive: str,
         return None
     pairs = []
     for anchor, d in zip(anchors.values(), draws):
-        options = [s for s in buffer.of_identity(anchor.identity)
-                   if s is not anchor and (s.video == anchor.video) == same_video]
+        options = [
+            s
+            for s in buffer.of_identity(anchor.identity)
+            if s is not anchor and (s.video == anchor.video) == same_video
+        ]
         pairs.append((anchor, options[d]))
     return pairs
 
 
-def plan_batch(buffer: IdentityBuffer, *, batch_size: int, k: int, direction: str, positive: str,
-               gender_matched: bool, rng: np.random.Generator) -> BatchPlan | None:
+def plan_batch(
+    buffer: IdentityBuffer,
+    *,
+    batch_size: int,
+    k: int,
+    direction: str,
+    positive: str,
+    gender_matched: bool,
+    rng: np.random.Generator,
+) -> BatchPlan | None:
     """Plan one batch and remove its samples from `buffer`; `None` (buffer untouched) if the
     buffer cannot supply it yet (too few identities with a valid positive)."""
     pairs = _pairs(buffer, batch_size, positive, rng)
@@ -170,13 +182,20 @@ def plan_batch(buffer: IdentityBuffer, *, batch_size: int, k: int, direction: st
     for s in {id(s): s for s in [*anchors, *(p for _, p in pairs), *distractors]}.values():
         buffer.remove(s)
     faces, voices = (used_cands, anchors) if direction == "v2f" else (anchors, used_cands)
-    return BatchPlan(direction=direction, faces=faces, voices=voices,
-                     voice_crop=rng.random(len(voices)).tolist(), anchor_index=list(range(batch_size)),
-                     candidate_index=rows, label=final_labels)
+    return BatchPlan(
+        direction=direction,
+        faces=faces,
+        voices=voices,
+        voice_crop=rng.random(len(voices)).tolist(),
+        anchor_index=list(range(batch_size)),
+        candidate_index=rows,
+        label=final_labels,
+    )
 
 
-def repair_plan(plan: BatchPlan, bad_faces: set[int], bad_voices: set[int], k: int,
-                gender_matched: bool) -> BatchPlan | None:
+def repair_plan(
+    plan: BatchPlan, bad_faces: set[int], bad_voices: set[int], k: int, gender_matched: bool
+) -> BatchPlan | None:
     """Remove items that failed to decode without breaking any tuple invariant.
 
     A tuple whose anchor or positive is bad is dropped; a bad negative is replaced by another
@@ -203,8 +222,11 @@ def repair_plan(plan: BatchPlan, bad_faces: set[int], bad_voices: set[int], k: i
             if j not in bad_cand:
                 continue
             taken = {cands[x].identity for x in row} | {anchor.identity}
-            options = [c for c in range(len(cands)) if c not in bad_cand
-                       and cands[c].identity not in taken and group(cands[c]) == group(anchor)]
+            options = [
+                c
+                for c in range(len(cands))
+                if c not in bad_cand and cands[c].identity not in taken and group(cands[c]) == group(anchor)
+            ]
             if not options:
                 break
             row[slot] = options[0]
@@ -222,9 +244,14 @@ def repair_plan(plan: BatchPlan, bad_faces: set[int], bad_voices: set[int], k: i
     new_cands = [cands[j] for j in cand_rows]
     face_rows, voice_rows = (cand_rows, anchor_rows) if v2f else (anchor_rows, cand_rows)
     faces, voices = (new_cands, new_anchors) if v2f else (new_anchors, new_cands)
-    return BatchPlan(direction=plan.direction, faces=faces, voices=voices,
-                     voice_crop=[plan.voice_crop[r] for r in voice_rows],
-                     anchor_index=list(range(len(kept))),
-                     candidate_index=[[cand_remap[j] for j in row] for _, row, _ in kept],
-                     label=[lab for _, _, lab in kept],
-                     face_rows=face_rows, voice_rows=voice_rows)
+    return BatchPlan(
+        direction=plan.direction,
+        faces=faces,
+        voices=voices,
+        voice_crop=[plan.voice_crop[r] for r in voice_rows],
+        anchor_index=list(range(len(kept))),
+        candidate_index=[[cand_remap[j] for j in row] for _, row, _ in kept],
+        label=[lab for _, _, lab in kept],
+        face_rows=face_rows,
+        voice_rows=voice_rows,
+    )

@@ -47,13 +47,13 @@ def parse_pcm16_wav(data: bytes) -> PcmWav | None:
         return None
     pos, fmt = 12, None
     while pos + 8 <= len(data):
-        chunk, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        chunk, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
         body = pos + 8
         if chunk == b"fmt ":
             if size < 16 or body + size > len(data):
                 raise WavError(f"fmt chunk of {size} bytes is too short or truncated")
             tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", data, body)
-            if tag == _EXTENSIBLE and size >= 40 and data[body + 26:body + 40] == _PCM_GUID_TAIL:
+            if tag == _EXTENSIBLE and size >= 40 and data[body + 26 : body + 40] == _PCM_GUID_TAIL:
                 tag = struct.unpack_from("<H", data, body + 24)[0]
             if tag != _PCM or bits != 16:
                 return None
@@ -82,8 +82,9 @@ def crop_start(total: int, crop: int, start_fraction: float) -> int:
 
 def read_pcm16(data: bytes, wav: PcmWav, start: int, frames: int) -> np.ndarray:
     """int16 `[frames, channels]` view of the member's samples (no copy)."""
-    return np.frombuffer(data, dtype="<i2", count=frames * wav.channels,
-                         offset=wav.data_offset + 2 * start * wav.channels).reshape(frames, wav.channels)
+    return np.frombuffer(
+        data, dtype="<i2", count=frames * wav.channels, offset=wav.data_offset + 2 * start * wav.channels
+    ).reshape(frames, wav.channels)
 
 
 def encode_pcm16_wav(samples: np.ndarray, sample_rate: int) -> bytes:
@@ -93,8 +94,22 @@ def encode_pcm16_wav(samples: np.ndarray, sample_rate: int) -> bytes:
         raise TypeError(f"encode_pcm16_wav needs int16 samples, got {x.dtype}")
     channels = 1 if x.ndim == 1 else x.shape[1]
     payload = x.astype("<i2", copy=False).tobytes()
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(payload), b"WAVE", b"fmt ", 16, _PCM, channels,
-                         sample_rate, sample_rate * 2 * channels, 2 * channels, 16, b"data", len(payload))
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(payload),
+        b"WAVE",
+        b"fmt ",
+        16,
+        _PCM,
+        channels,
+        sample_rate,
+        sample_rate * 2 * channels,
+        2 * channels,
+        16,
+        b"data",
+        len(payload),
+    )
     return header + payload
 
 
@@ -109,5 +124,6 @@ def crop_pcm16_wav(data: bytes, crop: int, start_fraction: float) -> bytes | Non
     if wav is None or wav.frames == 0:
         return None
     frames = min(crop, wav.frames)
-    return encode_pcm16_wav(read_pcm16(data, wav, crop_start(wav.frames, crop, start_fraction), frames),
-                            wav.sample_rate)
+    return encode_pcm16_wav(
+        read_pcm16(data, wav, crop_start(wav.frames, crop, start_fraction), frames), wav.sample_rate
+    )

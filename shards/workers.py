@@ -67,8 +67,15 @@ class DecodeWorkers:
     the batch went through the pipe) must be given back with `release(slot)` once its arrays were
     copied out (`slot_buf`)."""
 
-    def __init__(self, mode: str, num_workers: int, prefetch: int, spec: AssembleSpec, out_bytes: tuple[int, int],
-                 thread_job: Callable[[BatchPlan], object] | None = None):
+    def __init__(
+        self,
+        mode: str,
+        num_workers: int,
+        prefetch: int,
+        spec: AssembleSpec,
+        out_bytes: tuple[int, int],
+        thread_job: Callable[[BatchPlan], object] | None = None,
+    ):
         if mode not in ("processes", "threads"):
             raise ValueError(f"decode mode must be 'processes' or 'threads', got {mode!r}")
         self.mode, self.num_workers, self.spec = mode, num_workers, spec
@@ -95,8 +102,10 @@ class DecodeWorkers:
             return
         if self.mode == "processes":
             ctx = worker_context()
-            self._executors = [ProcessPoolExecutor(1, initializer=worker_init, initargs=(os.getpid(),), mp_context=ctx)
-                               for _ in range(self.num_workers)]
+            self._executors = [
+                ProcessPoolExecutor(1, initializer=worker_init, initargs=(os.getpid(),), mp_context=ctx)
+                for _ in range(self.num_workers)
+            ]
             self.slots = BatchSlots(self.in_flight)  # one per batch in flight
         else:
             self.item_pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="tuple-decode")
@@ -123,13 +132,17 @@ class DecodeWorkers:
             try:
                 slot = self.slots.acquire(max(slot_bytes(lean, out), self._slot_floor))
             except OSError as exc:  # e.g. a container's small /dev/shm: use the pipe from now on
-                warnings.warn(f"TupleLoader: no shared memory for batch slots ({exc}); decoded batches go through "
-                              "pipes (slower). In Docker, raise --shm-size.", stacklevel=4)
+                warnings.warn(
+                    f"TupleLoader: no shared memory for batch slots ({exc}); decoded batches go through "
+                    "pipes (slower). In Docker, raise --shm-size.",
+                    stacklevel=4,
+                )
                 self._slots_failed = True
         if slot is not None:
             bare, face_spans, voice_spans, out_offset = pack_into_slot(lean, self.slots.buf(slot))
-            return pool.submit(assemble_in_slot, bare, self.spec, self.slots.ref(slot), face_spans,
-                               voice_spans, out_offset), slot
+            return pool.submit(
+                assemble_in_slot, bare, self.spec, self.slots.ref(slot), face_spans, voice_spans, out_offset
+            ), slot
         return pool.submit(assemble_batch, lean, self.spec), None
 
     def slot_buf(self, slot: int, needed: int) -> memoryview:

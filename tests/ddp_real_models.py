@@ -63,9 +63,14 @@ def check_adversarial_step(name: str) -> dict:
     step.update()
     flat = torch.cat([p.detach().reshape(-1) for p in core.parameters()])
     weights = accelerator.gather(flat[None])
-    return {"model": name, "max_rel_grad_error": worst, "disc_grad_max": disc_moved,
-            "ranks_grads_differ": local_differs, "missing_grads": [n for n in names if got[n] is None],
-            "weights_equal_across_ranks": bool(torch.equal(weights[0], weights[-1]))}
+    return {
+        "model": name,
+        "max_rel_grad_error": worst,
+        "disc_grad_max": disc_moved,
+        "ranks_grads_differ": local_differs,
+        "missing_grads": [n for n in names if got[n] is None],
+        "weights_equal_across_ranks": bool(torch.equal(weights[0], weights[-1])),
+    }
 
 
 def train_briefly(name: str, out: Path) -> dict:
@@ -73,13 +78,29 @@ def train_briefly(name: str, out: Path) -> dict:
 
     from launch.config import validate
 
-    cfg = validate({
-        "data": {"k": 2, "batch_size": 4, "batches_per_epoch": 3, "identities": 20, "direction": "both",
-                 **REAL_SHAPES},
-        "model": {"name": name},
-        "train": {"epochs": 1, "output_dir": str(out / name), "log_every": 1, "progress": False,
-                  "log_with": [], "device": "auto", "val_data": "fake-val", "val_min_trials": 16},
-    })
+    cfg = validate(
+        {
+            "data": {
+                "k": 2,
+                "batch_size": 4,
+                "batches_per_epoch": 3,
+                "identities": 20,
+                "direction": "both",
+                **REAL_SHAPES,
+            },
+            "model": {"name": name},
+            "train": {
+                "epochs": 1,
+                "output_dir": str(out / name),
+                "log_every": 1,
+                "progress": False,
+                "log_with": [],
+                "device": "auto",
+                "val_data": "fake-val",
+                "val_min_trials": 16,
+            },
+        }
+    )
     return run_fake(cfg)
 
 

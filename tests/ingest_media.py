@@ -28,12 +28,20 @@ def _frame(i: int, size: int, colour: tuple[int, int, int]) -> np.ndarray:
     img = np.zeros((size, size, 3), np.uint8)
     img[...] = colour
     c = size // 2 + int(10 * np.sin(i / 3))
-    img[c - size // 4:c + size // 4, size // 4:3 * size // 4] = (230, 190, 160)
+    img[c - size // 4 : c + size // 4, size // 4 : 3 * size // 4] = (230, 190, 160)
     return img
 
 
-def write_mp4(path: Path, seconds: float = 1.0, size: int = 224, audio: bool = True,
-              colour=(40, 80, 120), freq: float = 220.0, seed: int = 0, silent: bool = False) -> Path:
+def write_mp4(
+    path: Path,
+    seconds: float = 1.0,
+    size: int = 224,
+    audio: bool = True,
+    colour=(40, 80, 120),
+    freq: float = 220.0,
+    seed: int = 0,
+    silent: bool = False,
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="mp4") as c:
         v = c.add_stream("libx264", rate=FPS)
@@ -67,7 +75,7 @@ def write_m4a(path: Path, seconds: float = 1.0, freq: float = 330.0, seed: int =
 def _encode_audio(container, stream, wav: np.ndarray) -> None:
     """Encode a mono float waveform into `stream` in 1024-sample AAC frames, then flush."""
     for s in range(0, wav.size, 1024):
-        frame = av.AudioFrame.from_ndarray(wav[None, s:s + 1024], format="fltp", layout="mono")
+        frame = av.AudioFrame.from_ndarray(wav[None, s : s + 1024], format="fltp", layout="mono")
         frame.sample_rate = SR
         for packet in stream.encode(frame):
             container.mux(packet)
@@ -75,8 +83,7 @@ def _encode_audio(container, stream, wav: np.ndarray) -> None:
         container.mux(packet)
 
 
-def write_wav(path: Path, seconds: float = 1.0, freq: float = 200.0, seed: int = 0,
-              silent: bool = False) -> Path:
+def write_wav(path: Path, seconds: float = 1.0, freq: float = 200.0, seed: int = 0, silent: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     wav = np.zeros(int(seconds * SR), np.float32) if silent else _tone(seconds, freq, seed)
     sf.write(str(path), wav, SR, subtype="PCM_16")
@@ -95,8 +102,15 @@ def write_jpgs(folder: Path, frame_numbers: list[int], size: int = 224, colour=(
 
 def write_track(path: Path, identity: str, ytid: str, first: int, count: int, normalised: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"Identity  : \t{identity}", f"Reference : \t{ytid}", "Offset    : \t1",
-             "FV Conf   : \t17.5\t(1)", "ASD Conf  : \t4.2", "", "FRAME \tX \tY \tW \tH "]
+    lines = [
+        f"Identity  : \t{identity}",
+        f"Reference : \t{ytid}",
+        "Offset    : \t1",
+        "FV Conf   : \t17.5\t(1)",
+        "ASD Conf  : \t4.2",
+        "",
+        "FRAME \tX \tY \tW \tH ",
+    ]
     for f in range(first, first + count):
         if normalised:
             lines.append(f"{f:06d} \t0.300 \t0.100 \t0.400 \t0.700 ")
@@ -122,12 +136,23 @@ def write_vox1_meta(path: Path, rows: list[tuple[str, str, str, str, str]]) -> P
     return path
 
 
-VOX2_IDS = [("id00012", "m", "dev"), ("id00015", "f", "dev"), ("id00017", "m", "dev"),
-            ("id00019", "f", "test"), ("id00020", "m", "test")]
+VOX2_IDS = [
+    ("id00012", "m", "dev"),
+    ("id00015", "f", "dev"),
+    ("id00017", "m", "dev"),
+    ("id00019", "f", "test"),
+    ("id00020", "m", "test"),
+]
 
 
-def make_vox2_corpus(root: Path, clips_per_video: int = 2, videos: int = 1, seconds: float = 1.0,
-                     with_m4a_for: tuple[str, ...] = ("id00012",), with_txt: bool = True) -> Path:
+def make_vox2_corpus(
+    root: Path,
+    clips_per_video: int = 2,
+    videos: int = 1,
+    seconds: float = 1.0,
+    with_m4a_for: tuple[str, ...] = ("id00012",),
+    with_txt: bool = True,
+) -> Path:
     """5 identities (3 dev, 2 test); ytids start with '-'/'_' like real ones."""
     root.mkdir(parents=True, exist_ok=True)
     write_vox2_meta(root / "vox2_meta.csv", VOX2_IDS)
@@ -141,17 +166,25 @@ def make_vox2_corpus(root: Path, clips_per_video: int = 2, videos: int = 1, seco
                 if ident in with_m4a_for:
                     write_m4a(root / part / "aac" / ident / ytid / f"{clip}.m4a", seconds, seed=k)
                 if with_txt:
-                    write_track(root / part / "txt" / ident / ytid / f"{clip}.txt", ident, ytid,
-                                1000 + 100 * c, int(seconds * FPS), normalised=True)
+                    write_track(
+                        root / part / "txt" / ident / ytid / f"{clip}.txt",
+                        ident,
+                        ytid,
+                        1000 + 100 * c,
+                        int(seconds * FPS),
+                        normalised=True,
+                    )
     return root
 
 
-VOX1_ROWS = [("id10001", "A.J._Buckley", "m", "Ireland", "dev"),
-             ("id10002", "Bea_Smith", "f", "USA", "dev"),
-             ("id10003", "Cara_Dune", "f", "UK", "dev"),
-             ("id10004", "Dan_Ode", "m", "USA", "test"),
-             ("id10005", "Fay_Ray", "f", "USA", "dev"),
-             ("id10006", "Gus_Ho", "m", "Canada", "dev")]
+VOX1_ROWS = [
+    ("id10001", "A.J._Buckley", "m", "Ireland", "dev"),
+    ("id10002", "Bea_Smith", "f", "USA", "dev"),
+    ("id10003", "Cara_Dune", "f", "UK", "dev"),
+    ("id10004", "Dan_Ode", "m", "USA", "test"),
+    ("id10005", "Fay_Ray", "f", "USA", "dev"),
+    ("id10006", "Gus_Ho", "m", "Canada", "dev"),
+]
 
 
 def make_vox1_corpus(root: Path, clips_per_video: int = 2, seconds: float = 1.0) -> Path:
@@ -165,8 +198,11 @@ def make_vox1_corpus(root: Path, clips_per_video: int = 2, seconds: float = 1.0)
             write_wav(root / "wav" / ident / ytid / f"{utt:05d}.wav", seconds, freq=120 + 30 * k, seed=k)
             first = 2000 + 500 * c
             frames = [first + 25 * j for j in range(3)]
-            write_jpgs(root / "unzippedIntervalFaces" / "data" / name / "1.6" / ytid / str(utt), frames,
-                       size=112, colour=(20 * k, 100, 50))
-            write_track(root / "txt" / ident / ytid / f"{utt:05d}.txt", ident, ytid, first, 75,
-                        normalised=False)
+            write_jpgs(
+                root / "unzippedIntervalFaces" / "data" / name / "1.6" / ytid / str(utt),
+                frames,
+                size=112,
+                colour=(20 * k, 100, 50),
+            )
+            write_track(root / "txt" / ident / ytid / f"{utt:05d}.txt", ident, ytid, first, 75, normalised=False)
     return root

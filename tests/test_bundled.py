@@ -46,10 +46,12 @@ def test_a_missing_bundled_file_is_a_clear_error():
 
 # A path outside the repository: the team workspace (any spelling), an absolute /work path, or a
 # note that lives only there.
-_OUTSIDE = re.compile(r"/work/|(?<![\w/.-])(?:\.\./)*shared/(?:data|research|papers|tools|DESIGN)"
-                      r"|evaluation_protocols|reference_code_study|streaming_pipeline_anchors|cpu_environment_probe"
-                      r"|DESIGN\.md")
-_GENERATED_MD = {"results.md"}     # files the tools write (evaluation tables), not documents
+_OUTSIDE = re.compile(
+    r"/work/|(?<![\w/.-])(?:\.\./)*shared/(?:data|research|papers|tools|DESIGN)"
+    r"|evaluation_protocols|reference_code_study|streaming_pipeline_anchors|cpu_environment_probe"
+    r"|DESIGN\.md"
+)
+_GENERATED_MD = {"results.md"}  # files the tools write (evaluation tables), not documents
 _MD_NAME = re.compile(r"(?<![\w/.-])([A-Za-z_][\w-]*\.md)\b")
 
 
@@ -86,8 +88,14 @@ def test_no_code_edits_sys_path():
     """The package is installed (make venv, pip install .); scripts and tests import it as users do."""
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    files = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True,
-                           check=True).stdout.split()
-    offenders = [rel for rel in files if rel != "tests/test_bundled.py" and (REPO / rel).is_file()
-                 and re.search(r"sys\.path\.(insert|append)|sys\.path\s*=", (REPO / rel).read_text())]
+    files = subprocess.run(
+        ["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    offenders = [
+        rel
+        for rel in files
+        if rel != "tests/test_bundled.py"
+        and (REPO / rel).is_file()
+        and re.search(r"sys\.path\.(insert|append)|sys\.path\s*=", (REPO / rel).read_text())
+    ]
     assert not offenders

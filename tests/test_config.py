@@ -31,18 +31,21 @@ def test_defaults_follow_the_papers():
     assert cfg["data"]["seed"] == cfg["train"]["seed"]
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("train.epoch=3", "unknown key train.epoch; allowed keys: epochs"),
-    ("optim.lr.decoder=0.1", "unknown key optim.lr.decoder; allowed keys: face_encoder"),
-    ("train.mixed_precision=fp16", "allowed values: auto, no, bf16"),
-    ("train.epochs=abc", "train.epochs='abc' has type str; expected number"),
-    ("train.grad_accum_steps=0", "train.grad_accum_steps=0 must be > 0"),
-    ("optim.betas=[0.9]", "optim.betas=[0.9] must be two numbers"),
-    ("optim.milestones=[40,25]", "increasing list"),
-    ("train.cpu=1", "train.cpu=1 has type int; expected bool"),
-    ("optim.lr=0.1", "optim.lr must be a mapping"),
-    ("optim.weight_decay=null", "optim.weight_decay may not be null"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.epoch=3", "unknown key train.epoch; allowed keys: epochs"),
+        ("optim.lr.decoder=0.1", "unknown key optim.lr.decoder; allowed keys: face_encoder"),
+        ("train.mixed_precision=fp16", "allowed values: auto, no, bf16"),
+        ("train.epochs=abc", "train.epochs='abc' has type str; expected number"),
+        ("train.grad_accum_steps=0", "train.grad_accum_steps=0 must be > 0"),
+        ("optim.betas=[0.9]", "optim.betas=[0.9] must be two numbers"),
+        ("optim.milestones=[40,25]", "increasing list"),
+        ("train.cpu=1", "train.cpu=1 has type int; expected bool"),
+        ("optim.lr=0.1", "optim.lr must be a mapping"),
+        ("optim.weight_decay=null", "optim.weight_decay may not be null"),
+    ],
+)
 def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, override, fragment):
     path = write(tmp_path, "c.yaml", minimal())
     with pytest.raises(ConfigError) as err:
@@ -57,7 +60,7 @@ def test_override_syntax_errors(tmp_path):
     with pytest.raises(ConfigError, match="section one of data, model, optim, train$"):
         load_config(path, ["trian.epochs=3"])
     with pytest.raises(ConfigError, match="section one of data, model, optim, train$"):
-        load_config(path, ["eval.foo=1"])     # evaluation is configured on launch.evaluate's command line
+        load_config(path, ["eval.foo=1"])  # evaluation is configured on launch.evaluate's command line
     with pytest.raises(ConfigError, match="unknown section 'trainer'"):
         validate({**minimal(), "trainer": {}})
 
@@ -71,9 +74,18 @@ def test_k_mismatch_and_missing_model_name():
 
 def test_overrides_parse_as_yaml_at_any_depth(tmp_path):
     path = write(tmp_path, "c.yaml", minimal())
-    cfg = load_config(path, ["optim.lr.generator=1e-3", "optim.milestones=[2, 4]", "train.max_steps=7",
-                             "train.resume=null", "data.direction=f2v", "model.dropout=0.5",
-                             "train.val_data=/x/val"])
+    cfg = load_config(
+        path,
+        [
+            "optim.lr.generator=1e-3",
+            "optim.milestones=[2, 4]",
+            "train.max_steps=7",
+            "train.resume=null",
+            "data.direction=f2v",
+            "model.dropout=0.5",
+            "train.val_data=/x/val",
+        ],
+    )
     assert cfg["optim"]["lr"]["generator"] == 1e-3 and cfg["optim"]["lr"]["classifier"] == 5e-2
     assert cfg["optim"]["milestones"] == [2, 4] and cfg["train"]["max_steps"] == 7
     assert cfg["data"]["direction"] == "f2v" and cfg["model"]["dropout"] == 0.5
@@ -85,8 +97,9 @@ def test_overrides_parse_as_yaml_at_any_depth(tmp_path):
 
 
 def test_base_inheritance_and_errors(tmp_path):
-    (tmp_path / "base.yaml").write_text("model: {name: aicanet}\ndata: {k: 2}\n"
-                                        "train: {epochs: 7, seed: 3}\noptim: {lr: {generator: 1e-3}}\n")
+    (tmp_path / "base.yaml").write_text(
+        "model: {name: aicanet}\ndata: {k: 2}\ntrain: {epochs: 7, seed: 3}\noptim: {lr: {generator: 1e-3}}\n"
+    )
     child = write(tmp_path, "child.yaml", {"base": "base.yaml", "train": {"epochs": 9}})
     cfg = load_config(child)
     assert cfg["train"]["epochs"] == 9 and cfg["train"]["seed"] == 3
@@ -108,7 +121,7 @@ def test_every_paper_variant_has_a_preset():
     for model in ("baseline", "aicanet", "bianet"):
         for direction in ("v2f", "f2v", "both"):
             assert f"{model}_{direction}.yaml" in PRESETS
-        for direction in ("v2f", "f2v"):                # the papers' multi-way and verification heads
+        for direction in ("v2f", "f2v"):  # the papers' multi-way and verification heads
             assert {f"{model}_{direction}_k10.yaml", f"{model}_{direction}_k1.yaml"} <= set(PRESETS)
     assert "demo.yaml" in PRESETS
 
@@ -121,10 +134,10 @@ def test_presets_validate_and_match_their_name(name):
         assert cfg["model"]["name"] == model and cfg["data"]["direction"] == direction
         assert cfg["data"]["k"] == (int(k[0][1:]) if k else 2)
         assert cfg["train"]["output_dir"] == f"runs/{name[:-5]}"
-        assert cfg["model"]["face_pretrained"] == "imagenet"      # the papers start from ImageNet
+        assert cfg["model"]["face_pretrained"] == "imagenet"  # the papers start from ImageNet
         assert cfg["model"].get("alpha", 2.0) == (3.0 if (model, direction) == ("aicanet", "f2v") else 2.0)
         assert cfg["optim"]["lr"] == PAPER_LR and cfg["data"]["batch_size"] == 50
-        assert cfg["optim"]["lr_scale"] == 0.02       # what trained (bench_paper_presets); Table I = 1
+        assert cfg["optim"]["lr_scale"] == 0.02  # what trained (bench_paper_presets); Table I = 1
         assert cfg["train"]["val_data"] and "val" in str(cfg["train"]["val_data"])
         assert "test" not in str(cfg["train"]["val_data"])  # model selection never on test
 
@@ -139,12 +152,15 @@ def test_presets_pass_the_loader_and_model_validators(name):
     assert full_model["total_epochs"] == cfg["train"]["epochs"]
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("data.directon=v2f", "unknown data config key(s) ['directon']"),
-    ("data.direction=x2y", "data.direction must be one of ['v2f', 'f2v', 'both']"),
-    ("model.name=resnet", "model.name='resnet' is unknown"),
-    ("model.tau=-1", "model.tau=-1 must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("data.directon=v2f", "unknown data config key(s) ['directon']"),
+        ("data.direction=x2y", "data.direction must be one of ['v2f', 'f2v', 'both']"),
+        ("model.name=resnet", "model.name='resnet' is unknown"),
+        ("model.tau=-1", "model.tau=-1 must be a positive number"),
+    ],
+)
 def test_owned_sections_errors_name_the_key(override, fragment):
     from launch.config import check_owned_sections
 

@@ -29,7 +29,7 @@ def _metrics(path):
     res = json.loads(path.read_text())["results"]
     for r in res.values():
         for d in r["directions"].values():
-            d.get("verification", {}).pop("threshold", None)     # a score midpoint, float noise
+            d.get("verification", {}).pop("threshold", None)  # a score midpoint, float noise
         r.pop("seconds", None)
     return res
 
@@ -37,15 +37,33 @@ def _metrics(path):
 def test_comparison_run_writes_tables_plot_and_summary(setup, capsys):
     root, ckpts = setup
     out = root / "out"
-    assert evaluate.main(["--checkpoint", *map(str, ckpts), "--names", "Baseline", "BIANet", "--data",
-                          str(root / "data"), "--protocol", "wen1251", "--out", str(out), "--scoring", "auto",
-                          *FAST]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--checkpoint",
+                *map(str, ckpts),
+                "--names",
+                "Baseline",
+                "BIANet",
+                "--data",
+                str(root / "data"),
+                "--protocol",
+                "wen1251",
+                "--out",
+                str(out),
+                "--scoring",
+                "auto",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "identity disjointness: ok (5 training identities in voxceleb1/train)" in printed
     assert "Binary V-F" in printed and "Baseline" in printed and "BIANet" in printed
     md = (out / "results.md").read_text()
     assert "| Method | Binary V-F | Binary F-V | Multi-way V-F | Multi-way F-V | Verification V-F |" in md
-    assert md.count("| Baseline |") == 5 and "K=10" in md     # main, scorer, ROC, and the V-F + F-V curve rows
+    assert md.count("| Baseline |") == 5 and "K=10" in md  # main, scorer, ROC, and the V-F + F-V curve rows
     assert "| Baseline | head (K=2 model) | head (K=2 model) | embedding (K=2 model) |" in md
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("method,metric,direction,k,value")
@@ -64,9 +82,19 @@ def test_same_trial_file_same_numbers_whatever_the_batch_size(setup):
     root, ckpts = setup
     common = ["--checkpoint", str(ckpts[0]), "--data", str(root / "data"), *FAST, "--max-k", "4"]
     evaluate.main(common + ["--out", str(root / "bs3"), "--batch-size", "3"])
-    evaluate.main(common + ["--out", str(root / "bs50"), "--batch-size", "50",
-                            "--trials", str(root / "bs3/trials/test.json"),
-                            "--val-trials", str(root / "bs3/trials/val.json")])
+    evaluate.main(
+        common
+        + [
+            "--out",
+            str(root / "bs50"),
+            "--batch-size",
+            "50",
+            "--trials",
+            str(root / "bs3/trials/test.json"),
+            "--val-trials",
+            str(root / "bs3/trials/val.json"),
+        ]
+    )
     assert _metrics(root / "bs3/results.json") == _metrics(root / "bs50/results.json")
     # a trial file made for another store is refused with a clear message
     with pytest.raises(SystemExit, match="made for a different evaluation store"):
@@ -79,8 +107,18 @@ def test_seen_identities_are_refused(setup, tmp_path):
     train.mkdir()
     (train / "index.json").write_text(json.dumps({"identities": ["id10003"]}))
     with pytest.raises(SystemExit, match="also occur in the training split"):
-        evaluate.main(["--trials-only", "--data", str(root / "data"), "--train-split", str(train),
-                       "--out", str(tmp_path / "o"), *FAST])
+        evaluate.main(
+            [
+                "--trials-only",
+                "--data",
+                str(root / "data"),
+                "--train-split",
+                str(train),
+                "--out",
+                str(tmp_path / "o"),
+                *FAST,
+            ]
+        )
 
 
 def test_identities_a_checkpoint_was_trained_on_beyond_the_protocol_split_are_refused(setup, tmp_path):
@@ -95,13 +133,20 @@ def test_identities_a_checkpoint_was_trained_on_beyond_the_protocol_split_are_re
     (extra / "index.json").write_text(json.dumps({"identities": {"id10003": "m"}}))  # a test identity
     cfg = {"name": "baseline", **models.tiny_overrides("baseline"), "num_candidates": 2}
     (tmp_path / "ck").mkdir()
-    torch.save(model_payload(models.build_model(cfg), cfg,
-                             {"face_size": 32, "crop_seconds": 0.5,
-                              "shards": [str(root / "data/voxceleb1/train"), str(extra)]}, epoch=1.0, step=1),
-               tmp_path / "ck" / "model.pt")
+    torch.save(
+        model_payload(
+            models.build_model(cfg),
+            cfg,
+            {"face_size": 32, "crop_seconds": 0.5, "shards": [str(root / "data/voxceleb1/train"), str(extra)]},
+            epoch=1.0,
+            step=1,
+        ),
+        tmp_path / "ck" / "model.pt",
+    )
     with pytest.raises(SystemExit, match="also occur in the training split"):
-        evaluate.main(["--checkpoint", str(tmp_path / "ck"), "--data", str(root / "data"),
-                       "--out", str(tmp_path / "o"), *FAST])
+        evaluate.main(
+            ["--checkpoint", str(tmp_path / "ck"), "--data", str(root / "data"), "--out", str(tmp_path / "o"), *FAST]
+        )
 
 
 def test_cross_dataset_vox2test_uses_vox1_val_threshold(setup, tmp_path):
@@ -111,8 +156,21 @@ def test_cross_dataset_vox2test_uses_vox1_val_threshold(setup, tmp_path):
     (data / "voxceleb1").mkdir()
     (data / "voxceleb1/val").symlink_to(root / "data/voxceleb1/val")
     out = tmp_path / "out"
-    evaluate.main(["--checkpoint", str(ckpts[0]), "--data", str(data), "--protocol", "vox2test",
-                   "--out", str(out), "--scoring", "embedding", *FAST])
+    evaluate.main(
+        [
+            "--checkpoint",
+            str(ckpts[0]),
+            "--data",
+            str(data),
+            "--protocol",
+            "vox2test",
+            "--out",
+            str(out),
+            "--scoring",
+            "embedding",
+            *FAST,
+        ]
+    )
     doc = json.loads((out / "results.json").read_text())
     assert doc["meta"]["trials"]["test"]["split"] == "voxceleb2/test"
     ver = doc["results"]["base"]["directions"]["f2v"]["verification"]
@@ -129,8 +187,20 @@ def test_missing_store_is_a_clear_error(tmp_path):
 def test_exported_embeddings_feed_retrieval(setup, capsys):
     root, ckpts = setup
     out = root / "emb"
-    evaluate.main(["--checkpoint", str(ckpts[0]), "--data", str(root / "data"), "--out", str(out),
-                   "--export-embeddings", "--max-k", "2", *FAST])
+    evaluate.main(
+        [
+            "--checkpoint",
+            str(ckpts[0]),
+            "--data",
+            str(root / "data"),
+            "--out",
+            str(out),
+            "--export-embeddings",
+            "--max-k",
+            "2",
+            *FAST,
+        ]
+    )
     zarr_path = out / "embeddings/base-test.zarr"
     assert zarr_path.exists()
     capsys.readouterr()
@@ -138,18 +208,22 @@ def test_exported_embeddings_feed_retrieval(setup, capsys):
     assert retrieve.main(["--embeddings", str(zarr_path), "--key", key, "--top", "3"]) == 0
     printed = capsys.readouterr().out
     assert "identity id10004" in printed and "first correct face at rank" in printed
-    assert key not in printed.split("rank    score")[1]     # the query's own face is not in the gallery
+    assert key not in printed.split("rank    score")[1]  # the query's own face is not in the gallery
     retrieve.main(["--embeddings", str(zarr_path), "--key", key, "--one-per-identity", "--top", "50"])
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:4].strip().isdigit()]
-    assert len(rows) == 11 and len({r[2] for r in rows}) == 11     # each identity exactly once
+    assert len(rows) == 11 and len({r[2] for r in rows}) == 11  # each identity exactly once
     # an audio file as the query, embedded with the checkpoint
     import numpy as np
     import soundfile as sf
 
     wav = root / "query.wav"
     sf.write(wav, (3000 * np.sin(np.arange(8000) / 7)).astype(np.int16), 16000)
-    assert retrieve.main(["--embeddings", str(zarr_path), "--audio", str(wav), "--checkpoint", str(ckpts[0]),
-                          "--top", "4"]) == 0
+    assert (
+        retrieve.main(
+            ["--embeddings", str(zarr_path), "--audio", str(wav), "--checkpoint", str(ckpts[0]), "--top", "4"]
+        )
+        == 0
+    )
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:4].strip().isdigit()]
     assert len(rows) == 4 and [float(r[1]) for r in rows] == sorted((float(r[1]) for r in rows), reverse=True)
     with pytest.raises(SystemExit, match="needs --checkpoint"):
@@ -182,8 +256,21 @@ def test_published_list_import_through_the_cli(tmp_path, capsys):
     build_store(tmp_path / "data/voxceleb1/test/eval.zarr", items=sorted(items), seconds=0.3)
     out = tmp_path / "out"
     ckpt = tiny_checkpoint(tmp_path / "ck", "baseline")
-    evaluate.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "data"), "--protocol", "pins",
-                   "--import-list", str(lst), "--out", str(out), *FAST])
+    evaluate.main(
+        [
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            str(tmp_path / "data"),
+            "--protocol",
+            "pins",
+            "--import-list",
+            str(lst),
+            "--out",
+            str(out),
+            *FAST,
+        ]
+    )
     printed = capsys.readouterr().out
     assert "matching_f2v_U.csv.gz: 10000 rows -> " in printed and "identity not in store" in printed
     doc = json.loads((out / "results.json").read_text())
@@ -196,8 +283,20 @@ def test_a_missing_checkpoint_fails_before_anything_is_written(setup, tmp_path):
     root, ckpts = setup
     out = tmp_path / "out"
     with pytest.raises(SystemExit, match=r"checkpoint not found: .*nope \(nothing written\)"):
-        evaluate.main(["--checkpoint", str(ckpts[0]), str(tmp_path / "nope"), "--data", str(root / "data"),
-                       "--out", str(out), "--max-k", "2", *FAST])
+        evaluate.main(
+            [
+                "--checkpoint",
+                str(ckpts[0]),
+                str(tmp_path / "nope"),
+                "--data",
+                str(root / "data"),
+                "--out",
+                str(out),
+                "--max-k",
+                "2",
+                *FAST,
+            ]
+        )
     assert not out.exists()
 
 
@@ -207,8 +306,20 @@ def test_a_broken_checkpoint_is_skipped_and_reported_without_losing_the_others(s
     broken.mkdir()
     torch.save({"format": "something-else"}, broken / "model.pt")
     out = tmp_path / "out"
-    code = evaluate.main(["--checkpoint", str(broken), str(ckpts[0]), "--data", str(root / "data"),
-                          "--out", str(out), "--max-k", "2", *FAST])
+    code = evaluate.main(
+        [
+            "--checkpoint",
+            str(broken),
+            str(ckpts[0]),
+            "--data",
+            str(root / "data"),
+            "--out",
+            str(out),
+            "--max-k",
+            "2",
+            *FAST,
+        ]
+    )
     assert code == 1
     assert "error: broken:" in capsys.readouterr().out
     doc = json.loads((out / "results.json").read_text())
@@ -220,7 +331,7 @@ def test_small_splits_cap_k_and_impossible_rules_fail_clearly(setup, tmp_path, c
     root, _ = setup
     out = tmp_path / "g"
     evaluate.main(["--trials-only", "--data", str(root / "data"), "--gender-matched", "--out", str(out), *FAST])
-    assert "1:K trials go up to K=6 instead of 10" in capsys.readouterr().out    # 6 of 11 share a gender
+    assert "1:K trials go up to K=6 instead of 10" in capsys.readouterr().out  # 6 of 11 share a gender
     trials = json.loads((out / "trials/test.json").read_text())
     assert trials["header"]["max_k"] == 6 and trials["header"]["options"]["gender_matched"] is True
     one_video = tmp_path / "data"
@@ -274,21 +385,60 @@ def test_one_row_from_the_k2_multiway_and_verification_checkpoints_of_a_model(se
     k3 = tiny_checkpoint(tmp_path / "k3", "bianet", num_candidates=3, seed=2)
     k1 = tiny_checkpoint(tmp_path / "k1", "bianet", num_candidates=1, seed=3)
     out = tmp_path / "out"
-    assert evaluate.main(["--checkpoint", str(k2), str(k3), str(k1), "--names", "BIANet", "BIANet", "BIANet",
-                          "--data", str(root / "data"), "--out", str(out), "--max-k", "3", *FAST]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--checkpoint",
+                str(k2),
+                str(k3),
+                str(k1),
+                "--names",
+                "BIANet",
+                "BIANet",
+                "BIANet",
+                "--data",
+                str(root / "data"),
+                "--out",
+                str(out),
+                "--max-k",
+                "3",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     doc = json.loads((out / "results.json").read_text())
     row = doc["results"]["BIANet"]["directions"]["f2v"]
     assert {k: (m["method"], m["trained_k"]) for k, m in row["matching"].items()} == {
-        "2": ("head", 2), "3": ("head", 3)}
+        "2": ("head", 2),
+        "3": ("head", 3),
+    }
     assert (row["verification"]["method"], row["verification"]["trained_k"]) == ("head", 1)
     assert row["verification"]["checkpoint"] == str(k1)
     md = (out / "results.md").read_text()
-    assert "| BIANet | head (K=2 model) | head (K=2 model) | head (K=3 model) | head (K=3 model) | " \
-           "head (K=1 model) | head (K=1 model) |" in md
+    assert (
+        "| BIANet | head (K=2 model) | head (K=2 model) | head (K=3 model) | head (K=3 model) | "
+        "head (K=1 model) | head (K=1 model) |" in md
+    )
     # two checkpoints that would produce the same column in the same way: refused, both named
     with pytest.raises(SystemExit, match="scored by two checkpoints"):
-        evaluate.main(["--checkpoint", str(k2), str(k2), "--names", "X", "X", "--data", str(root / "data"),
-                       "--out", str(tmp_path / "o2"), "--max-k", "3", *FAST])
+        evaluate.main(
+            [
+                "--checkpoint",
+                str(k2),
+                str(k2),
+                "--names",
+                "X",
+                "X",
+                "--data",
+                str(root / "data"),
+                "--out",
+                str(tmp_path / "o2"),
+                "--max-k",
+                "3",
+                *FAST,
+            ]
+        )
 
 
 def test_a_k2_model_alone_leaves_the_other_columns_empty_with_the_head_scorer(setup, tmp_path):
@@ -297,4 +447,4 @@ def test_a_k2_model_alone_leaves_the_other_columns_empty_with_the_head_scorer(se
     assert evaluate.main(["--checkpoint", str(ckpts[0]), "--data", str(root / "data"), "--out", str(out), *FAST]) == 0
     md = (out / "results.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| base |"))
-    assert row.count(" - |") == 4                       # multi-way and verification: no head for them
+    assert row.count(" - |") == 4  # multi-way and verification: no head for them

@@ -1,6 +1,5 @@
 """Published-list importers on the REAL files bundled in pipeline/voxceleb_meta."""
 
-
 import pytest
 from eval_fakes import build_store
 
@@ -23,11 +22,16 @@ EXPECTED_ROWS = {
     "learnable_pins_lists/veriflist_test_A_seenheard.txt.gz": 18020,
     "learnable_pins_lists/veriflist_test_N_seenheard.txt.gz": 17840,
     "learnable_pins_lists/veriflist_test_GNA_seenheard.txt.gz": 17380,
-    "cmpc_lists/matching_v2f_U.csv.gz": 10000, "cmpc_lists/matching_f2v_U.csv.gz": 10000,
-    "cmpc_lists/matching_v2f_G.csv.gz": 10000, "cmpc_lists/matching_f2v_G.csv.gz": 10000,
-    "cmpc_lists/matching_v2f_N.csv.gz": 9360, "cmpc_lists/matching_f2v_N.csv.gz": 9360,
-    "cmpc_lists/matching_v2f_GN.csv.gz": 9120, "cmpc_lists/matching_f2v_GN.csv.gz": 9120,
-    "cmpc_lists/jpg_20k.csv.gz": 20000, "cmpc_lists/wav_20k.csv.gz": 20000,
+    "cmpc_lists/matching_v2f_U.csv.gz": 10000,
+    "cmpc_lists/matching_f2v_U.csv.gz": 10000,
+    "cmpc_lists/matching_v2f_G.csv.gz": 10000,
+    "cmpc_lists/matching_f2v_G.csv.gz": 10000,
+    "cmpc_lists/matching_v2f_N.csv.gz": 9360,
+    "cmpc_lists/matching_f2v_N.csv.gz": 9360,
+    "cmpc_lists/matching_v2f_GN.csv.gz": 9120,
+    "cmpc_lists/matching_f2v_GN.csv.gz": 9120,
+    "cmpc_lists/jpg_20k.csv.gz": 20000,
+    "cmpc_lists/wav_20k.csv.gz": 20000,
     "seeking_the_shape_of_sound_lists/match_v2f_2_val.txt.gz": 42546,
     "seeking_the_shape_of_sound_lists/match_g_v2f_2_val.txt.gz": 42540,
     "seeking_the_shape_of_sound_lists/verify_v2f_test.txt.gz": 65550,
@@ -130,8 +134,12 @@ def test_retrieval_lists_report_coverage(names, tmp_path):
     store = _store_for(rows[:10], names, tmp_path)
     keys, report = resolve_items(path, StoreResolver(store), names)
     assert report.rows == 20000 and len(keys) == 10
-    assert report.unresolved["identity not in store"] + report.unresolved["video not in store"] + \
-        report.unresolved["clip not in store"] == 20000 - 10
+    assert (
+        report.unresolved["identity not in store"]
+        + report.unresolved["video not in store"]
+        + report.unresolved["clip not in store"]
+        == 20000 - 10
+    )
 
 
 def test_wang_label_lists_put_the_positive_at_the_labelled_column(names, tmp_path):
@@ -142,17 +150,27 @@ def test_wang_label_lists_put_the_positive_at_the_labelled_column(names, tmp_pat
         "/data/datasets/wav1/id10117/59-3D0HIDAc/00001.wav /data/datasets/unzippedface/test/CCH_Pounder/59-3D0HIDAc/"
         "0000125.jpg /data/datasets/unzippedface/test/Caitriona_Balfe/abcdefghijk/0000250.jpg 0\n"
         "/data/datasets/wav1/id10117/59-3D0HIDAc/00002.wav /data/datasets/unzippedface/test/Caitriona_Balfe/"
-        "abcdefghijk/0000300.jpg /data/datasets/unzippedface/test/CCH_Pounder/59-3D0HIDAc/0000150.jpg 1\n")
+        "abcdefghijk/0000300.jpg /data/datasets/unzippedface/test/CCH_Pounder/59-3D0HIDAc/0000150.jpg 1\n"
+    )
     vox2 = tmp_path / "test_V2_V2F_8vox1_label50.txt"
-    vox2.write_text("/data1/datasets/Audio2/test/id00017/01dfn2spqyE/00001.wav "
-                    "/data1/datasets/image2/id00061/0G9G9oyFHI8/00002.jpg "
-                    "/data1/datasets/image2/id00017/01dfn2spqyE/00003.jpg 0 1\n")
+    vox2.write_text(
+        "/data1/datasets/Audio2/test/id00017/01dfn2spqyE/00001.wav "
+        "/data1/datasets/image2/id00061/0G9G9oyFHI8/00002.jpg "
+        "/data1/datasets/image2/id00017/01dfn2spqyE/00003.jpg 0 1\n"
+    )
     f2v = tmp_path / "test_F2V_8vox1_label50.txt"
-    f2v.write_text("/x/unzippedface/test/CCH_Pounder/59-3D0HIDAc/0000125.jpg "
-                   "/x/wav1/id10117/59-3D0HIDAc/00002.wav /x/wav1/id10118/abcdefghijk/00001.wav 0\n")
-    items = [("id10117", "59-3D0HIDAc", "00001"), ("id10117", "59-3D0HIDAc", "00002"),
-             ("id10118", "abcdefghijk", "00001"), ("id00017", "01dfn2spqyE", "00001"),
-             ("id00017", "01dfn2spqyE", "00003"), ("id00061", "0G9G9oyFHI8", "00002")]
+    f2v.write_text(
+        "/x/unzippedface/test/CCH_Pounder/59-3D0HIDAc/0000125.jpg "
+        "/x/wav1/id10117/59-3D0HIDAc/00002.wav /x/wav1/id10118/abcdefghijk/00001.wav 0\n"
+    )
+    items = [
+        ("id10117", "59-3D0HIDAc", "00001"),
+        ("id10117", "59-3D0HIDAc", "00002"),
+        ("id10118", "abcdefghijk", "00001"),
+        ("id00017", "01dfn2spqyE", "00001"),
+        ("id00017", "01dfn2spqyE", "00003"),
+        ("id00061", "0G9G9oyFHI8", "00002"),
+    ]
     store = EvalStore(build_store(tmp_path / "eval.zarr", items=items, face_size=8, num_faces=1, seconds=0.1))
     resolver = StoreResolver(store)
     ts, report = import_list(v2f, resolver, names)

@@ -35,7 +35,7 @@ def test_eer_interpolates_between_roc_points():
 def test_auc_with_ties_equals_sklearn_and_eer_lies_on_sklearn_roc():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 500)
-    scores = np.round(rng.normal(labels * 0.8, 1.0), 1)   # rounding creates many ties
+    scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # rounding creates many ties
     assert metrics.roc_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     fpr, tpr, _ = roc_curve(labels, scores)
     eer = metrics.equal_error_rate(scores, labels)
@@ -44,10 +44,14 @@ def test_auc_with_ties_equals_sklearn_and_eer_lies_on_sklearn_roc():
 
 
 def test_accuracy_counts_ties_as_one_over_number_tied():
-    scores = np.array([[0.9, 0.1, 0.0],    # positive (0) strictly best -> 1
-                       [0.5, 0.5, 0.1],    # positive tied with one other -> 1/2
-                       [0.3, 0.3, 0.3],    # three-way tie -> 1/3
-                       [0.1, 0.9, 0.2]])   # positive not best -> 0
+    scores = np.array(
+        [
+            [0.9, 0.1, 0.0],  # positive (0) strictly best -> 1
+            [0.5, 0.5, 0.1],  # positive tied with one other -> 1/2
+            [0.3, 0.3, 0.3],  # three-way tie -> 1/3
+            [0.1, 0.9, 0.2],
+        ]
+    )  # positive not best -> 0
     labels = np.array([0, 1, 2, 0])
     hits = metrics.tie_aware_hits(scores, labels)
     np.testing.assert_allclose(hits, [1, 0.5, 1 / 3, 0])
@@ -108,8 +112,9 @@ def test_bootstrap_resamples_identities_not_trials():
 
 def test_average_precision_hand_computed_and_map_of_a_perfect_embedding():
     # relevant items at ranks 1 and 3: AP = (1/1 + 2/3) / 2
-    assert metrics.average_precision(np.array([0.9, 0.8, 0.7, 0.1]), np.array([1, 0, 1, 0])) == \
-        pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.average_precision(np.array([0.9, 0.8, 0.7, 0.1]), np.array([1, 0, 1, 0])) == pytest.approx(
+        (1 + 2 / 3) / 2
+    )
     assert np.isnan(metrics.average_precision(np.zeros(3), np.zeros(3)))
     ids = np.array(["a", "a", "b", "b", "c"])
     centres = {"a": [1, 0, 0], "b": [0, 1, 0], "c": [0, 0, 1]}

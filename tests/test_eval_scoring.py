@@ -93,7 +93,7 @@ def test_scores_do_not_depend_on_batch_size(tmp_path, store, trials, name):
     model = load_model(tiny_checkpoint(tmp_path / name, name, num_candidates=2))
     loader = ItemLoader(store, EvalInputs(audio_seconds=0.5, face_size=32))
     results = {}
-    sizes = (1, 7, 64) if name == "baseline" else (1, 64)     # uneven last chunk checked once
+    sizes = (1, 7, 64) if name == "baseline" else (1, 64)  # uneven last chunk checked once
     for bs in sizes:
         scorer = ModelScorer(model, loader, batch_size=bs, method="auto", progress=False)
         s2, m2 = scorer.score("v2f", *trials.matching("v2f", 2)[:2])
@@ -118,8 +118,13 @@ def test_scores_do_not_depend_on_batch_size(tmp_path, store, trials, name):
 def test_nested_scoring_equals_one_predict_call_per_k(tmp_path, store, trials, name):
     torch.set_num_threads(1)
     model = load_model(tiny_checkpoint(tmp_path / name, name, num_candidates=3))
-    scorer = ModelScorer(model, ItemLoader(store, EvalInputs(audio_seconds=0.5, face_size=32)), batch_size=8,
-                         method="auto", progress=False)
+    scorer = ModelScorer(
+        model,
+        ItemLoader(store, EvalInputs(audio_seconds=0.5, face_size=32)),
+        batch_size=8,
+        method="auto",
+        progress=False,
+    )
     ks = (2, 3, 6)
     probes = trials.matching("f2v", 2)[0]
     nested = scorer.score_nested("f2v", probes, {k: trials.matching("f2v", k)[1] for k in ks})
@@ -139,8 +144,7 @@ def test_head_scorer_scores_only_what_the_head_was_trained_for(tmp_path, store, 
     assert k2.method == "head" and k2.supports(2) and not k2.supports(3) and not k2.supports(1)
     res = evaluate(k2, trials, val=trials, n_boot=10)["directions"]["v2f"]
     assert list(res["matching"]) == ["2"] and "verification" not in res
-    k1 = ModelScorer(load_model(tiny_checkpoint(tmp_path / "k1", "baseline", num_candidates=1)), loader,
-                     progress=False)
+    k1 = ModelScorer(load_model(tiny_checkpoint(tmp_path / "k1", "baseline", num_candidates=1)), loader, progress=False)
     ver = evaluate(k1, trials, val=trials, n_boot=10)["directions"]["v2f"]["verification"]
     # the papers classify verification pairs: accuracy of the head's own decision (logit > 0)
     scores, labels, _, _ = __import__("launch.eval.evaluation", fromlist=["x"]).score_verification(k1, trials, "v2f")
@@ -152,13 +156,14 @@ def test_head_scorer_scores_only_what_the_head_was_trained_for(tmp_path, store, 
 def test_bianet_embedding_scores_keep_the_counterfactual(tmp_path, store, trials):
     torch.set_num_threads(1)
     model = load_model(tiny_checkpoint(tmp_path / "b", "bianet"))
-    model.trained_epoch.fill_(25.0)                  # w = 1 - cos(pi / 2) = 1
+    model.trained_epoch.fill_(25.0)  # w = 1 - cos(pi / 2) = 1
     batch = build_batch("v2f", *trials.matching("v2f", 2)[:2], ItemLoader(store, EvalInputs(0.5, 32)), "cpu")
     with torch.no_grad():
         out = model.eval()(batch)
         cos = torch.nn.functional.cosine_similarity
-        expected = (cos(out["h_anchor"][:, None], out["h_cand"], dim=-1)
-                    - cos(out["h_anchor_neg"][:, None], out["h_cand_neg"], dim=-1))
+        expected = cos(out["h_anchor"][:, None], out["h_cand"], dim=-1) - cos(
+            out["h_anchor_neg"][:, None], out["h_cand_neg"], dim=-1
+        )
         torch.testing.assert_close(model.similarity(out), expected)
         scorer = ModelScorer(model, ItemLoader(store, EvalInputs(0.5, 32)), method="embedding", progress=False)
         got, method = scorer.score("v2f", *trials.matching("v2f", 2)[:2])
@@ -173,7 +178,7 @@ def test_bianet_exported_embeddings_rank_as_the_counterfactual_score(tmp_path, s
 
     torch.set_num_threads(1)
     model = load_model(tiny_checkpoint(tmp_path / "b", "bianet"))
-    model.trained_epoch.fill_(40.0)                          # w = 1 - cos(0.8 pi) = 1.81
+    model.trained_epoch.fill_(40.0)  # w = 1 - cos(0.8 pi) = 1.81
     loader = ItemLoader(store, EvalInputs(0.5, 32))
     keys = store.keys[:6]
     voice, face, _, w = embed_items(model, loader, keys, progress=False)
@@ -183,4 +188,4 @@ def test_bianet_exported_embeddings_rank_as_the_counterfactual_score(tmp_path, s
         idx, a_maps, c_maps = model.eval().encode(batch)
         expected = model.similarity(model.embed(idx, a_maps, c_maps))[:, 0].view(6, 6).numpy()
     got = voice @ face.T
-    np.testing.assert_allclose(got * expected[0, 0] / got[0, 0], expected, atol=1e-5)   # a constant factor
+    np.testing.assert_allclose(got * expected[0, 0] / got[0, 0], expected, atol=1e-5)  # a constant factor

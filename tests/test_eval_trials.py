@@ -53,10 +53,10 @@ def test_invariants_of_every_k_way_trial():
                 assert len(row) == k
                 assert ident_of[p] == pid
                 cand_ids = [ident_of[c] for c in row]
-                assert cand_ids[lab] == pid                                   # positive at label
+                assert cand_ids[lab] == pid  # positive at label
                 negs = [c for j, c in enumerate(cand_ids) if j != lab]
-                assert pid not in negs and len(set(negs)) == k - 1           # distinct, != probe
-                assert video_of[row[lab]] != video_of[p]                      # default: other video
+                assert pid not in negs and len(set(negs)) == k - 1  # distinct, != probe
+                assert video_of[row[lab]] != video_of[p]  # default: other video
         # nested: the K-way negatives are a prefix of the (K+1)-way negatives
         for t in ts.match[direction]:
             assert len(t["negatives"]) == 9 and len(t["slots"]) == 9
@@ -95,15 +95,19 @@ def test_gender_matched_negatives_share_the_probe_gender():
 def test_same_video_rule_and_skips_are_counted():
     keys, ids, vids, genders = _table(n_ids=12, videos=1, clips=2)
     # every identity has one video: 'different' is impossible, 'same' works
-    with_same = generate_trials(keys, ids, vids, genders, TrialOptions(probes_per_identity=2, positive_video="same"),
-                                split="s")
+    with_same = generate_trials(
+        keys, ids, vids, genders, TrialOptions(probes_per_identity=2, positive_video="same"), split="s"
+    )
     video_of = dict(zip(keys, vids))
-    assert all(video_of[t["positive"]] == video_of[t["probe"]] and t["positive"] != t["probe"]
-               for t in with_same.match["v2f"])
+    assert all(
+        video_of[t["positive"]] == video_of[t["probe"]] and t["positive"] != t["probe"] for t in with_same.match["v2f"]
+    )
     different = generate_trials(keys, ids, vids, genders, TrialOptions(probes_per_identity=2), split="s")
     assert different.match["v2f"] == []
-    assert different.header["skipped"] == {"v2f: identity without a different-video positive": 12,
-                                           "f2v: identity without a different-video positive": 12}
+    assert different.header["skipped"] == {
+        "v2f: identity without a different-video positive": 12,
+        "f2v: identity without a different-video positive": 12,
+    }
 
 
 def test_too_few_identities_is_a_clear_error():
@@ -157,7 +161,7 @@ def test_authors_mode_rebuilds_the_published_list_structure():
         if direction == "v2f":
             assert all(same)
         else:
-            assert 0 < sum(same) < len(same)           # any video: some same, most not
+            assert 0 < sum(same) < len(same)  # any video: some same, most not
         assert all(t["positive"] != t["probe"] for t in rows)
         assert len(ts.verify[direction]) == 2 * len(rows)
     assert "authors' construction" in TrialOptions.authors().describe()

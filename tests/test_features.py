@@ -12,8 +12,21 @@ def _librosa_logmel(y, eps=1e-6, n_mels=40):
     import librosa
 
     mel = librosa.feature.melspectrogram(
-        y=y, sr=16000, n_fft=512, win_length=400, hop_length=160, window="hamming", n_mels=n_mels,
-        fmin=0, fmax=8000, htk=True, norm=None, power=2.0, center=True, pad_mode="constant")
+        y=y,
+        sr=16000,
+        n_fft=512,
+        win_length=400,
+        hop_length=160,
+        window="hamming",
+        n_mels=n_mels,
+        fmin=0,
+        fmax=8000,
+        htk=True,
+        norm=None,
+        power=2.0,
+        center=True,
+        pad_mode="constant",
+    )
     return np.log(mel + eps)
 
 
@@ -21,8 +34,9 @@ def _librosa_logmel(y, eps=1e-6, n_mels=40):
 def test_logmel_matches_librosa(num_samples):
     rng = np.random.default_rng(0)
     t = np.arange(num_samples) / 16000.0
-    y = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-         + 0.05 * rng.standard_normal(num_samples)).astype(np.float32)
+    y = (
+        0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(num_samples)
+    ).astype(np.float32)
     ref = _librosa_logmel(y)
     ours = LogMel()(torch.from_numpy(y)[None])
     assert ours.shape == (1, 1, 40, 1 + num_samples // 160) == (1, 1) + ref.shape
@@ -37,7 +51,7 @@ def test_logmel_batch_rows_are_independent_and_device_follows_input():
     batch = m(y)
     assert batch.shape == (3, 1, 24, 26) and batch.dtype == torch.float32
     for i in range(3):
-        torch.testing.assert_close(batch[i], m(y[i:i + 1])[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(batch[i], m(y[i : i + 1])[0], atol=1e-5, rtol=1e-5)
     assert batch.device == y.device
 
 
@@ -49,19 +63,43 @@ def test_logmel_band_limited_and_denser_banks_match_librosa(f_min, f_max, n_mels
 
     y = (0.1 * np.random.default_rng(2).standard_normal(12345)).astype(np.float32)
     mel = librosa.feature.melspectrogram(
-        y=y, sr=16000, n_fft=512, win_length=400, hop_length=160, window="hamming", n_mels=n_mels,
-        fmin=f_min, fmax=f_max, htk=True, norm=None, power=2.0, center=True, pad_mode="constant")
+        y=y,
+        sr=16000,
+        n_fft=512,
+        win_length=400,
+        hop_length=160,
+        window="hamming",
+        n_mels=n_mels,
+        fmin=f_min,
+        fmax=f_max,
+        htk=True,
+        norm=None,
+        power=2.0,
+        center=True,
+        pad_mode="constant",
+    )
     ours = LogMel(n_mels=n_mels, f_min=f_min, f_max=f_max)(torch.from_numpy(y)[None])
     np.testing.assert_allclose(ours[0, 0].numpy(), np.log(mel + 1e-6), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("batch, num_samples, kwargs", [
-    (1, 32000, {}), (2, 32000, {}), (7, 32000, {}), (20, 32000, {}), (40, 32000, {}),  # 7: ragged CPU chunk
-    (3, 200000, {}),  # > _CPU_CHUNK_FRAMES frames per row: one row per chunk
-    (5, 777, {"n_mels": 128, "window": "hann"}),  # empty low triangles (narrower than a bin)
-    (4, 3000, {"n_fft": 1024, "win_length": 1024, "hop_length": 256, "f_min": 300.0, "f_max": 3400.0}),
-    (2, 500, {"n_fft": 16, "win_length": 16, "hop_length": 8, "f_min": 100.0, "f_max": 200.0}),  # no bin in any band
-])
+@pytest.mark.parametrize(
+    "batch, num_samples, kwargs",
+    [
+        (1, 32000, {}),
+        (2, 32000, {}),
+        (7, 32000, {}),
+        (20, 32000, {}),
+        (40, 32000, {}),  # 7: ragged CPU chunk
+        (3, 200000, {}),  # > _CPU_CHUNK_FRAMES frames per row: one row per chunk
+        (5, 777, {"n_mels": 128, "window": "hann"}),  # empty low triangles (narrower than a bin)
+        (4, 3000, {"n_fft": 1024, "win_length": 1024, "hop_length": 256, "f_min": 300.0, "f_max": 3400.0}),
+        (
+            2,
+            500,
+            {"n_fft": 16, "win_length": 16, "hop_length": 8, "f_min": 100.0, "f_max": 200.0},
+        ),  # no bin in any band
+    ],
+)
 def test_logmel_fast_path_equals_dense_reference(batch, num_samples, kwargs):
     y = torch.randn(batch, num_samples, generator=torch.Generator().manual_seed(batch)) * 0.1
     m = LogMel(**kwargs)

@@ -30,7 +30,7 @@ def test_seekable_flac_is_lossless_and_has_one_point_per_frame(seconds):
     firsts, offsets = parse_flac(data).points
     assert firsts == [4096 * i for i in range(-(-len(pcm) // 4096))]
     layout = parse_flac(data)
-    assert all(data[layout.first_frame + o:layout.first_frame + o + 2] == b"\xff\xf8" for o in offsets)
+    assert all(data[layout.first_frame + o : layout.first_frame + o + 2] == b"\xff\xf8" for o in offsets)
     assert len(data) - len(_plain_flac(pcm)) == 4 + 18 * len(firsts)  # the table (and its block header) is all
 
 
@@ -48,7 +48,7 @@ def test_a_window_decodes_to_exactly_the_crop_the_whole_clip_gives(seconds, crop
         assert np.array_equal(got, want)
         first = crop_start(len(pcm), crop, fraction)
         n = min(crop, len(pcm))
-        assert np.array_equal(got[:n], pcm[first:first + n] / np.float32(32768.0))
+        assert np.array_equal(got[:n], pcm[first : first + n] / np.float32(32768.0))
 
 
 def test_flac_without_a_seek_table_or_not_flac_is_not_cut():
@@ -67,7 +67,7 @@ def test_a_window_cut_from_a_damaged_member_fails_as_undecodable_audio():
 
     pcm = voice_int16(4, 4.0, SR, np.random.default_rng(3))
     window, start = crop_flac_window(encode_flac_seekable(pcm, SR), 32000, 0.5)
-    broken = window[:len(window) // 2]
+    broken = window[: len(window) // 2]
     with pytest.raises(BadSample) as err:
         decode_voice_crop(broken, 32000, 0.0, SR, key="k", start=start)
     assert err.value.reason == "undecodable_audio"

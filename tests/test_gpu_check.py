@@ -64,9 +64,24 @@ def test_cpu_smoke_mode_runs_every_check(tmp_path):
     pytest.importorskip("nvidia.dali")
     out = tmp_path / "gpu_check.json"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--steps", "2",
-                           "--out", str(out), "--work", str(tmp_path / "work")],
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "benchmarks" / "gpu_check.sh"),
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     result = json.loads(out.read_text())
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:], result["pass"])
     assert all(result["pass"].values()) and len(result["pass"]) == 5

@@ -27,14 +27,23 @@ def test_worker_crash_skips_only_the_culprit(tmp_path):
     out_crash, out_clean = tmp_path / "crash", tmp_path / "clean"
 
     def cfg(out):
-        return IngestConfig(dataset="voxceleb2", root=root, meta=root / "vox2_meta.csv", out=out,
-                            workers=2, shard_samples=3, eval_store=False, progress=False,
-                            extract=ExtractSettings(frames_per_clip=2, face_size=32))
+        return IngestConfig(
+            dataset="voxceleb2",
+            root=root,
+            meta=root / "vox2_meta.csv",
+            out=out,
+            workers=2,
+            shard_samples=3,
+            eval_store=False,
+            progress=False,
+            extract=ExtractSettings(frames_per_clip=2, face_size=32),
+        )
 
     run_ingest(cfg(out_crash), log=lambda *_: None, job=crash_on_one_clip)
     run_ingest(cfg(out_clean), log=lambda *_: None)
     report = json.loads((out_crash / "voxceleb2" / "train" / "report.json").read_text())
     assert [(s["key"], s["kind"]) for s in report["skipped"]] == [(CRASH_KEY, "worker_crash")]
+
     def rows(out):
         return [json.loads(line) for line in (out / "voxceleb2" / "train" / "manifest.jsonl").read_text().splitlines()]
 
@@ -53,9 +62,17 @@ def test_systemic_crashes_stop_the_run_with_a_clear_error(tmp_path):
     from pipeline.ingest import IngestError
 
     root = make_vox2_corpus(tmp_path / "vox2", clips_per_video=2, videos=1, with_txt=False)
-    cfg = IngestConfig(dataset="voxceleb2", root=root, meta=root / "vox2_meta.csv", out=tmp_path / "out",
-                       workers=1, shard_samples=3, eval_store=False, progress=False,
-                       extract=ExtractSettings(frames_per_clip=2, face_size=32))
+    cfg = IngestConfig(
+        dataset="voxceleb2",
+        root=root,
+        meta=root / "vox2_meta.csv",
+        out=tmp_path / "out",
+        workers=1,
+        shard_samples=3,
+        eval_store=False,
+        progress=False,
+        extract=ExtractSettings(frames_per_clip=2, face_size=32),
+    )
     with pytest.raises(IngestError, match="5 clips in a row killed their worker"):
         run_ingest(cfg, log=lambda *_: None, job=crash_always)
     assert not list((tmp_path / "out").rglob("*.tar"))
@@ -71,8 +88,15 @@ def test_a_second_concurrent_ingest_of_the_same_dataset_is_refused(tmp_path):
     root = make_vox2_corpus(tmp_path / "vox2", clips_per_video=1, videos=1, with_txt=False)
     lock = tmp_path / "out" / "voxceleb2" / ".ingest.lock"
     lock.parent.mkdir(parents=True)
-    cfg = IngestConfig(dataset="voxceleb2", root=root, meta=root / "vox2_meta.csv", out=tmp_path / "out",
-                       workers=1, eval_store=False, progress=False)
+    cfg = IngestConfig(
+        dataset="voxceleb2",
+        root=root,
+        meta=root / "vox2_meta.csv",
+        out=tmp_path / "out",
+        workers=1,
+        eval_store=False,
+        progress=False,
+    )
     with open(lock, "w") as holder:
         holder.write("pid 4242\n")
         holder.flush()

@@ -18,15 +18,29 @@ from pipeline.ingest import IngestConfig, IngestError, run_ingest
 
 def _cfg(corpus: Path, out: Path, **kw) -> IngestConfig:
     extract = kw.pop("extract", ExtractSettings(frames_per_clip=2, face_size=32))
-    return IngestConfig(dataset="voxceleb2", root=corpus, meta=corpus / "vox2_meta.csv", out=out,
-                        workers=2, shard_samples=3, progress=False, extract=extract, **kw)
+    return IngestConfig(
+        dataset="voxceleb2",
+        root=corpus,
+        meta=corpus / "vox2_meta.csv",
+        out=out,
+        workers=2,
+        shard_samples=3,
+        progress=False,
+        extract=extract,
+        **kw,
+    )
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:
     """Every file a consumer reads (reports carry timings; .ingest is bookkeeping)."""
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and ".ingest" not in p.relative_to(out).as_posix()
-            and "eval.zarr" not in p.as_posix() and p.name != "report.json"}
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+        and ".ingest" not in p.relative_to(out).as_posix()
+        and "eval.zarr" not in p.as_posix()
+        and p.name != "report.json"
+    }
 
 
 def _assert_same(a: Path, b: Path) -> None:
@@ -39,8 +53,7 @@ def _assert_same(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return make_vox2_corpus(tmp_path_factory.mktemp("dist") / "vox2", clips_per_video=2, videos=2,
-                            with_txt=False)
+    return make_vox2_corpus(tmp_path_factory.mktemp("dist") / "vox2", clips_per_video=2, videos=2, with_txt=False)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +63,7 @@ def local_out(corpus, tmp_path_factory):
     return out
 
 
-def test_dask_local_cluster_with_a_killed_worker_equals_a_local_run(corpus, local_out, tmp_path,
-                                                                    monkeypatch):
+def test_dask_local_cluster_with_a_killed_worker_equals_a_local_run(corpus, local_out, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     marker = tmp_path / "killed-once"
     # read by pipeline.shardtask in the dask worker processes: the first shard task to create the
@@ -99,10 +111,12 @@ def test_merging_parts_made_with_different_settings_is_refused(corpus, tmp_path)
         for plan in (out / "voxceleb2").glob("*/.ingest/plan.json"):
             plan.unlink()
         other = ExtractSettings(frames_per_clip=2, face_size=32, jpeg_quality=80)
-        with pytest.raises(IngestError, match=r"part 0 of 2 was made with different settings "
-                                              r"or inputs \(jpeg_quality: 90 -> 80\)") as err:
-            run_ingest(_cfg(corpus, out, num_parts=2, part=1, extract=other), log=lambda *_: None,
-                       executor=pool)
+        with pytest.raises(
+            IngestError,
+            match=r"part 0 of 2 was made with different settings "
+            r"or inputs \(jpeg_quality: 90 -> 80\)",
+        ) as err:
+            run_ingest(_cfg(corpus, out, num_parts=2, part=1, extract=other), log=lambda *_: None, executor=pool)
     assert "\n" not in str(err.value)
     assert not list(out.rglob("index.json"))
 
@@ -132,8 +146,12 @@ def test_a_part_finishing_after_the_merge_does_not_merge_again(corpus, tmp_path,
     def lock_after_part_1_merged(dataset_dir):
         # the re-run of part 0 reaches the merge; part 1 finishes and merges just before it
         monkeypatch.setattr(ingest_mod, "_merge_lock", real_lock)
-        assert run_ingest(_cfg(corpus, out, num_parts=2, part=1), log=lambda *_: None,
-                          executor=pool)["splits"]["train"]["status"] == "written"
+        assert (
+            run_ingest(_cfg(corpus, out, num_parts=2, part=1), log=lambda *_: None, executor=pool)["splits"]["train"][
+                "status"
+            ]
+            == "written"
+        )
         stamps["merged"] = (out / "voxceleb2" / "train" / "index.json").stat().st_mtime_ns
         with real_lock(dataset_dir):
             yield

@@ -30,9 +30,19 @@ EXPECTED_KINDS = {
 
 
 def _ingest(root: Path, out: Path, dataset: str, meta_name: str) -> None:
-    run_ingest(IngestConfig(dataset=dataset, root=root, meta=root / meta_name, out=out, workers=2,
-                            shard_samples=4, extract=ExtractSettings(frames_per_clip=2, face_size=48),
-                            progress=False), log=lambda *_: None)
+    run_ingest(
+        IngestConfig(
+            dataset=dataset,
+            root=root,
+            meta=root / meta_name,
+            out=out,
+            workers=2,
+            shard_samples=4,
+            extract=ExtractSettings(frames_per_clip=2, face_size=48),
+            progress=False,
+        ),
+        log=lambda *_: None,
+    )
 
 
 def _all_skips(out: Path, dataset: str) -> list[dict]:
@@ -55,8 +65,17 @@ def synth_faulty(tmp_path_factory):
     synth = pytest.importorskip("pipeline.synth")
     base = tmp_path_factory.mktemp("faulty")
     corpus = base / "corpus"
-    synth.make_corpus(corpus, identities=6, videos_per_identity=2, clips_per_video=1,
-                      min_seconds=1.0, max_seconds=1.5, workers=1, inject_faults=True, progress=False)
+    synth.make_corpus(
+        corpus,
+        identities=6,
+        videos_per_identity=2,
+        clips_per_video=1,
+        min_seconds=1.0,
+        max_seconds=1.5,
+        workers=1,
+        inject_faults=True,
+        progress=False,
+    )
     out = base / "out"
     _ingest(corpus / "voxceleb1", out, "voxceleb1", "vox1_meta.csv")
     _ingest(corpus / "voxceleb2", out, "voxceleb2", "vox2_meta.csv")
@@ -122,11 +141,20 @@ def test_own_planted_faults(tmp_path):
 
 def test_an_eval_split_whose_every_clip_is_skipped_is_up_to_date_on_rerun(tmp_path):
     """No samples means no eval.zarr to build: an unchanged re-run must do nothing, not re-finalize."""
-    root = make_vox2_corpus(tmp_path / "vox2", clips_per_video=1, videos=1, seconds=0.2,
-                            with_m4a_for=(), with_txt=False)
-    cfg = IngestConfig(dataset="voxceleb2", root=root, meta=root / "vox2_meta.csv", out=tmp_path / "out",
-                       splits=["test"], workers=1, shard_samples=4, progress=False,
-                       extract=ExtractSettings(frames_per_clip=2, face_size=32))
+    root = make_vox2_corpus(
+        tmp_path / "vox2", clips_per_video=1, videos=1, seconds=0.2, with_m4a_for=(), with_txt=False
+    )
+    cfg = IngestConfig(
+        dataset="voxceleb2",
+        root=root,
+        meta=root / "vox2_meta.csv",
+        out=tmp_path / "out",
+        splits=["test"],
+        workers=1,
+        shard_samples=4,
+        progress=False,
+        extract=ExtractSettings(frames_per_clip=2, face_size=32),
+    )
     first = run_ingest(cfg, log=lambda *_: None)
     assert first["splits"]["test"]["samples"] == 0
     assert first["splits"]["test"]["skipped_by_kind"] == {"short_audio": 2}

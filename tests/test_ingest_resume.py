@@ -20,9 +20,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _command(corpus: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "pipeline.ingest", "--dataset", "voxceleb2", "--root", str(corpus),
-            "--out", str(out), "--workers", "1", "--shard-samples", "3", "--frames-per-clip", "2",
-            "--face-size", "64", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.ingest",
+        "--dataset",
+        "voxceleb2",
+        "--root",
+        str(corpus),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--shard-samples",
+        "3",
+        "--frames-per-clip",
+        "2",
+        "--face-size",
+        "64",
+        "--no-progress",
+    ]
 
 
 def _env() -> dict:
@@ -48,8 +65,14 @@ def test_killed_and_resumed_equals_uninterrupted(corpus, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     subprocess.run(_command(corpus, clean), check=True, env=_env(), capture_output=True, cwd=ROOT)
 
-    proc = subprocess.Popen(_command(corpus, killed), env=_env(), cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _command(corpus, killed),
+        env=_env(),
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     sidecars = killed / "voxceleb2" / "train" / ".ingest"
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None and len(list(sidecars.glob("shard-*.json"))) < 1:
@@ -59,20 +82,21 @@ def test_killed_and_resumed_equals_uninterrupted(corpus, tmp_path):
     assert proc.returncode == -signal.SIGKILL, "ingest finished before it could be killed"
     assert not (killed / "voxceleb2" / "test" / "index.json").exists()
 
-    resumed = subprocess.run(_command(corpus, killed), check=True, env=_env(), capture_output=True,
-                             text=True, cwd=ROOT)
+    resumed = subprocess.run(_command(corpus, killed), check=True, env=_env(), capture_output=True, text=True, cwd=ROOT)
     assert "resuming" in resumed.stdout
     assert not list(killed.rglob("*.partial"))
     a, b = _snapshot(clean), _snapshot(killed)
     assert sorted(a) == sorted(b)
     for name in a:
         assert a[name] == b[name], f"{name} differs between the clean and the resumed run"
-    ea, eb = EvalStore(clean / "voxceleb2" / "test" / "eval.zarr"), EvalStore(killed / "voxceleb2" / "test" / "eval.zarr")
+    ea, eb = (
+        EvalStore(clean / "voxceleb2" / "test" / "eval.zarr"),
+        EvalStore(killed / "voxceleb2" / "test" / "eval.zarr"),
+    )
     assert ea.keys == eb.keys
     for i in range(len(ea)):
         np.testing.assert_array_equal(ea.faces(i), eb.faces(i))
         np.testing.assert_array_equal(ea.audio(i), eb.audio(i))
 
-    again = subprocess.run(_command(corpus, killed), check=True, env=_env(), capture_output=True,
-                           text=True, cwd=ROOT)
+    again = subprocess.run(_command(corpus, killed), check=True, env=_env(), capture_output=True, text=True, cwd=ROOT)
     assert "nothing to do" in again.stdout

@@ -34,8 +34,17 @@ def _cfg(root: Path, out: Path, dataset: str, **kw) -> IngestConfig:
     # VoxCeleb2 with the default wav audio member, VoxCeleb1 with flac: both formats round-trip
     audio_format = "flac" if dataset == "voxceleb1" else "wav"
     extract = kw.pop("extract", ExtractSettings(frames_per_clip=F, face_size=S, audio_format=audio_format))
-    return IngestConfig(dataset=dataset, root=root, meta=meta, out=out, workers=kw.pop("workers", 1),
-                        shard_samples=kw.pop("shard_samples", 3), extract=extract, progress=False, **kw)
+    return IngestConfig(
+        dataset=dataset,
+        root=root,
+        meta=meta,
+        out=out,
+        workers=kw.pop("workers", 1),
+        shard_samples=kw.pop("shard_samples", 3),
+        extract=extract,
+        progress=False,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +65,17 @@ def _split_dirs(out: Path):
 
 def test_every_split_written_with_expected_counts(built):
     out = built["out"]
-    counts = {(p.parent.name, p.name): json.loads((p / "index.json").read_text())["num_samples"]
-              for p in _split_dirs(out)}
+    counts = {
+        (p.parent.name, p.name): json.loads((p / "index.json").read_text())["num_samples"] for p in _split_dirs(out)
+    }
     # vox2: 3 dev ids x 4 clips -> train 12, 2 test ids x 4 -> test 8; vox1 wen1251: A/B val, C/D test, F/G train
-    assert counts == {("voxceleb2", "train"): 12, ("voxceleb2", "test"): 8,
-                      ("voxceleb1", "val"): 4, ("voxceleb1", "test"): 4, ("voxceleb1", "train"): 4}
+    assert counts == {
+        ("voxceleb2", "train"): 12,
+        ("voxceleb2", "test"): 8,
+        ("voxceleb1", "val"): 4,
+        ("voxceleb1", "test"): 4,
+        ("voxceleb1", "train"): 4,
+    }
 
 
 def test_webdataset_reads_every_sample_with_all_members(built):
@@ -104,8 +119,10 @@ def test_json_matches_meta_and_media(built):
                 assert info["num_faces"] == F and info["face_size"] == S and info["sample_rate"] == 16000
                 if info["dataset"] == "voxceleb2":
                     assert info["gender"] == genders[info["identity"]]
-                    assert info["source"] == f"{'test' if split_dir.name == 'test' else 'dev'}/mp4/" \
-                                             f"{info['identity']}/{info['video']}/{info['clip']}.mp4"
+                    assert (
+                        info["source"] == f"{'test' if split_dir.name == 'test' else 'dev'}/mp4/"
+                        f"{info['identity']}/{info['video']}/{info['clip']}.mp4"
+                    )
                 else:
                     _, name, gender, nationality, _ = v1[info["identity"]]
                     assert (info["name"], info["gender"], info["nationality"]) == (name, gender, nationality)
@@ -149,13 +166,14 @@ def test_index_manifest_and_dali_index_agree_with_the_tars(built):
                 row = next(r for r in rows if r["key"] == key)
                 assert row["offset"] == offset and row["shard"] == shard["path"]
                 for ext, (off, size) in entry.items():
-                    assert blob[off:off + size] == members[ext]
+                    assert blob[off : off + size] == members[ext]
 
 
 def test_shards_mix_identities(built):
     """The seeded shuffle spreads an identity over shards (no identity blocks)."""
-    rows = [json.loads(line) for line in
-            (built["out"] / "voxceleb2" / "train" / "manifest.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (built["out"] / "voxceleb2" / "train" / "manifest.jsonl").read_text().splitlines()
+    ]
     shards_of = {}
     ids_in = {}
     for r in rows:
@@ -176,8 +194,9 @@ def test_eval_store_equals_shard_contents(built):
         for shard in sorted(split_dir.glob("shard-*.tar")):
             for key, members, _ in iter_tar_samples(shard):
                 i = store.index_of(key)
-                faces = np.stack([np.asarray(Image.open(io.BytesIO(members[f"f{j}.jpg"])).convert("RGB"))
-                                  for j in range(F)])
+                faces = np.stack(
+                    [np.asarray(Image.open(io.BytesIO(members[f"f{j}.jpg"])).convert("RGB")) for j in range(F)]
+                )
                 np.testing.assert_array_equal(store.faces(i), faces)
                 audio, _ = sf.read(io.BytesIO(audio_member(members)), dtype="int16")
                 np.testing.assert_array_equal(store.audio(i), audio)
@@ -189,8 +208,7 @@ def test_eval_store_equals_shard_contents(built):
 
 def test_rerun_on_unchanged_input_does_no_work(built):
     def outputs():  # every file but the run lock (which records the current holder's pid)
-        return {p: p.stat().st_mtime_ns for p in built["out"].rglob("*")
-                if p.is_file() and p.name != ".ingest.lock"}
+        return {p: p.stat().st_mtime_ns for p in built["out"].rglob("*") if p.is_file() and p.name != ".ingest.lock"}
 
     before = outputs()
     logs: list[str] = []
@@ -213,8 +231,9 @@ def test_overwrite_rebuilds_with_new_settings(built, tmp_path):
     run_ingest(cfg, log=lambda *_: None)
     index = json.loads((out / "voxceleb1" / "val" / "index.json").read_text())
     assert index["num_shards"] == 4 and index["ingest"]["shard_samples"] == 1
-    assert sorted(p.name for p in (out / "voxceleb1" / "val").glob("*.tar")) == \
-        [f"shard-00000{i}.tar" for i in range(4)]
+    assert sorted(p.name for p in (out / "voxceleb1" / "val").glob("*.tar")) == [
+        f"shard-00000{i}.tar" for i in range(4)
+    ]
 
 
 def test_leak_into_an_existing_split_is_refused(built, tmp_path):
@@ -232,14 +251,43 @@ def test_leak_into_an_existing_split_is_refused(built, tmp_path):
 
 
 def test_cli_help_and_bad_arguments():
-    help_text = subprocess.run([sys.executable, "-m", "pipeline.ingest", "--help"], capture_output=True,
-                               text=True, check=True).stdout
-    for flag in ("--dataset", "--root", "--meta", "--out", "--split-preset", "--splits", "--workers",
-                 "--frames-per-clip", "--face-size", "--shard-samples", "--seed", "--limit",
-                 "--eval-store", "--no-eval-store", "--overwrite", "--video-backend"):
+    help_text = subprocess.run(
+        [sys.executable, "-m", "pipeline.ingest", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for flag in (
+        "--dataset",
+        "--root",
+        "--meta",
+        "--out",
+        "--split-preset",
+        "--splits",
+        "--workers",
+        "--frames-per-clip",
+        "--face-size",
+        "--shard-samples",
+        "--seed",
+        "--limit",
+        "--eval-store",
+        "--no-eval-store",
+        "--overwrite",
+        "--video-backend",
+    ):
         assert flag in help_text
-    bad = subprocess.run([sys.executable, "-m", "pipeline.ingest", "--dataset", "voxceleb2", "--root",
-                          "/nonexistent", "--out", "/tmp/x"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.ingest",
+            "--dataset",
+            "voxceleb2",
+            "--root",
+            "/nonexistent",
+            "--out",
+            "/tmp/x",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "is not a folder" in bad.stderr
 
 
@@ -255,9 +303,14 @@ def test_dali_webdataset_reader_uses_the_ingest_written_index(built):
 
     @pipeline_def(batch_size=len(expected), num_threads=1, device_id=None)
     def pipe():
-        jpg, info = fn.readers.webdataset(paths=tars, index_paths=[t[:-4] + ".idx" for t in tars],
-                                          ext=["f0.jpg", "json"], missing_component_behavior="error",
-                                          random_shuffle=False, name="reader")
+        jpg, info = fn.readers.webdataset(
+            paths=tars,
+            index_paths=[t[:-4] + ".idx" for t in tars],
+            ext=["f0.jpg", "json"],
+            missing_component_behavior="error",
+            random_shuffle=False,
+            name="reader",
+        )
         return jpg, info
 
     p = pipe()

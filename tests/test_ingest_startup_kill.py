@@ -53,11 +53,31 @@ def test_no_process_survives_20_kills_during_start_up(tmp_path):
             tags.append(tag)
             env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), TAG: tag}
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.ingest", "--dataset", "voxceleb2", "--root",
-                 str(corpus), "--out", str(tmp_path / f"out{i}"), "--workers", "2",
-                 "--shard-samples", "1", "--frames-per-clip", "1", "--face-size", "32",
-                 "--no-progress"],
-                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline.ingest",
+                    "--dataset",
+                    "voxceleb2",
+                    "--root",
+                    str(corpus),
+                    "--out",
+                    str(tmp_path / f"out{i}"),
+                    "--workers",
+                    "2",
+                    "--shard-samples",
+                    "1",
+                    "--frames-per-clip",
+                    "1",
+                    "--face-size",
+                    "32",
+                    "--no-progress",
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(moment)
             proc.send_signal(signal.SIGKILL)  # the main process only, as an OOM killer would
             proc.wait()

@@ -27,20 +27,47 @@ from pipeline.shardtask import StorageError
 
 
 def _cfg(corpus: Path, out: Path) -> IngestConfig:
-    return IngestConfig(dataset="voxceleb2", root=corpus, meta=corpus / "vox2_meta.csv", out=out,
-                        workers=1, shard_samples=3, progress=False,
-                        extract=ExtractSettings(frames_per_clip=2, face_size=32))
+    return IngestConfig(
+        dataset="voxceleb2",
+        root=corpus,
+        meta=corpus / "vox2_meta.csv",
+        out=out,
+        workers=1,
+        shard_samples=3,
+        progress=False,
+        extract=ExtractSettings(frames_per_clip=2, face_size=32),
+    )
 
 
 def _args(corpus: Path, out: Path) -> list[str]:
-    return ["--dataset", "voxceleb2", "--root", str(corpus), "--out", str(out), "--workers", "1",
-            "--shard-samples", "3", "--frames-per-clip", "2", "--face-size", "32", "--no-progress"]
+    return [
+        "--dataset",
+        "voxceleb2",
+        "--root",
+        str(corpus),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--shard-samples",
+        "3",
+        "--frames-per-clip",
+        "2",
+        "--face-size",
+        "32",
+        "--no-progress",
+    ]
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and ".ingest" not in p.relative_to(out).as_posix()
-            and "eval.zarr" not in p.as_posix() and p.name != "report.json"}
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+        and ".ingest" not in p.relative_to(out).as_posix()
+        and "eval.zarr" not in p.as_posix()
+        and p.name != "report.json"
+    }
 
 
 def _ingest(corpus: Path, out: Path):
@@ -50,8 +77,7 @@ def _ingest(corpus: Path, out: Path):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return make_vox2_corpus(tmp_path_factory.mktemp("storage") / "vox2", clips_per_video=2,
-                            videos=1, with_txt=False)
+    return make_vox2_corpus(tmp_path_factory.mktemp("storage") / "vox2", clips_per_video=2, videos=1, with_txt=False)
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +188,12 @@ def test_finished_ingest_on_read_only_storage_has_nothing_to_do(corpus, clean, t
 def _mount_tmpfs(path: Path, options: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     try:
-        return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                              capture_output=True, check=False).returncode == 0
+        return (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, check=False
+            ).returncode
+            == 0
+        )
     except OSError:
         return False
 

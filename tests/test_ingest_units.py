@@ -40,14 +40,18 @@ def test_vox2_meta_variants_parse_to_the_same_rows(tmp_path, variant):
     meta = read_meta(path)
     assert meta.dataset == "voxceleb2"
     assert {i: (r.gender, r.set, r.vggface2_id) for i, r in meta.identities.items()} == {
-        "id00012": ("m", "dev", "n000012"), "id00015": ("f", "test", "n000015")}
+        "id00012": ("m", "dev", "n000012"),
+        "id00015": ("f", "test", "n000015"),
+    }
 
 
 def test_vox1_meta_comma_and_quoted_tab_copies(tmp_path):
     comma = tmp_path / "a.csv"
     comma.write_text("VoxCeleb1_ID,VGGFace1_ID,Gender,Nationality,Set\nid10001,A.J._Buckley,m,Ireland,dev\n")
     quoted = tmp_path / "b.csv"
-    quoted.write_text('"VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet"\n"id10001\tA.J._Buckley\tm\tIreland\tdev"\n')
+    quoted.write_text(
+        '"VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet"\n"id10001\tA.J._Buckley\tm\tIreland\tdev"\n'
+    )
     for path in (comma, quoted):
         meta = read_meta(path)
         assert meta.id_for_name("A.J._Buckley") == "id10001"
@@ -64,12 +68,15 @@ def test_real_meta_files():
     assert all(r.set in ("dev", "test") for r in v2.identities.values())
 
 
-@pytest.mark.parametrize("text, match", [
-    ("VoxCeleb2 ID,Gender\nid0012 ,m\n", "not a VoxCeleb id"),
-    ("VoxCeleb2 ID,Gender\nid00012,m\nid00012,f\n", "appears twice"),
-    ("Name,Gender\nfoo,m\n", "no identity column"),
-    ("", "is empty"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("VoxCeleb2 ID,Gender\nid0012 ,m\n", "not a VoxCeleb id"),
+        ("VoxCeleb2 ID,Gender\nid00012,m\nid00012,f\n", "appears twice"),
+        ("Name,Gender\nfoo,m\n", "no identity column"),
+        ("", "is empty"),
+    ],
+)
 def test_meta_errors_name_the_problem(tmp_path, text, match):
     path = tmp_path / "m.csv"
     path.write_text(text)
@@ -87,22 +94,31 @@ def test_meta_for_the_wrong_dataset_is_refused(tmp_path):
 def test_track_file_parsing_and_boxes(tmp_path):
     track = read_track(write_track(tmp_path / "a.txt", "id10001", "abc", 2300, 4, normalised=False))
     assert not track.normalised and track.frames.tolist() == [2300, 2301, 2302, 2303]
-    assert track.summary() == {"first_frame": 2300, "last_frame": 2303, "rows": 4, "offset": 1.0,
-                               "fv_conf": 17.5, "asd_conf": 4.2}
+    assert track.summary() == {
+        "first_frame": 2300,
+        "last_frame": 2303,
+        "rows": 4,
+        "offset": 1.0,
+        "fv_conf": 17.5,
+        "asd_conf": 4.2,
+    }
     # VoxCeleb1 pixels refer to a 360-high frame: in a 720-high frame everything doubles
     assert track.pixel_box(track.box_for_frame(2301), 1280, 720) == (446, 160, 706, 420)
     norm = read_track(write_track(tmp_path / "b.txt", "id00012", "abc", 10, 3, normalised=True))
     assert norm.normalised and norm.pixel_box(norm.box_for_index(2), 200, 100) == (60, 10, 140, 80)
 
 
-@pytest.mark.parametrize("body, match", [
-    ("FRAME \tX \tY \tW \tH \n000x12 \tleft \t?? \t-- \t7\n", "non-numeric"),
-    ("FRAME \tX \tY \tW \tH \n000x12 \tleft \t?? \t-- \t\n", "expected 5 columns"),
-    ("FRAME \tX \tY \tW \tH \n", "no rows"),
-    ("Identity : id1\n", "no 'FRAME"),
-    ("FRAME \tX \tY \tW \tH \n10 \t1 \t1 \t0 \t5\n", "positive"),
-    ("FRAME \tX \tY \tW \tH \n10 \t1 \t1 \t4 \t5\n9 \t1 \t1 \t4 \t5\n", "increasing"),
-])
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ("FRAME \tX \tY \tW \tH \n000x12 \tleft \t?? \t-- \t7\n", "non-numeric"),
+        ("FRAME \tX \tY \tW \tH \n000x12 \tleft \t?? \t-- \t\n", "expected 5 columns"),
+        ("FRAME \tX \tY \tW \tH \n", "no rows"),
+        ("Identity : id1\n", "no 'FRAME"),
+        ("FRAME \tX \tY \tW \tH \n10 \t1 \t1 \t0 \t5\n", "positive"),
+        ("FRAME \tX \tY \tW \tH \n10 \t1 \t1 \t4 \t5\n9 \t1 \t1 \t4 \t5\n", "increasing"),
+    ],
+)
 def test_bad_track_files_are_errors(tmp_path, body, match):
     path = tmp_path / "bad.txt"
     path.write_text("Identity  : \tid1\nReference : \tx\n\n" + body)
@@ -145,9 +161,11 @@ def test_audio_checks(tmp_path):
 def _vox1_root(tmp_path: Path) -> Path:
     root = tmp_path / "vox1"
     root.mkdir()
-    (root / "vox1_meta.csv").write_text("VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n"
-                                        "id10001\tA.J._Buckley\tm\tIreland\tdev\n"
-                                        "id10002\tBea_Smith\tf\tUSA\tdev\n")
+    (root / "vox1_meta.csv").write_text(
+        "VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n"
+        "id10001\tA.J._Buckley\tm\tIreland\tdev\n"
+        "id10002\tBea_Smith\tf\tUSA\tdev\n"
+    )
     return root
 
 
@@ -164,12 +182,18 @@ def test_vox1_face_layout_variants(tmp_path):
     meta = read_meta(root / "vox1_meta.csv")
     scan = scan_voxceleb1(root, meta)
     by_key = {c.key: c for c in scan.clips}
-    assert set(by_key) == {"vox1_id10001_-abcdefghij_00002", "vox1_id10002__klmnopqrst_00003",
-                           "vox1_id10002__klmnopqrst_00004"}
+    assert set(by_key) == {
+        "vox1_id10001_-abcdefghij_00002",
+        "vox1_id10002__klmnopqrst_00003",
+        "vox1_id10002__klmnopqrst_00004",
+    }
     assert by_key["vox1_id10002__klmnopqrst_00004"].source == "vox1_test_wav/wav/id10002/_klmnopqrst/00004.wav"
     assert by_key["vox1_id10001_-abcdefghij_00002"].face_source == "interval_faces"
-    assert [Path(p).name for p in by_key["vox1_id10002__klmnopqrst_00003"].frame_paths] == \
-        ["0000025.jpg", "0000050.jpg", "0000075.jpg"]
+    assert [Path(p).name for p in by_key["vox1_id10002__klmnopqrst_00003"].frame_paths] == [
+        "0000025.jpg",
+        "0000050.jpg",
+        "0000075.jpg",
+    ]
     assert by_key["vox1_id10002__klmnopqrst_00003"].video == "_klmnopqrst"
     assert not scan.skipped
 
@@ -250,9 +274,19 @@ def test_truncated_faststart_mp4_is_corrupt_not_silently_short(tmp_path, backend
 def _records(n_ids: int, n_clips: int):
     from pipeline.sources import ClipRecord
 
-    return [ClipRecord(dataset="voxceleb2", identity=f"id{i:05d}", video="vid", clip=f"{c:05d}",
-                       source=f"mp4/id{i:05d}/vid/{c:05d}.mp4", audio_path="x", fingerprint=f"{i}-{c}")
-            for i in range(n_ids) for c in range(n_clips)]
+    return [
+        ClipRecord(
+            dataset="voxceleb2",
+            identity=f"id{i:05d}",
+            video="vid",
+            clip=f"{c:05d}",
+            source=f"mp4/id{i:05d}/vid/{c:05d}.mp4",
+            audio_path="x",
+            fingerprint=f"{i}-{c}",
+        )
+        for i in range(n_ids)
+        for c in range(n_clips)
+    ]
 
 
 def test_shard_plan_is_deterministic_mixed_and_limit_is_a_random_subset():
@@ -260,8 +294,7 @@ def test_shard_plan_is_deterministic_mixed_and_limit_is_a_random_subset():
 
     clips = _records(10, 10)
     a = make_split_plan("voxceleb2", "train", clips, {}, {"s": 1}, seed=0, shard_samples=20, limit=None)
-    b = make_split_plan("voxceleb2", "train", list(reversed(clips)), {}, {"s": 1}, seed=0,
-                        shard_samples=20, limit=None)
+    b = make_split_plan("voxceleb2", "train", list(reversed(clips)), {}, {"s": 1}, seed=0, shard_samples=20, limit=None)
     assert [[c.key for c in s.clips] for s in a.shards] == [[c.key for c in s.clips] for s in b.shards]
     assert a.fingerprint == b.fingerprint and len(a.shards) == 5
     assert all(len({c.identity for c in s.clips}) >= 5 for s in a.shards)  # each shard mixes ids
@@ -271,8 +304,10 @@ def test_shard_plan_is_deterministic_mixed_and_limit_is_a_random_subset():
     assert [c.key for c in limited.shards[0].clips] == [c.key for c in a.shards[0].clips[:10]]
     assert len({c.identity for c in limited.shards[0].clips}) >= 5
     changed = clips[:-1] + [dataclasses.replace(clips[-1], fingerprint="new size")]
-    assert make_split_plan("voxceleb2", "train", changed, {}, {"s": 1}, seed=0, shard_samples=20,
-                           limit=None).fingerprint != a.fingerprint
+    assert (
+        make_split_plan("voxceleb2", "train", changed, {}, {"s": 1}, seed=0, shard_samples=20, limit=None).fingerprint
+        != a.fingerprint
+    )
 
 
 def test_crop_boxes_crop_the_box_region(tmp_path):
@@ -283,12 +318,19 @@ def test_crop_boxes_crop_the_box_region(tmp_path):
 
     mp4 = write_mp4(tmp_path / "c.mp4", seconds=1.0, size=128)
     txt = write_track(tmp_path / "c.txt", "id00012", "vid", 100, 25, normalised=True)
-    record = ClipRecord(dataset="voxceleb2", identity="id00012", video="vid", clip="00001",
-                        source="c.mp4", audio_path=str(mp4), video_path=str(mp4), box_path=str(txt))
+    record = ClipRecord(
+        dataset="voxceleb2",
+        identity="id00012",
+        video="vid",
+        clip="00001",
+        source="c.mp4",
+        audio_path=str(mp4),
+        video_path=str(mp4),
+        box_path=str(txt),
+    )
     track = read_track(txt)
     plain, idx = _read_video_frames(record, ExtractSettings(frames_per_clip=2, face_size=32), track)
-    cropped, _ = _read_video_frames(record, ExtractSettings(frames_per_clip=2, face_size=32,
-                                                            crop_boxes=True), track)
+    cropped, _ = _read_video_frames(record, ExtractSettings(frames_per_clip=2, face_size=32, crop_boxes=True), track)
     from pipeline.extract import _decode_frames_pyav
 
     frames, _ = _decode_frames_pyav(str(mp4), ExtractSettings(frames_per_clip=2), "vox2_id00012_vid_00001")
@@ -311,7 +353,7 @@ def test_every_wav_subtype_reads_as_the_same_int16_samples(tmp_path, subtype):
     sf.write(path, x, 16000, subtype=subtype)
     got = read_audio(str(path))
     expected = np.round(x * 32768).astype(np.int16)
-    assert np.abs(got.astype(int) - expected).max() <= 1        # PCM_16 quantisation only
+    assert np.abs(got.astype(int) - expected).max() <= 1  # PCM_16 quantisation only
 
 
 @pytest.mark.parametrize("backend", ["pyav", "decord"])
@@ -323,7 +365,7 @@ def test_stereo_downmix_is_the_channel_mean_in_every_container(tmp_path, backend
 
     t = np.arange(32000) / 16000
     left = 0.2 * np.sin(2 * np.pi * 300 * t)
-    stereo = np.stack([left, 0.5 * left], axis=1)              # correlated channels, mean = 0.75 left
+    stereo = np.stack([left, 0.5 * left], axis=1)  # correlated channels, mean = 0.75 left
     wav = tmp_path / "s.wav"
     sf.write(wav, stereo, 16000, subtype="PCM_16")
     m4a = tmp_path / "s.m4a"
@@ -338,4 +380,4 @@ def test_stereo_downmix_is_the_channel_mean_in_every_container(tmp_path, backend
     rms = lambda a: float(np.sqrt(np.mean(a[4000:28000].astype(np.float64) ** 2)))  # noqa: E731
     from_wav, from_m4a = rms(read_audio(str(wav))), rms(read_audio(str(m4a), backend))
     assert from_wav == pytest.approx(0.75 * 0.2 / np.sqrt(2) * 32768, rel=0.01)
-    assert 20 * np.log10(from_m4a / from_wav) == pytest.approx(0.0, abs=0.5)   # decord was +3 dB
+    assert 20 * np.log10(from_m4a / from_wav) == pytest.approx(0.0, abs=0.5)  # decord was +3 dB

@@ -34,17 +34,27 @@ QUIET = {"log": lambda *_: None}
 
 def _cfg(root: Path, out: Path, **kw) -> IngestConfig:
     kw.setdefault("extract", ExtractSettings(frames_per_clip=2, face_size=32))
-    return IngestConfig(dataset="voxceleb2", root=root, meta=root / "vox2_meta.csv", out=out, workers=1,
-                        shard_samples=4, progress=False, **kw)
+    return IngestConfig(
+        dataset="voxceleb2",
+        root=root,
+        meta=root / "vox2_meta.csv",
+        out=out,
+        workers=1,
+        shard_samples=4,
+        progress=False,
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------ 6: meta rows by line number
 
-VOX2_ODD = ("\ufeffVoxCeleb2 ID,VGGFace2 ID,Gender,Set\n"
-            "id00012 ,n000120 ,m ,dev \n"        # line 2: fine
-            "id00015 ,n000150 ,x ,dev \n"        # line 3: gender x
-            "id00017 ,n000170 ,f ,dev ,extra \n"  # line 4: an extra field
-            "id00019 ,n000190 ,f \n")             # line 5: no Set field
+VOX2_ODD = (
+    "\ufeffVoxCeleb2 ID,VGGFace2 ID,Gender,Set\n"
+    "id00012 ,n000120 ,m ,dev \n"  # line 2: fine
+    "id00015 ,n000150 ,x ,dev \n"  # line 3: gender x
+    "id00017 ,n000170 ,f ,dev ,extra \n"  # line 4: an extra field
+    "id00019 ,n000190 ,f \n"
+)  # line 5: no Set field
 
 
 def test_meta_warnings_name_each_odd_row_by_line(tmp_path):
@@ -52,8 +62,12 @@ def test_meta_warnings_name_each_odd_row_by_line(tmp_path):
     path.write_bytes(VOX2_ODD.encode())
     meta = read_meta(path)
     got = {(w.line, w.identity, w.kind) for w in meta.warnings}
-    assert got == {(3, "id00015", "unknown_gender"), (4, "id00017", "extra_fields"),
-                   (5, "id00019", "missing_fields"), (5, "id00019", "missing_set")}
+    assert got == {
+        (3, "id00015", "unknown_gender"),
+        (4, "id00017", "extra_fields"),
+        (5, "id00019", "missing_fields"),
+        (5, "id00019", "missing_set"),
+    }
     assert all(w.message.startswith(f"vox2_meta.csv:{w.line}: {w.identity}") for w in meta.warnings)
     assert meta["id00015"].gender is None and meta["id00017"].set == "dev"
 
@@ -67,9 +81,14 @@ def test_a_row_without_set_is_an_error_for_the_set_based_vox2_preset(tmp_path):
 
 
 def test_vox1_row_without_set_is_only_a_warning_for_the_letter_split(tmp_path):
-    path = write_vox1_meta(tmp_path / "vox1_meta.csv", [
-        ("id10001", "Al_A", "m", "UK", "dev"), ("id10002", "Cy_C", "x", "UK", ""),
-        ("id10003", "Fe_F", "f", "UK", "dev")])
+    path = write_vox1_meta(
+        tmp_path / "vox1_meta.csv",
+        [
+            ("id10001", "Al_A", "m", "UK", "dev"),
+            ("id10002", "Cy_C", "x", "UK", ""),
+            ("id10003", "Fe_F", "f", "UK", "dev"),
+        ],
+    )
     meta = read_meta(path)
     assert {(w.line, w.kind) for w in meta.warnings} == {(3, "unknown_gender"), (3, "missing_set")}
     assert assign_splits("wen1251", meta).split_of == {"id10001": "val", "id10002": "test", "id10003": "train"}
@@ -94,6 +113,7 @@ def test_ingest_logs_and_reports_meta_warnings(tmp_path):
 
 
 # ------------------------------------------------------------------ 7: empty splits
+
 
 @pytest.fixture(scope="module")
 def empty_test_split(tmp_path_factory):
@@ -132,8 +152,17 @@ def test_launch_evaluate_on_an_empty_split_is_one_clear_line(empty_test_split, c
 
     folder = empty_test_split[0]
     with pytest.raises(SystemExit) as exit_:
-        evaluate.main(["--data", str(folder.parent.parent), "--protocol", "vox2test", "--trials-only",
-                       "--out", str(folder.parent.parent / "eval")])
+        evaluate.main(
+            [
+                "--data",
+                str(folder.parent.parent),
+                "--protocol",
+                "vox2test",
+                "--trials-only",
+                "--out",
+                str(folder.parent.parent / "eval"),
+            ]
+        )
     assert "holds 0 samples" in str(exit_.value)
 
 
@@ -149,13 +178,22 @@ def test_train_cli_on_an_empty_split_exits_with_one_line(empty_test_split, tmp_p
     from launch import train
 
     folder = empty_test_split[0]
-    rc = train.main(["--config", "launch/configs/demo.yaml", f"data.shards=[{folder}]",
-                     f"train.output_dir={tmp_path / 'run'}", "train.val_data=null", "train.cpu=true"])
+    rc = train.main(
+        [
+            "--config",
+            "launch/configs/demo.yaml",
+            f"data.shards=[{folder}]",
+            f"train.output_dir={tmp_path / 'run'}",
+            "train.val_data=null",
+            "train.cpu=true",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and "holds 0 samples" in err and "Traceback" not in err
 
 
 # ------------------------------------------------------------------ 9: tiny faces
+
 
 def test_a_tiny_video_is_skipped_as_small_face_not_upscaled(tmp_path):
     root = make_vox2_corpus(tmp_path / "vox2", clips_per_video=1, with_m4a_for=(), with_txt=False)
@@ -198,12 +236,14 @@ def test_small_face_images_are_dropped_and_a_clip_of_only_small_ones_skipped(tmp
 
 # ------------------------------------------------------------------ 10: the real cause of a broken mp4
 
+
 @pytest.mark.parametrize("damage", ["truncated", "not_media", "empty"])
 def test_a_broken_mp4_with_its_own_audio_is_corrupt_video(tmp_path, damage):
     mp4 = write_mp4(tmp_path / "id00012" / "-abcdefghij" / "00001.mp4", 1.0, size=64)
     data = mp4.read_bytes()
-    mp4.write_bytes({"truncated": data[: int(len(data) * 0.4)], "not_media": b"<html>not a video</html>" * 40,
-                     "empty": b""}[damage])
+    mp4.write_bytes(
+        {"truncated": data[: int(len(data) * 0.4)], "not_media": b"<html>not a video</html>" * 40, "empty": b""}[damage]
+    )
     record = ClipRecord("voxceleb2", "id00012", "-abcdefghij", "00001", "x.mp4", str(mp4), str(mp4))
     for backend in ("pyav", "decord"):
         with pytest.raises(ClipError) as err:
@@ -213,6 +253,7 @@ def test_a_broken_mp4_with_its_own_audio_is_corrupt_video(tmp_path, damage):
 
 # ------------------------------------------------------------------ 10: member names, extra samples
 
+
 def _shard_set(tmp_path):
     from shards.testing import SyntheticSpec, make_shard_set
 
@@ -221,8 +262,17 @@ def _shard_set(tmp_path):
 
 
 def _loader_cfg(d, **kw):
-    return dict(shards=[str(d)], batch_size=3, k=2, buffer_size=24, crop_seconds=0.3, frame="first", seed=1,
-                decode_workers="threads", **kw)
+    return dict(
+        shards=[str(d)],
+        batch_size=3,
+        k=2,
+        buffer_size=24,
+        crop_seconds=0.3,
+        frame="first",
+        seed=1,
+        decode_workers="threads",
+        **kw,
+    )
 
 
 def test_member_names_that_are_absolute_or_climb_out_are_counted_as_bad(tmp_path):
@@ -237,8 +287,11 @@ def test_member_names_that_are_absolute_or_climb_out_are_counted_as_bad(tmp_path
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for n, key in enumerate(hostile):
             meta = json.dumps({"identity": "id10000", "video": "v0x0", "clip": f"{90 + n:05d}"}).encode()
-            for ext, data in (("f0.jpg", face_jpeg(0, n, 32, rng)), ("json", meta),
-                              ("wav", voice_wav(0, 0.5, 16000, rng))):
+            for ext, data in (
+                ("f0.jpg", face_jpeg(0, n, 32, rng)),
+                ("json", meta),
+                ("wav", voice_wav(0, 0.5, 16000, rng)),
+            ):
                 info = tarfile.TarInfo(f"{key}.{ext}")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
@@ -268,8 +321,10 @@ def test_a_shard_holding_more_samples_than_its_index_lists_is_flagged(tmp_path):
     loader = TupleLoader(_loader_cfg(d, steps_per_epoch=4))
     list(loader)
     assert loader.skip_counts.get("extra_samples", 0) >= 1
-    assert any("shard-000001.tar holds more samples than the 10 its index.json lists" in m
-               for m in loader.report()["skip_messages"])
+    assert any(
+        "shard-000001.tar holds more samples than the 10 its index.json lists" in m
+        for m in loader.report()["skip_messages"]
+    )
     with pytest.raises(ShardReadError, match="holds more samples"):
         list(TupleLoader(_loader_cfg(d, strict=True, steps_per_epoch=4)))
     # an intact shard set is not flagged

@@ -46,8 +46,10 @@ def _worker(shard_dir: str, out: str) -> None:
     except RuntimeError as exc:
         guard = str(exc)
     gathered = [None] * acc.num_processes
-    dist.all_gather_object(gathered, {"counts": counts, "steps": loader.steps_per_epoch, "keys": keys,
-                                      "guard": guard, "rank": acc.process_index})
+    dist.all_gather_object(
+        gathered,
+        {"counts": counts, "steps": loader.steps_per_epoch, "keys": keys, "guard": guard, "rank": acc.process_index},
+    )
     if acc.is_main_process:
         Path(out).write_text(json.dumps(gathered))
     acc.wait_for_everyone()
@@ -65,11 +67,30 @@ def test_two_process_gloo_run_has_equal_steps_and_disjoint_ranks(tmp_path):
     shard_dir = make_shard_set(tmp_path / "s", spec)
     out = tmp_path / "result.json"
     accelerate = Path(sys.executable).with_name("accelerate")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           __file__, str(shard_dir), str(out)]
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    cmd = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        __file__,
+        str(shard_dir),
+        str(out),
+    ]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired as exc:

@@ -14,21 +14,33 @@ CROP_S = 1.0
 
 
 def _spec(**kw):
-    return SyntheticSpec(num_identities=8, videos_per_identity=3, clips_per_video=2, seconds=(3.0, 4.0),
-                         shard_sizes=[16, 16, 16], **kw)
+    return SyntheticSpec(
+        num_identities=8, videos_per_identity=3, clips_per_video=2, seconds=(3.0, 4.0), shard_sizes=[16, 16, 16], **kw
+    )
 
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("audio")
-    return {"wav": str(make_shard_set(root / "wav", _spec())),
-            "flac": str(make_shard_set(root / "flac", _spec(audio_format="flac"))),
-            "flac_old": str(make_shard_set(root / "flac_old", _spec(audio_format="flac", flac_seektable=False)))}
+    return {
+        "wav": str(make_shard_set(root / "wav", _spec())),
+        "flac": str(make_shard_set(root / "flac", _spec(audio_format="flac"))),
+        "flac_old": str(make_shard_set(root / "flac_old", _spec(audio_format="flac", flac_seektable=False))),
+    }
 
 
 def _cfg(d, **kw):
-    base = dict(shards=[d], batch_size=4, k=2, buffer_size=16, crop_seconds=CROP_S, num_workers=1, seed=3,
-                direction="both", decode_workers="threads")
+    base = dict(
+        shards=[d],
+        batch_size=4,
+        k=2,
+        buffer_size=16,
+        crop_seconds=CROP_S,
+        num_workers=1,
+        seed=3,
+        direction="both",
+        decode_workers="threads",
+    )
     base.update(kw)
     return base
 

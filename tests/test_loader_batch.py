@@ -17,10 +17,16 @@ def _indexed_v2f():
     cand = torch.tensor([[1, 0, 2], [1, 2, 0], [0, 1, 2]])
     label = torch.tensor([1, 0, 2])
     return {
-        "direction": "v2f", "faces": faces, "voices": voices,
-        "anchor_index": torch.tensor([0, 1, 2]), "candidate_index": cand, "label": label,
-        "anchor_identity": ids, "candidate_identity": [[ids[j] for j in row] for row in cand.tolist()],
-        "anchor_gender": ["m", "m", "m"], "candidate_gender": [["m"] * 3] * 3,
+        "direction": "v2f",
+        "faces": faces,
+        "voices": voices,
+        "anchor_index": torch.tensor([0, 1, 2]),
+        "candidate_index": cand,
+        "label": label,
+        "anchor_identity": ids,
+        "candidate_identity": [[ids[j] for j in row] for row in cand.tolist()],
+        "anchor_gender": ["m", "m", "m"],
+        "candidate_gender": [["m"] * 3] * 3,
     }
 
 
@@ -47,16 +53,19 @@ def test_from_dense_round_trips_through_dense_view():
     assert torch.equal(dense["label"], label)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda b: b.__setitem__("label", torch.tensor([0, 0, 2])), "exactly the candidate at label"),
-    (lambda b: b["candidate_identity"][0].__setitem__(0, "a"), "exactly the candidate"),
-    (lambda b: b["candidate_identity"][0].__setitem__(2, "b"), "distinct identities"),
-    (lambda b: b.__setitem__("candidate_index", torch.tensor([[1, 0, 3], [1, 2, 0], [0, 1, 2]])), "out of range"),
-    (lambda b: b.__setitem__("faces", torch.zeros(0, 3, 2, 2)), "zero-size"),
-    (lambda b: b.__setitem__("voices", b["voices"] * float("nan")), "non-finite"),
-    (lambda b: b.__setitem__("direction", "a2b"), "direction"),
-    (lambda b: b.__setitem__("label", torch.tensor([1, 0, 2], dtype=torch.int32)), "int64"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b.__setitem__("label", torch.tensor([0, 0, 2])), "exactly the candidate at label"),
+        (lambda b: b["candidate_identity"][0].__setitem__(0, "a"), "exactly the candidate"),
+        (lambda b: b["candidate_identity"][0].__setitem__(2, "b"), "distinct identities"),
+        (lambda b: b.__setitem__("candidate_index", torch.tensor([[1, 0, 3], [1, 2, 0], [0, 1, 2]])), "out of range"),
+        (lambda b: b.__setitem__("faces", torch.zeros(0, 3, 2, 2)), "zero-size"),
+        (lambda b: b.__setitem__("voices", b["voices"] * float("nan")), "non-finite"),
+        (lambda b: b.__setitem__("direction", "a2b"), "direction"),
+        (lambda b: b.__setitem__("label", torch.tensor([1, 0, 2], dtype=torch.int32)), "int64"),
+    ],
+)
 def test_checker_catches_each_violation(mutate, message):
     batch = copy.deepcopy(_indexed_v2f())
     mutate(batch)

@@ -78,14 +78,18 @@ def test_undecodable_members_drop_only_their_tuples(shard_dir, ext, reason):
 
 def test_samples_with_missing_members_or_bad_json_are_skipped(shard_dir):
     rng = np.random.default_rng(0)
+
     def good_json(i):
         return json.dumps({"identity": f"id{10000 + i:05d}", "video": "vx", "clip": "00009"}).encode()
 
     bad = {
         make_key("vox2", "idbad", "v", "1"): {"f0.jpg": face_jpeg(0, 0, 32, rng), "json": good_json(0)},  # no flac
         make_key("vox2", "idbad", "v", "2"): {"flac": voice_flac(0, 0.5, 16000, rng), "json": good_json(1)},  # no jpg
-        make_key("vox2", "idbad", "v", "3"): {"f0.jpg": face_jpeg(0, 0, 32, rng), "flac": voice_flac(0, 0.5, 16000, rng),
-                                              "json": b"{not json"},
+        make_key("vox2", "idbad", "v", "3"): {
+            "f0.jpg": face_jpeg(0, 0, 32, rng),
+            "flac": voice_flac(0, 0.5, 16000, rng),
+            "json": b"{not json",
+        },
     }
     with ShardWriter(shard_dir / "shard-000009.tar") as w:
         for key, members in bad.items():

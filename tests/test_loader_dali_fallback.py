@@ -31,8 +31,9 @@ class FlakyDecoder:
 
 
 def cpu_faces(n, bad=()):
-    return lambda: [BadSample("undecodable_jpeg", "bad") if i in bad else np.zeros((2, 2, 3), np.uint8)
-                    for i in range(n)]
+    return lambda: [
+        BadSample("undecodable_jpeg", "bad") if i in bad else np.zeros((2, 2, 3), np.uint8) for i in range(n)
+    ]
 
 
 def failing_build():
@@ -50,16 +51,17 @@ def test_startup_failure_auto_warns_once_and_decodes_on_cpu():
 
 
 def test_startup_failure_forced_dali_is_a_clear_error():
-    with pytest.raises(DaliStartupError, match="data.face_decoder is 'dali' but the DALI decoder could not "
-                                               "start .*driver too old.*face_decoder: auto"):
+    with pytest.raises(
+        DaliStartupError,
+        match="data.face_decoder is 'dali' but the DALI decoder could not start .*driver too old.*face_decoder: auto",
+    ):
         GuardedFaceDecoder("dali-gpu", forced=True, build=failing_build)
 
 
 def test_a_failed_batch_decodes_on_cpu_is_counted_and_dali_restarts():
     FlakyDecoder.calls = 0
     builds = []
-    guard = GuardedFaceDecoder("dali-gpu", forced=True,
-                               build=lambda: builds.append(1) or FlakyDecoder(fail_on={2}))
+    guard = GuardedFaceDecoder("dali-gpu", forced=True, build=lambda: builds.append(1) or FlakyDecoder(fail_on={2}))
     results = [guard.decode([b"x"] * 2, cpu_faces(2)) for _ in range(4)]
     assert [by_dali for _, by_dali in results] == [True, False, True, True]  # recovered after one batch
     assert int(results[1][0][0].max()) == 0 and int(results[2][0][0].max()) == 7
@@ -152,7 +154,16 @@ def test_decoder_and_fallback_count_reach_the_log_row_and_summary():
     accelerator = SimpleNamespace(device=torch.device("cpu"), num_processes=1)
     row = LogWindow().row(accelerator, step=1, epoch=0.1, optimizers=[], loader=ReportingLoader())
     assert row["loader/face_decoder"] == "pil" and row["loader/dali_fallback_batches"] == 4.0
-    summary = {"steps": 1, "epochs": 0.1, "processes": 1, "seconds": 1.0, "tuples_per_s": 1.0,
-               "last_val": None, "best": None, "output_dir": "x", "latest_checkpoint": "y",
-               **loader_decoder_summary(ReportingLoader())}
+    summary = {
+        "steps": 1,
+        "epochs": 0.1,
+        "processes": 1,
+        "seconds": 1.0,
+        "tuples_per_s": 1.0,
+        "last_val": None,
+        "best": None,
+        "output_dir": "x",
+        "latest_checkpoint": "y",
+        **loader_decoder_summary(ReportingLoader()),
+    }
     assert "face decoder     pil (4 batches fell back to the CPU decoder)" in format_summary(summary)

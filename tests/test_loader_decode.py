@@ -19,8 +19,14 @@ from shards.testing import SyntheticSpec, face_jpeg, make_shard_set, voice_flac,
 
 @pytest.fixture(scope="module", params=["wav", "flac"])
 def shard_dir(tmp_path_factory, request):
-    spec = SyntheticSpec(num_identities=6, videos_per_identity=2, clips_per_video=3, num_faces=3, face_size=40,
-                         audio_format=request.param)
+    spec = SyntheticSpec(
+        num_identities=6,
+        videos_per_identity=2,
+        clips_per_video=3,
+        num_faces=3,
+        face_size=40,
+        audio_format=request.param,
+    )
     return str(make_shard_set(tmp_path_factory.mktemp("decode") / "s", spec))
 
 
@@ -54,7 +60,7 @@ def test_voice_crop_is_an_exact_slice_of_the_full_decode(encode):
     free = len(full) - crop + 1
     for u in (0.0, 0.37, 0.999999):
         start = int(u * free)
-        np.testing.assert_array_equal(decode_voice_crop(data, crop, u, 16000), full[start:start + crop])
+        np.testing.assert_array_equal(decode_voice_crop(data, crop, u, 16000), full[start : start + crop])
 
 
 @pytest.mark.parametrize("encode", [voice_flac, voice_wav])
@@ -102,8 +108,18 @@ def _reference_rows(shard_dir, loader, batch):
 @pytest.mark.parametrize("direction", ["v2f", "f2v"])
 def test_loader_rows_equal_reference_decode(shard_dir, direction):
     # crop 2 s > every clip (<= 1.6 s): the voice is the loop-padded clip, independent of the crop start
-    loader = TupleLoader(dict(shards=[shard_dir], batch_size=3, k=3, buffer_size=12, crop_seconds=2.0,
-                              face_size=32, direction=direction, frame="random"))
+    loader = TupleLoader(
+        dict(
+            shards=[shard_dir],
+            batch_size=3,
+            k=3,
+            buffer_size=12,
+            crop_seconds=2.0,
+            face_size=32,
+            direction=direction,
+            frame="random",
+        )
+    )
     for batch in loader:
         faces, voices = _reference_rows(shard_dir, loader, batch)
         assert set(faces) == set(range(batch["faces"].shape[0]))

@@ -11,9 +11,14 @@ from shards.device_stage import DeviceStage, to_device
 
 def host_batch():
     rng = np.random.default_rng(0)
-    return {"direction": "v2f", "faces": rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8),
-            "voices": rng.standard_normal((2, 1, 4, 5)).astype(np.float32),
-            "anchor_index": [0, 1], "candidate_index": [[0, 1], [2, 3]], "label": [1, 0]}
+    return {
+        "direction": "v2f",
+        "faces": rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8),
+        "voices": rng.standard_normal((2, 1, 4, 5)).astype(np.float32),
+        "anchor_index": [0, 1],
+        "candidate_index": [[0, 1], [2, 3]],
+        "label": [1, 0],
+    }
 
 
 def test_cpu_stage_is_a_no_op():

@@ -15,14 +15,25 @@ K = 3
 
 @pytest.fixture(scope="module")
 def shard_dir(tmp_path_factory):
-    spec = SyntheticSpec(num_identities=10, videos_per_identity=3, clips_per_video=4,
-                         shard_sizes=[40, 5, 22, 9, 31, 3, 10])
+    spec = SyntheticSpec(
+        num_identities=10, videos_per_identity=3, clips_per_video=4, shard_sizes=[40, 5, 22, 9, 31, 3, 10]
+    )
     return str(make_shard_set(tmp_path_factory.mktemp("elastic") / "vox1" / "train", spec))
 
 
 def _cfg(shard_dir, **kw):
-    base = dict(shards=[shard_dir], batch_size=4, k=K, buffer_size=24, crop_seconds=0.2, num_workers=1,
-                seed=5, direction="both", prefetch=1, decode_workers="threads")
+    base = dict(
+        shards=[shard_dir],
+        batch_size=4,
+        k=K,
+        buffer_size=24,
+        crop_seconds=0.2,
+        num_workers=1,
+        seed=5,
+        direction="both",
+        prefetch=1,
+        decode_workers="threads",
+    )
     base.update(kw)
     return base
 
@@ -35,8 +46,12 @@ def _used(batch):
 
 
 def _ident(batch):
-    return (batch["direction"], tuple(batch["anchor_key"]), tuple(map(tuple, batch["candidate_key"])),
-            tuple(batch["label"].tolist()))
+    return (
+        batch["direction"],
+        tuple(batch["anchor_key"]),
+        tuple(map(tuple, batch["candidate_key"])),
+        tuple(batch["label"].tolist()),
+    )
 
 
 def _run(cfg, world, epoch=0, stop=None, states=None):

@@ -21,8 +21,16 @@ STOP = 2
 
 
 def _cfg(shard_dir: str) -> dict:
-    return dict(shards=[shard_dir], batch_size=3, k=2, buffer_size=12, crop_seconds=0.3, num_workers=1, seed=7,
-                decode_workers="threads")
+    return dict(
+        shards=[shard_dir],
+        batch_size=3,
+        k=2,
+        buffer_size=12,
+        crop_seconds=0.3,
+        num_workers=1,
+        seed=7,
+        decode_workers="threads",
+    )
 
 
 def _used(batch) -> list[str]:
@@ -68,12 +76,34 @@ def _free_port() -> int:
 
 def _launch(processes: int, shard_dir: Path, work: Path, name: str, src: str, stop: int) -> list[dict]:
     accelerate = Path(sys.executable).with_name("accelerate")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     multi = ["--multi_gpu"] if processes > 1 else []
-    cmd = [str(accelerate), "launch", *multi, "--num_processes", str(processes), "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           __file__, str(shard_dir), str(work), name, src, str(stop)]
+    cmd = [
+        str(accelerate),
+        "launch",
+        *multi,
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        __file__,
+        str(shard_dir),
+        str(work),
+        name,
+        src,
+        str(stop),
+    ]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
     except subprocess.TimeoutExpired as exc:

@@ -16,21 +16,35 @@ from shards.testing import SyntheticSpec, make_shard_set
 @pytest.fixture(scope="module")
 def shard_dir(tmp_path_factory):
     # 7 shards of very unequal size (the case that hangs DDP with naive splitting)
-    spec = SyntheticSpec(num_identities=10, videos_per_identity=3, clips_per_video=4,
-                         shard_sizes=[40, 5, 22, 9, 31, 3, 10])
+    spec = SyntheticSpec(
+        num_identities=10, videos_per_identity=3, clips_per_video=4, shard_sizes=[40, 5, 22, 9, 31, 3, 10]
+    )
     return str(make_shard_set(tmp_path_factory.mktemp("resume") / "vox1" / "train", spec))
 
 
 def _cfg(shard_dir, **kw):
-    base = dict(shards=[shard_dir], batch_size=4, k=3, buffer_size=24, crop_seconds=0.4, num_workers=2,
-                seed=11, direction="both", prefetch=2)
+    base = dict(
+        shards=[shard_dir],
+        batch_size=4,
+        k=3,
+        buffer_size=24,
+        crop_seconds=0.4,
+        num_workers=2,
+        seed=11,
+        direction="both",
+        prefetch=2,
+    )
     base.update(kw)
     return base
 
 
 def _keys(batch):
-    return (batch["direction"], tuple(batch["anchor_key"]), tuple(map(tuple, batch["candidate_key"])),
-            tuple(batch["label"].tolist()))
+    return (
+        batch["direction"],
+        tuple(batch["anchor_key"]),
+        tuple(map(tuple, batch["candidate_key"])),
+        tuple(batch["label"].tolist()),
+    )
 
 
 def _epoch(loader, epoch):
@@ -109,8 +123,12 @@ def test_state_from_another_setup_is_refused(shard_dir):
 def test_ranks_disjoint_equal_steps_and_repartitioned(shard_dir, world_size, workers):
     per_epoch = []
     for epoch in (0, 1):
-        loaders = [TupleLoader(_cfg(shard_dir, num_workers=workers, buffer_size=16, batch_size=2), rank=r,
-                               world_size=world_size) for r in range(world_size)]
+        loaders = [
+            TupleLoader(
+                _cfg(shard_dir, num_workers=workers, buffer_size=16, batch_size=2), rank=r, world_size=world_size
+            )
+            for r in range(world_size)
+        ]
         counts, seen = [], []
         for loader in loaders:
             batches = _epoch(loader, epoch)
@@ -128,18 +146,23 @@ def test_ranks_disjoint_equal_steps_and_repartitioned(shard_dir, world_size, wor
     # shards are re-dealt every epoch (a balanced deal of 7 uneven shards has few options, so
     # look at several epochs of the partition itself)
     catalog = loaders[0].catalog
-    deals = {tuple(sorted(p.shard for p in partition_pieces(catalog, 11, e, world_size * workers)[0]))
-             for e in range(6)}
+    deals = {
+        tuple(sorted(p.shard for p in partition_pieces(catalog, 11, e, world_size * workers)[0])) for e in range(6)
+    }
     assert len(deals) > 1
 
 
 def test_more_streams_than_shards_splits_shards(tmp_path):
-    d = make_shard_set(tmp_path / "s", SyntheticSpec(num_identities=6, videos_per_identity=2, clips_per_video=4,
-                                                      shard_sizes=[48]))
+    d = make_shard_set(
+        tmp_path / "s", SyntheticSpec(num_identities=6, videos_per_identity=2, clips_per_video=4, shard_sizes=[48])
+    )
     seen = []
     for rank in range(2):
-        loader = TupleLoader(dict(shards=[str(d)], batch_size=2, k=2, buffer_size=8, crop_seconds=0.2,
-                                  num_workers=2), rank=rank, world_size=2)
+        loader = TupleLoader(
+            dict(shards=[str(d)], batch_size=2, k=2, buffer_size=8, crop_seconds=0.2, num_workers=2),
+            rank=rank,
+            world_size=2,
+        )
         keys = set()
         for b in loader:
             check_tuple_batch(b, k=2)
@@ -170,13 +193,23 @@ def test_stream_cursor_is_exact_for_foreign_tars_with_pax_records(tmp_path):
                 info = tarfile.TarInfo(f"{key}.{ext}")
                 info.size = len(payload)
                 tf.addfile(info, io.BytesIO(payload))
-    (tmp_path / "index.json").write_text(json.dumps({
-        "shards": [{"path": "shard-000000.tar", "num_samples": len(keys)}], "identities": {},
-        "num_faces": 1, "face_size": 32, "sample_rate": 16000}))
+    (tmp_path / "index.json").write_text(
+        json.dumps(
+            {
+                "shards": [{"path": "shard-000000.tar", "num_samples": len(keys)}],
+                "identities": {},
+                "num_faces": 1,
+                "face_size": 32,
+                "sample_rate": 16000,
+            }
+        )
+    )
     catalog = ShardCatalog([str(tmp_path)])
 
     def stream():
-        return PieceStream(catalog, [Piece(0, 0, len(keys))], lambda key, members, loc: (key, loc), SkipLog(strict=True))
+        return PieceStream(
+            catalog, [Piece(0, 0, len(keys))], lambda key, members, loc: (key, loc), SkipLog(strict=True)
+        )
 
     first = stream()
     got = [first.next(wrap=False) for _ in keys]

@@ -93,12 +93,19 @@ def test_impossible_request_fails_with_advice(tmp_path):
         next(iter(loader))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(k=11), "data.k"), (dict(direction="up"), "data.direction"), (dict(positive="any"), "data.positive"),
-    (dict(buffer_size=4), "buffer_size"), (dict(colour="red"), "unknown data config key"),
-    (dict(shards=[]), "data.shards"), (dict(strict="yes"), "data.strict"),
-    (dict(log_mel={"sample_rate": 8000}), "data.log_mel"),  # the rate is the shards', not a setting
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(k=11), "data.k"),
+        (dict(direction="up"), "data.direction"),
+        (dict(positive="any"), "data.positive"),
+        (dict(buffer_size=4), "buffer_size"),
+        (dict(colour="red"), "unknown data config key"),
+        (dict(shards=[]), "data.shards"),
+        (dict(strict="yes"), "data.strict"),
+        (dict(log_mel={"sample_rate": 8000}), "data.log_mel"),  # the rate is the shards', not a setting
+    ],
+)
 def test_config_errors_name_the_key(shard_dir, bad, message):
     with pytest.raises(ValueError, match=message):
         TupleLoader(_cfg(shard_dir, **bad))
@@ -168,8 +175,11 @@ def _reference_pairs(buffer, batch_size, positive, rng):
         if positive == "same_clip":
             partner = anchor
         else:
-            options = [s for s in buffer.of_identity(anchor.identity)
-                       if s is not anchor and (s.video == anchor.video) == (positive == "same_video")]
+            options = [
+                s
+                for s in buffer.of_identity(anchor.identity)
+                if s is not anchor and (s.video == anchor.video) == (positive == "same_video")
+            ]
             if not options:
                 continue
             partner = options[int(rng.integers(len(options)))]

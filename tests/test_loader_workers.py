@@ -105,6 +105,7 @@ def test_bad_items_are_counted_in_batch_order_like_threads(tmp_path, shard_dir):
     assert rep_p["skips"].get("undecodable_audio", 0) >= 1 and rep_p["dropped_tuples"] >= 1
     for field in ("skips", "dropped_tuples", "dropped_batches"):
         assert rep_p[field] == rep_t[field], field
+
     def addresses(msgs):  # PIL names its BytesIO by address
         return [re.sub(r"0x[0-9a-f]+", "0x?", m) for m in msgs]
 
@@ -152,10 +153,19 @@ def test_mixed_crop_sizes_decode_alike_in_a_worker_and_in_threads():
     from shards.tuples import BatchPlan
 
     rng = np.random.default_rng(0)
-    items = [Sample(f"k{i}", f"id{i}", "v", "c", None, face_jpeg(i, 0, size, rng), voice_flac(i, 0.5, 16000, rng),
-                    (0, 0, 0)) for i, size in enumerate((32, 40, 48))]
-    plan = BatchPlan("v2f", faces=items, voices=items, voice_crop=[0.1, 0.2, 0.3], anchor_index=[0, 1, 2],
-                     candidate_index=[[0, 1], [2, 1], [0, 2]], label=[0, 1, 1])
+    items = [
+        Sample(f"k{i}", f"id{i}", "v", "c", None, face_jpeg(i, 0, size, rng), voice_flac(i, 0.5, 16000, rng), (0, 0, 0))
+        for i, size in enumerate((32, 40, 48))
+    ]
+    plan = BatchPlan(
+        "v2f",
+        faces=items,
+        voices=items,
+        voice_crop=[0.1, 0.2, 0.3],
+        anchor_index=[0, 1, 2],
+        candidate_index=[[0, 1], [2, 1], [0, 2]],
+        label=[0, 1, 1],
+    )
     spec = AssembleSpec(crop_samples=8000, sample_rate=16000, face_size=32, k=2, gender_matched=False, log_mel=())
     cpu = torch.device("cpu")
     worker = finish_batch(assemble_batch(plan, spec).batch, cpu, 32)
@@ -186,8 +196,13 @@ def test_workers_exit_when_their_training_process_is_killed(shard_dir, tmp_path)
 
     script = tmp_path / "owner.py"
     script.write_text(_KILLED_OWNER)
-    proc = subprocess.run([sys.executable, str(script), str(shard_dir)], capture_output=True, text=True,
-                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(shard_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     pids, segments = proc.stdout.splitlines()
     workers = [int(p) for p in pids.split()]
@@ -311,8 +326,17 @@ def test_slots_grow_when_faces_are_larger_than_the_index_says(tmp_path):
 
     spec = SyntheticSpec(num_identities=12, videos_per_identity=2, clips_per_video=2, face_size=192, num_faces=1)
     d = make_shard_set(tmp_path / "s", spec)
-    cfg = dict(shards=[str(d)], batch_size=12, k=2, buffer_size=48, crop_seconds=0.3, seed=5, num_workers=2,
-               decode_workers="processes", face_size=192)
+    cfg = dict(
+        shards=[str(d)],
+        batch_size=12,
+        k=2,
+        buffer_size=48,
+        crop_seconds=0.3,
+        seed=5,
+        num_workers=2,
+        decode_workers="processes",
+        face_size=192,
+    )
     reference, _ = _epoch(cfg)  # 12 faces of 192 px: 1.3 MB of pixels per batch, more than a 1 MB slot
     index = json.loads((d / "index.json").read_text())
     index["face_size"] = 16  # what the slots are sized from

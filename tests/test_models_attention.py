@@ -12,7 +12,7 @@ import torch
 import models
 from models.bianet import IntervenedAttention, strong_logits, weak_logits
 
-R = 2 ** -0.5
+R = 2**-0.5
 
 
 def identity_conv_(conv: torch.nn.Conv2d) -> None:
@@ -53,19 +53,19 @@ def test_pia_attends_only_to_channels_above_the_threshold():
     with torch.no_grad():
         maps = block.attention_maps(three_channel_map())
     torch.testing.assert_close(maps["a"][0], A)
-    for row in range(3):   # exp(10 A) gated by sigmoid((A - 0.5) / 0.02)
+    for row in range(3):  # exp(10 A) gated by sigmoid((A - 0.5) / 0.02)
         torch.testing.assert_close(maps["pia"][0, row], gated_softmax(10 * A[row], A[row] - 0.5))
     # Row 0 keeps channels 0 and 1 (A = 1, r >= 0.5) in the ratio e^10 : e^(10 r); row 2 only itself.
     assert maps["pia"][0, 0, 1] / maps["pia"][0, 0, 0] == pytest.approx(math.exp(10 * R - 10), rel=1e-3)
     assert maps["pia"][0, 2, 2] > 1 - 1e-6
-    assert maps["pia"][0][maps["a"][0] < 0.5].max() < 1e-9             # the four entries below 0.5
+    assert maps["pia"][0][maps["a"][0] < 0.5].max() < 1e-9  # the four entries below 0.5
 
 
 def test_pia_threshold_lowers_the_weak_entries_mass_and_the_printed_clamp_raises_it():
     """What Eq. 10 is for: the strong part must get *less* of the weak channels than no threshold."""
     torch.manual_seed(0)
     q, k = (torch.nn.functional.normalize(torch.randn(64, 32, 9), dim=-1) for _ in range(2))
-    a = q @ k.transpose(1, 2)          # query / key projections differ: no unit diagonal
+    a = q @ k.transpose(1, 2)  # query / key projections differ: no unit diagonal
     for eps_value in (0.1, 0.2):
         eps = torch.full((64, 32, 1), eps_value)
         weak = a < eps
@@ -73,8 +73,8 @@ def test_pia_threshold_lowers_the_weak_entries_mass_and_the_printed_clamp_raises
         clamp = torch.softmax(strong_logits(a, eps, 10.0, "clamp", 0.02), -1)[weak].sum() / 64 / 32
         gated = torch.softmax(strong_logits(a, eps, 10.0, "gate", 0.02), -1)[weak].sum() / 64 / 32
         # measured at eps 0.1 / 0.2: no threshold 1.0 % / 2.8 %, clamp 5.3 % / 14.2 %, gate 0.13 % / 0.36 %
-        assert clamp > 3 * plain          # the printed clamp lifts them
-        assert gated < 0.2 * plain        # the default suppresses them
+        assert clamp > 3 * plain  # the printed clamp lifts them
+        assert gated < 0.2 * plain  # the default suppresses them
 
 
 def test_pia_output_is_the_eq14_fusion_of_the_attended_values():
@@ -91,6 +91,7 @@ def test_pia_output_is_the_eq14_fusion_of_the_attended_values():
 
 # ---------------------------------------------------------------- BIANet NIA (Eqs. 11, 15, 17-19)
 
+
 def test_nia_attends_to_the_weak_channels():
     block = bianet_block(epsilon=0.5, pia=False)
     with torch.no_grad():
@@ -98,7 +99,7 @@ def test_nia_attends_to_the_weak_channels():
     # A < 0.5: row 0 -> {2}, row 1 -> {2}, row 2 -> {0, 1} with equal weakness A~ = eps (A < 0).
     expected = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
     torch.testing.assert_close(maps["nia"][0], expected, atol=1e-6, rtol=0)
-    weakness = torch.relu(-(torch.relu(A) - 0.5)) / 0.5                      # Eq. 11 over eps
+    weakness = torch.relu(-(torch.relu(A) - 0.5)) / 0.5  # Eq. 11 over eps
     for row in range(3):
         torch.testing.assert_close(maps["nia"][0, row], gated_softmax(10 * weakness[row], 0.5 - A[row]))
 
@@ -108,11 +109,11 @@ def test_weak_logits_scale_with_weakness_not_with_eps():
     for eps_value in (0.1, 0.2):
         eps = torch.full((1, 1, 1), eps_value)
         logits, keep = weak_logits(a, eps, 10.0, "normalized", 0.02)
-        weakness = torch.relu(-(torch.relu(a) - eps)) / eps_value          # Eq. 11 over eps, in [0, 1]
+        weakness = torch.relu(-(torch.relu(a) - eps)) / eps_value  # Eq. 11 over eps, in [0, 1]
         gate = torch.nn.functional.logsigmoid((eps_value - a) / 0.02)
         torch.testing.assert_close(logits, 10 * weakness + gate)
-        assert logits[0, 0, 0] < -30                                         # the strong entry: gated out
-        assert keep[0, 0].tolist() == [False, False, False, True]           # the weakest is never dropped
+        assert logits[0, 0, 0] < -30  # the strong entry: gated out
+        assert keep[0, 0].tolist() == [False, False, False, True]  # the weakest is never dropped
     literal, _ = weak_logits(a, torch.full((1, 1, 1), 0.1), 10.0, "literal", 0.02)
     torch.testing.assert_close(literal, torch.tensor([[[0.0, 0.05, 0.1, 0.1]]]))
 
@@ -177,11 +178,13 @@ def test_every_trainable_bianet_attention_parameter_gets_a_gradient(overrides):
 
 # ---------------------------------------------------------------- AICANet AIA / ACA (Eqs. 3-11)
 
+
 def aicanet_block(**overrides):
     from models.aicanet import InteractionCorrection
 
-    cfg = models.resolve_config({"name": "aicanet", "attn_channels": 2, "se_reduction": 1, "cbp_dim": 16,
-                                 "relevance_hidden": 4, **overrides})
+    cfg = models.resolve_config(
+        {"name": "aicanet", "attn_channels": 2, "se_reduction": 1, "cbp_dim": 16, "relevance_hidden": 4, **overrides}
+    )
     block = InteractionCorrection(cfg, 2).eval()
     for conv in (*block.shared.values(), *block.private.values(), block.decode_inter, *block.decode_intra.values()):
         identity_conv_(conv)
@@ -212,7 +215,7 @@ def test_relevance_guided_cross_modal_attention_eqs_3_to_6(relevance):
     partners; softmax(delta E) f (Eq. 6) applies that to the pair's own shared map."""
     block = aicanet_block(aca=False, self_support=False)
     block.relevance = FixedRelevance(relevance)
-    voice, face = one_hot_maps([0, 4]), one_hot_maps([0, 4])     # E = identity (channel i ~ channel i)
+    voice, face = one_hot_maps([0, 4]), one_hot_maps([0, 4])  # E = identity (channel i ~ channel i)
     idx = torch.tensor([0])
     with torch.no_grad():
         dec_v, dec_f, r = block.pairs(voice, face, idx, idx)
@@ -221,15 +224,15 @@ def test_relevance_guided_cross_modal_attention_eqs_3_to_6(relevance):
     v = voice.flatten(2)[0]
     expected = torch.stack([own * v[0] + other * v[1], other * v[0] + own * v[1]])
     torch.testing.assert_close(dec_v.flatten(2)[0], expected)
-    torch.testing.assert_close(dec_f.flatten(2)[0], expected)     # the face side uses E^T (here E)
+    torch.testing.assert_close(dec_f.flatten(2)[0], expected)  # the face side uses E^T (here E)
 
 
 def test_self_support_eq7():
     from models.aicanet import InteractionCorrection
 
-    s = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])           # f: 2 channels x 2 positions
-    key = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])         # the first-order output
-    logits = torch.tensor([[0.0, 1.0], [2.0, 2.0]]) / math.sqrt(2)   # f key^T / sqrt(P)
+    s = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])  # f: 2 channels x 2 positions
+    key = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])  # the first-order output
+    logits = torch.tensor([[0.0, 1.0], [2.0, 2.0]]) / math.sqrt(2)  # f key^T / sqrt(P)
     expected = torch.softmax(logits, -1) @ s[0]
     torch.testing.assert_close(InteractionCorrection._self_support(s, key)[0], expected)
 
@@ -249,7 +252,7 @@ def test_dynamic_estimation_fusion_eq8():
     norm = lambda t: (t - t.mean((2, 3), keepdim=True)) / (t.var((2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt()  # noqa: E731
     expected = (1 - 0.2 - 0.3) * x + 0.2 * norm(inter) + 0.3 * norm(intra)
     torch.testing.assert_close(block.fuse(x, inter, intra), expected, atol=1e-5, rtol=1e-5)
-    plain = aicanet_block(def_fusion=False)                 # Table VII "without DEF": a plain skip
+    plain = aicanet_block(def_fusion=False)  # Table VII "without DEF": a plain skip
     torch.testing.assert_close(plain.fuse(x, inter, intra), x + norm(inter) + norm(intra), atol=1e-5, rtol=1e-5)
 
 
@@ -261,17 +264,19 @@ def test_aca_gate_suppresses_weak_correlations_eqs_9_to_11():
     e = torch.tensor([[[0.9, 0.05, -0.05, 0.6]]])
     eps = torch.tensor([[[0.1]]])
     weak = torch.tensor([False, True, True, False])
-    mass = {mode: torch.softmax(thresholded_logits(e, eps, 10.0, mode, 0.02), -1)[0, 0, weak].sum().item()
-            for mode in ("gate", "soft", "hard")}
+    mass = {
+        mode: torch.softmax(thresholded_logits(e, eps, 10.0, mode, 0.02), -1)[0, 0, weak].sum().item()
+        for mode in ("gate", "soft", "hard")
+    }
     plain = torch.softmax(10 * e, -1)[0, 0, weak].sum().item()
     assert mass["gate"] < 0.1 * plain
-    assert mass["soft"] > plain                               # shrinking the strong entries lifts the weak
-    assert thresholded_logits(e, None, 10.0, "gate", 0.02).equal(10 * e)   # without ACA: identity
+    assert mass["soft"] > plain  # shrinking the strong entries lifts the weak
+    assert thresholded_logits(e, None, 10.0, "gate", 0.02).equal(10 * e)  # without ACA: identity
 
 
 def test_intra_modal_corrected_attention_eq11():
     block = aicanet_block(aca_epsilon=0.5)
-    x = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]).view(1, 2, 1, 3)   # cos = 1/2 between channels
+    x = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]).view(1, 2, 1, 3)  # cos = 1/2 between channels
     with torch.no_grad():
         got = block.intra("voice", x).flatten(2)[0]
     e = torch.tensor([[1.0, 0.5], [0.5, 1.0]])
@@ -297,8 +302,13 @@ def test_aicanet_candidate_features_depend_on_the_anchor_they_are_paired_with():
     model = models.build_model({"name": "aicanet", **models.tiny_overrides("aicanet")}).eval()
     face = torch.randn(1, 3, 64, 64).clamp(-1, 1)
     voices = torch.randn(2, 1, 40, 41)
-    batch = {"direction": "v2f", "faces": face, "voices": voices, "anchor_index": torch.tensor([0, 1]),
-             "candidate_index": torch.tensor([[0, 0], [0, 0]])}
+    batch = {
+        "direction": "v2f",
+        "faces": face,
+        "voices": voices,
+        "anchor_index": torch.tensor([0, 1]),
+        "candidate_index": torch.tensor([[0, 0], [0, 0]]),
+    }
     with torch.no_grad():
         out = model(batch)
     assert (out["h_cand"][0, 0] - out["h_cand"][1, 0]).abs().max() > 1e-3
@@ -308,8 +318,9 @@ def test_aicanet_candidate_features_depend_on_the_anchor_they_are_paired_with():
 def test_every_trainable_aicanet_attention_parameter_gets_a_gradient(overrides):
     torch.manual_seed(0)
     model = models.build_model({"name": "aicanet", **models.tiny_overrides("aicanet"), **overrides}).train()
-    batch = models.from_dense(torch.randn(4, 1, 40, 41), torch.randn(4, 2, 3, 64, 64).clamp(-1, 1), "v2f",
-                              torch.tensor([0, 1, 0, 1]))
+    batch = models.from_dense(
+        torch.randn(4, 1, 40, 41), torch.randn(4, 2, 3, 64, 64).clamp(-1, 1), "v2f", torch.tensor([0, 1, 0, 1])
+    )
     terms = model.loss(model(batch), batch, epoch=0.0)
     (terms["total"] + terms["disc_total"]).backward()
     for name, p in model.attention.named_parameters():
@@ -319,6 +330,7 @@ def test_every_trainable_aicanet_attention_parameter_gets_a_gradient(overrides):
 
 # ---------------------------------------------------------------- AICANet Table IX alternatives
 
+
 def test_table_ix_filters_on_hand_computed_matrices():
     from models.attention import FeatureShrinkage, low_rank, lowpass
 
@@ -327,9 +339,9 @@ def test_table_ix_filters_on_hand_computed_matrices():
     torch.testing.assert_close(low_rank(e, 1.0), e)
     flat = torch.full((1, 4, 4), 0.3)
     checker = torch.tensor([[(-1.0) ** (i + j) for j in range(4)] for i in range(4)])[None]
-    torch.testing.assert_close(lowpass(flat + checker, 0.25), flat)       # the Nyquist pattern is removed
+    torch.testing.assert_close(lowpass(flat + checker, 0.25), flat)  # the Nyquist pattern is removed
     shrink = FeatureShrinkage(2)
     for p in shrink.parameters():
-        torch.nn.init.zeros_(p)                                           # tau = 0.5 * mean |x| per channel
+        torch.nn.init.zeros_(p)  # tau = 0.5 * mean |x| per channel
     x = torch.tensor([[[2.0, -4.0], [1.0, 0.0]]])
     torch.testing.assert_close(shrink(x), torch.tensor([[[0.5, -2.5], [0.75, 0.0]]]))

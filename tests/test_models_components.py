@@ -51,7 +51,7 @@ def test_concat_classifier_is_one_linear_map_of_the_k_times_d_concatenation():
     with pytest.raises(ValueError, match="K=3"):
         head(h0, hk[:, :2])
     shared = MatchingClassifier(3, embed_dim=4, dropout=0.0, mode="shared").eval()
-    assert shared(h0, torch.randn(2, 7, 4)).shape == (2, 7)   # any K
+    assert shared(h0, torch.randn(2, 7, 4)).shape == (2, 7)  # any K
 
 
 def test_verification_head_uses_256_dims_and_gives_one_score():
@@ -100,7 +100,7 @@ def test_dropkey_mask_probability_and_diagonal_eq17():
 def test_channel_affinity_is_a_per_sample_cosine():
     q = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
     k = torch.tensor([[[2.0, 0.0], [0.0, 3.0]]])
-    torch.testing.assert_close(channel_affinity(q, k), torch.tensor([[[1.0, 0.0], [2 ** -0.5, 2 ** -0.5]]]))
+    torch.testing.assert_close(channel_affinity(q, k), torch.tensor([[[1.0, 0.0], [2**-0.5, 2**-0.5]]]))
 
 
 def test_cbp_runs_in_float32_under_bfloat16_autocast():

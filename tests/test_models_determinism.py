@@ -39,8 +39,8 @@ def test_gather_rows_gradient_sums_repeated_rows_in_index_order_with_two_threads
     """Bit-equal to a serial sum in index order, every time (plain x[index] failed 5 of 5 runs)."""
     torch.manual_seed(0)
     rows, repeats = 8, 4
-    index = torch.arange(rows).repeat(repeats)             # every row gathered 4 times, spread across threads
-    upstream = torch.randn(rows * repeats, 128, 5, 4)       # 81920 elements: large enough to be split
+    index = torch.arange(rows).repeat(repeats)  # every row gathered 4 times, spread across threads
+    upstream = torch.randn(rows * repeats, 128, 5, 4)  # 81920 elements: large enough to be split
     expected = torch.zeros(rows, 128, 5, 4)
     for j, row in enumerate(index.tolist()):
         expected[row] += upstream[j]
@@ -54,12 +54,14 @@ def test_gather_rows_gradient_sums_repeated_rows_in_index_order_with_two_threads
 def _shared_item_batch(seed: int = 0) -> dict:
     """f2v batch of 6 tuples over 3 faces and 4 voices: every face anchors 2 tuples (4 pairs each)."""
     g = torch.Generator().manual_seed(seed)
-    return {"direction": "f2v",
-            "faces": torch.rand(3, 3, FACE, FACE, generator=g) * 2 - 1,
-            "voices": torch.randn(4, 1, MELS, FRAMES, generator=g),
-            "anchor_index": torch.tensor([0, 1, 2, 0, 1, 2]),
-            "candidate_index": torch.tensor([[0, 1], [2, 3], [1, 0], [3, 2], [0, 2], [1, 3]]),
-            "label": torch.tensor([0, 1, 0, 1, 1, 0])}
+    return {
+        "direction": "f2v",
+        "faces": torch.rand(3, 3, FACE, FACE, generator=g) * 2 - 1,
+        "voices": torch.randn(4, 1, MELS, FRAMES, generator=g),
+        "anchor_index": torch.tensor([0, 1, 2, 0, 1, 2]),
+        "candidate_index": torch.tensor([[0, 1], [2, 3], [1, 0], [3, 2], [0, 2], [1, 3]]),
+        "label": torch.tensor([0, 1, 0, 1, 1, 0]),
+    }
 
 
 @pytest.mark.parametrize("name", ["aicanet", "bianet"])

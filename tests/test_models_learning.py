@@ -49,8 +49,15 @@ def test_tiny_model_matches_unseen_identities_above_chance(name):
     g = torch.Generator().manual_seed(0)
     train_ids, test_ids = torch.rand(64, 3, generator=g) * 2 - 1, torch.rand(32, 3, generator=g) * 2 - 1
     steps = 400
-    model = build_model({"name": name, "num_candidates": 2, "total_epochs": steps, **tiny_overrides(name),
-                         "face_backbone": {"preset": "tiny", "stem_strides": [[1, 1]]}})
+    model = build_model(
+        {
+            "name": name,
+            "num_candidates": 2,
+            "total_epochs": steps,
+            **tiny_overrides(name),
+            "face_backbone": {"preset": "tiny", "stem_strides": [[1, 1]]},
+        }
+    )
     groups = model.param_groups()
     main = torch.optim.Adam([p for k, ps in groups.items() if k != "discriminator" for p in ps], lr=1e-3)
     disc = torch.optim.Adam(groups["discriminator"], lr=1e-3)

@@ -12,7 +12,7 @@ from models import losses
 def test_cosine_anneal_and_curriculum_weight_at_schedule_points():
     assert losses.cosine_anneal(0, 50) == pytest.approx(1.0)
     assert losses.cosine_anneal(25, 50) == pytest.approx(0.5)
-    assert losses.cosine_anneal(49, 50) == pytest.approx(9.87e-4, rel=1e-2)   # docs/REFERENCES.md#a12
+    assert losses.cosine_anneal(49, 50) == pytest.approx(9.87e-4, rel=1e-2)  # docs/REFERENCES.md#a12
     assert losses.cosine_anneal(50, 50) == pytest.approx(0.0, abs=1e-12)
     # Eq. 22: w = 1 - cos(pi e / N) rises 0 -> 1 -> 2.
     assert losses.curriculum_weight(0, 40) == pytest.approx(0.0)
@@ -82,13 +82,13 @@ def test_structure_lifted_triplet_for_given_distances():
     lifted = 1 + math.log(math.exp(1.2 - 2) + math.exp(1.2 - 3) + math.exp(1.2 - 1.5) + math.exp(1.2 - 2.5))
     trip = (max(1 - 2 + 1.2, 0) + max(1 - 3 + 1.2, 0)) / 2
     assert losses.structure_metric_from_distances(d_ac, d_cc, label).item() == pytest.approx(sm / 2, rel=1e-6)
-    assert losses.lifted_structure_from_distances(d_ac, d_cc, label).item() == pytest.approx(lifted ** 2 / 2, rel=1e-6)
+    assert losses.lifted_structure_from_distances(d_ac, d_cc, label).item() == pytest.approx(lifted**2 / 2, rel=1e-6)
     assert losses.triplet_from_distances(d_ac, d_cc, label).item() == pytest.approx(trip, rel=1e-6)
 
 
 def test_metric_loss_distances_from_embeddings_and_errors():
     anchor = torch.tensor([[0.0, 0.0]])
-    cands = torch.tensor([[[3.0, 4.0], [0.0, 1.0]]])   # d_a0 = 5, d_a1 = 1, d(c0, c1) = sqrt(18)
+    cands = torch.tensor([[[3.0, 4.0], [0.0, 1.0]]])  # d_a0 = 5, d_a1 = 1, d(c0, c1) = sqrt(18)
     trip = losses.metric_loss("triplet", anchor, cands, torch.tensor([1]))
     assert trip.item() == pytest.approx(max(1 - 5 + 1.2, 0))
     trip0 = losses.metric_loss("triplet", anchor, cands, torch.tensor([0]))
@@ -100,7 +100,7 @@ def test_metric_loss_distances_from_embeddings_and_errors():
 
 def test_verification_contrastive_pulls_matches_and_pushes_close_non_matches():
     anchor = torch.zeros(2, 2)
-    cands = torch.tensor([[[0.6, 0.8]], [[0.3, 0.4]]])      # distances 1.0 and 0.5
+    cands = torch.tensor([[[0.6, 0.8]], [[0.3, 0.4]]])  # distances 1.0 and 0.5
     value = losses.metric_loss("rdsm", anchor, cands, torch.tensor([1, 0]))
     assert value.item() == pytest.approx(0.5 * (1.0 + (1.2 - 0.5)) / 2, rel=1e-5)
 
@@ -122,7 +122,8 @@ def test_counterfactual_loss_eq22_and_positivity_choices():
     label = torch.tensor([0])
     assert losses.counterfactual_loss(p_cp, p_cn, label, 1.0, "clamp").item() == pytest.approx(-math.log(0.5), rel=1e-6)
     assert losses.counterfactual_loss(p_cp, p_cn, label, 1.0, "softplus", beta=10).item() == pytest.approx(
-        -math.log(0.5), abs=2e-3)
+        -math.log(0.5), abs=2e-3
+    )
     assert losses.counterfactual_loss(p_cp, p_cn, label, 0.0, "clamp").item() == pytest.approx(-math.log(0.7), rel=1e-6)
     # Argument below zero (w = 2): clamp saturates with no gradient; softplus stays finite with a gradient.
     x = torch.tensor([[0.3, 0.7]], requires_grad=True)
@@ -145,7 +146,7 @@ def test_rdsm_pushes_negatives_at_initialisation_only_on_unit_distances():
     the printed (raw) form's push is ~4 % of its pull, so training starts by shrinking every
     embedding. On unit vectors (the default) it is 1.8x the pull."""
     torch.manual_seed(0)
-    h = torch.randn(256, 3, 128).tanh()                  # anchor, positive, negative as at init
+    h = torch.randn(256, 3, 128).tanh()  # anchor, positive, negative as at init
     label = torch.zeros(256, dtype=torch.long)
     ratios = {}
     for space in ("raw", "unit"):
@@ -157,11 +158,16 @@ def test_rdsm_pushes_negatives_at_initialisation_only_on_unit_distances():
         pull = d_ac.grad[:, 0].mean()
         push = -(d_ac.grad[:, 1] + d_cc.grad[:, 0, 1] + d_cc.grad[:, 1, 0]).mean()
         ratios[space] = (push / pull).item()
-    assert ratios["raw"] < 0.1 and ratios["unit"] > 1.0, ratios     # measured 0.04 and 1.8
+    assert ratios["raw"] < 0.1 and ratios["unit"] > 1.0, ratios  # measured 0.04 and 1.8
     anchor, cands = h[:, 0], h[:, 1:]
     unit = losses.metric_loss("rdsm", anchor, cands, label)
-    normed = losses.metric_loss("rdsm", torch.nn.functional.normalize(anchor, dim=-1),
-                                torch.nn.functional.normalize(cands, dim=-1), label, rdsm_distance="raw")
+    normed = losses.metric_loss(
+        "rdsm",
+        torch.nn.functional.normalize(anchor, dim=-1),
+        torch.nn.functional.normalize(cands, dim=-1),
+        label,
+        rdsm_distance="raw",
+    )
     assert unit.item() == pytest.approx(normed.item(), rel=1e-6)
     with pytest.raises(ValueError, match="rdsm_distance"):
         losses.metric_loss("rdsm", anchor, cands, label, rdsm_distance="cosine")

@@ -50,7 +50,7 @@ def test_param_groups_cover_every_parameter_exactly_once(name):
     ids = [id(p) for ps in groups.values() for p in ps]
     assert len(ids) == len(set(ids))
     assert set(ids) == {id(p) for p in model.parameters() if p.requires_grad}
-    assert all(p.requires_grad for p in model.parameters())   # full models freeze nothing
+    assert all(p.requires_grad for p in model.parameters())  # full models freeze nothing
     assert (len(groups["attention"]) == 0) == (name == "baseline")
 
 
@@ -84,15 +84,23 @@ def test_eval_scores_do_not_depend_on_the_rest_of_the_batch(name, direction):
     model = tiny(name, 3)
     batch = dense_batch(6, 3, direction, seed=1)
     model.train()
-    model(batch)          # move BN running stats away from their init
+    model(batch)  # move BN running stats away from their init
     full = model.predict(batch)
     assert model.training  # predict restores the mode
     perm = torch.tensor([4, 2, 0, 5, 1, 3])
-    permuted = dict(batch, anchor_index=batch["anchor_index"][perm], candidate_index=batch["candidate_index"][perm],
-                    label=batch["label"][perm])
+    permuted = dict(
+        batch,
+        anchor_index=batch["anchor_index"][perm],
+        candidate_index=batch["candidate_index"][perm],
+        label=batch["label"][perm],
+    )
     torch.testing.assert_close(model.predict(permuted), full[perm], rtol=1e-5, atol=1e-6)
-    half = dict(batch, anchor_index=batch["anchor_index"][:2], candidate_index=batch["candidate_index"][:2],
-                label=batch["label"][:2])
+    half = dict(
+        batch,
+        anchor_index=batch["anchor_index"][:2],
+        candidate_index=batch["candidate_index"][:2],
+        label=batch["label"][:2],
+    )
     torch.testing.assert_close(model.predict(half), full[:2], rtol=1e-5, atol=1e-6)
 
 
@@ -102,8 +110,14 @@ def test_indexed_batch_with_shared_items_equals_the_dense_batch(name):
     g = torch.Generator().manual_seed(3)
     voices = torch.randn(2, 1, MELS, FRAMES, generator=g)
     faces = torch.rand(3, 3, FACE, FACE, generator=g)
-    indexed = {"direction": "v2f", "voices": voices, "faces": faces, "anchor_index": torch.tensor([0, 0, 1]),
-               "candidate_index": torch.tensor([[0, 1], [2, 0], [1, 2]]), "label": torch.tensor([0, 1, 0])}
+    indexed = {
+        "direction": "v2f",
+        "voices": voices,
+        "faces": faces,
+        "anchor_index": torch.tensor([0, 0, 1]),
+        "candidate_index": torch.tensor([[0, 1], [2, 0], [1, 2]]),
+        "label": torch.tensor([0, 1, 0]),
+    }
     dense = from_dense(voices[indexed["anchor_index"]], faces[indexed["candidate_index"]], "v2f", indexed["label"])
     torch.testing.assert_close(model.predict(indexed), model.predict(dense), rtol=1e-5, atol=1e-6)
 
@@ -116,6 +130,7 @@ def test_training_step_is_deterministic_under_a_fixed_seed(name):
         torch.manual_seed(123)
         terms = model.loss(model(batch), batch, epoch=3.0)
         return {k: v.detach() for k, v in terms.items()}
+
     a, b = run(), run()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -125,15 +140,15 @@ def test_bianet_test_time_weight_comes_from_the_last_trained_epoch_and_survives_
     model = tiny("bianet")
     batch = dense_batch(3, 2, "v2f")
     model.train()
-    model.loss(model(batch), batch, epoch=5.0)   # N = 10 -> w = 1
+    model.loss(model(batch), batch, epoch=5.0)  # N = 10 -> w = 1
     assert float(model.trained_epoch) == 5.0
     out = model.eval()(batch)
-    torch.testing.assert_close(out["logits"], out["logits_cp"] - 1.0 * out["logits_cn"])   # logit form
+    torch.testing.assert_close(out["logits"], out["logits_cp"] - 1.0 * out["logits_cn"])  # logit form
     prob_form = tiny("bianet", cf_positivity="softplus")
     prob_form.load_state_dict(model.state_dict())
     out = prob_form.eval()(batch)
     p_cp, p_cn = out["logits_cp"].softmax(1), out["logits_cn"].softmax(1)
-    torch.testing.assert_close(out["logits"], p_cp - 1.0 * p_cn)                           # Eq. 22 form
+    torch.testing.assert_close(out["logits"], p_cp - 1.0 * p_cn)  # Eq. 22 form
     clone = tiny("bianet")
     clone.load_state_dict(model.state_dict())
     assert float(clone.trained_epoch) == 5.0
@@ -206,11 +221,17 @@ def test_config_errors_name_the_key_and_the_allowed_values():
     with pytest.raises(ValueError, match="channels"):
         build_model({"name": "baseline", "face_backbone": "tiny", "voice_backbone": "seresnet34"})
     with pytest.raises(ValueError, match=r"stem_strides entries must be \[height, width\] pairs"):
-        build_model({"name": "baseline", "face_backbone": "tiny",
-                     "voice_backbone": {"preset": "tiny", "stem_strides": [[1, 2, 2]]}})
+        build_model(
+            {
+                "name": "baseline",
+                "face_backbone": "tiny",
+                "voice_backbone": {"preset": "tiny", "stem_strides": [[1, 2, 2]]},
+            }
+        )
     with pytest.raises(ValueError, match="patch"):
-        build_model({"name": "baseline", "face_backbone": {"preset": "vit_tiny", "patch": [16]},
-                     "voice_backbone": "tiny"})
+        build_model(
+            {"name": "baseline", "face_backbone": {"preset": "vit_tiny", "patch": [16]}, "voice_backbone": "tiny"}
+        )
 
 
 def test_complete_config_is_stored_on_the_model():
@@ -236,6 +257,7 @@ def test_face_pretrained_missing_file_and_roundtrip(tmp_path):
     with pytest.raises(FileNotFoundError, match="face_pretrained"):
         build_model({"name": "baseline", "face_pretrained": str(tmp_path / "none.pth")})
     from torchvision.models import resnet18
+
     torch.manual_seed(7)
     net = resnet18(weights=None)
     path = tmp_path / "r18.pth"
@@ -252,11 +274,13 @@ def test_face_pretrained_missing_file_and_roundtrip(tmp_path):
 def test_face_pretrained_imagenet_reads_the_torch_hub_cache_and_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-    monkeypatch.setattr(torch.hub, "download_url_to_file",
-                        lambda *a, **k: pytest.fail("face_pretrained must never download"))
+    monkeypatch.setattr(
+        torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("face_pretrained must never download")
+    )
     with pytest.raises(FileNotFoundError, match="resnet18-f37072fd.pth.*IMAGENET1K_V1"):
         build_model({"name": "baseline", "face_pretrained": "imagenet", "voice_backbone": "light"})
     from torchvision.models import resnet18
+
     torch.manual_seed(3)
     net = resnet18(weights=None)
     cache = tmp_path / "torch" / "hub" / "checkpoints"
@@ -291,6 +315,7 @@ def test_a_single_tuple_batch_trains_without_crashing(name, k):
 
 def test_cli_prints_the_complete_config_and_rejects_unknown_keys(capsys):
     from models.__main__ import main
+
     counts = main(["--ablation", "bianet_t6_eps_0.1", "--tiny", "--set", "num_candidates=3"])
     printed = capsys.readouterr().out
     assert '"epsilon": 0.1' in printed and '"num_candidates": 3' in printed and counts["attention"] > 0
@@ -301,16 +326,20 @@ def test_cli_prints_the_complete_config_and_rejects_unknown_keys(capsys):
 
 def test_resnet18_maps_contract_faces_to_imagenet_statistics():
     from models.backbones import FaceResNet18
+
     net = FaceResNet18().eval()
     seen = {}
     net.body[0].register_forward_pre_hook(lambda m, inp: seen.update(x=inp[0]))
-    faces = torch.rand(1, 3, 32, 32) * 2 - 1                     # (x/255 - 0.5)/0.5
+    faces = torch.rand(1, 3, 32, 32) * 2 - 1  # (x/255 - 0.5)/0.5
     net(faces)
     pixels = (faces + 1) / 2
-    expected = (pixels - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    expected = (pixels - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[
+        :, None, None
+    ]
     torch.testing.assert_close(seen["x"], expected)
-    plain = build_model({"name": "baseline", "face_backbone": {"preset": "resnet18", "imagenet_norm": False},
-                         "voice_backbone": "light"})
+    plain = build_model(
+        {"name": "baseline", "face_backbone": {"preset": "resnet18", "imagenet_norm": False}, "voice_backbone": "light"}
+    )
     assert plain.face_encoder.imagenet_norm is False
 
 

@@ -18,9 +18,15 @@ import models
 from models import attention
 from models.attention import channel_affinity, instance_norm, l2_normalize, scaled_dot_softmax
 
-TABLE_I_LR = {"face_encoder": 5e-2, "voice_encoder": 5e-2, "classifier": 5e-2,
-              "generator": 5e-3, "discriminator": 5e-3, "attention": 5e-3}
-EVAL_MODE_MAGNITUDE = 1e22   # seen in eval-mode voice maps after 2 steps at Table I rates
+TABLE_I_LR = {
+    "face_encoder": 5e-2,
+    "voice_encoder": 5e-2,
+    "classifier": 5e-2,
+    "generator": 5e-3,
+    "discriminator": 5e-3,
+    "attention": 5e-3,
+}
+EVAL_MODE_MAGNITUDE = 1e22  # seen in eval-mode voice maps after 2 steps at Table I rates
 
 
 def _plain_eq7_softmax(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -64,7 +70,7 @@ def test_cosines_and_instance_norm_are_scale_invariant_beyond_float32_squares():
     torch.testing.assert_close(l2_normalize(q * big), F.normalize(q, dim=-1))
     # IN is invariant up to its eps (1e-5 against a variance of ~0.1 after rescaling).
     torch.testing.assert_close(instance_norm(x * big), F.instance_norm(x, eps=1e-5), atol=2e-4, rtol=0)
-    assert F.normalize(q * big, dim=-1).abs().max() == 0      # the plain ops lose everything
+    assert F.normalize(q * big, dim=-1).abs().max() == 0  # the plain ops lose everything
     assert F.instance_norm(x * big).abs().max() == 0
 
 
@@ -73,15 +79,22 @@ def _steps_then_predict(steps: int = 2) -> list[int]:
     torch.manual_seed(0)
     model = models.build_model({"name": "aicanet", "num_candidates": 2})
     groups = model.param_groups()
-    main = torch.optim.Adam([{"params": groups[g], "lr": TABLE_I_LR[g]} for g in groups
-                             if g != "discriminator" and groups[g]], weight_decay=5e-4)
+    main = torch.optim.Adam(
+        [{"params": groups[g], "lr": TABLE_I_LR[g]} for g in groups if g != "discriminator" and groups[g]],
+        weight_decay=5e-4,
+    )
     disc = torch.optim.Adam(groups["discriminator"], lr=TABLE_I_LR["discriminator"], weight_decay=5e-4)
     b, k = 4, 2
     bad = []
     for step in range(steps):
-        batch = {"direction": "v2f", "faces": torch.randn(b * k, 3, 64, 64), "voices": torch.randn(b, 1, 40, 201),
-                 "anchor_index": torch.arange(b), "candidate_index": torch.arange(b * k).view(b, k),
-                 "label": torch.randint(0, k, (b,))}
+        batch = {
+            "direction": "v2f",
+            "faces": torch.randn(b * k, 3, 64, 64),
+            "voices": torch.randn(b, 1, 40, 201),
+            "anchor_index": torch.arange(b),
+            "candidate_index": torch.arange(b * k).view(b, k),
+            "label": torch.randint(0, k, (b,)),
+        }
         model.train()
         terms = model.loss(model(batch), batch, epoch=step / 10)
         main.zero_grad()

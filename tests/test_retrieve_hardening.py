@@ -23,9 +23,28 @@ def exported(tmp_path_factory):
     other = tiny_checkpoint(project / "ck_other", "baseline", seed=7)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)
-        assert evaluate.main(["--checkpoint", "ck", "--data", "data", "--out", "out", "--export-embeddings",
-                              "--max-k", "2", "--probes-per-identity", "1", "--bootstrap", "5", "--no-progress",
-                              "--allow-seen-identities"]) == 0
+        assert (
+            evaluate.main(
+                [
+                    "--checkpoint",
+                    "ck",
+                    "--data",
+                    "data",
+                    "--out",
+                    "out",
+                    "--export-embeddings",
+                    "--max-k",
+                    "2",
+                    "--probes-per-identity",
+                    "1",
+                    "--bootstrap",
+                    "5",
+                    "--no-progress",
+                    "--allow-seen-identities",
+                ]
+            )
+            == 0
+        )
     wav = root / "q.wav"
     sf.write(wav, (3000 * np.sin(np.arange(8000) / 7)).astype(np.int16), 16000)
     return root, project, project / "out/embeddings/ck-test.zarr", ckpt, other, wav
@@ -46,28 +65,50 @@ def test_bad_key_store_and_checkpoint_are_one_line_errors(exported, tmp_path, ca
     (tmp_path / "junk.zarr").mkdir()
     (tmp_path / "junk.zarr/zarr.json").write_text("{broken")
     _one_line_error(capsys, ["--embeddings", str(tmp_path / "junk.zarr"), "--map"], "not an embeddings store")
-    _one_line_error(capsys, ["--embeddings", str(emb), "--audio", str(wav), "--checkpoint", str(tmp_path / "nock")],
-                    "checkpoint not found")
-    _one_line_error(capsys, ["--embeddings", str(emb), "--audio", str(tmp_path / "gone.wav"), "--checkpoint",
-                             str(ckpt)], "cannot read audio")
+    _one_line_error(
+        capsys,
+        ["--embeddings", str(emb), "--audio", str(wav), "--checkpoint", str(tmp_path / "nock")],
+        "checkpoint not found",
+    )
+    _one_line_error(
+        capsys,
+        ["--embeddings", str(emb), "--audio", str(tmp_path / "gone.wav"), "--checkpoint", str(ckpt)],
+        "cannot read audio",
+    )
     (tmp_path / "empty.m4a").write_bytes(b"")
-    _one_line_error(capsys, ["--embeddings", str(emb), "--audio", str(tmp_path / "empty.m4a"), "--checkpoint",
-                             str(ckpt)], "cannot read audio")
+    _one_line_error(
+        capsys,
+        ["--embeddings", str(emb), "--audio", str(tmp_path / "empty.m4a"), "--checkpoint", str(ckpt)],
+        "cannot read audio",
+    )
 
 
 def test_works_from_another_directory_and_after_moving_both_folders(exported, tmp_path, monkeypatch, capsys):
     root, project, emb, ckpt, other, wav = exported
-    monkeypatch.chdir(tmp_path)                         # not the directory the export ran in
+    monkeypatch.chdir(tmp_path)  # not the directory the export ran in
     assert retrieve.main(["--embeddings", str(emb), "--audio", str(wav), "--checkpoint", str(ckpt), "--top", "3"]) == 0
     first = capsys.readouterr().out
     assert first.count("\n") >= 5
     moved = tmp_path / "elsewhere"
     shutil.copytree(project, moved)
-    shutil.rmtree(project / "data")                     # the original store is gone: only the copy remains
+    shutil.rmtree(project / "data")  # the original store is gone: only the copy remains
     try:
-        assert retrieve.main(["--embeddings", str(moved / "out/embeddings/ck-test.zarr"), "--audio", str(wav),
-                              "--checkpoint", str(moved / "ck"), "--top", "3"]) == 0
-        assert capsys.readouterr().out.split("\n")[2:] == first.split("\n")[2:]   # same ranking and scores
+        assert (
+            retrieve.main(
+                [
+                    "--embeddings",
+                    str(moved / "out/embeddings/ck-test.zarr"),
+                    "--audio",
+                    str(wav),
+                    "--checkpoint",
+                    str(moved / "ck"),
+                    "--top",
+                    "3",
+                ]
+            )
+            == 0
+        )
+        assert capsys.readouterr().out.split("\n")[2:] == first.split("\n")[2:]  # same ranking and scores
     finally:
         shutil.copytree(moved / "data", project / "data")
 
@@ -76,8 +117,11 @@ def test_refuses_a_checkpoint_that_did_not_make_the_embeddings(exported, tmp_pat
     import voxface
 
     root, project, emb, ckpt, other, wav = exported
-    msg = _one_line_error(capsys, ["--embeddings", str(emb), "--audio", str(wav), "--checkpoint", str(other)],
-                          "did not make these embeddings")
+    msg = _one_line_error(
+        capsys,
+        ["--embeddings", str(emb), "--audio", str(wav), "--checkpoint", str(other)],
+        "did not make these embeddings",
+    )
     assert str(ckpt.resolve()) in msg
     # the same weights exported to a Hub folder are the same model: accepted
     hub = voxface.export_hub(ckpt, tmp_path / "hub")

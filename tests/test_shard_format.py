@@ -47,7 +47,7 @@ def shard(tmp_path):
 
 def test_key_is_dot_free_and_prefixed():
     key = make_key("voxceleb2", "id00012", "_a.b/c-d", "00001")
-    assert key.startswith("vox2_id00012__a-b-c-d-h") and key.endswith("_00001")   # + hash of the raw name
+    assert key.startswith("vox2_id00012__a-b-c-d-h") and key.endswith("_00001")  # + hash of the raw name
     assert "." not in key and not key.startswith("_")
     with pytest.raises(ValueError, match="unknown dataset"):
         make_key("vgg", "a", "b", "c")
@@ -79,8 +79,7 @@ def test_roundtrip_with_webdataset(shard):
 def test_dali_index_equals_wds2idx(shard, tmp_path):
     path, _ = shard
     ref = tmp_path / "ref.idx"
-    subprocess.run([sys.executable, "-m", "wds2idx", str(path), str(ref)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "wds2idx", str(path), str(ref)], check=True, capture_output=True)
     assert read_dali_index(path.with_suffix(".idx")) == read_dali_index(ref)
 
 
@@ -144,8 +143,14 @@ def test_eval_store_roundtrip(tmp_path):
     for i in range(7):
         faces = rng.integers(0, 255, size=(2, 8, 8, 3), dtype=np.uint8)
         audio = rng.integers(-3000, 3000, size=100 + 13 * i).astype(np.int16)
-        row = dict(key=f"vox1_id1000{i}_v_{i:05d}", identity=f"id1000{i % 3}", video="v",
-                   clip=f"{i:05d}", gender="mf"[i % 2], nationality=None)
+        row = dict(
+            key=f"vox1_id1000{i}_v_{i:05d}",
+            identity=f"id1000{i % 3}",
+            video="v",
+            clip=f"{i:05d}",
+            gender="mf"[i % 2],
+            nationality=None,
+        )
         w.append(faces=faces, audio=audio, **row)
         rows.append((row, faces, audio))
     assert not (tmp_path / "eval.zarr").exists(), "store must not be visible before close()"
@@ -159,8 +164,13 @@ def test_eval_store_roundtrip(tmp_path):
         np.testing.assert_array_equal(store.audio(j), audio)
     with pytest.raises(ValueError, match="faces must be uint8"):
         EvalStoreWriter(tmp_path / "x.zarr", 2, 8).append(
-            key="k", identity="i", video="v", clip="c", faces=np.zeros((1, 8, 8, 3), np.uint8),
-            audio=np.ones(3, np.int16))
+            key="k",
+            identity="i",
+            video="v",
+            clip="c",
+            faces=np.zeros((1, 8, 8, 3), np.uint8),
+            audio=np.ones(3, np.int16),
+        )
     with pytest.raises(FileNotFoundError, match="pipeline.ingest"):
         EvalStore(tmp_path / "missing.zarr")
 
@@ -187,17 +197,21 @@ def _long_name_members():
     members = []
     for i in range(4):
         key = f"{deep}/vox2_id{i:05d}_" + "v" * 90 + f"_{i:05d}"
-        members += [(f"{key}.json", f'{{"i": {i}}}'.encode()),
-                    (f"{key}.f0.jpg", bytes([i]) * (700 + 300 * i)),
-                    (f"{key}.wav", bytes(range(256)) * (3 + i))]
+        members += [
+            (f"{key}.json", f'{{"i": {i}}}'.encode()),
+            (f"{key}.f0.jpg", bytes([i]) * (700 + 300 * i)),
+            (f"{key}.wav", bytes(range(256)) * (3 + i)),
+        ]
     return members
 
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
 def test_foreign_tars_long_names_and_exact_sample_spans(tmp_path, fmt):
     if fmt == tarfile.USTAR_FORMAT:  # ustar splits a long path into prefix + name (no records)
-        members = [(f"{'p' * 120}/k{i // 3}.{ext}", payload)
-                   for i, (ext, payload) in enumerate([("json", b"{}"), ("f0.jpg", b"x" * 600), ("wav", b"y" * 9)] * 3)]
+        members = [
+            (f"{'p' * 120}/k{i // 3}.{ext}", payload)
+            for i, (ext, payload) in enumerate([("json", b"{}"), ("f0.jpg", b"x" * 600), ("wav", b"y" * 9)] * 3)
+        ]
     else:
         members = _long_name_members()
     path = tmp_path / "foreign.tar"
@@ -218,8 +232,17 @@ def test_foreign_tars_long_names_and_exact_sample_spans(tmp_path, fmt):
 
 
 def test_reader_handles_chunk_boundaries_big_members_and_short_reads(tmp_path, monkeypatch):
-    samples = [(f"vox2_a_b_{i:05d}", {"json": b"{}" * (i + 1), "f0.jpg": bytes([i]) * (1 + 97 * i),
-                                      "wav": bytes([7]) * (3000 if i != 5 else 70_000)}) for i in range(12)]
+    samples = [
+        (
+            f"vox2_a_b_{i:05d}",
+            {
+                "json": b"{}" * (i + 1),
+                "f0.jpg": bytes([i]) * (1 + 97 * i),
+                "wav": bytes([7]) * (3000 if i != 5 else 70_000),
+            },
+        )
+        for i in range(12)
+    ]
     path = tmp_path / "s.tar"
     with ShardWriter(path) as w:
         records = [w.add(k, m) for k, m in samples]
@@ -233,7 +256,7 @@ def test_reader_handles_chunk_boundaries_big_members_and_short_reads(tmp_path, m
 
         def readinto(self, b):
             n = min(len(b), 700, len(self.data) - self.pos)
-            b[:n] = self.data[self.pos:self.pos + n]
+            b[:n] = self.data[self.pos : self.pos + n]
             self.pos += n
             return n
 
@@ -262,14 +285,14 @@ def test_header_checksum_is_exact_for_dense_headers(tmp_path):
     assert [k for k, _, _ in iter_tar_samples(path)] == [name[:-5]]
     data = path.read_bytes()
     start = data.index(b"n" * 90)  # the member's header (its name field comes first)
-    assert start % 512 == 0 and data[start:start + 512].count(0) < 256
+    assert start % 512 == 0 and data[start : start + 512].count(0) < 256
     for where in (start + 3, start + 150, start + 400, start + 148):
         bad = bytearray(data)
         bad[where] = ord("7") if bad[where] != ord("7") else ord("1")
         with pytest.raises(CorruptShardError):
             list(iter_tar_samples(io.BytesIO(bytes(bad))))
     bad = bytearray(data)
-    bad[start + 148:start + 156] = b"zz\0     "  # not a number at all: still a corrupt header
+    bad[start + 148 : start + 156] = b"zz\0     "  # not a number at all: still a corrupt header
     with pytest.raises(CorruptShardError):
         list(iter_tar_samples(io.BytesIO(bytes(bad))))
 

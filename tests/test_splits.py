@@ -47,8 +47,14 @@ def test_wen1225_counts_and_exclusions(vox1):
     # val/test exact from the published lists; train 926 (the papers' 924 minus 2 unknown ids)
     assert a.counts() == {"train": 926, "val": 112, "test": 189}
     excluded_names = {vox1[i].name for i in a.excluded}
-    assert {"A.J._Buckley", "Dr._Dre", "Samuel_L._Jackson", "Abbie_Cornish", "Charlie_Day",
-            "David_Cassidy"} <= excluded_names
+    assert {
+        "A.J._Buckley",
+        "Dr._Dre",
+        "Samuel_L._Jackson",
+        "Abbie_Cornish",
+        "Charlie_Day",
+        "David_Cassidy",
+    } <= excluded_names
     assert all("." in vox1[i].name for i in a.excluded if a.excluded[i].endswith("dotted_name"))
     _disjoint_and_complete(a, vox1)
 
@@ -57,8 +63,7 @@ def test_pins_counts_via_name_to_id(vox1):
     a = assign_splits("pins", vox1)
     assert a.counts() == {"train": 901, "val": 100, "test": 250}
     listed = dict(line.split() for line in PINS_FILE.read_text().splitlines() if line.strip())
-    assert all(a.split_of[vox1.id_for_name(n)] == {"1": "train", "2": "val", "4": "test"}[c]
-               for n, c in listed.items())
+    assert all(a.split_of[vox1.id_for_name(n)] == {"1": "train", "2": "val", "4": "test"}[c] for n, c in listed.items())
 
 
 def test_vox2_presets(vox2):
@@ -79,8 +84,10 @@ def test_preset_for_the_wrong_dataset_is_refused(vox1, vox2):
 
 def test_lists_for_real_data_refuse_other_meta(tmp_path):
     meta = tmp_path / "vox1_meta.csv"
-    meta.write_text("VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n"
-                    "id10001\tAnna_Synth\tf\tUSA\tdev\nid10002\tBob_Synth\tm\tUK\tdev\n")
+    meta.write_text(
+        "VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n"
+        "id10001\tAnna_Synth\tf\tUSA\tdev\nid10002\tBob_Synth\tm\tUK\tdev\n"
+    )
     m = read_meta(meta)
     with pytest.raises(SplitError, match="does not describe"):
         assign_splits("wen1225", m)

@@ -119,7 +119,9 @@ def test_corpus_wavs_carry_each_identitys_pitch(tmp_path_factory):
 
 
 def test_the_mouth_opens_with_the_speech_energy():
-    plans = plan_corpus(CorpusSpec(identities=3, videos_per_identity=1, clips_per_video=1, min_seconds=3, max_seconds=3))
+    plans = plan_corpus(
+        CorpusSpec(identities=3, videos_per_identity=1, clips_per_video=1, min_seconds=3, max_seconds=3)
+    )
     person = plans[0]
     video = person.videos[0]
     r = ClipRenderer(0, person, video, video.clips[0])
@@ -157,10 +159,15 @@ def test_interference_adds_a_stranger_to_the_frame_and_the_audio_and_nothing_els
     attributes) talks underneath at 0-8 dB SIR and shows in the background; P = 0 changes nothing."""
     from pipeline.synth.nuisance import mix_at_sir
 
-    plans = plan_corpus(CorpusSpec(identities=3, videos_per_identity=1, clips_per_video=1, min_seconds=2, max_seconds=2))
+    plans = plan_corpus(
+        CorpusSpec(identities=3, videos_per_identity=1, clips_per_video=1, min_seconds=2, max_seconds=2)
+    )
     person = plans[0]
     video = person.videos[0]
-    plain, same = ClipRenderer(0, person, video, video.clips[0]), ClipRenderer(0, person, video, video.clips[0], interference=0.0)
+    plain, same = (
+        ClipRenderer(0, person, video, video.clips[0]),
+        ClipRenderer(0, person, video, video.clips[0], interference=0.0),
+    )
     mixed = ClipRenderer(0, person, video, video.clips[0], interference=1.0)
     assert plain.interference is None and np.array_equal(plain.audio, same.audio)
     inter = mixed.interference
@@ -168,9 +175,9 @@ def test_interference_adds_a_stranger_to_the_frame_and_the_audio_and_nothing_els
     x, y, size = inter.face_box
     a, b = plain.frame(0).astype(int), mixed.frame(0).astype(int)
     outside = np.ones(a.shape[:2], dtype=bool)
-    outside[y:y + size, x:x + size] = False
-    assert np.array_equal(a[outside], b[outside])          # only the stranger's box changes
-    assert np.abs(a[~outside] - b[~outside]).mean() > 5     # and it does change there
+    outside[y : y + size, x : x + size] = False
+    assert np.array_equal(a[outside], b[outside])  # only the stranger's box changes
+    assert np.abs(a[~outside] - b[~outside]).mean() > 5  # and it does change there
     assert not np.array_equal(plain.audio, mixed.audio)
     s, o = np.random.default_rng(0).normal(0, 1, (2, 16000)).astype(np.float32)
     m = mix_at_sir(s, 3 * o, 6.0) - s

@@ -115,7 +115,9 @@ def test_txt_tracks_parse_and_agree_with_their_path(corpus, tmp_path):
     assert len(ours) == 24
     for txt in ours:
         lines = txt.read_text().split("\n")
-        assert [line.split("\t")[0] for line in lines[:7]] == [line.split("\t")[0] for line in REAL_VOX2_TXT.split("\n")[:7]]
+        assert [line.split("\t")[0] for line in lines[:7]] == [
+            line.split("\t")[0] for line in REAL_VOX2_TXT.split("\n")[:7]
+        ]
         t = read_track(txt)
         assert (t.identity, t.reference) == (txt.parent.parent.name, txt.parent.name)
         assert np.all(np.diff(t.frames) == 1)

@@ -98,7 +98,14 @@ def test_face_jpgs_open_with_pil_at_1fps_and_box_size(corpus):
     seen = 0
     for txt in sorted(corpus.glob("voxceleb1/txt/*/*/*.txt")):
         track = read_track(txt)
-        utt = corpus / "voxceleb1/unzippedIntervalFaces/data" / names[track.identity] / "1.6" / track.reference / str(int(txt.stem))
+        utt = (
+            corpus
+            / "voxceleb1/unzippedIntervalFaces/data"
+            / names[track.identity]
+            / "1.6"
+            / track.reference
+            / str(int(txt.stem))
+        )
         jpgs = sorted(utt.glob("*.jpg"))
         expected = [f for f in track.frames if f % 25 == 0]
         assert [int(j.stem) for j in jpgs] == expected and all(len(j.stem) == 7 for j in jpgs)

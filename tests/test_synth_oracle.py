@@ -12,14 +12,17 @@ from pipeline.synth.oracle import CHANCE, oracle_accuracy
 from pipeline.synth.testing import cached_corpus, load_ground_truth
 
 
-def simulate(people: list[SharedAttributes], gender_matched: bool, trials: int, seed: int = 0,
-             knows=lambda p: p.key()) -> float:
+def simulate(
+    people: list[SharedAttributes], gender_matched: bool, trials: int, seed: int = 0, knows=lambda p: p.key()
+) -> float:
     """Play 1:2 trials: probe i, candidates i and a random other j; oracle picks by attributes."""
     rng = np.random.default_rng(seed)
     score = 0.0
     for _ in range(trials):
         i = int(rng.integers(len(people)))
-        others = [j for j in range(len(people)) if j != i and (not gender_matched or people[j].gender == people[i].gender)]
+        others = [
+            j for j in range(len(people)) if j != i and (not gender_matched or people[j].gender == people[i].gender)
+        ]
         j = others[int(rng.integers(len(others)))]
         candidates = [i, j] if rng.random() < 0.5 else [j, i]
         matches = [knows(people[c]) == knows(people[i]) for c in candidates]

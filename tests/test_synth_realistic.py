@@ -17,8 +17,17 @@ from pipeline.synth.plan import CorpusSpec, plan_corpus
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("realistic") / "corpus"
-    make_corpus(out, identities=2, videos_per_identity=1, clips_per_video=1, min_seconds=realistic.SECONDS[0],
-                max_seconds=realistic.SECONDS[1], workers=1, progress=False, realistic=True)
+    make_corpus(
+        out,
+        identities=2,
+        videos_per_identity=1,
+        clips_per_video=1,
+        min_seconds=realistic.SECONDS[0],
+        max_seconds=realistic.SECONDS[1],
+        workers=1,
+        progress=False,
+        realistic=True,
+    )
     return out
 
 

@@ -22,14 +22,30 @@ ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 def launch(config: Path, *overrides, timeout=240):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-           str(ROOT / "tests" / "train_fakes.py"), "--config", str(config), *overrides]
+    cmd = [
+        str(ACCELERATE),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        str(ROOT / "tests" / "train_fakes.py"),
+        "--config",
+        str(config),
+        *overrides,
+    ]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("SUMMARY ")]
     assert len(line) == 1, proc.stdout  # printed by the main process only
-    return json.loads(line[0][len("SUMMARY "):])
+    return json.loads(line[0][len("SUMMARY ") :])
 
 
 @pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate CLI not installed in this environment")
@@ -38,9 +54,17 @@ def test_two_process_gloo_run_and_resume(tmp_path):
         "data": {"k": 2, "batch_size": 8, "batches_per_epoch": 5, "identities": 20, "direction": "both"},
         "model": {"name": "fake"},
         "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS}},
-        "train": {"epochs": 2, "output_dir": str(tmp_path / "run"), "log_every": 1, "progress": False,
-                  "log_with": [], "cpu": True, "val_data": "fake-val", "val_min_trials": 32,
-                  "checkpoint_every": 3},
+        "train": {
+            "epochs": 2,
+            "output_dir": str(tmp_path / "run"),
+            "log_every": 1,
+            "progress": False,
+            "log_with": [],
+            "cpu": True,
+            "val_data": "fake-val",
+            "val_min_trials": 32,
+            "checkpoint_every": 3,
+        },
     }
     config = tmp_path / "fake.yaml"
     config.write_text(yaml.safe_dump(cfg))

@@ -19,8 +19,11 @@ ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 
 def test_find_unused_parameters_is_refused_with_the_reason():
-    with pytest.raises(ConfigError, match=r"find_unused_parameters=True is not supported: the discriminator's "
-                                          r"loss is computed in model.loss\(\), outside the DDP forward"):
+    with pytest.raises(
+        ConfigError,
+        match=r"find_unused_parameters=True is not supported: the discriminator's "
+        r"loss is computed in model.loss\(\), outside the DDP forward",
+    ):
         validate({"model": {"name": "aicanet"}, "train": {"find_unused_parameters": True}})
 
 
@@ -28,19 +31,35 @@ def test_find_unused_parameters_is_refused_with_the_reason():
 @pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate CLI not installed in this environment")
 def test_real_models_under_two_process_ddp(tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-           str(ROOT / "tests" / "ddp_real_models.py"), str(tmp_path), "aicanet", "bianet"]
+    cmd = [
+        str(ACCELERATE),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        str(ROOT / "tests" / "ddp_real_models.py"),
+        str(tmp_path),
+        "aicanet",
+        "bianet",
+    ]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert len(line) == 1, proc.stdout
-    results = json.loads(line[0][len("RESULT "):])
+    results = json.loads(line[0][len("RESULT ") :])
     for name in ("aicanet", "bianet"):
         check, summary = results[name]["check"], results[name]["summary"]
         assert check["missing_grads"] == []
         assert check["ranks_grads_differ"] > 0  # the ranks saw different batches: averaging is visible
-        assert check["disc_grad_max"] > 0       # the discriminator really has a gradient to average
+        assert check["disc_grad_max"] > 0  # the discriminator really has a gradient to average
         assert check["max_rel_grad_error"] < 1e-4, check
         assert check["weights_equal_across_ranks"]
         assert summary["processes"] == 2 and summary["steps"] == 3 and summary["device"].startswith("cpu")

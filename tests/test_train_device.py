@@ -51,8 +51,13 @@ def test_auto_trains_on_cpu_and_says_so_once(tmp_path, capsys):
 
 
 def fake_accelerator(world, rank=0, device="cpu"):
-    return SimpleNamespace(process_index=rank, num_processes=world, is_main_process=rank == 0,
-                           device=torch.device(device), mixed_precision="no")
+    return SimpleNamespace(
+        process_index=rank,
+        num_processes=world,
+        is_main_process=rank == 0,
+        device=torch.device(device),
+        mixed_precision="no",
+    )
 
 
 @pytest.mark.parametrize("setting, world, warns", [("auto", 2, True), ("cpu", 2, False), ("auto", 1, False)])
@@ -69,6 +74,7 @@ def test_overrides_may_precede_config_and_later_ones_win(capsys):
     """The Docker entrypoint passes train.device=cuda before the user's --config and overrides."""
     assert main(["train.device=cuda", "--config", "launch/configs/demo.yaml", "--print-config"]) == 0
     assert "device: cuda" in capsys.readouterr().out
-    assert main(["train.device=cuda", "--config", "launch/configs/demo.yaml", "train.device=cpu",
-                 "--print-config"]) == 0
+    assert (
+        main(["train.device=cuda", "--config", "launch/configs/demo.yaml", "train.device=cpu", "--print-config"]) == 0
+    )
     assert "device: cpu" in capsys.readouterr().out

@@ -27,8 +27,10 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 def _holder(run_dir: Path) -> subprocess.Popen:
     """Another process that owns `run_dir` until killed (prints 'held' once it does)."""
-    code = f"from launch.runguard import RunLock; import time; RunLock({str(run_dir)!r}).acquire(); " \
-           f"print('held', flush=True); time.sleep(120)"
+    code = (
+        f"from launch.runguard import RunLock; import time; RunLock({str(run_dir)!r}).acquire(); "
+        f"print('held', flush=True); time.sleep(120)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -39,16 +41,16 @@ def test_a_live_run_folder_is_refused_naming_its_holder_and_a_dead_one_is_taken_
     try:
         with pytest.raises(RunLockError, match=rf"in use by another run \(pid {proc.pid} on "):
             RunLock(tmp_path / "run").acquire()
-        with pytest.raises(RunLockError):     # the trainer refuses before touching the folder
+        with pytest.raises(RunLockError):  # the trainer refuses before touching the folder
             run_fake(fake_config(tmp_path))
         assert not (tmp_path / "run" / "checkpoints").exists()
     finally:
         proc.kill()
         proc.wait()
-    lock = RunLock(tmp_path / "run").acquire()           # kill -9 left the file: stale, taken over
+    lock = RunLock(tmp_path / "run").acquire()  # kill -9 left the file: stale, taken over
     assert lock.stale_holder["pid"] == proc.pid
     lock.release()
-    again = RunLock(tmp_path / "run").acquire()          # a clean release leaves no stale holder
+    again = RunLock(tmp_path / "run").acquire()  # a clean release leaves no stale holder
     assert again.stale_holder is None
     again.release()
 
@@ -102,18 +104,33 @@ def _writer(root: Path) -> ckpt.CheckpointWriter:
 
 
 def _save(writer, name):
-    return writer.save(name, model={"w": torch.ones(3)}, trainer={"step": 1, "world_size": 1},
-                       rank_state={"rng": torch.zeros(2)}, meta={"step": 1})
+    return writer.save(
+        name,
+        model={"w": torch.ones(3)},
+        trainer={"step": 1, "world_size": 1},
+        rank_state={"rng": torch.zeros(2)},
+        meta={"step": 1},
+    )
 
 
-@pytest.mark.parametrize("fault, free, expected", [
-    (RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
-                  "data/0: file write failed / iostream error"), 0, "disk full"),
-    (OSError(errno.ENOSPC, "No space left on device"), 10 << 30, "disk full"),
-    (OSError(errno.EROFS, "Read-only file system"), 10 << 30, "read-only file system"),
-])
+@pytest.mark.parametrize(
+    "fault, free, expected",
+    [
+        (
+            RuntimeError(
+                "[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                "data/0: file write failed / iostream error"
+            ),
+            0,
+            "disk full",
+        ),
+        (OSError(errno.ENOSPC, "No space left on device"), 10 << 30, "disk full"),
+        (OSError(errno.EROFS, "Read-only file system"), 10 << 30, "read-only file system"),
+    ],
+)
 def test_a_storage_fault_while_checkpointing_is_one_line_and_keeps_the_previous_checkpoint(
-        tmp_path, monkeypatch, fault, free, expected):
+    tmp_path, monkeypatch, fault, free, expected
+):
     writer = _writer(tmp_path / "checkpoints")
     first = _save(writer, "step-000000001")
     real_save, real_statvfs = torch.save, os.statvfs
@@ -139,8 +156,10 @@ def test_a_storage_fault_while_checkpointing_is_one_line_and_keeps_the_previous_
 
 def test_describe_names_path_and_cause_and_the_way_out():
     line = describe(OSError(errno.ENOSPC, "No space left on device"), "/runs/x/train_log.jsonl", "write")
-    assert line == ("cannot write /runs/x/train_log.jsonl: disk full; free space or move train.output_dir, "
-                    "then resume with train.resume=auto")
+    assert line == (
+        "cannot write /runs/x/train_log.jsonl: disk full; free space or move train.output_dir, "
+        "then resume with train.resume=auto"
+    )
 
 
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_intact_one(tmp_path):
@@ -155,7 +174,7 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_intact_one(tmp
     (first / "trainer.pt").write_bytes(b"")
     with pytest.raises(ckpt.CheckpointError, match="no intact checkpoint"):
         ckpt.resolve_resume("auto", tmp_path / "checkpoints", warn=warnings.append)
-    with pytest.raises(ckpt.CheckpointError, match="cannot read checkpoint file"):   # named explicitly
+    with pytest.raises(ckpt.CheckpointError, match="cannot read checkpoint file"):  # named explicitly
         ckpt.load_trainer_state(second, 0, 1)
 
 
@@ -167,14 +186,40 @@ def test_killing_accelerate_launch_stops_both_ranks_with_a_checkpoint(tmp_path):
     from launch.config import MODULE_GROUPS
 
     accelerate = Path(sys.executable).with_name("accelerate")
-    cfg = {"data": {"k": 2, "batch_size": 8, "batches_per_epoch": 5, "identities": 20, "direction": "v2f"},
-           "model": {"name": "fake"}, "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS}},
-           "train": {"epochs": 100000, "output_dir": str(tmp_path / "run"), "log_every": 1, "progress": False,
-                     "log_with": [], "cpu": True, "val_data": None, "checkpoint_every": 0}}
+    cfg = {
+        "data": {"k": 2, "batch_size": 8, "batches_per_epoch": 5, "identities": 20, "direction": "v2f"},
+        "model": {"name": "fake"},
+        "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS}},
+        "train": {
+            "epochs": 100000,
+            "output_dir": str(tmp_path / "run"),
+            "log_every": 1,
+            "progress": False,
+            "log_with": [],
+            "cpu": True,
+            "val_data": None,
+            "checkpoint_every": 0,
+        },
+    }
     (tmp_path / "fake.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-           str(ROOT / "tests" / "train_fakes.py"), "--config", str(tmp_path / "fake.yaml")]
+    cmd = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        str(ROOT / "tests" / "train_fakes.py"),
+        "--config",
+        str(tmp_path / "fake.yaml"),
+    ]
     env = {**ENV, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     launcher = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = tmp_path / "run" / "train_log.jsonl"
@@ -192,4 +237,4 @@ def test_killing_accelerate_launch_stops_both_ranks_with_a_checkpoint(tmp_path):
     assert '"event": "preempted"' in rows
     latest = ckpt.read_latest(tmp_path / "run" / "checkpoints")
     assert latest is not None and not ckpt.unreadable_files(latest)
-    RunLock(tmp_path / "run").acquire().release()        # the folder is free again
+    RunLock(tmp_path / "run").acquire().release()  # the folder is free again

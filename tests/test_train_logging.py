@@ -18,21 +18,35 @@ def _scalars(folder):
 
 
 def test_flatten_config_gives_tracker_safe_hyper_parameters():
-    flat = flatten_config({"optim": {"lr": {"generator": 1e-3}, "milestones": [25, 40]},
-                           "train": {"resume": None, "cpu": True, "output_dir": "runs/x"}})
-    assert flat == {"optim.lr.generator": 1e-3, "optim.milestones": "[25, 40]", "train.resume": "null",
-                    "train.cpu": True, "train.output_dir": "runs/x"}
+    flat = flatten_config(
+        {
+            "optim": {"lr": {"generator": 1e-3}, "milestones": [25, 40]},
+            "train": {"resume": None, "cpu": True, "output_dir": "runs/x"},
+        }
+    )
+    assert flat == {
+        "optim.lr.generator": 1e-3,
+        "optim.milestones": "[25, 40]",
+        "train.resume": "null",
+        "train.cpu": True,
+        "train.output_dir": "runs/x",
+    }
 
 
 def test_rows_reach_jsonl_and_tensorboard_with_the_config_as_hparams(tmp_path):
-    logger = RunLogger(tmp_path, True, ["tensorboard"], resume_step=None,
-                       hparams={"train": {"epochs": 3}, "model": {"name": "aicanet"}})
+    logger = RunLogger(
+        tmp_path,
+        True,
+        ["tensorboard"],
+        resume_step=None,
+        hparams={"train": {"epochs": 3}, "model": {"name": "aicanet"}},
+    )
     logger.log({"event": "train", "step": 10, "loss": 0.5, "lr": 1e-3, "note": "text is JSONL only"})
     logger.log({"event": "train", "step": 20, "loss": float("nan"), "lr": 1e-3})
     logger.close()
     assert [r["step"] for r in read_log(tmp_path / "train_log.jsonl")] == [10, 20]
     scalars = _scalars(tmp_path / "tensorboard")
-    assert scalars["loss"] == [(10, 0.5)]                      # the NaN stays in the JSONL only
+    assert scalars["loss"] == [(10, 0.5)]  # the NaN stays in the JSONL only
     assert [s for s, _ in scalars["lr"]] == [10, 20]
     hparams = list((tmp_path / "tensorboard").rglob("hparams.yml"))
     assert hparams and "model.name: aicanet" in hparams[0].read_text()

@@ -35,7 +35,8 @@ def test_lr_scale_multiplies_every_group():
     cfg = dict(paper_optim(), lr_scale=0.1)
     main, disc = build_optimizers(split_param_groups(model.param_groups(), model), cfg)
     assert {g["group_name"]: g["lr"] for g in main.param_groups} == pytest.approx(
-        {k: 0.1 * v for k, v in PAPER_LR.items() if k != "discriminator"})
+        {k: 0.1 * v for k, v in PAPER_LR.items() if k != "discriminator"}
+    )
     assert disc.param_groups[0]["lr"] == pytest.approx(5e-4)
 
 
@@ -64,7 +65,8 @@ def test_schedule_matches_table_i_at_every_epoch():
         epoch_1_based = step // steps_per_epoch + 1
         seen.setdefault(epoch_1_based, set()).add(round(current_lrs([main, disc])["lr/face_encoder"], 12))
         assert current_lrs([main, disc])["lr/generator"] == pytest.approx(
-            current_lrs([main, disc])["lr/face_encoder"] / 10)
+            current_lrs([main, disc])["lr/face_encoder"] / 10
+        )
         main.step(), disc.step()
         for s in schedulers:
             s.step()

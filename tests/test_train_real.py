@@ -21,9 +21,12 @@ def add_eval_store(split_dir: Path) -> Path:
     """eval.zarr for a generated shard set, written by ingest's own second pass, so the
     in-training validator can score it."""
     index = json.loads((split_dir / "index.json").read_text())
-    build_eval_store(SplitDir(split_dir.parent.parent, split_dir.parent.name, split_dir.name),
-                     [Path(shard["path"]).stem for shard in index["shards"]],
-                     num_faces=index["num_faces"], face_size=index["face_size"])
+    build_eval_store(
+        SplitDir(split_dir.parent.parent, split_dir.parent.name, split_dir.name),
+        [Path(shard["path"]).stem for shard in index["shards"]],
+        num_faces=index["num_faces"],
+        face_size=index["face_size"],
+    )
     return split_dir
 
 
@@ -31,10 +34,12 @@ def add_eval_store(split_dir: Path) -> Path:
 def shard_sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     common = dict(videos_per_identity=3, clips_per_video=2, face_size=32, dataset="voxceleb1")
-    train_dir = make_shard_set(root / "voxceleb1" / "train",
-                               SyntheticSpec(num_identities=8, split="train", seed=1, **common))
-    val_dir = add_eval_store(make_shard_set(root / "voxceleb1" / "val",
-                                            SyntheticSpec(num_identities=5, split="val", seed=2, **common)))
+    train_dir = make_shard_set(
+        root / "voxceleb1" / "train", SyntheticSpec(num_identities=8, split="train", seed=1, **common)
+    )
+    val_dir = add_eval_store(
+        make_shard_set(root / "voxceleb1" / "val", SyntheticSpec(num_identities=5, split="val", seed=2, **common))
+    )
     return train_dir, val_dir
 
 
@@ -44,15 +49,33 @@ def config(shard_sets, out, name="aicanet", **train_overrides):
         tiny["attn_channels"] = 16
     if name == "aicanet":
         tiny["cbp_dim"] = 64
-    cfg = validate({
-        "data": {"shards": [str(shard_sets[0])], "k": 2, "batch_size": 8, "face_size": 32,
-                 "crop_seconds": 0.5, "num_workers": 1, "buffer_size": 32, "direction": "both"},
-        "model": {"name": name, **tiny},
-        "optim": {"lr": {g: 1e-3 for g in MODULE_GROUPS}, "milestones": [1]},
-        "train": {"epochs": 2, "output_dir": str(out), "log_every": 1, "progress": False,
-                  "log_with": [], "cpu": True, "val_data": str(shard_sets[1]), "val_min_trials": 40,
-                  **train_overrides},
-    })
+    cfg = validate(
+        {
+            "data": {
+                "shards": [str(shard_sets[0])],
+                "k": 2,
+                "batch_size": 8,
+                "face_size": 32,
+                "crop_seconds": 0.5,
+                "num_workers": 1,
+                "buffer_size": 32,
+                "direction": "both",
+            },
+            "model": {"name": name, **tiny},
+            "optim": {"lr": {g: 1e-3 for g in MODULE_GROUPS}, "milestones": [1]},
+            "train": {
+                "epochs": 2,
+                "output_dir": str(out),
+                "log_every": 1,
+                "progress": False,
+                "log_with": [],
+                "cpu": True,
+                "val_data": str(shard_sets[1]),
+                "val_min_trials": 40,
+                **train_overrides,
+            },
+        }
+    )
     cfg["model"] = check_owned_sections(cfg)
     return cfg
 
@@ -75,8 +98,10 @@ def test_resume_with_real_loader_and_model_equals_uninterrupted(shard_sets, tmp_
     assert resumed["steps"] == ref["steps"] == 2 * steps_per_epoch
 
     def curve(run):
-        return {r["step"]: {k: v for k, v in r.items() if k.startswith(("loss/", "lr/"))}
-                for r in read_log(Path(run) / "train_log.jsonl")}
+        return {
+            r["step"]: {k: v for k, v in r.items() if k.startswith(("loss/", "lr/"))}
+            for r in read_log(Path(run) / "train_log.jsonl")
+        }
 
     a, b = curve(tmp_path / "a"), curve(tmp_path / "b")
     assert sorted(a) == list(range(1, ref["steps"] + 1)) and a == b
@@ -123,8 +148,9 @@ def test_validator_is_fixed_and_explains_bad_val_data(shard_sets, tmp_path):
     model = __import__("models").build_model(cfg["model"])
 
     def make(batch_size=16):
-        return Validator(shard_sets[1], cfg["data"], 2, ["v2f"], seed=5, min_trials=40, batch_size=batch_size,
-                         accelerator=acc)
+        return Validator(
+            shard_sets[1], cfg["data"], 2, ["v2f"], seed=5, min_trials=40, batch_size=batch_size, accelerator=acc
+        )
 
     first, again, other_batch = make()(model), make()(model), make(batch_size=3)(model)
     assert first == again == other_batch  # same trials, batch-independent scores
@@ -141,8 +167,9 @@ def test_validator_counts_non_finite_scores_instead_of_crashing(shard_sets, tmp_
     from launch.validation import Validator
 
     cfg = config(shard_sets, tmp_path)
-    validator = Validator(shard_sets[1], cfg["data"], 2, ["v2f"], seed=5, min_trials=20, batch_size=16,
-                          accelerator=Accelerator(cpu=True))
+    validator = Validator(
+        shard_sets[1], cfg["data"], 2, ["v2f"], seed=5, min_trials=20, batch_size=16, accelerator=Accelerator(cpu=True)
+    )
 
     class Diverged(torch.nn.Module):  # what a model blown up by a too-high learning rate returns
         def predict(self, batch):

@@ -17,8 +17,10 @@ from launch.train import train
 
 
 def losses_by_step(run_dir):
-    return {r["step"]: {k: v for k, v in r.items() if k.startswith(("loss/", "lr/"))}
-            for r in read_log(Path(run_dir) / "train_log.jsonl")}
+    return {
+        r["step"]: {k: v for k, v in r.items() if k.startswith(("loss/", "lr/"))}
+        for r in read_log(Path(run_dir) / "train_log.jsonl")
+    }
 
 
 def recording_builders():
@@ -44,8 +46,12 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, accum):
     first = run_fake(cfg)
     assert first["steps"] == stop_at
     made, mb, lb = recording_builders()
-    resumed = train(fake_config(tmp_path / "b", grad_accum_steps=accum, resume="auto", checkpoint_every=1),
-                    model_builder=mb, loader_builder=lb, validator_builder=FakeValidator)
+    resumed = train(
+        fake_config(tmp_path / "b", grad_accum_steps=accum, resume="auto", checkpoint_every=1),
+        model_builder=mb,
+        loader_builder=lb,
+        validator_builder=FakeValidator,
+    )
     assert resumed["steps"] == ref["steps"]
     a, b = losses_by_step(tmp_path / "a" / "run"), losses_by_step(tmp_path / "b" / "run")
     assert sorted(a) == sorted(b) == list(range(1, ref["steps"] + 1))
@@ -60,8 +66,12 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, accum):
 
 def test_epoch_progress_given_to_the_loss_is_the_true_fraction(tmp_path):
     made, mb, lb = recording_builders()
-    train(fake_config(tmp_path, epochs=2.5, grad_accum_steps=4), model_builder=mb, loader_builder=lb,
-          validator_builder=FakeValidator)
+    train(
+        fake_config(tmp_path, epochs=2.5, grad_accum_steps=4),
+        model_builder=mb,
+        loader_builder=lb,
+        validator_builder=FakeValidator,
+    )
     assert made["models"][0].epochs_seen == pytest.approx([i / 6 for i in range(15)])
     assert float(made["models"][0].trained_epoch) == pytest.approx(14 / 6)
 
@@ -98,8 +108,12 @@ def test_interrupted_save_and_missing_pointer_are_recovered(tmp_path):
     (root / ".tmp-step-000000099" / "rank-00000.pt").write_bytes(b"partial")
     (root / "latest").unlink()  # killed between the rename and the pointer update
     assert ckpt.read_latest(root).name == "step-000000012"
-    summary = train(fake_config(tmp_path, epochs=3, resume="auto"),
-                    model_builder=FakeModel, loader_builder=FakeLoader, validator_builder=FakeValidator)
+    summary = train(
+        fake_config(tmp_path, epochs=3, resume="auto"),
+        model_builder=FakeModel,
+        loader_builder=FakeLoader,
+        validator_builder=FakeValidator,
+    )
     assert summary["steps"] == 18 and not (root / ".tmp-step-000000099").exists()
     rows = read_log(tmp_path / "run" / "train_log.jsonl", event=None)
     assert [r["event"] for r in rows].count("resume") == 1
@@ -134,8 +148,13 @@ def test_dry_run_writes_nothing_and_checks_the_detach_contract(tmp_path):
             return terms
 
     with pytest.raises(RuntimeError, match="puts gradient on the discriminator"):
-        train(fake_config(tmp_path), dry_run=True, model_builder=LeakyModel, loader_builder=FakeLoader,
-              validator_builder=FakeValidator)
+        train(
+            fake_config(tmp_path),
+            dry_run=True,
+            model_builder=LeakyModel,
+            loader_builder=FakeLoader,
+            validator_builder=FakeValidator,
+        )
 
 
 def test_sigterm_checkpoints_and_stops_then_resume_continues_exactly(tmp_path):
@@ -150,13 +169,21 @@ def test_sigterm_checkpoints_and_stops_then_resume_continues_exactly(tmp_path):
             return super()._make(epoch, index)
 
     ref = run_fake(fake_config(tmp_path / "a"))
-    first = train(fake_config(tmp_path / "b"), model_builder=FakeModel, loader_builder=PreemptedLoader,
-                  validator_builder=FakeValidator)
+    first = train(
+        fake_config(tmp_path / "b"),
+        model_builder=FakeModel,
+        loader_builder=PreemptedLoader,
+        validator_builder=FakeValidator,
+    )
     assert first["preempted"] and first["steps"] == 9  # the step in flight finished, then stopped
     assert ckpt.read_latest(tmp_path / "b" / "run" / "checkpoints").name == "step-000000009"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
-    resumed = train(fake_config(tmp_path / "b", resume="auto"), model_builder=FakeModel,
-                    loader_builder=FakeLoader, validator_builder=FakeValidator)
+    resumed = train(
+        fake_config(tmp_path / "b", resume="auto"),
+        model_builder=FakeModel,
+        loader_builder=FakeLoader,
+        validator_builder=FakeValidator,
+    )
     assert not resumed["preempted"] and resumed["steps"] == ref["steps"]
     assert losses_by_step(tmp_path / "a" / "run") == losses_by_step(tmp_path / "b" / "run")
 
@@ -170,6 +197,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path):
             return terms
 
     with pytest.raises(FloatingPointError, match="loss/total not finite at step 10"):
-        train(fake_config(tmp_path), model_builder=Exploding, loader_builder=FakeLoader,
-              validator_builder=FakeValidator)
+        train(
+            fake_config(tmp_path), model_builder=Exploding, loader_builder=FakeLoader, validator_builder=FakeValidator
+        )
     assert ckpt.read_latest(tmp_path / "run" / "checkpoints").name == "step-000000006"  # end of epoch 0

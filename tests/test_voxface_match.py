@@ -50,8 +50,16 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("match")
     shards = root / "shards/voxceleb1/train"
     shards.mkdir(parents=True)
-    (shards / "index.json").write_text(json.dumps({"face_size": INGEST_FACE, "num_identities": 7, "num_samples": 40,
-                                                   "ingest": {"face_size": INGEST_FACE, "jpeg_quality": JPEG_Q}}))
+    (shards / "index.json").write_text(
+        json.dumps(
+            {
+                "face_size": INGEST_FACE,
+                "num_identities": 7,
+                "num_samples": 40,
+                "ingest": {"face_size": INGEST_FACE, "jpeg_quality": JPEG_Q},
+            }
+        )
+    )
     rng = np.random.default_rng(0)
     t = np.arange(int(44100 * 1.3)) / 44100
     left, right = 0.3 * np.sin(2 * np.pi * 180 * t), 0.2 * np.sin(2 * np.pi * 260 * t) + 0.05 * rng.normal(size=t.size)
@@ -66,9 +74,11 @@ def files(tmp_path_factory):
         path = root / (f"face{i}.png" if i != 1 else f"face{i}.jpg")
         Image.fromarray(img).save(path)
         faces.append(path)
-    ckpts = {"baseline": _checkpoint(root / "ck_base", "baseline", shards),
-             "bianet": _checkpoint(root / "ck_bia", "bianet", shards, seed=1),
-             "aicanet": _checkpoint(root / "ck_aica", "aicanet", shards, seed=2)}
+    ckpts = {
+        "baseline": _checkpoint(root / "ck_base", "baseline", shards),
+        "bianet": _checkpoint(root / "ck_bia", "bianet", shards, seed=1),
+        "aicanet": _checkpoint(root / "ck_aica", "aicanet", shards, seed=2),
+    }
     return root, voices, faces, ckpts
 
 
@@ -78,15 +88,24 @@ def _eval_store(root, voices, faces):
     writer = EvalStoreWriter(root / "store.zarr", num_faces=1, face_size=INGEST_FACE)
     keys = []
     for i, (voice, face) in enumerate(zip(voices, faces)):
-        record = ClipRecord("voxceleb1", f"id{10001 + i}", "vid", f"{i + 1:05d}", source=voice.name,
-                            audio_path=str(voice), frame_paths=(str(face),), face_source="stills")
+        record = ClipRecord(
+            "voxceleb1",
+            f"id{10001 + i}",
+            "vid",
+            f"{i + 1:05d}",
+            source=voice.name,
+            audio_path=str(voice),
+            frame_paths=(str(face),),
+            face_source="stills",
+        )
         sample = extract_clip(record, "test", {}, settings)
         members = sample.members
         # decoded exactly as pipeline.shardset.build_eval_store decodes shard members
         face_px = np.asarray(Image.open(io.BytesIO(members["f0.jpg"])).convert("RGB"))[None]
         audio, _ = sf.read(io.BytesIO(audio_member(members)), dtype="int16")
-        writer.append(key=sample.key, identity=record.identity, video="vid", clip=record.clip, faces=face_px,
-                      audio=audio)
+        writer.append(
+            key=sample.key, identity=record.identity, video="vid", clip=record.clip, faces=face_px, audio=audio
+        )
         keys.append(sample.key)
     return EvalStore(writer.close()), keys
 
@@ -123,15 +142,16 @@ def test_preprocessing_follows_the_training_shards_and_checkpoint(files):
     prep = voxface.load_matcher(ckpts["baseline"], device="cpu").preprocessing
     assert (prep["ingest_face_size"], prep["jpeg_quality"], prep["face_size"]) == (INGEST_FACE, JPEG_Q, 32)
     assert prep["audio_seconds"] == 0.6 and prep["log_mel"]["n_mels"] == 40 and prep["sample_rate"] == 16000
-    crop = voxface.read_face(faces[2], INGEST_FACE, JPEG_Q)         # a 20 x 33 image
+    crop = voxface.read_face(faces[2], INGEST_FACE, JPEG_Q)  # a 20 x 33 image
     assert crop.shape == (INGEST_FACE, INGEST_FACE, 3) and crop.dtype == np.uint8
-    wave = voxface.read_voice(voices[0])                           # 1.3 s of 44.1 kHz stereo
+    wave = voxface.read_voice(voices[0])  # 1.3 s of 44.1 kHz stereo
     assert wave.dtype == np.int16 and abs(wave.size - int(1.3 * 16000)) <= 2
     # the one downmix rule: the channel mean (not FFmpeg's mono matrix)
     data, rate = sf.read(voices[0], dtype="float64")
     from scipy.signal import resample_poly
+
     mean = resample_poly(data.mean(axis=1), 160, 441)
-    np.testing.assert_allclose(wave / 32768.0, mean[:wave.size], atol=2 / 32768)
+    np.testing.assert_allclose(wave / 32768.0, mean[: wave.size], atol=2 / 32768)
 
 
 def test_ranking_is_per_candidate_for_pair_independent_models(files):
@@ -172,7 +192,7 @@ def test_bad_files_are_skipped_with_one_line_each(files, tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         voxface.load_matcher(tmp_path / "nothing")
     with pytest.raises(CheckpointError, match="not a checkpoint torch loads with weights_only=True") as err:
-        voxface.load_matcher(faces[1])                          # a JPEG given as the checkpoint
+        voxface.load_matcher(faces[1])  # a JPEG given as the checkpoint
     assert "\n" not in str(err.value)
 
 
@@ -221,15 +241,16 @@ def test_hub_export_loads_offline_with_the_same_scores(files, tmp_path):
     hub = voxface.export_hub(run, tmp_path / "hub")
     assert sorted(p.name for p in hub.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     text = (hub / "config.json").read_text()
-    assert str(tmp_path) not in text and str(root) not in text            # no machine paths
+    assert str(tmp_path) not in text and str(root) not in text  # no machine paths
     config = json.loads(text)
     assert set(config["model_config"]) == set(models.DEFAULTS["bianet"])  # every default filled
     assert set(config["data_config"]) == set(LoaderConfig().to_dict())
     assert config["data_config"]["shards"] == ["voxceleb1/train"]
     assert config["training"]["data"][0]["identities"] == 7
     assert config["preprocessing"]["ingest_settings_from"] == "voxceleb1/train/index.json"
-    assert set(load_file(str(hub / "model.safetensors"))) == set(torch.load(
-        ckpts["bianet"] / "model.pt", weights_only=True)["state_dict"])   # any safetensors reader
+    assert set(load_file(str(hub / "model.safetensors"))) == set(
+        torch.load(ckpts["bianet"] / "model.pt", weights_only=True)["state_dict"]
+    )  # any safetensors reader
 
     a = voxface.load_matcher(run, device="cpu")
     b = voxface.load_matcher(hub, device="cpu")
@@ -242,6 +263,7 @@ def test_hub_export_loads_offline_with_the_same_scores(files, tmp_path):
     # a changed weight file is refused with one line, not loaded
     from safetensors.torch import load_file as load_t
     from safetensors.torch import save_file
+
     state = load_t(str(hub / "model.safetensors"))
     name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
     state[name] = state[name] + 1
@@ -261,7 +283,7 @@ def test_a_trained_tiny_model_ranks_the_true_pair_first(tmp_path):
     K = 2 head in both directions and with embeddings for K = 3."""
     from models import from_dense
 
-    torch.set_num_threads(1)      # 2 shared cores: threads only contend (5 s instead of 90 s)
+    torch.set_num_threads(1)  # 2 shared cores: threads only contend (5 s instead of 90 s)
     torch.manual_seed(0)
     t = np.arange(16000) / 16000
     voices, faces = [], []
@@ -320,10 +342,29 @@ def test_model_card_carries_the_runs_evaluation(files, tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints/best").mkdir(parents=True)
     (run / "checkpoints/best/model.pt").write_bytes((ckpts["baseline"] / "model.pt").read_bytes())
-    assert evaluate.main(["--checkpoint", str(run), "--data", str(tmp_path / "data"),
-                          "--out", str(run / "eval/wen1251"),
-                          "--max-k", "3", "--probes-per-identity", "1", "--bootstrap", "5", "--no-progress",
-                          "--scoring", "auto", "--allow-seen-identities"]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--checkpoint",
+                str(run),
+                "--data",
+                str(tmp_path / "data"),
+                "--out",
+                str(run / "eval/wen1251"),
+                "--max-k",
+                "3",
+                "--probes-per-identity",
+                "1",
+                "--bootstrap",
+                "5",
+                "--no-progress",
+                "--scoring",
+                "auto",
+                "--allow-seen-identities",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((run / "eval/wen1251/results.json").read_text())["meta"]
     hub = voxface.export_hub(run / "checkpoints/best", tmp_path / "hub")
     card = (hub / "README.md").read_text()
@@ -331,9 +372,27 @@ def test_model_card_carries_the_runs_evaluation(files, tmp_path):
     assert "Protocol: `wen1251`" in card and meta["trials"]["test"]["sha256"] in card
     assert "`voxceleb1/train`: identities 7, samples 40" in card and "face crop is expected" in card
     # evaluation accepts the Hub folder too, and scores every trial as the checkpoint did
-    assert evaluate.main(["--checkpoint", str(hub), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ev"),
-                          "--trials", str(run / "eval/wen1251/trials/test.json"), "--bootstrap", "5", "--no-progress",
-                          "--scoring", "auto", "--allow-seen-identities"]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--checkpoint",
+                str(hub),
+                "--data",
+                str(tmp_path / "data"),
+                "--out",
+                str(tmp_path / "ev"),
+                "--trials",
+                str(run / "eval/wen1251/trials/test.json"),
+                "--bootstrap",
+                "5",
+                "--no-progress",
+                "--scoring",
+                "auto",
+                "--allow-seen-identities",
+            ]
+        )
+        == 0
+    )
     a = json.loads((run / "eval/wen1251/results.json").read_text())["results"]["run"]["directions"]
     b = json.loads((tmp_path / "ev/results.json").read_text())["results"]["hub"]["directions"]
     for d in ("v2f", "f2v"):
@@ -351,7 +410,12 @@ def test_voxface_is_the_top_layer():
     for package in ("pipeline", "shards", "models", "launch"):
         for path in (repo / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
                 offenders += [f"{path.relative_to(repo)}: {n}" for n in names if n.split(".")[0] == "voxface"]
     assert offenders == []

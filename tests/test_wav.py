@@ -38,8 +38,12 @@ def test_crop_equals_soundfile_decode_of_the_same_window(channels):
     crop = 8000
     for u in (0.0, 0.41, 0.999999):
         start = min(int(u * (len(full) - crop + 1)), len(full) - crop)
-        np.testing.assert_allclose(decode_voice_crop(data, crop, u, 16000), full[start:start + crop], rtol=0,
-                                   atol=1e-7 if channels > 1 else 0)
+        np.testing.assert_allclose(
+            decode_voice_crop(data, crop, u, 16000),
+            full[start : start + crop],
+            rtol=0,
+            atol=1e-7 if channels > 1 else 0,
+        )
 
 
 def test_loader_side_crop_then_worker_decode_equals_direct_decode():

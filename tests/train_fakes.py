@@ -65,14 +65,14 @@ class FakeLoader:
         self.batches_made += 1
         g = torch.Generator().manual_seed(hash((self.seed, epoch, self.rank, index)) % 2**62)
         b, k = self.batch_size, self.k
-        ids = torch.stack([torch.randperm(self.identities, generator=g)[:max(k, 2)] for _ in range(b)])
+        ids = torch.stack([torch.randperm(self.identities, generator=g)[: max(k, 2)] for _ in range(b)])
         label = torch.randint(0, k, (b,), generator=g) if k >= 2 else torch.randint(0, 2, (b,), generator=g)
         anchor_id = ids[:, 0]
         if k >= 2:
             rows = []
             for i in range(b):
                 negatives = ids[i, 1:k].tolist()
-                rows.append(negatives[:int(label[i])] + [int(anchor_id[i])] + negatives[int(label[i]):])
+                rows.append(negatives[: int(label[i])] + [int(anchor_id[i])] + negatives[int(label[i]) :])
             cand_id = torch.tensor(rows)
         else:
             cand_id = torch.where(label.bool(), anchor_id, ids[:, 1])[:, None]
@@ -86,8 +86,11 @@ class FakeLoader:
         anchor_index = torch.arange(b)
         candidate_index = torch.arange(b * k).reshape(b, k)
         return {
-            "direction": direction, "faces": faces.to(self.device), "voices": voices.to(self.device),
-            "anchor_index": anchor_index.to(self.device), "candidate_index": candidate_index.to(self.device),
+            "direction": direction,
+            "faces": faces.to(self.device),
+            "voices": voices.to(self.device),
+            "anchor_index": anchor_index.to(self.device),
+            "candidate_index": candidate_index.to(self.device),
             "label": label.to(self.device),
             "anchor_identity": [f"id{i}" for i in anchor_id.tolist()],
         }
@@ -179,8 +182,12 @@ class FakeValidator:
         tcfg = cfg["train"]
         self.accelerator, self.k = accelerator, k
         self.name = f"val/acc_1:{k}"
-        self.loader = FakeLoader({**cfg["data"], "seed": tcfg["val_seed"], "k": k},
-                                 accelerator.process_index, accelerator.num_processes, accelerator.device)
+        self.loader = FakeLoader(
+            {**cfg["data"], "seed": tcfg["val_seed"], "k": k},
+            accelerator.process_index,
+            accelerator.num_processes,
+            accelerator.device,
+        )
         per_batch = self.loader.batch_size * accelerator.num_processes
         self.loader.steps_per_epoch = max(1, -(-tcfg["val_min_trials"] // per_batch))
 
@@ -205,11 +212,18 @@ def fake_config(tmp_dir, **train) -> dict:
     cfg = {
         "data": {"k": 2, "batch_size": 8, "batches_per_epoch": 6, "identities": 20, "direction": "v2f"},
         "model": {"name": "fake"},
-        "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS},
-                  "milestones": [2, 3]},
-        "train": {"epochs": 3, "output_dir": str(Path(tmp_dir) / "run"), "log_every": 1,
-                  "progress": False, "log_with": [], "cpu": True, "val_data": "fake-val",
-                  "val_min_trials": 32, **train},
+        "optim": {"lr": {g: 1e-2 for g in MODULE_GROUPS}, "milestones": [2, 3]},
+        "train": {
+            "epochs": 3,
+            "output_dir": str(Path(tmp_dir) / "run"),
+            "log_every": 1,
+            "progress": False,
+            "log_with": [],
+            "cpu": True,
+            "val_data": "fake-val",
+            "val_min_trials": 32,
+            **train,
+        },
     }
     return validate(cfg)
 

@@ -24,5 +24,16 @@ def export_hub(checkpoint, out, results=None, force: bool = False):
     return _export(checkpoint, out, results=results, force=force)
 
 
-__all__ = ["AUDIO_EXTENSIONS", "IMAGE_EXTENSIONS", "BadFile", "Candidate", "MatchInputError", "MatchResult",
-           "Matcher", "export_hub", "load_matcher", "read_face", "read_voice"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "BadFile",
+    "Candidate",
+    "MatchInputError",
+    "MatchResult",
+    "Matcher",
+    "export_hub",
+    "load_matcher",
+    "read_face",
+    "read_voice",
+]

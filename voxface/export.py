@@ -65,9 +65,12 @@ def _evaluation_section(evals) -> list[str]:
     from launch.eval.tables import markdown
 
     if not evals:
-        return ["No evaluation results were found beside this checkpoint (`<run>/eval/*/results.json`; "
-                "`--results` names others). Evaluate it with `python -m launch.evaluate` "
-                "(docs/EVALUATION.md) before relying on it.", ""]
+        return [
+            "No evaluation results were found beside this checkpoint (`<run>/eval/*/results.json`; "
+            "`--results` names others). Evaluate it with `python -m launch.evaluate` "
+            "(docs/EVALUATION.md) before relying on it.",
+            "",
+        ]
     lines = []
     for _path, meta, rows in evals:
         multi_k = max((t.get("max_k") or 0 for t in (meta.get("trials") or {}).values()), default=0) or None
@@ -75,9 +78,12 @@ def _evaluation_section(evals) -> list[str]:
         table = markdown(rows, title=title, multi_k=multi_k, meta=meta).replace("## ", "### ", 1)
         lines += [table.rstrip(), ""]
         test_split = "/".join(Path(str((meta.get("splits") or {}).get("test", "?"))).parts[-2:])
-        lines += [f"Protocol: `{meta.get('protocol')}`, test split `{test_split}`, "
-                  f"identity disjointness with the training data: {meta.get('identity_disjointness', '?')}, "
-                  f"scoring `{meta.get('scoring', '?')}`, evaluated {meta.get('created', '?')}.", ""]
+        lines += [
+            f"Protocol: `{meta.get('protocol')}`, test split `{test_split}`, "
+            f"identity disjointness with the training data: {meta.get('identity_disjointness', '?')}, "
+            f"scoring `{meta.get('scoring', '?')}`, evaluated {meta.get('created', '?')}.",
+            "",
+        ]
         for role, t in (meta.get("trials") or {}).items():
             lines.append(f"- {role} trial file sha256: `{t.get('sha256')}` ({t.get('source')}, max K {t.get('max_k')})")
         lines.append("")
@@ -96,47 +102,76 @@ def model_card(config: dict, evals) -> str:
     k = mc["num_candidates"]
     task = "verification (K = 1: is this pair a match?)" if k == 1 else f"1:{k} matching"
     lines = [
-        "---", "library_name: voxface", "tags: [voice-face-matching, cross-modal, " + str(mc["name"]) + "]", "---", "",
-        f"# voxface {mc['name']} (K = {k}, {dc['direction']})", "",
+        "---",
+        "library_name: voxface",
+        "tags: [voice-face-matching, cross-modal, " + str(mc["name"]) + "]",
+        "---",
+        "",
+        f"# voxface {mc['name']} (K = {k}, {dc['direction']})",
+        "",
         f"A cross-modal voice-face matching model ({mc['name']}; AICANet: TIFS 2025, BIANet: Pattern "
         f"Recognition 2025, baseline: their shared backbone) trained for {task} in direction "
         f"`{dc['direction']}` (v2f: a voice picks a face; f2v: a face picks a voice; both: alternating). "
-        f"Trained {tr.get('epoch')} epochs ({tr.get('step')} steps).", "",
-        "## Use", "", "```python", "import voxface", "m = voxface.load_matcher(\"<this folder>\")",
-        "r = m.match(voice=\"x.wav\", faces=[\"a.jpg\", \"b.jpg\"])   # or face=..., voices=[...]",
-        "print(r.method, [(c.rank, c.score, c.path) for c in r.candidates])", "```", "",
+        f"Trained {tr.get('epoch')} epochs ({tr.get('step')} steps).",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import voxface",
+        'm = voxface.load_matcher("<this folder>")',
+        'r = m.match(voice="x.wav", faces=["a.jpg", "b.jpg"])   # or face=..., voices=[...]',
+        "print(r.method, [(c.rank, c.score, c.path) for c in r.candidates])",
+        "```",
+        "",
         "```bash",
-        "voxface-match --checkpoint <this folder> --voice x.wav --faces a.jpg b.jpg   # --json for JSON", "```",
+        "voxface-match --checkpoint <this folder> --voice x.wav --faces a.jpg b.jpg   # --json for JSON",
+        "```",
         "",
         f"Scores come from the model's own K = {k} head where the number of candidates is {k} and the "
         "direction was trained, else from its embeddings (cosine; BIANet: its counterfactual "
         "cos(h^) - w cos(h~)); the output names the scorer. Head scores are logits, embedding scores "
-        "cosines: rank with them, do not read them as probabilities.", "",
-        "## Evaluation", "",
+        "cosines: rank with them, do not read them as probabilities.",
+        "",
+        "## Evaluation",
+        "",
         *_evaluation_section(evals),
-        "## Training data", "",
+        "## Training data",
+        "",
         *[_data_line(row) for row in tr.get("data", [])],
         *([] if tr.get("data") else ["- the checkpoint names no training shard sets"]),
-        f"- face backbone initialisation: {tr.get('face_initialisation', '?')}", "",
-        "## Preprocessing (what `load_matcher` does to your files)", "",
+        f"- face backbone initialisation: {tr.get('face_initialisation', '?')}",
+        "",
+        "## Preprocessing (what `load_matcher` does to your files)",
+        "",
         f"- voice: any file soundfile or FFmpeg reads, resampled to {prep['sample_rate']} Hz, channels averaged; "
         f"a centred {prep['audio_seconds']} s window (shorter clips loop-padded); log-mel "
-        + ", ".join(f"{key}={v}" for key, v in prep["log_mel"].items()) + ".",
+        + ", ".join(f"{key}={v}" for key, v in prep["log_mel"].items())
+        + ".",
         f"- face: **a face crop is expected** (no face detector runs); the centred square is resized "
         f"to {prep['ingest_face_size']} px and JPEG-encoded (quality {prep['jpeg_quality']}) as ingest does, "
-        f"then to {prep['face_size']} px, pixels in [-1, 1].", "",
-        "## Limits", "",
+        f"then to {prep['face_size']} px, pixels in [-1, 1].",
+        "",
+        "## Limits",
+        "",
         "- Matching a voice to a face rests on attributes both share (gender, age, ethnicity), not on "
         "identity: expect far-from-perfect accuracy on strangers, and do not use it to identify people.",
         "- It has seen only the training data above; other languages, recording conditions, ages or "
         "populations may score differently. VoxCeleb identities are celebrities, mostly English-speaking.",
         "- Input faces must be crops around one face; a wide photo is squared around its centre.",
         f"- The K = {k} head scores only {k} candidate(s); other K use the embeddings.",
-        *(["- AICANet's scores depend on the whole candidate set (its attention compares the pairs): "
-           "the same face can score differently among other candidates."] if mc["name"] == "aicanet" else []),
+        *(
+            [
+                "- AICANet's scores depend on the whole candidate set (its attention compares the pairs): "
+                "the same face can score differently among other candidates."
+            ]
+            if mc["name"] == "aicanet"
+            else []
+        ),
         "",
         f"Weights sha256 (voxface fingerprint): `{config['weights_sha256']}`. Format `{config['format']}`; "
-        "`config.json` lists every model and preprocessing setting.", ""]
+        "`config.json` lists every model and preprocessing setting.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -151,8 +186,10 @@ def export_hub(checkpoint, out, results=None, force: bool = False) -> Path:
     if out.is_dir() and not force:
         foreign = [p.name for p in out.iterdir() if p.name not in _OWN_FILES]
         if foreign:
-            raise CheckpointError(f"--out {out} holds other files ({', '.join(sorted(foreign)[:3])}); "
-                                  f"choose an empty folder or pass --force")
+            raise CheckpointError(
+                f"--out {out} holds other files ({', '.join(sorted(foreign)[:3])}); "
+                f"choose an empty folder or pass --force"
+            )
     payload = read_payload(checkpoint)
     if payload.get("source") == "hub":
         raise CheckpointError(f"{checkpoint} is already a Hub folder")
@@ -162,14 +199,19 @@ def export_hub(checkpoint, out, results=None, force: bool = False) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="voxface-export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="voxface-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", required=True, help="checkpoint folder, run folder or model.pt")
-    p.add_argument("--format", default="hub", choices=FORMATS,
-                   help="hub: config.json + model.safetensors + README.md model card")
+    p.add_argument(
+        "--format", default="hub", choices=FORMATS, help="hub: config.json + model.safetensors + README.md model card"
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--results", nargs="+", help="evaluation results.json file(s) for the model card "
-                                                "(default: <run>/eval/**/results.json)")
+    p.add_argument(
+        "--results",
+        nargs="+",
+        help="evaluation results.json file(s) for the model card (default: <run>/eval/**/results.json)",
+    )
     p.add_argument("--force", action="store_true", help="write into a folder that holds other files")
     return p
 
@@ -184,8 +226,10 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     config = json.loads((out / "config.json").read_text())
-    print(f"wrote {out}: config.json, model.safetensors ({(out / 'model.safetensors').stat().st_size / 1e6:.1f} MB), "
-          f"README.md; weights sha256 {config['weights_sha256'][:16]}...")
+    print(
+        f"wrote {out}: config.json, model.safetensors ({(out / 'model.safetensors').stat().st_size / 1e6:.1f} MB), "
+        f"README.md; weights sha256 {config['weights_sha256'][:16]}..."
+    )
     return 0
 
 

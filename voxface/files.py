@@ -24,8 +24,22 @@ from pathlib import Path
 
 import numpy as np
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".m4a", ".mp4", ".mp3", ".aac", ".ogg", ".opus", ".webm", ".mkv",
-                    ".mov", ".aif", ".aiff", ".wma")
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".flac",
+    ".m4a",
+    ".mp4",
+    ".mp3",
+    ".aac",
+    ".ogg",
+    ".opus",
+    ".webm",
+    ".mkv",
+    ".mov",
+    ".aif",
+    ".aiff",
+    ".wma",
+)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
@@ -59,7 +73,7 @@ def read_voice(path) -> np.ndarray:
         except ClipError as err:
             if err.kind != "unreadable_audio" or p.suffix.lower() not in (".wav", ".flac"):
                 raise
-            audio = _read_audio_pyav(str(p))       # a wav codec libsndfile lacks, FFmpeg may have
+            audio = _read_audio_pyav(str(p))  # a wav codec libsndfile lacks, FFmpeg may have
         check_audio(audio, str(p), ExtractSettings())
     except ClipError as err:
         raise BadFile(path, err.reason) from None
@@ -86,7 +100,7 @@ def read_face(path, ingest_face_size: int, jpeg_quality: int) -> np.ndarray:
         raise BadFile(path, f"image has no pixels (shape {frame.shape})")
     crop = to_face_crop(frame, int(ingest_face_size), None)
     with Image.open(io.BytesIO(encode_jpeg(crop, int(jpeg_quality)))) as img:
-        return np.array(img.convert("RGB"))           # a writable copy (PIL's arrays are read-only)
+        return np.array(img.convert("RGB"))  # a writable copy (PIL's arrays are read-only)
 
 
 def expand(paths, extensions) -> tuple[list[str], list[BadFile]]:

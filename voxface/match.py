@@ -22,8 +22,9 @@ from voxface.matcher import SCORINGS, MatchInputError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="voxface-match", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="voxface-match", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", required=True, help="checkpoint folder, run folder, model.pt or exported Hub folder")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--voice", nargs="+", help="voice query file(s) or folder(s); ranks --faces")
@@ -31,17 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", nargs="+", help="face images or folders to rank (with --voice)")
     p.add_argument("--voices", nargs="+", help="audio files or folders to rank (with --face)")
     p.add_argument("--top", type=int, help="print only the best N candidates")
-    p.add_argument("--scoring", default="auto", choices=SCORINGS,
-                   help="auto (default): the model's head where it was trained for that many candidates and "
-                        "that direction, else embeddings; head; embedding")
+    p.add_argument(
+        "--scoring",
+        default="auto",
+        choices=SCORINGS,
+        help="auto (default): the model's head where it was trained for that many candidates and "
+        "that direction, else embeddings; head; embedding",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     return p
 
 
 def table(result, top: int | None) -> str:
-    lines = [f"query: {result.query}", f"scored by: {result.method}",
-             f"{'rank':>4}  {'score':>9}  {'voice' if result.direction == 'f2v' else 'face'}"]
+    lines = [
+        f"query: {result.query}",
+        f"scored by: {result.method}",
+        f"{'rank':>4}  {'score':>9}  {'voice' if result.direction == 'f2v' else 'face'}",
+    ]
     for c in result.candidates[:top]:
         lines.append(f"{c.rank:>4}  {c.score:9.4f}  {c.path}")
     if top is not None and len(result.candidates) > top:
@@ -85,9 +93,18 @@ def main(argv=None) -> int:
     for line in problems:
         print(f"skipped: {line}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "model": matcher.name, "trained_k": matcher.trained_k,
-                          "results": [r.to_dict() for r in results],
-                          "skipped": problems}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "checkpoint": str(args.checkpoint),
+                    "model": matcher.name,
+                    "trained_k": matcher.trained_k,
+                    "results": [r.to_dict() for r in results],
+                    "skipped": problems,
+                },
+                indent=1,
+            )
+        )
     else:
         print("\n\n".join(table(r, args.top) for r in results))
     if not results:

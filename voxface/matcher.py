@@ -55,7 +55,7 @@ class MatchResult:
     """Candidates best first; ``method`` names the scorer (``head (K=2)``, ``embedding``...)."""
 
     query: str
-    direction: str                      # v2f: voice query, face candidates; f2v the reverse
+    direction: str  # v2f: voice query, face candidates; f2v the reverse
     method: str
     candidates: list[Candidate]
     skipped: list[BadFile] = field(default_factory=list)
@@ -65,9 +65,13 @@ class MatchResult:
         return self.candidates[0]
 
     def to_dict(self) -> dict:
-        return {"query": self.query, "direction": self.direction, "method": self.method,
-                "candidates": [{"rank": c.rank, "score": c.score, "path": c.path} for c in self.candidates],
-                "skipped": [{"path": b.path, "reason": b.reason} for b in self.skipped]}
+        return {
+            "query": self.query,
+            "direction": self.direction,
+            "method": self.method,
+            "candidates": [{"rank": c.rank, "score": c.score, "path": c.path} for c in self.candidates],
+            "skipped": [{"path": b.path, "reason": b.reason} for b in self.skipped],
+        }
 
 
 class FileItems:
@@ -123,8 +127,12 @@ class Matcher:
         self.device, self.scoring = device, scoring
         self.preprocessing = dict(payload["preprocessing"])
         prep = self.preprocessing
-        self.inputs = EvalInputs(float(prep["audio_seconds"]), int(prep["face_size"]), int(prep["sample_rate"]),
-                                 tuple(sorted(dict(prep["log_mel"]).items())))
+        self.inputs = EvalInputs(
+            float(prep["audio_seconds"]),
+            int(prep["face_size"]),
+            int(prep["sample_rate"]),
+            tuple(sorted(dict(prep["log_mel"]).items())),
+        )
         self.items = FileItems(prep)
         self.loader = ItemLoader(self.items, self.inputs, cache_items=1024)
         self.name = payload["model_config"].get("name")
@@ -141,9 +149,11 @@ class Matcher:
         if self.scoring == "embedding" or (self.scoring == "auto" and not fits):
             return "embedding"
         if not fits:
-            raise MatchInputError(f"the model's head was trained for K={self.trained_k} "
-                                  f"({self.payload.get('data_config', {}).get('direction')}) and cannot score "
-                                  f"{k} candidate(s) {direction}; use scoring='auto' or 'embedding'")
+            raise MatchInputError(
+                f"the model's head was trained for K={self.trained_k} "
+                f"({self.payload.get('data_config', {}).get('direction')}) and cannot score "
+                f"{k} candidate(s) {direction}; use scoring='auto' or 'embedding'"
+            )
         return "head"
 
     def _pair_independent(self) -> bool:
@@ -190,10 +200,9 @@ class Matcher:
         if not keys:
             raise MatchInputError(f"none of the {len(cands)} {c_mod} file(s) can be read; first: {skipped[0]}")
         method = self.method_for(direction, len(keys))
-        scorer = ModelScorer(self.model, self.loader, batch_size=1, method=method, device=self.device,
-                             progress=False)
+        scorer = ModelScorer(self.model, self.loader, batch_size=1, method=method, device=self.device, progress=False)
         if method == "embedding" and self._pair_independent():
-            parts = [scorer.score(direction, [q_key], [keys[s:s + CHUNK]])[0][0] for s in range(0, len(keys), CHUNK)]
+            parts = [scorer.score(direction, [q_key], [keys[s : s + CHUNK]])[0][0] for s in range(0, len(keys), CHUNK)]
             scores = np.concatenate(parts)
         else:
             scores = scorer.score(direction, [q_key], [keys])[0][0]

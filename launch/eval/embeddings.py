@@ -50,7 +50,7 @@ def retrieval_vectors(model, out: dict) -> tuple[torch.Tensor, torch.Tensor, flo
     dot product ranks pairs as `model.similarity` does (module docstring); w is BIANet's Eq. 22
     weight when the counterfactual is part of the score, else None."""
     h_a, h_c = out["h_anchor"], out["h_cand"][:, 0]
-    if h_a.dim() == 3:                              # pair-dependent anchor (AICANet): this pair's
+    if h_a.dim() == 3:  # pair-dependent anchor (AICANet): this pair's
         h_a = h_a[:, 0]
     h_a, h_c = F.normalize(h_a.float(), dim=-1), F.normalize(h_c.float(), dim=-1)
     if "h_anchor_neg" not in out:
@@ -72,7 +72,7 @@ def embed_items(model, loader, keys, batch_size: int = 64, device="cpu", progres
     # (docs/MODELS.md: the anchor is the mean over its pair-specific maps)
     pair_dependent = any(getattr(m, "pairwise", False) is True for m in model.modules())
     for s in tqdm(range(0, len(keys), batch_size), desc="embeddings", unit="batch", disable=None if progress else True):
-        chunk = list(keys[s:s + batch_size])
+        chunk = list(keys[s : s + batch_size])
         batch = build_batch("v2f", chunk, [[k] for k in chunk], loader, device)
         idx, a_maps, c_maps = model.encode(batch)
         out = model.embed(idx, a_maps, c_maps)
@@ -83,8 +83,9 @@ def embed_items(model, loader, keys, batch_size: int = 64, device="cpu", progres
     return torch.cat(voices).numpy(), torch.cat(faces).numpy(), pair_dependent, weight
 
 
-def export_embeddings(model, loader, store, out: str | os.PathLike, meta: dict, batch_size: int = 64,
-                      device="cpu", progress: bool = True) -> Path:
+def export_embeddings(
+    model, loader, store, out: str | os.PathLike, meta: dict, batch_size: int = 64, device="cpu", progress: bool = True
+) -> Path:
     """Embed every item of `store` and write `out` (zarr) atomically."""
     out = Path(out)
     voice, face, pair_dependent, weight = embed_items(model, loader, store.keys, batch_size, device, progress)
@@ -94,14 +95,22 @@ def export_embeddings(model, loader, store, out: str | os.PathLike, meta: dict, 
     root = zarr.open_group(str(tmp), mode="w")
     root.create_array("voice", data=voice.astype(np.float32))
     root.create_array("face", data=face.astype(np.float32))
-    root.attrs.update({
-        "format": EMBEDDINGS_FORMAT, "keys": list(store.keys), "identities": list(store.identities),
-        "videos": list(store.videos), "clips": list(store.clips), "pair_dependent": pair_dependent,
-        "counterfactual_weight": weight,
-        # absolute, and relative to the embeddings (found again after both folders move together)
-        "store": os.path.abspath(store.path),
-        "store_relative": os.path.relpath(os.path.abspath(store.path), os.path.abspath(out.parent)),
-        "inputs": asdict(loader.inputs), **meta})
+    root.attrs.update(
+        {
+            "format": EMBEDDINGS_FORMAT,
+            "keys": list(store.keys),
+            "identities": list(store.identities),
+            "videos": list(store.videos),
+            "clips": list(store.clips),
+            "pair_dependent": pair_dependent,
+            "counterfactual_weight": weight,
+            # absolute, and relative to the embeddings (found again after both folders move together)
+            "store": os.path.abspath(store.path),
+            "store_relative": os.path.relpath(os.path.abspath(store.path), os.path.abspath(out.parent)),
+            "inputs": asdict(loader.inputs),
+            **meta,
+        }
+    )
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -114,8 +123,9 @@ class EmbeddingStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.exists():
-            raise FileNotFoundError(f"no embeddings at {self.path}; export them with "
-                                    "`python -m launch.evaluate ... --export-embeddings`")
+            raise FileNotFoundError(
+                f"no embeddings at {self.path}; export them with `python -m launch.evaluate ... --export-embeddings`"
+            )
         root = zarr.open_group(str(self.path), mode="r")
         self.attrs = dict(root.attrs)
         if self.attrs.get("format") != EMBEDDINGS_FORMAT:

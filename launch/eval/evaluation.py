@@ -28,8 +28,9 @@ def _supports(scorer, k: int) -> bool:
     return supports(k) if callable(supports) else True
 
 
-def evaluate(scorer, test: TrialSet, val: TrialSet | None = None, ks=None, n_boot: int = 1000,
-             seed: int = 0, val_scorer=None) -> dict:
+def evaluate(
+    scorer, test: TrialSet, val: TrialSet | None = None, ks=None, n_boot: int = 1000, seed: int = 0, val_scorer=None
+) -> dict:
     """Metrics per direction: 1:K accuracy for every K the scorer can score, verification AUC / EER /
     accuracy when it can score K = 1 (a head-only scorer skips what its head was not trained for).
 
@@ -43,8 +44,10 @@ def evaluate(scorer, test: TrialSet, val: TrialSet | None = None, ks=None, n_boo
     val_scorer = val_scorer or scorer
     ks = list(ks) if ks is not None else list(range(2, test.max_k + 1))
     ks = [k for k in ks if _supports(scorer, k)]
-    results: dict = {"directions": {}, "bootstrap": {"replicates": n_boot, "seed": seed, "level": 0.95,
-                                                     "unit": "probe identity"}}
+    results: dict = {
+        "directions": {},
+        "bootstrap": {"replicates": n_boot, "seed": seed, "level": 0.95, "unit": "probe identity"},
+    }
     for direction in DIRECTIONS:
         res: dict = {}
         if test.match.get(direction) and ks:
@@ -52,45 +55,67 @@ def evaluate(scorer, test: TrialSet, val: TrialSet | None = None, ks=None, n_boo
             tuples = {k: test.matching(direction, k) for k in ks}
             probes = tuples[ks[0]][0]
             if hasattr(scorer, "score_nested"):
-                scored = scorer.score_nested(direction, probes, {k: t[1] for k, t in tuples.items()},
-                                             desc=f"{direction} 1:K")
+                scored = scorer.score_nested(
+                    direction, probes, {k: t[1] for k, t in tuples.items()}, desc=f"{direction} 1:K"
+                )
             else:
-                scored = {k: scorer.score(direction, probes, t[1], desc=f"{direction} 1:{k}")
-                          for k, t in tuples.items()}
+                scored = {
+                    k: scorer.score(direction, probes, t[1], desc=f"{direction} 1:{k}") for k, t in tuples.items()
+                }
             for k in ks:
                 _, _, labels, ids = tuples[k]
                 scores, method = scored[k]
                 hits = metrics.tie_aware_hits(scores, labels)
                 res["matching"][str(k)] = {
-                    "acc": float(hits.mean()), "ci": _ci(lambda i: hits[i].mean(), ids, n_boot, seed),
-                    "n": int(len(hits)), "identities": len(set(ids)), "method": method}
+                    "acc": float(hits.mean()),
+                    "ci": _ci(lambda i: hits[i].mean(), ids, n_boot, seed),
+                    "n": int(len(hits)),
+                    "identities": len(set(ids)),
+                    "method": method,
+                }
         if test.verify.get(direction) and _supports(scorer, 1):
             scores, labels, ids, method = score_verification(scorer, test, direction, f"{direction} verify")
-            ver = {"auc": metrics.roc_auc(scores, labels),
-                   "auc_ci": _ci(lambda i: metrics.roc_auc(scores[i], labels[i]), ids, n_boot, seed),
-                   "eer": metrics.equal_error_rate(scores, labels),
-                   "eer_ci": _ci(lambda i: metrics.equal_error_rate(scores[i], labels[i]), ids, n_boot, seed),
-                   "n": int(len(labels)), "positives": int(labels.sum()), "identities": len(set(ids)),
-                   "method": method, "acc": None, "acc_ci": [None, None], "threshold": None,
-                   "threshold_source": None}
+            ver = {
+                "auc": metrics.roc_auc(scores, labels),
+                "auc_ci": _ci(lambda i: metrics.roc_auc(scores[i], labels[i]), ids, n_boot, seed),
+                "eer": metrics.equal_error_rate(scores, labels),
+                "eer_ci": _ci(lambda i: metrics.equal_error_rate(scores[i], labels[i]), ids, n_boot, seed),
+                "n": int(len(labels)),
+                "positives": int(labels.sum()),
+                "identities": len(set(ids)),
+                "method": method,
+                "acc": None,
+                "acc_ci": [None, None],
+                "threshold": None,
+                "threshold_source": None,
+            }
             if method == "head":
                 correct = ((scores > 0).astype(np.int64) == labels).astype(np.float64)
-                ver.update(acc=float(correct.mean()), acc_ci=_ci(lambda i: correct[i].mean(), ids, n_boot, seed),
-                           threshold=0.0, threshold_source="head decision (match probability > 1/2)")
+                ver.update(
+                    acc=float(correct.mean()),
+                    acc_ci=_ci(lambda i: correct[i].mean(), ids, n_boot, seed),
+                    threshold=0.0,
+                    threshold_source="head decision (match probability > 1/2)",
+                )
             if val is not None and val.verify.get(direction):
-                v_scores, v_labels, _, v_method = score_verification(val_scorer, val, direction,
-                                                                      f"{direction} verify (val)")
+                v_scores, v_labels, _, v_method = score_verification(
+                    val_scorer, val, direction, f"{direction} verify (val)"
+                )
                 if v_method != method:
                     raise RuntimeError("validation and test verification were scored differently")
                 thr = metrics.best_threshold(v_scores, v_labels)
                 correct = ((scores >= thr).astype(np.int64) == labels).astype(np.float64)
-                tuned = {"threshold": thr, "threshold_source": val.header.get("split", "val"),
-                         "val_acc": metrics.threshold_accuracy(v_scores, v_labels, thr)}
+                tuned = {
+                    "threshold": thr,
+                    "threshold_source": val.header.get("split", "val"),
+                    "val_acc": metrics.threshold_accuracy(v_scores, v_labels, thr),
+                }
                 if method == "head":
                     ver.update(acc_val_threshold=float(correct.mean()), val_threshold=tuned)
                 else:
-                    ver.update(acc=float(correct.mean()), acc_ci=_ci(lambda i: correct[i].mean(), ids, n_boot, seed),
-                               **tuned)
+                    ver.update(
+                        acc=float(correct.mean()), acc_ci=_ci(lambda i: correct[i].mean(), ids, n_boot, seed), **tuned
+                    )
             res["verification"] = ver
         if res:
             results["directions"][direction] = res

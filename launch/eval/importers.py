@@ -79,7 +79,7 @@ class ItemRef:
     identity: str | None
     video: str | None = None
     clip: str | None = None
-    reason: str | None = None      # why the path itself could not be parsed
+    reason: str | None = None  # why the path itself could not be parsed
 
 
 def parse_item(path: str, names: dict[str, str]) -> ItemRef:
@@ -92,7 +92,7 @@ def parse_item(path: str, names: dict[str, str]) -> ItemRef:
     if len(parts) < 2:
         return ItemRef(path, None, reason="unrecognised path layout")
     if ext == ".jpg" and len(parts) > 3 and parts[-3] in names:
-        return ItemRef(path, names[parts[-3]], parts[-2])     # Wang: .../<Name>/<ytid>/<frame>.jpg
+        return ItemRef(path, names[parts[-3]], parts[-2])  # Wang: .../<Name>/<ytid>/<frame>.jpg
     name = parts[0] if not _VOX_ID.match(parts[0]) else None
     identity = parts[0] if name is None else names.get(name)
     if identity is None:
@@ -103,9 +103,9 @@ def parse_item(path: str, names: dict[str, str]) -> ItemRef:
             return ItemRef(path, identity, reason="unrecognised PINs voice file name")
         return ItemRef(path, identity, m["video"], f"{int(m['clip']):05d}")
     if ext == ".jpg" and len(parts) == 2:
-        return ItemRef(path, identity)                        # VGGFace still
+        return ItemRef(path, identity)  # VGGFace still
     if ext == ".jpg" and len(parts) >= 3:
-        return ItemRef(path, identity, parts[-2])             # video frame: clip unknown
+        return ItemRef(path, identity, parts[-2])  # video frame: clip unknown
     return ItemRef(path, identity, reason="unrecognised path layout")
 
 
@@ -178,9 +178,16 @@ class ImportReport:
             ex.append(path)
 
     def as_dict(self) -> dict:
-        return {"file": self.file, "md5": self.md5, "kind": self.kind, "rows": self.rows,
-                "trials": self.trials, "dropped_rows": self.rows - self.trials,
-                "unresolved_items": dict(self.unresolved), "examples": self.examples}
+        return {
+            "file": self.file,
+            "md5": self.md5,
+            "kind": self.kind,
+            "rows": self.rows,
+            "trials": self.trials,
+            "dropped_rows": self.rows - self.trials,
+            "unresolved_items": dict(self.unresolved),
+            "examples": self.examples,
+        }
 
     def summary(self) -> str:
         lines = [f"{Path(self.file).name}: {self.rows} rows -> {self.trials} trials"]
@@ -190,6 +197,7 @@ class ImportReport:
 
 
 # ---------------------------------------------------------------- raw readers (no store needed)
+
 
 def list_kind(path: str | os.PathLike) -> tuple[str, str]:
     """(kind, direction) from the published file name; kind in pins_verify|wang|match|verify|retrieval."""
@@ -205,8 +213,10 @@ def list_kind(path: str | os.PathLike) -> tuple[str, str]:
         return "verify", direction
     if name.startswith(("reterival_", "retrieval_")) or name in ("jpg_20k.csv.gz", "wav_20k.csv.gz"):
         return "retrieval", direction
-    raise ValueError(f"{name}: not a known published trial list (PINs veriflist_test_*, CMPC "
-                     "matching_*, Wen match_*/verify_*/reterival_*, Wang test_*_label50)")
+    raise ValueError(
+        f"{name}: not a known published trial list (PINs veriflist_test_*, CMPC "
+        "matching_*, Wen match_*/verify_*/reterival_*, Wang test_*_label50)"
+    )
 
 
 def read_rows(path: str | os.PathLike) -> list[tuple]:
@@ -226,7 +236,7 @@ def read_rows(path: str | os.PathLike) -> list[tuple]:
         return [(r["voice-path"], r["face-path"], int(r["label"])) for r in reader]
     lines = [ln for ln in text.split("\n") if ln.strip()]
     if kind == "retrieval":
-        if lines and "\t" in lines[0]:                           # CMPC: header + `id<TAB>path`
+        if lines and "\t" in lines[0]:  # CMPC: header + `id<TAB>path`
             return [(ln.split("\t")[1].strip(),) for ln in lines[1:]]
         return [(p,) for ln in lines for p in ln.split()]
     if kind == "wang":
@@ -249,13 +259,16 @@ def read_rows(path: str | os.PathLike) -> list[tuple]:
 
 # ---------------------------------------------------------------- resolve into trials
 
-def import_list(path: str | os.PathLike, resolver: StoreResolver, names: dict[str, str],
-                split: str = "") -> tuple[TrialSet, ImportReport]:
+
+def import_list(
+    path: str | os.PathLike, resolver: StoreResolver, names: dict[str, str], split: str = ""
+) -> tuple[TrialSet, ImportReport]:
     """Import one published list as a TrialSet (K = 2 matching or verification pairs)."""
     kind, direction = list_kind(path)
     if kind == "retrieval":
-        raise ValueError(f"{Path(path).name}: retrieval lists have no trials to score; "
-                         "use resolve_items() to check their coverage")
+        raise ValueError(
+            f"{Path(path).name}: retrieval lists have no trials to score; use resolve_items() to check their coverage"
+        )
     rows = read_rows(path)
     report = ImportReport(file=str(path), md5=file_md5(path), kind=kind, rows=len(rows))
     cache: dict[str, tuple[str | None, str | None]] = {}
@@ -273,18 +286,25 @@ def import_list(path: str | os.PathLike, resolver: StoreResolver, names: dict[st
     if kind in ("match", "wang"):
         out = []
         for row in rows:
-            if kind == "wang":   # (probe, A, B, label) -> positive = the labelled candidate
+            if kind == "wang":  # (probe, A, B, label) -> positive = the labelled candidate
                 probe, pos, neg, slot = row[0], row[1 + row[3]], row[2 - row[3]], row[3]
-            else:                # CMPC / Wen: the positive is always the second column
+            else:  # CMPC / Wen: the positive is always the second column
                 (probe, pos, neg), slot = row, 0
             keys = [key_of(p) for p in (probe, pos, neg)]
             if None in keys:
                 continue
             ident = resolver.identity_of[keys[0]]
-            out.append({"probe": keys[0], "positive": keys[1], "negatives": [keys[2]],
-                        "negative_identities": [resolver.identity_of[keys[2]]],
-                        # the published lists fix the positive's column; our K=2 slot follows it
-                        "slots": [slot], "identity": ident})
+            out.append(
+                {
+                    "probe": keys[0],
+                    "positive": keys[1],
+                    "negatives": [keys[2]],
+                    "negative_identities": [resolver.identity_of[keys[2]]],
+                    # the published lists fix the positive's column; our K=2 slot follows it
+                    "slots": [slot],
+                    "identity": ident,
+                }
+            )
         match[direction] = out
         report.trials = len(out)
     else:
@@ -296,20 +316,27 @@ def import_list(path: str | os.PathLike, resolver: StoreResolver, names: dict[st
                 continue
             ip, ic = resolver.identity_of[kp], resolver.identity_of[kc]
             label = int(row[2]) if kind == "pins_verify" else int(ip == ic)
-            out.append({"probe": kp, "candidate": kc, "label": label, "identity": ip,
-                        "candidate_identity": ic})
+            out.append({"probe": kp, "candidate": kc, "label": label, "identity": ip, "candidate_identity": ic})
         verify[direction] = out
         report.trials = len(out)
-    header = {"seed": None, "split": split, "source": f"imported:{Path(path).name}", "list_md5": report.md5,
-              "store": resolver.store_path, "store_fingerprint": resolver.fingerprint,
-              "options": {"face_fallback": resolver.face_fallback}, "max_k": 2,
-              "counts": {"rows": report.rows, "trials": report.trials},
-              "skipped": dict(report.unresolved)}
+    header = {
+        "seed": None,
+        "split": split,
+        "source": f"imported:{Path(path).name}",
+        "list_md5": report.md5,
+        "store": resolver.store_path,
+        "store_fingerprint": resolver.fingerprint,
+        "options": {"face_fallback": resolver.face_fallback},
+        "max_k": 2,
+        "counts": {"rows": report.rows, "trials": report.trials},
+        "skipped": dict(report.unresolved),
+    }
     return TrialSet(header=header, match=match, verify=verify), report
 
 
-def resolve_items(path: str | os.PathLike, resolver: StoreResolver,
-                  names: dict[str, str]) -> tuple[list[str], ImportReport]:
+def resolve_items(
+    path: str | os.PathLike, resolver: StoreResolver, names: dict[str, str]
+) -> tuple[list[str], ImportReport]:
     """Resolve the items of a retrieval list; returns the resolved keys and the report."""
     rows = read_rows(path)
     report = ImportReport(file=str(path), md5=file_md5(path), kind="retrieval", rows=len(rows))

@@ -32,13 +32,14 @@ class EvalInputs:
     """Preprocessing settings for evaluation, normally read from the checkpoint's data_config."""
 
     audio_seconds: float = _LOADER_DEFAULTS["crop_seconds"]
-    face_size: int | None = None        # None: keep the store's crop size
+    face_size: int | None = None  # None: keep the store's crop size
     sample_rate: int = 16000
-    logmel: tuple = ()                  # LogMel keyword overrides as (name, value) pairs
+    logmel: tuple = ()  # LogMel keyword overrides as (name, value) pairs
 
     @classmethod
-    def from_data_config(cls, data_config: dict | None, audio_seconds: float | None = None,
-                         face_size: int | None = None) -> EvalInputs:
+    def from_data_config(
+        cls, data_config: dict | None, audio_seconds: float | None = None, face_size: int | None = None
+    ) -> EvalInputs:
         """The training loader's settings (shards.config.LoaderConfig keys `crop_seconds`,
         `face_size`, `log_mel`; its defaults where the checkpoint does not say), CLI overrides."""
         dc = dict(data_config or {})
@@ -59,8 +60,8 @@ def centre_crop_loop(wave: np.ndarray, length: int) -> np.ndarray:
         raise ValueError(f"audio must be a non-empty 1-D array, got shape {wave.shape}")
     if wave.size >= length:
         start = (wave.size - length) // 2
-        return wave[start:start + length]
-    return np.resize(wave, length)          # np.resize repeats the array cyclically
+        return wave[start : start + length]
+    return np.resize(wave, length)  # np.resize repeats the array cyclically
 
 
 def middle_frame(faces: np.ndarray) -> np.ndarray:
@@ -100,15 +101,17 @@ class ItemLoader:
         The cache keeps the uint8 crop (4x smaller than the float tensor; 150 KB at 224 px) and
         the conversion runs per call, on that one crop, so the result is the same every time.
         """
-        crop = self._cached("face", key, lambda: torch.from_numpy(
-            np.ascontiguousarray(middle_frame(self.store.faces(self.store.index_of(key))))))
+        crop = self._cached(
+            "face",
+            key,
+            lambda: torch.from_numpy(np.ascontiguousarray(middle_frame(self.store.faces(self.store.index_of(key))))),
+        )
         return faces_to_tensor(crop[None], self.inputs.face_size)[0]
 
     @torch.no_grad()
     def voice(self, key: str) -> torch.Tensor:
         """float32 `[1, n_mels, T]` log-mel of the item's centred, loop-padded audio window."""
-        return self._cached("voice", key,
-                            lambda: self.voice_from_wave(self.store.audio(self.store.index_of(key))))
+        return self._cached("voice", key, lambda: self.voice_from_wave(self.store.audio(self.store.index_of(key))))
 
     @torch.no_grad()
     def voice_from_wave(self, wave: np.ndarray) -> torch.Tensor:

@@ -104,7 +104,7 @@ def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
     if labels.sum() == 0 or labels.sum() == len(labels):
         return float("nan")
     fpr, tpr, _ = roc_points(scores, labels)
-    diff = (1.0 - tpr) - fpr          # decreasing from +1 to -1 along the ROC
+    diff = (1.0 - tpr) - fpr  # decreasing from +1 to -1 along the ROC
     i = int(np.flatnonzero(diff <= 0)[0])
     if diff[i] == 0 or i == 0:
         return float(fpr[i])
@@ -135,8 +135,9 @@ def threshold_accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float)
     return float(np.mean((scores >= threshold).astype(np.int64) == labels))
 
 
-def bootstrap_ci(metric: Callable[[np.ndarray], float], groups: Sequence, n_boot: int = 1000,
-                 seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    metric: Callable[[np.ndarray], float], groups: Sequence, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap CI of `metric(trial_indices)`, resampling whole groups (identities).
 
     `groups[i]` is the group (probe identity) of trial i. Each replicate draws as many groups as
@@ -149,7 +150,7 @@ def bootstrap_ci(metric: Callable[[np.ndarray], float], groups: Sequence, n_boot
     uniq, inverse = np.unique(groups, return_inverse=True)
     order = np.argsort(inverse, kind="mergesort")
     bounds = np.r_[0, np.cumsum(np.bincount(inverse, minlength=len(uniq)))]
-    members = [order[bounds[g]:bounds[g + 1]] for g in range(len(uniq))]
+    members = [order[bounds[g] : bounds[g + 1]] for g in range(len(uniq))]
     rng = np.random.Generator(np.random.PCG64(seed))
     values = []
     for _ in range(n_boot):
@@ -180,8 +181,7 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
     return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))
 
 
-def mean_average_precision(query: np.ndarray, query_ids, gallery: np.ndarray, gallery_ids,
-                           exclude=None) -> float:
+def mean_average_precision(query: np.ndarray, query_ids, gallery: np.ndarray, gallery_ids, exclude=None) -> float:
     """mAP of cosine-similarity retrieval (Wen et al. CVPR 2021's retrieval metric).
 
     `query [Q, D]`, `gallery [G, D]`; a gallery item is relevant when its identity equals the

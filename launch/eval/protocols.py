@@ -23,24 +23,47 @@ class Protocol:
     train: str
     description: str
 
-    def folders(self, data: str | Path, test: str | None = None, val: str | None = None,
-                train: str | None = None) -> dict[str, Path]:
+    def folders(
+        self, data: str | Path, test: str | None = None, val: str | None = None, train: str | None = None
+    ) -> dict[str, Path]:
         """Split folders under `data`; explicit paths override the protocol's defaults."""
         data = Path(data)
-        return {"test": Path(test) if test else data / self.test,
-                "val": Path(val) if val else data / self.val,
-                "train": Path(train) if train else data / self.train}
+        return {
+            "test": Path(test) if test else data / self.test,
+            "val": Path(val) if val else data / self.val,
+            "train": Path(train) if train else data / self.train,
+        }
 
 
 PROTOCOLS = {
-    "wen1251": Protocol("wen1251", "voxceleb1/test", "voxceleb1/val", "voxceleb1/train",
-                        "VoxCeleb1 letter split, all identities (test C/D/E)"),
-    "wen1225": Protocol("wen1225", "voxceleb1/test", "voxceleb1/val", "voxceleb1/train",
-                        "VoxCeleb1 letter split, 1,225 identities with VGGFace faces (test 189)"),
-    "pins": Protocol("pins", "voxceleb1/test", "voxceleb1/val", "voxceleb1/train",
-                     "VoxCeleb1 Learnable-PINs split (test 250 unseen-unheard)"),
-    "vox2test": Protocol("vox2test", "voxceleb2/test", "voxceleb1/val", "voxceleb1/train",
-                         "cross-dataset: VoxCeleb2 test identities, threshold from VoxCeleb1 val"),
+    "wen1251": Protocol(
+        "wen1251",
+        "voxceleb1/test",
+        "voxceleb1/val",
+        "voxceleb1/train",
+        "VoxCeleb1 letter split, all identities (test C/D/E)",
+    ),
+    "wen1225": Protocol(
+        "wen1225",
+        "voxceleb1/test",
+        "voxceleb1/val",
+        "voxceleb1/train",
+        "VoxCeleb1 letter split, 1,225 identities with VGGFace faces (test 189)",
+    ),
+    "pins": Protocol(
+        "pins",
+        "voxceleb1/test",
+        "voxceleb1/val",
+        "voxceleb1/train",
+        "VoxCeleb1 Learnable-PINs split (test 250 unseen-unheard)",
+    ),
+    "vox2test": Protocol(
+        "vox2test",
+        "voxceleb2/test",
+        "voxceleb1/val",
+        "voxceleb1/train",
+        "cross-dataset: VoxCeleb2 test identities, threshold from VoxCeleb1 val",
+    ),
 }
 
 

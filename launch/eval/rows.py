@@ -33,9 +33,11 @@ def _pick(current: dict | None, new: dict, column: str, name: str) -> dict:
     if current is None:
         return new
     if current["method"] == new["method"]:
-        raise RowMergeError(f"{name}: {column} is scored by two checkpoints ({current['checkpoint']} and "
-                            f"{new['checkpoint']}, both {new['method']}); give each row one checkpoint per task "
-                            f"(K = 2, K = 10, K = 1) or use different --names")
+        raise RowMergeError(
+            f"{name}: {column} is scored by two checkpoints ({current['checkpoint']} and "
+            f"{new['checkpoint']}, both {new['method']}); give each row one checkpoint per task "
+            f"(K = 2, K = 10, K = 1) or use different --names"
+        )
     return current if current["method"] == "head" else new
 
 
@@ -63,10 +65,14 @@ def merge_rows(name: str, parts: list[tuple[str, dict]]) -> dict:
                 matching = out.setdefault("matching", {})
                 matching[k] = _pick(matching.get(k), _tag(m, source, result), f"{direction} 1:{k}", name)
             if "verification" in res:
-                out["verification"] = _pick(out.get("verification"), _tag(res["verification"], source, result),
-                                            f"{direction} verification", name)
+                out["verification"] = _pick(
+                    out.get("verification"),
+                    _tag(res["verification"], source, result),
+                    f"{direction} verification",
+                    name,
+                )
     merged["checkpoint"] = merged["checkpoints"][0]
-    for res in merged["directions"].values():   # keep K in ascending order for tables and plots
+    for res in merged["directions"].values():  # keep K in ascending order for tables and plots
         if "matching" in res:
             res["matching"] = dict(sorted(res["matching"].items(), key=lambda kv: int(kv[0])))
     return merged

@@ -42,15 +42,14 @@ def head_supports(model, k: int) -> bool:
     """Can `model.predict` score tuples with K candidates?"""
     trained_k = getattr(model, "num_candidates", None)
     if trained_k is None:
-        return True                                      # unknown model type: trust predict()
+        return True  # unknown model type: trust predict()
     if k == 1:
         return trained_k == 1
     shared = getattr(model, "cfg", {}).get("classifier") == "shared"
     return trained_k >= 2 and (shared or trained_k == k)
 
 
-def build_batch(direction: str, probes, candidates, loader, device, extra_candidates=(),
-                return_rows: bool = False):
+def build_batch(direction: str, probes, candidates, loader, device, extra_candidates=(), return_rows: bool = False):
     """Indexed tuple batch for `probes [B]` and `candidates [B][K]` (keys into the store).
 
     `extra_candidates` (lists of `[B][K']` rows) add their items to the batch without adding
@@ -71,9 +70,13 @@ def build_batch(direction: str, probes, candidates, loader, device, extra_candid
         voices, faces = loader.voices(anchors), loader.faces(cands)
     else:
         faces, voices = loader.faces(anchors), loader.voices(cands)
-    batch = {"direction": direction, "faces": faces.to(device), "voices": voices.to(device),
-             "anchor_index": torch.tensor(a_idx, dtype=torch.long, device=device),
-             "candidate_index": torch.tensor(c_idx, dtype=torch.long, device=device)}
+    batch = {
+        "direction": direction,
+        "faces": faces.to(device),
+        "voices": voices.to(device),
+        "anchor_index": torch.tensor(a_idx, dtype=torch.long, device=device),
+        "candidate_index": torch.tensor(c_idx, dtype=torch.long, device=device),
+    }
     return (batch, cand_rows) if return_rows else batch
 
 
@@ -105,8 +108,15 @@ def embedding_scores(model, batch: dict) -> torch.Tensor:
 class ModelScorer:
     """Scores trial tuples with a model (see module docstring for the methods)."""
 
-    def __init__(self, model, loader, batch_size: int = 64, method: str = "head",
-                 device: str | torch.device = "cpu", progress: bool = True):
+    def __init__(
+        self,
+        model,
+        loader,
+        batch_size: int = 64,
+        method: str = "head",
+        device: str | torch.device = "cpu",
+        progress: bool = True,
+    ):
         if method not in SCORING_METHODS:
             raise ValueError(f"scoring method must be one of {SCORING_METHODS}, got {method!r}")
         if batch_size < 1:
@@ -124,8 +134,10 @@ class ModelScorer:
         if self.method == "auto":
             return "head" if head_supports(self.model, k) else "embedding"
         if self.method == "head" and not head_supports(self.model, k):
-            raise ValueError(f"the model's head was trained for K={getattr(self.model, 'num_candidates', '?')} "
-                             f"and cannot score K={k}; use --scoring auto or embedding")
+            raise ValueError(
+                f"the model's head was trained for K={getattr(self.model, 'num_candidates', '?')} "
+                f"and cannot score K={k}; use --scoring auto or embedding"
+            )
         return self.method
 
     @torch.no_grad()
@@ -138,16 +150,26 @@ class ModelScorer:
         method = self.method_for(k)
         out = np.empty((n, k), dtype=np.float64)
         starts = range(0, n, self.batch_size)
-        for s in tqdm(starts, desc=desc or f"{direction} K={k}", disable=None if self.progress else True,
-                      unit="batch", leave=False):
-            batch = build_batch(direction, probes[s:s + self.batch_size],
-                                candidates[s:s + self.batch_size], self.loader, self.device)
+        for s in tqdm(
+            starts,
+            desc=desc or f"{direction} K={k}",
+            disable=None if self.progress else True,
+            unit="batch",
+            leave=False,
+        ):
+            batch = build_batch(
+                direction,
+                probes[s : s + self.batch_size],
+                candidates[s : s + self.batch_size],
+                self.loader,
+                self.device,
+            )
             if method == "head":
                 scores = self.model.predict(batch)
             else:
                 scores = embedding_scores(self.model, batch)
             scores = scores.float().reshape(len(batch["anchor_index"]), k)
-            out[s:s + self.batch_size] = scores.cpu().numpy()
+            out[s : s + self.batch_size] = scores.cpu().numpy()
         return out, method
 
     @torch.no_grad()
@@ -164,17 +186,30 @@ class ModelScorer:
         methods = {k: self.method_for(k) for k in ks}
         out = {k: np.empty((len(probes), k), dtype=np.float64) for k in ks}
         k_max = ks[-1]
-        for s in tqdm(range(0, len(probes), self.batch_size), desc=desc or f"{direction} K={ks[0]}..{k_max}",
-                      disable=None if self.progress else True, unit="batch", leave=False):
-            chunk = {k: candidates_by_k[k][s:s + self.batch_size] for k in ks}
-            batch, rows = build_batch(direction, probes[s:s + self.batch_size], chunk[k_max], self.loader,
-                                      self.device, extra_candidates=[chunk[k] for k in ks], return_rows=True)
+        for s in tqdm(
+            range(0, len(probes), self.batch_size),
+            desc=desc or f"{direction} K={ks[0]}..{k_max}",
+            disable=None if self.progress else True,
+            unit="batch",
+            leave=False,
+        ):
+            chunk = {k: candidates_by_k[k][s : s + self.batch_size] for k in ks}
+            batch, rows = build_batch(
+                direction,
+                probes[s : s + self.batch_size],
+                chunk[k_max],
+                self.loader,
+                self.device,
+                extra_candidates=[chunk[k] for k in ks],
+                return_rows=True,
+            )
             _, anchor_maps, cand_maps = self.model.encode(batch)
             for k in ks:
-                index = torch.tensor([[rows[c] for c in row] for row in chunk[k]], dtype=torch.long,
-                                     device=batch["anchor_index"].device)
+                index = torch.tensor(
+                    [[rows[c] for c in row] for row in chunk[k]], dtype=torch.long, device=batch["anchor_index"].device
+                )
                 idx = models.check_batch(dict(batch, candidate_index=index))
                 emb = self.model.embed(idx, anchor_maps, cand_maps)
                 scores = self.model.score(emb) if methods[k] == "head" else similarity_from_embeddings(self.model, emb)
-                out[k][s:s + len(index)] = scores.float().reshape(len(index), k).cpu().numpy()
+                out[k][s : s + len(index)] = scores.float().reshape(len(index), k).cpu().numpy()
         return {k: (out[k], methods[k]) for k in ks}

@@ -33,18 +33,32 @@ def headline(result: dict, multi_k: int | None = None) -> dict:
         match = res.get("matching", {})
         for name, key in (("Binary", "2"), ("Multi-way", mk)):
             m = match.get(key) if not (name == "Multi-way" and key == "2") else None
-            cols[f"{name} {label}"] = None if m is None else {
-                "value": _pct(m["acc"]), "lo": _pct(m["ci"][0]), "hi": _pct(m["ci"][1]), "method": m["method"],
-                "trained_k": m.get("trained_k"), "checkpoint": m.get("checkpoint")}
+            cols[f"{name} {label}"] = (
+                None
+                if m is None
+                else {
+                    "value": _pct(m["acc"]),
+                    "lo": _pct(m["ci"][0]),
+                    "hi": _pct(m["ci"][1]),
+                    "method": m["method"],
+                    "trained_k": m.get("trained_k"),
+                    "checkpoint": m.get("checkpoint"),
+                }
+            )
         ver = res.get("verification")
         for name, key in (("Verification", "acc"), ("AUC", "auc"), ("EER", "eer")):
             if ver is None or ver.get(key) is None:
                 cols[f"{name} {label}"] = None
                 continue
             ci = ver["acc_ci" if key == "acc" else f"{key}_ci"]
-            cols[f"{name} {label}"] = {"value": _pct(ver[key]), "lo": _pct(ci[0]), "hi": _pct(ci[1]),
-                                       "method": ver["method"], "trained_k": ver.get("trained_k"),
-                                       "checkpoint": ver.get("checkpoint")}
+            cols[f"{name} {label}"] = {
+                "value": _pct(ver[key]),
+                "lo": _pct(ci[0]),
+                "hi": _pct(ci[1]),
+                "method": ver["method"],
+                "trained_k": ver.get("trained_k"),
+                "checkpoint": ver.get("checkpoint"),
+            }
     return cols
 
 
@@ -56,8 +70,7 @@ def scorer_cell(c) -> str:
     return f"{c['method']} (K={k} model)" if k is not None else c["method"]
 
 
-MAIN_COLUMNS = ["Binary V-F", "Binary F-V", "Multi-way V-F", "Multi-way F-V", "Verification V-F",
-                "Verification F-V"]
+MAIN_COLUMNS = ["Binary V-F", "Binary F-V", "Multi-way V-F", "Multi-way F-V", "Verification V-F", "Verification F-V"]
 ROC_COLUMNS = ["AUC V-F", "AUC F-V", "EER V-F", "EER F-V"]
 
 
@@ -87,17 +100,22 @@ def describe_trials(meta: dict) -> list[str]:
     for role, t in (meta or {}).get("trials", {}).items():
         opts = t.get("options") or {}
         try:
-            detail = TrialOptions(**opts).describe() + (", gender-matched negatives" if opts.get("gender_matched")
-                                                        else "")
-        except (TypeError, ValueError):   # imported lists, or a file from an older version
+            detail = TrialOptions(**opts).describe() + (
+                ", gender-matched negatives" if opts.get("gender_matched") else ""
+            )
+        except (TypeError, ValueError):  # imported lists, or a file from an older version
             detail = ", ".join(f"{k}={v}" for k, v in opts.items() if k != "seed")
-        lines.append(f"- {role} trials: {t.get('source')} on `{t.get('split')}`, {t.get('identities')} identities"
-                     + (f", {detail}" if detail else "") + f", sha256 {str(t.get('sha256'))[:12]}")
+        lines.append(
+            f"- {role} trials: {t.get('source')} on `{t.get('split')}`, {t.get('identities')} identities"
+            + (f", {detail}" if detail else "")
+            + f", sha256 {str(t.get('sha256'))[:12]}"
+        )
     return lines
 
 
-def markdown(rows: list[tuple[str, dict]], title: str = "", multi_k: int | None = None,
-             meta: dict | None = None) -> str:
+def markdown(
+    rows: list[tuple[str, dict]], title: str = "", multi_k: int | None = None, meta: dict | None = None
+) -> str:
     """Three Markdown tables (paper layout, ROC metrics, accuracy vs K) for `rows` of (name, result)."""
     heads = [(name, headline(res, multi_k)) for name, res in rows]
     mk = multi_k or 10
@@ -107,14 +125,21 @@ def markdown(rows: list[tuple[str, dict]], title: str = "", multi_k: int | None 
     trial_lines = describe_trials(meta)
     if trial_lines:
         out += trial_lines + [""]
-    out += [f"Accuracy in % with 95 % bootstrap CI over identities. Binary = 1:2, Multi-way = 1:{mk}, "
-            "Verification = accuracy of the head's own match decision (head scorer) or at the threshold "
-            "chosen on the validation split (embedding scorer). '-': no checkpoint of the row was scored "
-            "for that column (see the scorer table).", ""]
+    out += [
+        f"Accuracy in % with 95 % bootstrap CI over identities. Binary = 1:2, Multi-way = 1:{mk}, "
+        "Verification = accuracy of the head's own match decision (head scorer) or at the threshold "
+        "chosen on the validation split (embedding scorer). '-': no checkpoint of the row was scored "
+        "for that column (see the scorer table).",
+        "",
+    ]
     out.append(_md(["Method"] + MAIN_COLUMNS, [[n] + [_cell(h[c]) for c in MAIN_COLUMNS] for n, h in heads]))
-    out += ["", "Scorer of each column: `head` = the model's classifier trained for that K (the papers' "
-            "scorer), `embedding` = cosine of the shared embeddings (BIANet: minus w times the reverse "
-            "cosine), not the papers' scorer.", ""]
+    out += [
+        "",
+        "Scorer of each column: `head` = the model's classifier trained for that K (the papers' "
+        "scorer), `embedding` = cosine of the shared embeddings (BIANet: minus w times the reverse "
+        "cosine), not the papers' scorer.",
+        "",
+    ]
     out.append(_md(["Method"] + MAIN_COLUMNS, [[n] + [scorer_cell(h[c]) for c in MAIN_COLUMNS] for n, h in heads]))
     out += ["", "Verification ROC: AUC (higher is better) and EER (lower is better), in %.", ""]
     out.append(_md(["Method"] + ROC_COLUMNS, [[n] + [_cell(h[c]) for c in ROC_COLUMNS] for n, h in heads]))
@@ -137,26 +162,69 @@ def write_csv(path: str | os.PathLike, rows: list[tuple[str, dict]]) -> Path:
     path = Path(path)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["method", "metric", "direction", "k", "value", "ci_low", "ci_high", "n", "scoring", "trained_k",
-                    "checkpoint"])
+        w.writerow(
+            [
+                "method",
+                "metric",
+                "direction",
+                "k",
+                "value",
+                "ci_low",
+                "ci_high",
+                "n",
+                "scoring",
+                "trained_k",
+                "checkpoint",
+            ]
+        )
         for name, res in rows:
             for d, label in DIRS:
                 r = res["directions"].get(d, {})
                 for k, m in sorted(((int(k), m) for k, m in r.get("matching", {}).items())):
-                    w.writerow([name, "matching_acc", label, k, m["acc"], *m["ci"], m["n"], m["method"],
-                                m.get("trained_k"), m.get("checkpoint")])
+                    w.writerow(
+                        [
+                            name,
+                            "matching_acc",
+                            label,
+                            k,
+                            m["acc"],
+                            *m["ci"],
+                            m["n"],
+                            m["method"],
+                            m.get("trained_k"),
+                            m.get("checkpoint"),
+                        ]
+                    )
                 ver = r.get("verification")
                 if ver:
                     for key in ("acc", "auc", "eer"):
                         if ver.get(key) is not None:
                             ci = ver["acc_ci" if key == "acc" else f"{key}_ci"]
-                            w.writerow([name, f"verification_{key}", label, 1, ver[key], *ci, ver["n"],
-                                        ver["method"], ver.get("trained_k"), ver.get("checkpoint")])
+                            w.writerow(
+                                [
+                                    name,
+                                    f"verification_{key}",
+                                    label,
+                                    1,
+                                    ver[key],
+                                    *ci,
+                                    ver["n"],
+                                    ver["method"],
+                                    ver.get("trained_k"),
+                                    ver.get("checkpoint"),
+                                ]
+                            )
     return path
 
 
-def write_all(outdir: str | os.PathLike, rows: list[tuple[str, dict]], meta: dict, stem: str = "results",
-              title: str = "", multi_k: int | None = None) -> dict[str, Path]:
+def write_all(
+    outdir: str | os.PathLike,
+    rows: list[tuple[str, dict]],
+    meta: dict,
+    stem: str = "results",
+    title: str = "",
+    multi_k: int | None = None,
+) -> dict[str, Path]:
     """`<stem>.md`, `<stem>.csv` and `<stem>.json` (full results + run metadata) in `outdir`."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ class TrialOptions:
     gender_matched: bool = False
     positive_video: str = "different"
     mode: str = "strict"
-    rows_per_identity: int | None = None   # None: one row per probe
+    rows_per_identity: int | None = None  # None: one row per probe
 
     def __post_init__(self):
         if self.max_k < 2:
@@ -80,8 +80,15 @@ class TrialOptions:
     @classmethod
     def authors(cls, seed: int = 0, max_k: int = 10, gender_matched: bool = False) -> TrialOptions:
         """The authors' list construction (module docstring): 8 probes, 50 rows per identity."""
-        return cls(seed=seed, probes_per_identity=AUTHORS_PROBES, max_k=max_k, gender_matched=gender_matched,
-                   positive_video=AUTHORS_POSITIVE_VIDEO["v2f"], mode="authors", rows_per_identity=AUTHORS_ROWS)
+        return cls(
+            seed=seed,
+            probes_per_identity=AUTHORS_PROBES,
+            max_k=max_k,
+            gender_matched=gender_matched,
+            positive_video=AUTHORS_POSITIVE_VIDEO["v2f"],
+            mode="authors",
+            rows_per_identity=AUTHORS_ROWS,
+        )
 
     def positive_rule(self, direction: str) -> str:
         """Which video a positive may come from, for `direction`."""
@@ -90,8 +97,10 @@ class TrialOptions:
     def describe(self) -> str:
         """One line for results tables."""
         if self.mode == "authors":
-            return (f"authors' construction ({self.probes_per_identity} probes, {self.rows_per_identity} rows per "
-                    "identity; V-F positive from the voice's own video, F-V from any video)")
+            return (
+                f"authors' construction ({self.probes_per_identity} probes, {self.rows_per_identity} rows per "
+                "identity; V-F positive from the voice's own video, F-V from any video)"
+            )
         rows = f", {self.rows_per_identity} rows per identity" if self.rows_per_identity else ""
         return f"strict (positive from a {self.positive_video} video, up to {self.probes_per_identity} probes{rows})"
 
@@ -148,7 +157,7 @@ class TrialSet:
             raise ValueError(f"K={k} outside the trial file's range 2..{self.max_k}")
         probes, cands, labels, ids = [], [], [], []
         for t in self.match.get(direction, []):
-            row = list(t["negatives"][:k - 1])
+            row = list(t["negatives"][: k - 1])
             slot = t["slots"][k - 2]
             row.insert(slot, t["positive"])
             probes.append(t["probe"])
@@ -160,8 +169,12 @@ class TrialSet:
     def verification(self, direction: str):
         """(probe keys [N], candidate keys [N], labels int64 [N], probe identities [N])."""
         trials = self.verify.get(direction, [])
-        return ([t["probe"] for t in trials], [t["candidate"] for t in trials],
-                np.asarray([t["label"] for t in trials], dtype=np.int64), [t["identity"] for t in trials])
+        return (
+            [t["probe"] for t in trials],
+            [t["candidate"] for t in trials],
+            np.asarray([t["label"] for t in trials], dtype=np.int64),
+            [t["identity"] for t in trials],
+        )
 
     def body(self) -> dict:
         return {"match": self.match, "verify": self.verify}
@@ -191,11 +204,12 @@ class TrialSet:
             raise TrialFileError(f"{path}: unknown trial format {header.get('format')!r}")
         trials = cls(header=header, match=doc.get("match", {}), verify=doc.get("verify", {}))
         if _body_checksum(trials.body()) != header.get("body_sha256"):
-            raise TrialFileError(f"{path}: checksum mismatch, the trials were modified after saving; "
-                                 "regenerate them")
+            raise TrialFileError(f"{path}: checksum mismatch, the trials were modified after saving; regenerate them")
         if fingerprint is not None and header.get("store_fingerprint") != fingerprint:
-            raise TrialFileError(f"{path}: made for a different evaluation store "
-                                 f"({header.get('store')}); regenerate the trials for this store")
+            raise TrialFileError(
+                f"{path}: made for a different evaluation store "
+                f"({header.get('store')}); regenerate the trials for this store"
+            )
         return trials
 
 
@@ -203,8 +217,10 @@ def check_disjoint(trials: TrialSet, training_identities) -> None:
     """Raise if any trial identity was seen in training (the protocols test *unseen* identities)."""
     overlap = sorted(trials.identities() & set(training_identities))
     if overlap:
-        raise ValueError(f"{len(overlap)} trial identities also occur in the training split "
-                         f"(e.g. {overlap[:5]}); evaluation must use unseen identities")
+        raise ValueError(
+            f"{len(overlap)} trial identities also occur in the training split "
+            f"(e.g. {overlap[:5]}); evaluation must use unseen identities"
+        )
 
 
 def _identity_index(identities, genders):
@@ -235,16 +251,27 @@ def _eligible_probes(rows, videos, rule):
     return list(rows) if len(rows) > 1 else []
 
 
-def generate_trials(keys, identities, videos, genders, options: TrialOptions, *, split: str,
-                    store: str = "", fingerprint: str | None = None) -> TrialSet:
+def generate_trials(
+    keys,
+    identities,
+    videos,
+    genders,
+    options: TrialOptions,
+    *,
+    split: str,
+    store: str = "",
+    fingerprint: str | None = None,
+) -> TrialSet:
     """Generate matching and verification trials for both directions (see module docstring)."""
     keys, identities, videos = list(keys), list(identities), list(videos)
     genders = list(genders)
     items, gender = _identity_index(identities, genders)
     all_ids = sorted(items)
     if len(all_ids) < options.max_k:
-        raise ValueError(f"{split}: {len(all_ids)} identities, but 1:{options.max_k} matching needs at "
-                         f"least {options.max_k} (lower --max-k or use a larger split)")
+        raise ValueError(
+            f"{split}: {len(all_ids)} identities, but 1:{options.max_k} matching needs at "
+            f"least {options.max_k} (lower --max-k or use a larger split)"
+        )
     match: dict[str, list[dict]] = {}
     verify: dict[str, list[dict]] = {}
     skipped: Counter = Counter()
@@ -271,32 +298,60 @@ def generate_trials(keys, identities, videos, genders, options: TrialOptions, *,
             probes = [int(p) for p in rng.choice(eligible, size=n, replace=False)]
             n_rows = options.rows_per_identity or n
             for r in range(n_rows):
-                probe = probes[r % n]            # round the probes: 50 rows over 8 probes
+                probe = probes[r % n]  # round the probes: 50 rows over 8 probes
                 positives = _valid_positives(rows, probe, videos, rule)
                 positive = positives[int(rng.integers(len(positives)))]
                 neg_ids = [pool[j] for j in rng.choice(len(pool), size=options.max_k - 1, replace=False)]
                 negs = [items[i][int(rng.integers(len(items[i])))] for i in neg_ids]
                 slots = [int(rng.integers(k)) for k in range(2, options.max_k + 1)]
-                m_rows.append({"probe": keys[probe], "positive": keys[positive],
-                               "negatives": [keys[r] for r in negs], "negative_identities": neg_ids,
-                               "slots": slots, "identity": ident})
-                v_rows.append({"probe": keys[probe], "candidate": keys[positive], "label": 1,
-                               "identity": ident, "candidate_identity": ident})
-                v_rows.append({"probe": keys[probe], "candidate": keys[negs[0]], "label": 0,
-                               "identity": ident, "candidate_identity": neg_ids[0]})
+                m_rows.append(
+                    {
+                        "probe": keys[probe],
+                        "positive": keys[positive],
+                        "negatives": [keys[r] for r in negs],
+                        "negative_identities": neg_ids,
+                        "slots": slots,
+                        "identity": ident,
+                    }
+                )
+                v_rows.append(
+                    {
+                        "probe": keys[probe],
+                        "candidate": keys[positive],
+                        "label": 1,
+                        "identity": ident,
+                        "candidate_identity": ident,
+                    }
+                )
+                v_rows.append(
+                    {
+                        "probe": keys[probe],
+                        "candidate": keys[negs[0]],
+                        "label": 0,
+                        "identity": ident,
+                        "candidate_identity": neg_ids[0],
+                    }
+                )
         match[direction], verify[direction] = m_rows, v_rows
     header = {
-        "seed": options.seed, "split": split, "source": "generated", "store": store,
+        "seed": options.seed,
+        "split": split,
+        "source": "generated",
+        "store": store,
         "store_fingerprint": fingerprint or store_fingerprint(keys, identities, videos),
-        "options": asdict(options), "max_k": options.max_k,
-        "counts": {f"{task}_{d}": len(sec[d]) for task, sec in (("match", match), ("verify", verify))
-                   for d in DIRECTIONS},
-        "identities": len(all_ids), "skipped": dict(skipped),
+        "options": asdict(options),
+        "max_k": options.max_k,
+        "counts": {
+            f"{task}_{d}": len(sec[d]) for task, sec in (("match", match), ("verify", verify)) for d in DIRECTIONS
+        },
+        "identities": len(all_ids),
+        "skipped": dict(skipped),
     }
     return TrialSet(header=header, match=match, verify=verify)
 
 
 def generate_for_store(store, options: TrialOptions, split: str) -> TrialSet:
     """`generate_trials` on an `shards.evalstore.EvalStore`."""
-    return generate_trials(store.keys, store.identities, store.videos, store.genders, options,
-                           split=split, store=str(store.path))
+    return generate_trials(
+        store.keys, store.identities, store.videos, store.genders, options, split=split, store=str(store.path)
+    )

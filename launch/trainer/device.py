@@ -20,17 +20,21 @@ class DeviceUnavailable(ConfigError):
     """The configured device cannot be used; the message says what to check."""
 
 
-NO_CUDA_HINT = ("check the NVIDIA driver (`nvidia-smi`), CUDA_VISIBLE_DEVICES, that torch is a CUDA "
-                "build (torch.version.cuda={cuda}) and, in Docker, `docker run --gpus all`")
+NO_CUDA_HINT = (
+    "check the NVIDIA driver (`nvidia-smi`), CUDA_VISIBLE_DEVICES, that torch is a CUDA "
+    "build (torch.version.cuda={cuda}) and, in Docker, `docker run --gpus all`"
+)
 
 
 def choose_device(setting: str, cuda_available: bool | None = None) -> str:
     """``cpu`` or ``cuda`` for ``train.device`` (``auto``, ``cpu``, ``cuda``)."""
     cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
     if setting == "cuda" and not cuda_available:
-        raise DeviceUnavailable("train.device=cuda but torch sees no CUDA device; "
-                                + NO_CUDA_HINT.format(cuda=torch.version.cuda)
-                                + "; or set train.device=auto / cpu")
+        raise DeviceUnavailable(
+            "train.device=cuda but torch sees no CUDA device; "
+            + NO_CUDA_HINT.format(cuda=torch.version.cuda)
+            + "; or set train.device=auto / cpu"
+        )
     if setting == "cpu":
         return "cpu"
     return "cuda" if cuda_available else "cpu"
@@ -57,9 +61,11 @@ def build_accelerator(settings: dict):
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=settings["find_unused_parameters"])],
     )
     if settings["device"] == "cuda" and accelerator.device.type != "cuda":
-        raise DeviceUnavailable(f"train.device=cuda but Accelerate placed rank {accelerator.process_index} "
-                                f"on {accelerator.device} (ACCELERATE_USE_CPU set, or an Accelerate config "
-                                f"with use_cpu: true?); " + NO_CUDA_HINT.format(cuda=torch.version.cuda))
+        raise DeviceUnavailable(
+            f"train.device=cuda but Accelerate placed rank {accelerator.process_index} "
+            f"on {accelerator.device} (ACCELERATE_USE_CPU set, or an Accelerate config "
+            f"with use_cpu: true?); " + NO_CUDA_HINT.format(cuda=torch.version.cuda)
+        )
     if accelerator.device.type == "cuda":
         # Face and voice crops have fixed H, W and T; only the unique-item count varies per batch, and
         # the autotuner keeps its choice per shape, so each count is tuned once.
@@ -80,11 +86,20 @@ def announce_device(accelerator, setting: str, stream=None) -> dict:
     stream = stream or sys.stderr
     info = describe_device(accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
-    print(f"[rank {rank}/{world}] training on {info['device']} ({info['device_name']}), precision "
-          f"{info['mixed_precision']} (train.device={setting})", file=stream, flush=True)
+    print(
+        f"[rank {rank}/{world}] training on {info['device']} ({info['device_name']}), precision "
+        f"{info['mixed_precision']} (train.device={setting})",
+        file=stream,
+        flush=True,
+    )
     if setting == "auto" and world > 1 and accelerator.device.type == "cpu" and accelerator.is_main_process:
-        print(f"WARNING: {world} processes are training on CPU: no rank found a CUDA device "
-              f"(train.device=auto). If you meant GPUs, " + NO_CUDA_HINT.format(cuda=torch.version.cuda)
-              + ". Set train.device=cpu to train on CPU on purpose (this warning then goes away), or "
-              "train.device=cuda to make a missing GPU an error.", file=stream, flush=True)
+        print(
+            f"WARNING: {world} processes are training on CPU: no rank found a CUDA device "
+            f"(train.device=auto). If you meant GPUs, "
+            + NO_CUDA_HINT.format(cuda=torch.version.cuda)
+            + ". Set train.device=cpu to train on CPU on purpose (this warning then goes away), or "
+            "train.device=cuda to make a missing GPU an error.",
+            file=stream,
+            flush=True,
+        )
     return info

@@ -20,12 +20,13 @@ from .state import Schedule, TrainState
 
 
 class Checkpoints:
-    def __init__(self, writer, every: int, schedule: Schedule, step, loader, model_cfg: dict,
-                 data_cfg: dict, world_size: int):
+    def __init__(
+        self, writer, every: int, schedule: Schedule, step, loader, model_cfg: dict, data_cfg: dict, world_size: int
+    ):
         self.writer = writer  # None in dry runs: nothing is written
         self.every = every
         self.schedule = schedule
-        self.step = step      # the TrainStep: weights, optimisers, schedulers
+        self.step = step  # the TrainStep: weights, optimisers, schedulers
         self.loader = loader
         self.model_cfg, self.data_cfg = model_cfg, data_cfg
         self.world_size = world_size
@@ -33,19 +34,30 @@ class Checkpoints:
     def save(self, state: TrainState, name: str, mark_latest: bool = True, model_only: bool = False) -> Path:
         epoch = state.progress(self.schedule)
         core = self.step.core
-        payload = ckpt.model_payload(core, getattr(core, "cfg", self.model_cfg), self.data_cfg, epoch,
-                                     state.step)
-        trainer_state = None if model_only else {
-            "optimizers": [o.state_dict() for o in self.step.optimizers],
-            "schedulers": [s.state_dict() for s in self.step.schedulers],
-            "step": state.step, "batches_done": state.batches_done, "best": state.best,
-            "world_size": self.world_size, "steps_per_epoch": self.schedule.steps_per_epoch,
-            "grad_accum_steps": self.schedule.grad_accum_steps,
-        }
+        payload = ckpt.model_payload(core, getattr(core, "cfg", self.model_cfg), self.data_cfg, epoch, state.step)
+        trainer_state = (
+            None
+            if model_only
+            else {
+                "optimizers": [o.state_dict() for o in self.step.optimizers],
+                "schedulers": [s.state_dict() for s in self.step.schedulers],
+                "step": state.step,
+                "batches_done": state.batches_done,
+                "best": state.best,
+                "world_size": self.world_size,
+                "steps_per_epoch": self.schedule.steps_per_epoch,
+                "grad_accum_steps": self.schedule.grad_accum_steps,
+            }
+        )
         rank_state = None if model_only else {"rng": ckpt.capture_rng_state(), "loader": self.loader.state_dict()}
-        return self.writer.save(name, model=payload, trainer=trainer_state, rank_state=rank_state,
-                                meta={"step": state.step, "epoch": epoch, "best": state.best},
-                                mark_latest=mark_latest)
+        return self.writer.save(
+            name,
+            model=payload,
+            trainer=trainer_state,
+            rank_state=rank_state,
+            meta={"step": state.step, "epoch": epoch, "best": state.best},
+            mark_latest=mark_latest,
+        )
 
     def _save_step(self, state: TrainState) -> None:
         self.save(state, f"step-{state.step:09d}")
@@ -75,8 +87,11 @@ class ValidationPolicy:
             return False
         if not (self.schedule.epoch_finished(state.batches_done) or state.stop):
             return False
-        return (state.stop or state.batches_done == self.schedule.total_batches
-                or self.schedule.epoch_of(state.batches_done) % self.every == 0)
+        return (
+            state.stop
+            or state.batches_done == self.schedule.total_batches
+            or self.schedule.epoch_of(state.batches_done) % self.every == 0
+        )
 
     def run(self, state: TrainState, core) -> dict:
         """Score ``core``, record ``best`` (and its checkpoint), log; leaves ``core`` in train mode."""
@@ -87,8 +102,7 @@ class ValidationPolicy:
             state.best = {"metric": name, "value": metric, "step": state.step, "epoch": epoch}
             if self.checkpoints.writer is not None:
                 self.checkpoints.save(state, ckpt.BEST_NAME, mark_latest=False, model_only=True)
-        self.logger.log({"event": "val", "step": state.step, "epoch": epoch, **result,
-                         "best": state.best["value"]})
+        self.logger.log({"event": "val", "step": state.step, "epoch": epoch, **result, "best": state.best["value"]})
         state.last_val = result
         core.train()
         return result

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 class AccumulationGroup:
     """The micro-batch's place in its gradient-accumulation group."""
 
-    size: int     # micro-batches in this group (the loss is divided by it)
+    size: int  # micro-batches in this group (the loss is divided by it)
     closes: bool  # the last micro-batch of the group: all-reduce and optimiser step follow
 
 
 @dataclass(frozen=True)
 class Schedule:
-    steps_per_epoch: int   # micro-batches per epoch per rank (the loader's promise)
+    steps_per_epoch: int  # micro-batches per epoch per rank (the loader's promise)
     grad_accum_steps: int
-    total_batches: int     # micro-batches of the whole run per rank
+    total_batches: int  # micro-batches of the whole run per rank
 
     @classmethod
     def of(cls, steps_per_epoch: int, grad_accum_steps: int, epochs: float) -> Schedule:
@@ -60,10 +60,10 @@ class TrainState:
 
     step: int = 0
     batches_done: int = 0
-    best: dict | None = None        # {"metric", "value", "step", "epoch"} of the best validation
+    best: dict | None = None  # {"metric", "value", "step", "epoch"} of the best validation
     last_val: dict | None = None
     last_saved_step: int = -1
-    tuples_seen: int = 0            # by this rank in this session (throughput)
+    tuples_seen: int = 0  # by this rank in this session (throughput)
     stop: bool = False
     preempted: bool = False
 

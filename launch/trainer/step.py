@@ -28,21 +28,33 @@ def check_gradient_separation(model, terms: dict, groups: dict) -> None:
     others = [p for name, ps in groups.items() if name != "discriminator" for p in ps]
     if not disc or not terms["disc_total"].requires_grad:
         return
-    for loss_name, params, what in (("total", disc, "the discriminator"),
-                                    ("disc_total", others, "non-discriminator groups")):
+    for loss_name, params, what in (
+        ("total", disc, "the discriminator"),
+        ("disc_total", others, "non-discriminator groups"),
+    ):
         grads = torch.autograd.grad(terms[loss_name], params, retain_graph=True, allow_unused=True)
         leak = max((float(g.abs().max()) for g in grads if g is not None), default=0.0)
         if leak > 0:
-            raise RuntimeError(f"model.loss()['{loss_name}'] puts gradient on {what} (max |g| = "
-                               f"{leak:.3g}); the trainer's single backward needs the detach contract "
-                               f"of ARCHITECTURE.md §5 / docs/MODELS.md")
+            raise RuntimeError(
+                f"model.loss()['{loss_name}'] puts gradient on {what} (max |g| = "
+                f"{leak:.3g}); the trainer's single backward needs the detach contract "
+                f"of ARCHITECTURE.md §5 / docs/MODELS.md"
+            )
 
 
 class TrainStep:
     """The prepared model and its optimisers; ``core`` is the unwrapped model (``loss``, weights)."""
 
-    def __init__(self, accelerator, model, optimizers: list, schedulers: list, grad_clip: float | None,
-                 groups: dict, check_separation: bool = False):
+    def __init__(
+        self,
+        accelerator,
+        model,
+        optimizers: list,
+        schedulers: list,
+        grad_clip: float | None,
+        groups: dict,
+        check_separation: bool = False,
+    ):
         self.accelerator = accelerator
         self.model = model
         self.core = accelerator.unwrap_model(model)

@@ -81,8 +81,11 @@ class LogWindow:
         """Mean of every loss term over the window and over ranks, plus lrs, speed and counters."""
         names = sorted(self.terms)
         device = accelerator.device
-        local = torch.stack([self.terms[n].to(device) / max(self.batches, 1) for n in names]) if names \
+        local = (
+            torch.stack([self.terms[n].to(device) / max(self.batches, 1) for n in names])
+            if names
             else torch.zeros(0, device=device)
+        )
         mean = accelerator.reduce(local, reduction="mean") if accelerator.num_processes > 1 else local
         seconds = max(time.perf_counter() - self.t0, 1e-9)
         row = {"event": "train", "step": step, "epoch": epoch}
@@ -105,4 +108,5 @@ def raise_if_diverged(row: dict, step: int, latest_checkpoint) -> None:
         raise FloatingPointError(
             f"training diverged: {', '.join(diverged)} not finite at step {step}. Nothing was saved "
             f"after the last checkpoint ({latest_checkpoint()}). Lower optim.lr.* or set "
-            f"optim.grad_clip, then start again or resume from it.")
+            f"optim.grad_clip, then start again or resume from it."
+        )

@@ -25,22 +25,39 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, help="output folder (must be empty, new, or hold this same corpus)")
-    p.add_argument("--identities", type=int, default=40, help="identities PER dataset (VoxCeleb1 and VoxCeleb2 each); default 40")
+    p.add_argument(
+        "--identities", type=int, default=40, help="identities PER dataset (VoxCeleb1 and VoxCeleb2 each); default 40"
+    )
     p.add_argument("--videos-per-identity", type=int, default=3, help="YouTube-like videos per identity; default 3")
     p.add_argument("--clips-per-video", type=int, default=2, help="utterance clips per video; default 2")
     p.add_argument("--seed", type=int, default=0, help="corpus seed; same arguments give identical bytes; default 0")
-    p.add_argument("--min-seconds", type=float, default=None,
-                   help="shortest clip length in seconds (>= 1); default 4 (7 with --realistic)")
-    p.add_argument("--max-seconds", type=float, default=None,
-                   help="longest clip length in seconds; default 6 (9 with --realistic)")
-    p.add_argument("--realistic", action="store_true",
-                   help="clips as costly to decode as real VoxCeleb2: about 8 s, H.264 at about 250 kbps with "
-                        "texture and per-frame grain (for scale benchmarks; see docs/SYNTHETIC_CORPUS.md)")
+    p.add_argument(
+        "--min-seconds",
+        type=float,
+        default=None,
+        help="shortest clip length in seconds (>= 1); default 4 (7 with --realistic)",
+    )
+    p.add_argument(
+        "--max-seconds", type=float, default=None, help="longest clip length in seconds; default 6 (9 with --realistic)"
+    )
+    p.add_argument(
+        "--realistic",
+        action="store_true",
+        help="clips as costly to decode as real VoxCeleb2: about 8 s, H.264 at about 250 kbps with "
+        "texture and per-frame grain (for scale benchmarks; see docs/SYNTHETIC_CORPUS.md)",
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel processes; does not change the output; default 2")
-    p.add_argument("--inject-faults", action="store_true", help="also write bad inputs an ingest must skip (listed in faults.json)")
-    p.add_argument("--interference", type=float, default=0.0, metavar="P",
-                   help="probability per clip of a stranger talking underneath (SIR 0-8 dB) and, independently, "
-                        "of a stranger's face in the background: interference with wrong attribute cues; default 0")
+    p.add_argument(
+        "--inject-faults", action="store_true", help="also write bad inputs an ingest must skip (listed in faults.json)"
+    )
+    p.add_argument(
+        "--interference",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability per clip of a stranger talking underneath (SIR 0-8 dB) and, independently, "
+        "of a stranger's face in the background: interference with wrong attribute cues; default 0",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -57,10 +74,14 @@ def format_summary(s: dict) -> str:
         " and an oracle that knows only gender:",
     ]
     for pool, r in s["oracle"].items():
+
         def fmt(v):
             return "  n/a" if v is None else f"{v:.3f}"
-        lines.append(f"    {pool:<22} ids={r['identities']:<4} {fmt(r['random_negatives'])} / "
-                     f"{fmt(r['gender_matched_negatives'])}   gender only {fmt(r['gender_only'])}")
+
+        lines.append(
+            f"    {pool:<22} ids={r['identities']:<4} {fmt(r['random_negatives'])} / "
+            f"{fmt(r['gender_matched_negatives'])}   gender only {fmt(r['gender_only'])}"
+        )
     if s["faults"]:
         lines.append(f"  injected faults: {s['faults']} bad files listed in faults.json")
     return "\n".join(lines)

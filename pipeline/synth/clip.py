@@ -66,21 +66,37 @@ def _fixed_point(lit: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.nda
 class ClipRenderer:
     """Lazily renders the audio and any requested frames of one clip."""
 
-    def __init__(self, seed: int, identity: IdentityPlan, video: VideoPlan, clip: ClipPlan, look: VideoLook | None = None,
-                 interference: float = 0.0):
+    def __init__(
+        self,
+        seed: int,
+        identity: IdentityPlan,
+        video: VideoPlan,
+        clip: ClipPlan,
+        look: VideoLook | None = None,
+        interference: float = 0.0,
+    ):
         self.seed, self.identity, self.video, self.clip = seed, identity, video, clip
         self.look = look or video_look(seed, identity, video)
         self.face_nuisance: FaceNuisance = draw_face_nuisance(clip_rng(seed, identity, video, clip, "face-nuisance"))
-        self.voice_nuisance: VoiceNuisance = draw_voice_nuisance(clip_rng(seed, identity, video, clip, "voice-nuisance"))
+        self.voice_nuisance: VoiceNuisance = draw_voice_nuisance(
+            clip_rng(seed, identity, video, clip, "voice-nuisance")
+        )
         # Optional second person (nuisance.py, --interference); its own random stream, so clips
         # rendered without it are byte-identical to a corpus made before the option existed.
-        self.interference = draw_interference(clip_rng(seed, identity, video, clip, "interference"), interference,
-                                              "/".join((identity.uid, video.ytid, clip.clip)), FRAME_SIZE)
+        self.interference = draw_interference(
+            clip_rng(seed, identity, video, clip, "interference"),
+            interference,
+            "/".join((identity.uid, video.ytid, clip.clip)),
+            FRAME_SIZE,
+        )
         self._parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         bob = np.random.default_rng(self.face_nuisance.bob_seed)
         t = np.arange(clip.num_frames) / FPS
         self._bob = [
-            sum(a * np.sin(2 * np.pi * f * t + p) for a, f, p in zip(bob.uniform(0.5, amp, 3), bob.uniform(0.1, 0.9, 3), bob.uniform(0, 6.3, 3)))
+            sum(
+                a * np.sin(2 * np.pi * f * t + p)
+                for a, f, p in zip(bob.uniform(0.5, amp, 3), bob.uniform(0.1, 0.9, 3), bob.uniform(0, 6.3, 3))
+            )
             for amp in (1.5, 1.2)  # dx, dy in pixels (<= BOB_PAD)
         ]
 
@@ -96,8 +112,12 @@ class ClipRenderer:
         speech = self._utterance.waveform
         if self.interference is not None and self.interference.voice_sir_db is not None:
             stranger = draw_voice_traits(self.seed, self.interference.stranger_uid, self.interference.shared)
-            other = synthesise(stranger, len(speech), FPS,
-                               clip_rng(self.seed, self.identity, self.video, self.clip, "interference-speech"))
+            other = synthesise(
+                stranger,
+                len(speech),
+                FPS,
+                clip_rng(self.seed, self.identity, self.video, self.clip, "interference-speech"),
+            )
             speech = mix_at_sir(speech, other.waveform, self.interference.voice_sir_db)
         return apply_voice_nuisance(speech, self.voice_nuisance, rng, SAMPLE_RATE)
 
@@ -113,8 +133,14 @@ class ClipRenderer:
     @cached_property
     def _layers(self) -> list[Image.Image]:
         n = self.face_nuisance
-        return render_face_layers(self.identity.face, n.pose, FRAME_SIZE, MOUTH_LEVELS, self.look.clothing_rgb,
-                                  sunglasses=n.occlusion == "sunglasses")
+        return render_face_layers(
+            self.identity.face,
+            n.pose,
+            FRAME_SIZE,
+            MOUTH_LEVELS,
+            self.look.clothing_rgb,
+            sunglasses=n.occlusion == "sunglasses",
+        )
 
     def _overlay_image(self) -> Image.Image | None:
         """Static occluder in frame coordinates (RGBA), or None."""
@@ -134,7 +160,9 @@ class ClipRenderer:
             skin = self.identity.face.skin_rgb
             d.ellipse((px - 70, py - 60, px + 70, py + 110), fill=skin + (255,))
             for k in range(4):
-                d.rounded_rectangle((px - 66 + 34 * k, py - 130, px - 42 + 34 * k, py - 20), radius=11, fill=skin + (255,))
+                d.rounded_rectangle(
+                    (px - 66 + 34 * k, py - 130, px - 42 + 34 * k, py - 20), radius=11, fill=skin + (255,)
+                )
         else:  # caption bar, as in TV interviews
             rng = clip_rng(self.seed, self.identity, self.video, self.clip, "caption")
             colour = tuple(int(v) for v in rng.uniform(0, 200, 3)) + (235,)
@@ -169,7 +197,11 @@ class ClipRenderer:
             face = draw_face_traits(self.seed, self.interference.stranger_uid, self.interference.shared)
             clothing = tuple(int(v) for v in np.clip(np.asarray(face.skin_rgb) * 0.5 + 40, 0, 255))
             layer = render_face_layers(face, Pose(0.0, 0.0, 0.0), FRAME_SIZE, 1, clothing)[0]
-            img.paste(layer.resize((size, size), Image.Resampling.BOX), (x, y), layer.resize((size, size), Image.Resampling.BOX))
+            img.paste(
+                layer.resize((size, size), Image.Resampling.BOX),
+                (x, y),
+                layer.resize((size, size), Image.Resampling.BOX),
+            )
         return img
 
     @cached_property

@@ -47,8 +47,9 @@ def _clip_files(identity: IdentityPlan, video: VideoPlan, clip) -> list[str]:
     return files
 
 
-def render_video(out: str, seed: int, identity: IdentityPlan, video: VideoPlan, interference: float = 0.0,
-                 realistic: bool = False) -> dict:
+def render_video(
+    out: str, seed: int, identity: IdentityPlan, video: VideoPlan, interference: float = 0.0, realistic: bool = False
+) -> dict:
     """Worker job: every clip of one video (the video's background is rendered once).
 
     Clips whose files all exist are skipped: files are only ever renamed into place when
@@ -62,8 +63,9 @@ def render_video(out: str, seed: int, identity: IdentityPlan, video: VideoPlan, 
             stats["skipped"] += 1
             continue
         look = look or video_look(seed, identity, video)
-        result = _layout(identity.dataset).write_clip(out_path, seed, identity, video, clip, look, interference,
-                                                      realistic)
+        result = _layout(identity.dataset).write_clip(
+            out_path, seed, identity, video, clip, look, interference, realistic
+        )
         stats["clips"] += 1
         stats["files"] += result["files"]
     return stats
@@ -85,7 +87,10 @@ def _identity_json(p: IdentityPlan) -> dict:
         "face": traits_to_json(p.face),
         "voice": traits_to_json(p.voice),
         "videos": [
-            {"ytid": v.ytid, "clips": [{"clip": c.clip, "start_frame": c.start_frame, "seconds": c.seconds} for c in v.clips]}
+            {
+                "ytid": v.ytid,
+                "clips": [{"clip": c.clip, "start_frame": c.start_frame, "seconds": c.seconds} for c in v.clips],
+            }
             for v in p.videos
         ],
     }
@@ -109,9 +114,9 @@ def oracle_pools(plans: list[IdentityPlan]) -> dict[str, list]:
 
 def ground_truth(spec: CorpusSpec, inject_faults: bool, plans: list[IdentityPlan]) -> dict:
     spec_json = asdict(spec)
-    if not spec.interference:       # corpora made before --interference existed stay the same corpus
+    if not spec.interference:  # corpora made before --interference existed stay the same corpus
         spec_json.pop("interference")
-    if not spec.realistic:          # likewise for --realistic
+    if not spec.realistic:  # likewise for --realistic
         spec_json.pop("realistic")
     return {
         "format_version": FORMAT_VERSION,
@@ -173,8 +178,9 @@ def make_corpus(
     """
     started = time.perf_counter()
     out = Path(out)
-    spec = CorpusSpec(identities, videos_per_identity, clips_per_video, seed, min_seconds, max_seconds, interference,
-                      realistic)
+    spec = CorpusSpec(
+        identities, videos_per_identity, clips_per_video, seed, min_seconds, max_seconds, interference, realistic
+    )
     spec.validate()
     if workers < 1:
         raise ValueError("--workers must be >= 1")
@@ -196,15 +202,16 @@ def make_corpus(
                 bar.update(len(v.clips))
         else:
             with ProcessPoolExecutor(max_workers=workers, mp_context=_MP_CONTEXT) as pool:
-                futures = {pool.submit(render_video, str(out), seed, p, v, interference, realistic): v
-                           for p, v in jobs}
+                futures = {pool.submit(render_video, str(out), seed, p, v, interference, realistic): v for p, v in jobs}
                 for fut in as_completed(futures):
                     stats = fut.result()
                     for k in totals:
                         totals[k] += stats[k]
                     bar.update(len(futures[fut].clips))
 
-    rows1 = [MetaRow(p.identity, p.name, p.shared.gender, p.set, p.nationality) for p in plans if p.dataset == "voxceleb1"]
+    rows1 = [
+        MetaRow(p.identity, p.name, p.shared.gender, p.set, p.nationality) for p in plans if p.dataset == "voxceleb1"
+    ]
     rows2 = [MetaRow(p.identity, p.name, p.shared.gender, p.set) for p in plans if p.dataset == "voxceleb2"]
     (out / "voxceleb1").mkdir(exist_ok=True)
     (out / "voxceleb2").mkdir(exist_ok=True)

@@ -52,8 +52,12 @@ class FaceCanvas:
         return (self.cx + x * self.unit, self.cy + y * self.unit)
 
     def box(self, x: float, y: float, rx: float, ry: float) -> tuple[float, float, float, float]:
-        return (self.cx + (x - rx) * self.unit, self.cy + (y - ry) * self.unit,
-                self.cx + (x + rx) * self.unit, self.cy + (y + ry) * self.unit)
+        return (
+            self.cx + (x - rx) * self.unit,
+            self.cy + (y - ry) * self.unit,
+            self.cx + (x + rx) * self.unit,
+            self.cy + (y + ry) * self.unit,
+        )
 
     def width(self, w: float) -> int:
         return max(1, int(round(w * self.unit)))
@@ -71,8 +75,14 @@ def head_outline(face: FaceTraits, n: int = 72) -> np.ndarray:
     return np.stack([x * chin_taper, y], axis=1)
 
 
-def render_face_layers(face: FaceTraits, pose: Pose, size: int, mouth_levels: int,
-                       clothing_rgb: tuple[int, int, int], sunglasses: bool = False) -> list[Image.Image]:
+def render_face_layers(
+    face: FaceTraits,
+    pose: Pose,
+    size: int,
+    mouth_levels: int,
+    clothing_rgb: tuple[int, int, int],
+    sunglasses: bool = False,
+) -> list[Image.Image]:
     """RGBA face layers (transparent background), one per mouth opening level in [0, 1]."""
     cv = FaceCanvas(size)
     base = Image.new("RGBA", (cv.px, cv.px), (0, 0, 0, 0))
@@ -86,7 +96,9 @@ def render_face_layers(face: FaceTraits, pose: Pose, size: int, mouth_levels: in
 
     # shoulders, neck
     d.ellipse(cv.box(0, 1.95, 1.55, 0.75), fill=clothing_rgb + (255,))
-    d.rectangle((*cv.xy(-0.33 * face.face_width / 0.7, 0.6), *cv.xy(0.33 * face.face_width / 0.7, 1.5)), fill=_shade(skin, 0.82))
+    d.rectangle(
+        (*cv.xy(-0.33 * face.face_width / 0.7, 0.6), *cv.xy(0.33 * face.face_width / 0.7, 1.5)), fill=_shade(skin, 0.82)
+    )
     # long hair behind the head
     if face.hair_style == "long":
         d.rounded_rectangle(cv.box(0, 0.35, face.face_width + 0.2, 1.2), radius=cv.width(0.5), fill=_shade(hair, 0.85))
@@ -108,7 +120,10 @@ def render_face_layers(face: FaceTraits, pose: Pose, size: int, mouth_levels: in
         d.polygon(poly, fill=_mix(skin, hair, 0.35 + 0.5 * face.beard))
     # cheeks
     for side in (-1, 1):
-        d.ellipse(cv.box(fx + side * 0.38 * face.face_width / 0.7, 0.22 + fy, 0.14, 0.09), fill=_mix(skin, (200, 90, 90), 0.12))
+        d.ellipse(
+            cv.box(fx + side * 0.38 * face.face_width / 0.7, 0.22 + fy, 0.14, 0.09),
+            fill=_mix(skin, (200, 90, 90), 0.12),
+        )
     # hair on top: crown arc above, arched hairline with sideburns below, fringe at the parting
     part = face.hair_part * 0.2
     fw = face.face_width
@@ -126,9 +141,17 @@ def render_face_layers(face: FaceTraits, pose: Pose, size: int, mouth_levels: in
             d.line([cv.xy(x0 * 0.6, -1.05), cv.xy(x0, -0.55)], fill=_shade(hair, 0.8), width=cv.width(0.012))
         if face.hair_style == "long":
             for side in (-1, 1):
-                d.polygon([cv.xy(side * (fw + 0.06), -0.45), cv.xy(side * (fw - 0.02), -0.1),
-                           cv.xy(side * (fw + 0.02), 0.55), cv.xy(side * (fw + 0.1), 1.0),
-                           cv.xy(side * (fw + 0.26), 0.95), cv.xy(side * (fw + 0.2), 0.2)], fill=_shade(hair, 0.95))
+                d.polygon(
+                    [
+                        cv.xy(side * (fw + 0.06), -0.45),
+                        cv.xy(side * (fw - 0.02), -0.1),
+                        cv.xy(side * (fw + 0.02), 0.55),
+                        cv.xy(side * (fw + 0.1), 1.0),
+                        cv.xy(side * (fw + 0.26), 0.95),
+                        cv.xy(side * (fw + 0.2), 0.2),
+                    ],
+                    fill=_shade(hair, 0.95),
+                )
     else:
         for side in (-1, 1):
             d.chord(cv.box(side * fw * 0.95, -0.1, 0.12, 0.3), 90 + side * 90, 270 + side * 90, fill=_shade(hair, 1.0))
@@ -145,17 +168,29 @@ def render_face_layers(face: FaceTraits, pose: Pose, size: int, mouth_levels: in
         d.arc(cv.box(ex, ey, er * 1.08, er * 0.6), 190, 350, fill=_shade(skin, 0.45), width=cv.width(0.018))
         # brows
         bw = 0.028 * face.brow_thickness
-        brow = [cv.xy(ex - side * er * 1.2, ey - er * 1.0), cv.xy(ex, ey - er * 1.45), cv.xy(ex + side * er * 1.25, ey - er * 1.15)]
+        brow = [
+            cv.xy(ex - side * er * 1.2, ey - er * 1.0),
+            cv.xy(ex, ey - er * 1.45),
+            cv.xy(ex + side * er * 1.25, ey - er * 1.15),
+        ]
         d.line(brow, fill=_shade(hair, 0.6), width=cv.width(bw), joint="curve")
     if sunglasses:
         for side in (-1, 1):
             ex = fx + side * spacing
             d.rounded_rectangle(cv.box(ex, ey, er * 1.5, er * 1.0), radius=cv.width(er * 0.5), fill=(18, 18, 22, 250))
-        d.line([cv.xy(fx - spacing + er * 1.4, ey - er * 0.3), cv.xy(fx + spacing - er * 1.4, ey - er * 0.3)], fill=(18, 18, 22, 255), width=cv.width(0.02))
+        d.line(
+            [cv.xy(fx - spacing + er * 1.4, ey - er * 0.3), cv.xy(fx + spacing - er * 1.4, ey - er * 0.3)],
+            fill=(18, 18, 22, 255),
+            width=cv.width(0.02),
+        )
     # nose
     nl = 0.28 * face.nose_length
     nw = 0.075 * face.nose_width
-    d.line([cv.xy(fx * 1.2 - 0.02, ey + 0.05), cv.xy(fx * 1.35 - nw * 0.3, ey + nl)], fill=_shade(skin, 0.78), width=cv.width(0.016))
+    d.line(
+        [cv.xy(fx * 1.2 - 0.02, ey + 0.05), cv.xy(fx * 1.35 - nw * 0.3, ey + nl)],
+        fill=_shade(skin, 0.78),
+        width=cv.width(0.016),
+    )
     d.ellipse(cv.box(fx * 1.3, ey + nl, nw, nw * 0.55), fill=_shade(skin, 0.9))
     for side in (-1, 1):
         d.ellipse(cv.box(fx * 1.3 + side * nw * 0.6, ey + nl + nw * 0.15, nw * 0.28, nw * 0.18), fill=_shade(skin, 0.5))
@@ -167,7 +202,13 @@ def render_face_layers(face: FaceTraits, pose: Pose, size: int, mouth_levels: in
             if face.hair_style == "bald" or y > -0.42:
                 d.arc(cv.box(fx, y + 0.25, 0.3, 0.25), 240, 300, fill=shade, width=cv.width(0.012))
         for side in (-1, 1):
-            d.arc(cv.box(fx + side * 0.2, ey + nl + 0.12, 0.1, 0.18), 90 - side * 60, 90 + side * 60 if side > 0 else 150, fill=shade, width=cv.width(0.012))
+            d.arc(
+                cv.box(fx + side * 0.2, ey + nl + 0.12, 0.1, 0.18),
+                90 - side * 60,
+                90 + side * 60 if side > 0 else 150,
+                fill=shade,
+                width=cv.width(0.012),
+            )
 
     mouth_y = ey + nl + 0.2 * face.face_length
     mw = 0.2 * face.mouth_width * face.face_width / 0.7
@@ -184,10 +225,17 @@ def render_face_layers(face: FaceTraits, pose: Pose, size: int, mouth_levels: in
             md.ellipse(cv.box(mx, mouth_y + open_h / 2, mw * 0.8, open_h / 2), fill=(70, 20, 25, 255))
             md.chord(cv.box(mx, mouth_y, mw * 0.7, open_h * 0.35 + 0.005), 0, 180, fill=(235, 230, 220, 255))
         else:
-            md.line([cv.xy(mx - mw * 0.9, mouth_y), cv.xy(mx + mw * 0.9, mouth_y)], fill=_shade(lip, 0.6), width=cv.width(0.012))
+            md.line(
+                [cv.xy(mx - mw * 0.9, mouth_y), cv.xy(mx + mw * 0.9, mouth_y)],
+                fill=_shade(lip, 0.6),
+                width=cv.width(0.012),
+            )
         layers.append(img.resize((size, size), Image.Resampling.BOX))
     if pose.roll:
-        layers = [layer.rotate(pose.roll, resample=Image.Resampling.BILINEAR, center=(size / 2, size * 0.54)) for layer in layers]
+        layers = [
+            layer.rotate(pose.roll, resample=Image.Resampling.BILINEAR, center=(size / 2, size * 0.54))
+            for layer in layers
+        ]
     return layers
 
 

@@ -80,19 +80,32 @@ def _extra_video(spec: CorpusSpec, identity: IdentityPlan, taken: set[str], tag:
     rng = rng_for(spec.seed, "fault-video", identity.identity, tag)
     (ytid,) = unique_ytids(rng, 1, taken)
     frames = int(round(spec.min_seconds * FPS))
-    return VideoPlan(ytid=ytid, clips=(ClipPlan(clip=f"{number:05d}", start_frame=int(rng.integers(0, 3000)), num_frames=frames),))
+    return VideoPlan(
+        ytid=ytid, clips=(ClipPlan(clip=f"{number:05d}", start_frame=int(rng.integers(0, 3000)), num_frames=frames),)
+    )
 
 
 def _last_clip_number(identity: IdentityPlan) -> int:
     return max(int(c.clip) for v in identity.videos for c in v.clips)
 
 
-def _orphan_identity(spec: CorpusSpec, dataset: str, identity: str, name: str, set_: str, taken: set[str]) -> IdentityPlan:
+def _orphan_identity(
+    spec: CorpusSpec, dataset: str, identity: str, name: str, set_: str, taken: set[str]
+) -> IdentityPlan:
     shared = SharedAttributes("f", "middle", "g1")
     uid = f"fault/{dataset}/{identity}"
-    person = IdentityPlan(dataset=dataset, identity=identity, name=name, set=set_, wen_split=None, nationality=None,
-                          shared=shared, face=draw_face_traits(spec.seed, uid, shared),
-                          voice=draw_voice_traits(spec.seed, uid, shared), videos=())
+    person = IdentityPlan(
+        dataset=dataset,
+        identity=identity,
+        name=name,
+        set=set_,
+        wen_split=None,
+        nationality=None,
+        shared=shared,
+        face=draw_face_traits(spec.seed, uid, shared),
+        voice=draw_voice_traits(spec.seed, uid, shared),
+        videos=(),
+    )
     return replace(person, videos=(_extra_video(spec, person, taken, "orphan", 1),))
 
 
@@ -164,8 +177,14 @@ def write_faults(out: Path, spec: CorpusSpec, plans: list[IdentityPlan]) -> list
     orphan2 = _orphan_identity(spec, "voxceleb2", f"id{last2 + 1:05d}", f"n{last2 + 1:06d}", "dev", taken)
     layout_vox2.write_clip(out, spec.seed, orphan2, orphan2.videos[0], orphan2.videos[0].clips[0])
     for person, dirs in (
-        (orphan1, [f"voxceleb1/wav/{orphan1.identity}", f"voxceleb1/txt/{orphan1.identity}",
-                   f"{layout_vox1.FACE_ROOT}/{orphan1.name}"]),
+        (
+            orphan1,
+            [
+                f"voxceleb1/wav/{orphan1.identity}",
+                f"voxceleb1/txt/{orphan1.identity}",
+                f"{layout_vox1.FACE_ROOT}/{orphan1.name}",
+            ],
+        ),
         (orphan2, [f"voxceleb2/dev/{k}/{orphan2.identity}" for k in ("mp4", "aac", "txt")]),
     ):
         keys = [make_key(person.dataset, person.identity, v.ytid, c.clip) for v in person.videos for c in v.clips]

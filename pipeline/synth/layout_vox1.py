@@ -43,8 +43,16 @@ def clip_paths(identity: IdentityPlan, video: VideoPlan, clip: ClipPlan) -> dict
     }
 
 
-def write_clip(out: Path, seed: int, identity: IdentityPlan, video: VideoPlan, clip: ClipPlan,
-               look: VideoLook | None = None, interference: float = 0.0, realistic: bool = False) -> dict:
+def write_clip(
+    out: Path,
+    seed: int,
+    identity: IdentityPlan,
+    video: VideoPlan,
+    clip: ClipPlan,
+    look: VideoLook | None = None,
+    interference: float = 0.0,
+    realistic: bool = False,
+) -> dict:
     """Render and write one VoxCeleb1 clip; returns {"files": n, "bytes": n}.
 
     `realistic` changes nothing here: the wav is PCM (its size follows the clip length, which the
@@ -62,6 +70,8 @@ def write_clip(out: Path, seed: int, identity: IdentityPlan, video: VideoPlan, c
         size += media.write_jpg(out / rel, crop)
     frames = [clip.start_frame + i for i in range(clip.num_frames)]
     boxes = [r.box(i) for i in range(clip.num_frames)]
-    text = format_track(identity.identity, video.ytid, clip_rng(seed, identity, video, clip, "txt"), frames, boxes, normalised=False)
+    text = format_track(
+        identity.identity, video.ytid, clip_rng(seed, identity, video, clip, "txt"), frames, boxes, normalised=False
+    )
     size += media.write_text(out / paths["txt"], text)
     return {"files": 2 + len(paths["jpg"]), "bytes": size}

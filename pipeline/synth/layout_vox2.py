@@ -29,8 +29,16 @@ def clip_paths(identity: IdentityPlan, video: VideoPlan, clip: ClipPlan) -> dict
     }
 
 
-def write_clip(out: Path, seed: int, identity: IdentityPlan, video: VideoPlan, clip: ClipPlan,
-               look: VideoLook | None = None, interference: float = 0.0, realistic: bool = False) -> dict:
+def write_clip(
+    out: Path,
+    seed: int,
+    identity: IdentityPlan,
+    video: VideoPlan,
+    clip: ClipPlan,
+    look: VideoLook | None = None,
+    interference: float = 0.0,
+    realistic: bool = False,
+) -> dict:
     """Render and write one VoxCeleb2 clip; returns {"files": n, "bytes": n}.
 
     `realistic`: texture, grain and an average bitrate (realistic.py) instead of clean frames at
@@ -52,6 +60,8 @@ def write_clip(out: Path, seed: int, identity: IdentityPlan, video: VideoPlan, c
     for i in range(clip.num_frames):
         x, y, w, h = r.box(i)
         boxes.append((x / SOURCE_W, y / SOURCE_H, w / SOURCE_W, h / SOURCE_H))
-    text = format_track(identity.identity, video.ytid, clip_rng(seed, identity, video, clip, "txt"), frames, boxes, normalised=True)
+    text = format_track(
+        identity.identity, video.ytid, clip_rng(seed, identity, video, clip, "txt"), frames, boxes, normalised=True
+    )
     size += media.write_text(out / paths["txt"], text)
     return {"files": 3, "bytes": size}

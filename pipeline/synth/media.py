@@ -59,8 +59,14 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
         container.mux(packet)
 
 
-def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: int = 25, size: int = 224,
-              audio_from: Path | None = None, video_kbps: int | None = None) -> int:
+def write_mp4(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    fps: int = 25,
+    size: int = 224,
+    audio_from: Path | None = None,
+    video_kbps: int | None = None,
+) -> int:
     """H.264 yuv420p video plus an AAC mono track; returns the file size.
 
     The audio track is copied packet by packet from the .m4a file `audio_from` (VoxCeleb2 clips

@@ -133,15 +133,18 @@ def apply_voice_nuisance(x: np.ndarray, n: VoiceNuisance, rng: np.random.Generat
 # appears small in the background of the frame. A model that reads gender or age off the whole
 # clip is misled by it; one that attends to the speaker is not.
 
+
 @dataclass(frozen=True)
 class Interference:
-    stranger_uid: str                  # seeds the stranger's traits (unique per clip)
-    shared: object                   # the stranger's SharedAttributes
-    voice_sir_db: float | None         # speaker-to-stranger ratio, None = no second voice
+    stranger_uid: str  # seeds the stranger's traits (unique per clip)
+    shared: object  # the stranger's SharedAttributes
+    voice_sir_db: float | None  # speaker-to-stranger ratio, None = no second voice
     face_box: tuple[int, int, int] | None  # (x, y, size) of the background face, None = none
 
 
-def draw_interference(rng: np.random.Generator, probability: float, clip_key: str, frame_size: int) -> Interference | None:
+def draw_interference(
+    rng: np.random.Generator, probability: float, clip_key: str, frame_size: int
+) -> Interference | None:
     """With `probability` each, a second voice (SIR 0-8 dB) and a background face of a stranger."""
     from .attributes import AGE_BANDS, GENDERS, GROUPS, SharedAttributes
 
@@ -156,9 +159,12 @@ def draw_interference(rng: np.random.Generator, probability: float, clip_key: st
     left = bool(rng.random() < 0.5)
     x = int(rng.uniform(0, 0.08) * frame_size) if left else frame_size - size - int(rng.uniform(0, 0.08) * frame_size)
     y = int(rng.uniform(0.0, 0.1) * frame_size)
-    return Interference(stranger_uid=f"stranger/{clip_key}", shared=shared,
-                        voice_sir_db=float(rng.uniform(0, 8)) if voice else None,
-                        face_box=(x, y, size) if face else None)
+    return Interference(
+        stranger_uid=f"stranger/{clip_key}",
+        shared=shared,
+        voice_sir_db=float(rng.uniform(0, 8)) if voice else None,
+        face_box=(x, y, size) if face else None,
+    )
 
 
 def mix_at_sir(speech: np.ndarray, other: np.ndarray, sir_db: float) -> np.ndarray:

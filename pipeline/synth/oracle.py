@@ -29,8 +29,11 @@ from .attributes import SharedAttributes
 CHANCE = 0.5
 
 
-def oracle_accuracy(people: Iterable[SharedAttributes], gender_matched: bool = False,
-                    attributes: tuple[str, ...] = ("gender", "age_band", "group")) -> float | None:
+def oracle_accuracy(
+    people: Iterable[SharedAttributes],
+    gender_matched: bool = False,
+    attributes: tuple[str, ...] = ("gender", "age_band", "group"),
+) -> float | None:
     """Expected oracle 1:2 accuracy over a pool; None when the pool allows no trial.
 
     `attributes` limits what the oracle knows, e.g. ("gender",) gives the accuracy of a matcher

@@ -39,8 +39,9 @@ def texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return (TEXTURE_LEVELS * smooth)[..., None]
 
 
-def add_texture_and_grain(frames: Iterable[np.ndarray], pattern: np.ndarray,
-                          rng: np.random.Generator) -> Iterator[np.ndarray]:
+def add_texture_and_grain(
+    frames: Iterable[np.ndarray], pattern: np.ndarray, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
     """Each uint8 RGB frame plus the static pattern and fresh grain, in order (deterministic)."""
     for frame in frames:
         grain = GRAIN_LEVELS * rng.standard_normal(frame.shape[:2] + (1,), dtype=np.float32)

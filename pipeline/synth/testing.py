@@ -23,7 +23,14 @@ from pathlib import Path
 from .corpus import make_corpus
 
 #: 6 identities per dataset x 2 videos x 1 clip of 1-1.5 s: 24 clips, ~1 MB.
-TINY = {"identities": 6, "videos_per_identity": 2, "clips_per_video": 1, "seed": 0, "min_seconds": 1.0, "max_seconds": 1.5}
+TINY = {
+    "identities": 6,
+    "videos_per_identity": 2,
+    "clips_per_video": 1,
+    "seed": 0,
+    "min_seconds": 1.0,
+    "max_seconds": 1.5,
+}
 
 
 def cached_corpus(base: str | Path, inject_faults: bool = False, **overrides) -> Path:

@@ -41,8 +41,13 @@ VOWEL_OPENNESS = {"a": 1.0, "e": 0.7, "i": 0.45, "o": 0.8, "u": 0.4}
 FORMANT_BANDWIDTHS = (80.0, 100.0, 140.0, 200.0)
 BLOCK = 160  # 10 ms formant update step
 #: Unvoiced onsets: (low Hz, high Hz, duration s, level relative to the vowel RMS).
-FRICATIVES = {"s": (4000.0, 7500.0, 0.09, 0.5), "sh": (2200.0, 4500.0, 0.09, 0.5),
-              "f": (1200.0, 7000.0, 0.07, 0.2), "t": (3000.0, 7000.0, 0.03, 0.7), "k": (1500.0, 3000.0, 0.035, 0.6)}
+FRICATIVES = {
+    "s": (4000.0, 7500.0, 0.09, 0.5),
+    "sh": (2200.0, 4500.0, 0.09, 0.5),
+    "f": (1200.0, 7000.0, 0.07, 0.2),
+    "t": (3000.0, 7000.0, 0.03, 0.7),
+    "k": (1500.0, 3000.0, 0.035, 0.6),
+}
 _FRICATIVE_FILTERS = {k: butter(2, [lo, hi], btype="band", fs=SAMPLE_RATE) for k, (lo, hi, _, _) in FRICATIVES.items()}
 
 
@@ -144,9 +149,9 @@ def synthesise(voice: VoiceTraits, num_samples: int, fps: int, rng: np.random.Ge
             openness[v0:s1] = np.maximum(openness[v0:s1], env * VOWEL_OPENNESS[syl["vowel"]])
         # phrase declination + syllable accent (rise-fall over the syllable)
         seg = t[s0:s1]
-        semitones[s0:s1] = voice.intonation_slope * (seg - syl["phrase_start"]) + syl["accent"] * voice.pitch_range * np.sin(
-            np.linspace(0, np.pi, s1 - s0)
-        )
+        semitones[s0:s1] = voice.intonation_slope * (seg - syl["phrase_start"]) + syl[
+            "accent"
+        ] * voice.pitch_range * np.sin(np.linspace(0, np.pi, s1 - s0))
         # formant targets: glide from previous vowel over the first 30% of the syllable
         blocks = (block_times >= syl["start"]) & (block_times < syl["start"] + syl["dur"])
         idx = np.nonzero(blocks)[0]
