@@ -867,10 +867,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma list of splits to write (default: every split of the preset)",
     )
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     p.add_argument(
         "--workers",
         type=int,
-        default=max(1, len(os.sched_getaffinity(0))),
+        default=max(1, cpus or 1),
         help="local executor: worker processes, each extracting and writing whole shards "
         "(default: the CPUs this process may use); dask without --scheduler: "
         "worker processes of the LocalCluster",
