@@ -10,6 +10,10 @@ Measures (goals from issue 4, docs/REFERENCES.md#s6):
   * decoded items per tuple                  -> goal <= 2
   * loader overhead: decoded items/s of the loader vs a raw in-memory decode loop over the same
     bytes with the same threads and the same feature code -> goal >= 0.85
+  * same items (issue 12, `same_items`): tuples/s vs a naive loader that decodes the same 2 items
+    per tuple as ours (`SameItemsTupleDataset`), K = 2 and 10 -> goal >= 1.5x (the gain of the
+    streaming design alone), and CPU-seconds per tuple of the raw in-memory decode loop / ours
+    after warm-up -> goal >= 0.85
   * resume cost (load_state_dict + first batch) at 90% vs 10% of an epoch -> goal <= 1.2x, and
     vs replaying 90% of the epoch
   * audio: a 2 s crop from WAV (a slice) vs from FLAC (seek + decode) vs decoding the whole FLAC
@@ -21,6 +25,7 @@ Absolute numbers depend on the (shared, 2-core) box; compare the ratios.
 
     python benchmarks/bench_loader.py            # quick sizes, ~1-2 minutes
     python benchmarks/bench_loader.py --full     # larger data set and more batches
+    python benchmarks/bench_loader.py --only same-items   # just that section, updated in the JSON
 """
 
 from __future__ import annotations
