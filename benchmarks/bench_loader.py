@@ -10,6 +10,10 @@ Measures (goals from issue 4, docs/REFERENCES.md#s6):
   * decoded items per tuple                  -> goal <= 2
   * loader overhead: decoded items/s of the loader vs a raw in-memory decode loop over the same
     bytes with the same threads and the same feature code -> goal >= 0.85
+  * same items (issue 12, `same_items`): tuples/s vs a naive loader that decodes the same 2 items
+    per tuple as ours (`SameItemsTupleDataset`), K = 2 and 10 -> goal >= 1.5x (the gain of the
+    streaming design alone), and CPU-seconds per tuple of the raw in-memory decode loop / ours
+    after warm-up -> goal >= 0.85
   * resume cost (load_state_dict + first batch) at 90% vs 10% of an epoch -> goal <= 1.2x, and
     vs replaying 90% of the epoch
   * audio: a 2 s crop from WAV (a slice) vs from FLAC (seek + decode) vs decoding the whole FLAC
@@ -21,6 +25,7 @@ Absolute numbers depend on the (shared, 2-core) box; compare the ratios.
 
     python benchmarks/bench_loader.py            # quick sizes, ~1-2 minutes
     python benchmarks/bench_loader.py --full     # larger data set and more batches
+    python benchmarks/bench_loader.py --only same-items   # just that section, updated in the JSON
 """
 
 from __future__ import annotations
@@ -102,6 +107,102 @@ class NaiveTupleDataset(torch.utils.data.Dataset):
         return torch.from_numpy(wave), torch.from_numpy(np.stack(faces)), int(np.flatnonzero(order == 0)[0])
 
 
+class SameItemsTupleDataset(torch.utils.data.Dataset):
+    """A naive loader that decodes the same 2 items per tuple as ours, without the streaming design.
+
+    Map-style, files in folders, DataLoader workers: item i decodes the voice crop of clip i and
+    one face of a clip of the same identity from another video (1 voice + 1 face, like ours); the
+    batch sampler puts B distinct identities in a batch, and `same_items_collate` takes each
+    tuple's K-1 negatives from the other tuples' faces (CLIP-style, nothing decoded twice). What is
+    left of our gain against it is the streaming design alone: sequential shard reads, the identity
+    buffer, decode workers fed whole batches, crop windows cut when a sample enters the buffer.
+    """
+
+    def __init__(self, clips: list[dict], crop: int, num_faces: int, seed: int = 0):
+        self.clips, self.crop, self.num_faces, self.seed = clips, crop, num_faces, seed
+        self.by_id: dict[str, list[int]] = {}
+        for i, c in enumerate(clips):
+            self.by_id.setdefault(c["identity"], []).append(i)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, i, 1])
+        anchor = self.clips[i]
+        same = [j for j in self.by_id[anchor["identity"]] if self.clips[j]["video"] != anchor["video"]] or [i]
+        pos = self.clips[same[int(rng.integers(len(same)))]]
+        with open(Path(anchor["dir"]) / anchor["audio"], "rb") as fh:
+            wave = decode_voice_crop(fh.read(), self.crop, float(rng.random()), SR)
+        with open(Path(pos["dir"]) / f"f{int(rng.integers(self.num_faces))}.jpg", "rb") as fh:
+            face = decode_face(fh.read())
+        return torch.from_numpy(wave), torch.from_numpy(face)
+
+
+class DistinctIdentityBatches(torch.utils.data.Sampler):
+    """`batches` batches of B clips of B distinct identities (shuffled, seeded)."""
+
+    def __init__(self, by_id: dict[str, list[int]], batch_size: int, batches: int, seed: int = 0):
+        self.by_id, self.batch_size, self.batches, self.seed = by_id, batch_size, batches, seed
+        self.ids = sorted(by_id)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed)
+        for _ in range(self.batches):
+            chosen = rng.choice(len(self.ids), size=self.batch_size, replace=False)
+            yield [self.by_id[self.ids[c]][int(rng.integers(len(self.by_id[self.ids[c]])))] for c in chosen]
+
+
+def same_items_collate(k: int):
+    """Collate for `SameItemsTupleDataset`: B voices, B faces, and per tuple K candidate rows into
+    the faces (its own positive + K-1 other tuples' positives, shuffled) and the label."""
+
+    def collate(items):
+        waves = torch.stack([w for w, _ in items])
+        faces = torch.stack([f for _, f in items])
+        b = len(items)
+        rng = np.random.default_rng(b)
+        cand, label = [], []
+        for i in range(b):
+            others = rng.choice([j for j in range(b) if j != i], size=k - 1, replace=False).tolist()
+            order = rng.permutation(k)
+            rows = [i, *others]
+            cand.append([rows[o] for o in order])
+            label.append(int(np.flatnonzero(order == 0)[0]))
+        return waves, faces, torch.tensor(cand), torch.tensor(label)
+
+    return collate
+
+
+def time_naive_same_items(clips, k, batch_size, batches, crop, num_faces, workers) -> dict:
+    """`time_naive` for the 2-items-per-tuple naive loader (same warm-up, same clock, same features)."""
+    ds = SameItemsTupleDataset(clips, crop, num_faces)
+    sampler = DistinctIdentityBatches(ds.by_id, batch_size, batches + WARMUP_BATCHES)
+    dl = torch.utils.data.DataLoader(
+        ds, batch_sampler=sampler, num_workers=workers, collate_fn=same_items_collate(k), persistent_workers=False
+    )
+    logmel = LogMel()
+    cpu0 = tree_cpu_seconds()
+    it = iter(dl)
+    total = timed = 0
+    for step in range(batches + WARMUP_BATCHES):
+        if step == WARMUP_BATCHES:
+            t0 = time.perf_counter()
+        wave, faces, _cand, _label = next(it)
+        faces_to_tensor(faces, None)
+        logmel(wave)
+        total += wave.shape[0]
+        timed += wave.shape[0] if step >= WARMUP_BATCHES else 0
+    dt = time.perf_counter() - t0
+    it._shutdown_workers()
+    del it
+    cpu = tree_cpu_seconds() - cpu0
+    return {"tuples_per_s": timed / dt, "tuples_per_cpu_s": total / cpu, "decoded_items_per_tuple": 2, "seconds": dt}
+
+
 # Batches consumed before the clock starts, for both loaders: more than either keeps in flight
 # (DataLoader: 2 workers x prefetch_factor 2; ours: num_workers + prefetch = 4), so the timed window sees steady
 # state, not batches that were decoded for free while the first one was awaited.
@@ -170,6 +271,7 @@ def time_ours(cfg: dict, batches: int) -> dict:
         "decoded_items_per_tuple": items / tuples,
         "tuples_per_cpu_s": loader.stats["tuples"] / cpu,
         "decoded_items_per_cpu_s": items / steady_cpu,
+        "cpu_s_per_tuple": steady_cpu / tuples,
         "seconds": dt,
         "tuples": tuples,
         "skips": rep["skips"],
@@ -219,6 +321,80 @@ def time_speedup(
     return out
 
 
+SAME_ITEMS_MEANING = (
+    "k2/k10: tuples per second (wall) and per CPU-second (workers included), our loader / a naive map-style "
+    "folder loader that decodes the same 2 items per tuple (SameItemsTupleDataset: 1 voice crop + 1 face per "
+    "tuple, negatives from the batch's other faces), both with 2 workers, interleaved runs, medians: the gain of "
+    "the streaming design alone (goal >= 1.5). cpu_per_tuple: CPU-seconds per tuple of the raw in-memory decode "
+    "loop (the ceiling: same decode + feature code over bytes already in memory, 2 threads) / ours after warm-up "
+    "(1.0 = no overhead beyond decoding; goal >= 0.85)"
+)
+
+
+def measure_same_items(
+    cfg: dict, folder_clips: list[dict], shard_dir: Path, batches: int, repeats: int, batch_size: int, crop_s: float
+) -> dict:
+    """Ours vs the same-2-items naive loader at K = 2 and 10, and ours vs the raw decode ceiling in
+    CPU-seconds per tuple; `repeats` interleaved runs each, medians."""
+    out: dict = {"meaning": SAME_ITEMS_MEANING}
+    for k in (2, 10):
+        ours_runs, naive_runs = [], []
+        for _ in range(repeats):
+            ours_runs.append(time_ours({**cfg, "k": k}, batches))
+            naive_runs.append(
+                time_naive_same_items(folder_clips, k, batch_size, batches, int(crop_s * SR), 2, workers=2)
+            )
+        speed = [o["tuples_per_s"] / n["tuples_per_s"] for o, n in zip(ours_runs, naive_runs)]
+        cpu = [o["tuples_per_cpu_s"] / n["tuples_per_cpu_s"] for o, n in zip(ours_runs, naive_runs)]
+        out[f"k{k}"] = {
+            "ours_tuples_per_s": [o["tuples_per_s"] for o in ours_runs],
+            "naive_same_items_tuples_per_s": [n["tuples_per_s"] for n in naive_runs],
+            "speedup_runs": speed,
+            "speedup_median": float(np.median(speed)),
+            "cpu_efficiency_ratio_runs": cpu,
+            "cpu_efficiency_ratio_median": float(np.median(cpu)),
+            "decoded_items_per_tuple": {"ours": ours_runs[-1]["decoded_items_per_tuple"], "naive": 2},
+        }
+    ours_cpu, raw_cpu = [], []
+    for _ in range(repeats):
+        ours_cpu.append(time_ours({**cfg, "k": 2}, batches)["cpu_s_per_tuple"])
+        raw_cpu.append(
+            time_raw_decode(shard_dir, cfg, batches, (batch_size, batch_size))["cpu_s_per_batch"] / batch_size
+        )
+    ratio = [r / o for r, o in zip(raw_cpu, ours_cpu)]
+    out["cpu_per_tuple"] = {
+        "ours_cpu_ms_per_tuple": [1000 * c for c in ours_cpu],
+        "raw_decode_cpu_ms_per_tuple": [1000 * c for c in raw_cpu],
+        "ceiling_over_ours_runs": ratio,
+        "ceiling_over_ours_median": float(np.median(ratio)),
+        "ours_cpu_ms_per_tuple_median": float(1000 * np.median(ours_cpu)),
+    }
+    out["goals"] = {
+        "same_items_k2_speedup>=1.5": out["k2"]["speedup_median"] >= 1.5,
+        "cpu_per_tuple_vs_ceiling>=0.85": out["cpu_per_tuple"]["ceiling_over_ours_median"] >= 0.85,
+    }
+    out["load_avg"] = os.getloadavg()
+    out["measured_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return out
+
+
+def print_same_items(r: dict) -> None:
+    for k in (2, 10):
+        x = r[f"k{k}"]
+        print(
+            f"K={k} vs the naive loader decoding the same 2 items: {x['speedup_median']:.2f}x tuples/s (runs "
+            f"{[round(v, 2) for v in x['speedup_runs']]}), {x['cpu_efficiency_ratio_median']:.2f}x tuples per "
+            f"CPU-second",
+            flush=True,
+        )
+    c = r["cpu_per_tuple"]
+    print(
+        f"CPU per tuple: raw decode ceiling / ours = {c['ceiling_over_ours_median']:.2f} (runs "
+        f"{[round(v, 2) for v in c['ceiling_over_ours_runs']]}); ours {c['ours_cpu_ms_per_tuple_median']:.2f} ms",
+        flush=True,
+    )
+
+
 def time_raw_decode(shard_dir: Path, cfg: dict, batches: int, items_per_batch: tuple[int, int]) -> dict:
     """Ceiling: the same decode + feature work over bytes already in memory, same thread count."""
     faces_b, voices_b = [], []
@@ -249,6 +425,7 @@ def time_raw_decode(shard_dir: Path, cfg: dict, batches: int, items_per_batch: t
     return {
         "decoded_items_per_s": (need_f + need_v) / dt,
         "decoded_items_per_cpu_s": (need_f + need_v) / cpu,
+        "cpu_s_per_batch": cpu / batches,
         "seconds": dt,
     }
 
@@ -434,6 +611,17 @@ def main() -> None:
         action="store_true",
         help="also time the loader with decode_workers=threads in each interleaved repeat",
     )
+    ap.add_argument(
+        "--only",
+        choices=["same-items"],
+        default=None,
+        help="run only this section (same-items: ours vs the naive loader decoding the same 2 items "
+        "per tuple, and CPU per tuple vs the raw decode ceiling) and update it in --out, keeping "
+        "the other sections' earlier measurements",
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="interleaved runs per comparison (default 5; 3 with --only)"
+    )
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -452,7 +640,9 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         datasets = {}
-        for fmt in ("wav", "flac"):  # the same clips with either audio member (ingest --audio-format)
+        for fmt in (
+            ("wav",) if args.only else ("wav", "flac")
+        ):  # the same clips with either audio member (ingest --audio-format)
             spec = SyntheticSpec(
                 num_identities=ids,
                 videos_per_identity=vids,
@@ -465,7 +655,10 @@ def main() -> None:
             )
             shard_dir = make_shard_set(work / f"shards_{fmt}", spec)
             datasets[fmt] = (shard_dir, write_folder_copy(shard_dir, work / f"folders_{fmt}"))
-        print(f"data: {spec.num_samples} clips, wav and flac ({time.perf_counter() - t0:.1f} s to build)", flush=True)
+        print(
+            f"data: {spec.num_samples} clips, {' and '.join(datasets)} ({time.perf_counter() - t0:.1f} s to build)",
+            flush=True,
+        )
         shard_dir = datasets["wav"][0]  # the default format: the goals are checked on it
         base_cfg = dict(
             shards=[str(shard_dir)],
@@ -500,7 +693,19 @@ def main() -> None:
             },
             "decode_workers": args.decode_workers,
         }
-        repeats = 5  # interleaved pairs; medians (the shared box's load swings the wall-clock ratios)
+        # interleaved pairs; medians (the shared box's load swings the wall-clock ratios)
+        repeats = args.repeats or (3 if args.only else 5)
+        same_items_args = (datasets["wav"][1], shard_dir, batches, repeats, batch_size, crop_s)
+        if args.only == "same-items":
+            out = Path(args.out)
+            previous = json.loads(out.read_text()) if out.exists() else {}
+            previous["same_items"] = measure_same_items({**base_cfg}, *same_items_args)
+            print_same_items(previous["same_items"])
+            previous.setdefault("goals", {}).update(previous["same_items"]["goals"])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(previous, indent=1))
+            print(f"updated the same_items section of {out}")
+            return
         sections = [
             ("wav", batch_size, results),
             ("flac", batch_size, results.setdefault("flac", {})),
@@ -556,6 +761,8 @@ def main() -> None:
             f"{[round(r, 2) for r in over]}), {results['overhead']['cpu_ratio_median']:.2f} per CPU-second",
             flush=True,
         )
+        results["same_items"] = measure_same_items({**base_cfg}, *same_items_args)
+        print_same_items(results["same_items"])
         results["resume"] = time_resume({**base_cfg, "k": 2, "batch_size": 10, "buffer_size": 80})
         print(
             f"resume: 90%/10% = {results['resume']['ratio_90_vs_10']:.2f}, replay/resume at 90% = "
@@ -583,6 +790,7 @@ def main() -> None:
             "resume_90_vs_10<=1.2": results["resume"]["ratio_90_vs_10"] <= 1.2,
             "rss_flat_within_20%": abs(results["rss"]["ratio_1M_vs_10k"] - 1) <= 0.2
             and abs(results["rss"]["increment_ratio_1M_vs_10k"] - 1) <= 0.2,
+            **results["same_items"]["goals"],
         }
         results["load_average_at_end"] = os.getloadavg()
         results["total_seconds"] = time.perf_counter() - t0
