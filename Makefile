@@ -71,6 +71,7 @@ test-fast: venv
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+	$(PY) benchmarks/project_scale.py
 
 # The image's user gets your UID/GID, so files it writes in a mounted runs/ are yours.
 docker:
