@@ -37,7 +37,9 @@ class LoaderConfig:
     face_size: int | None = None  # None: the shards' native crop size
     frame: str = "random"  # which of the F stored face frames: random | first | middle
     crop_seconds: float = 2.0  # audio crop; shorter clips are loop-padded
-    buffer_audio: str = "crop"  # crop: the buffer holds each sample's seeded crop window | clip: whole clips
+    # clip: whole clips buffered, a fresh crop per use | crop: the buffer holds one seeded crop window per
+    # sample and epoch (less memory, less crop variety: see docs/LOADER.md, "Compact audio")
+    buffer_audio: str = "clip"
     log_mel: dict[str, Any] = field(default_factory=dict)  # LogMel kwargs (n_mels, hop_length, ...)
     face_decoder: str = "auto"  # auto (DALI mixed on CUDA, else PIL) | pil | dali
     decode_workers: str = "auto"  # auto (processes with PIL, threads with DALI) | processes | threads

@@ -40,6 +40,7 @@ def _cfg(d, **kw):
         seed=3,
         direction="both",
         decode_workers="threads",
+        buffer_audio="crop",
     )
     base.update(kw)
     return base
