@@ -5,13 +5,13 @@ This file is also the worker script that `accelerate launch` runs (see `_worker`
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from accelerate_cpu import launch_command, launch_env
 
 from shards.testing import SyntheticSpec, make_shard_set
 
@@ -66,31 +66,8 @@ def test_two_process_gloo_run_has_equal_steps_and_disjoint_ranks(tmp_path):
     spec = SyntheticSpec(num_identities=8, videos_per_identity=3, clips_per_video=2, shard_sizes=[20, 3, 9, 12, 4])
     shard_dir = make_shard_set(tmp_path / "s", spec)
     out = tmp_path / "result.json"
-    accelerate = Path(sys.executable).with_name("accelerate")
-    env = {
-        **os.environ,
-        "ACCELERATE_USE_CPU": "true",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
-    cmd = [
-        str(accelerate),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        __file__,
-        str(shard_dir),
-        str(out),
-    ]
+    env = launch_env()
+    cmd = launch_command(__file__, str(shard_dir), str(out), port=_free_port())
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired as exc:

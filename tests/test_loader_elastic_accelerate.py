@@ -7,13 +7,13 @@ This file is also the script `accelerate launch` runs (see `_phase`).
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from accelerate_cpu import launch_command, launch_env
 
 from shards.testing import SyntheticSpec, make_shard_set
 
@@ -75,35 +75,10 @@ def _free_port() -> int:
 
 
 def _launch(processes: int, shard_dir: Path, work: Path, name: str, src: str, stop: int) -> list[dict]:
-    accelerate = Path(sys.executable).with_name("accelerate")
-    env = {
-        **os.environ,
-        "ACCELERATE_USE_CPU": "true",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
-    multi = ["--multi_gpu"] if processes > 1 else []
-    cmd = [
-        str(accelerate),
-        "launch",
-        *multi,
-        "--num_processes",
-        str(processes),
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        __file__,
-        str(shard_dir),
-        str(work),
-        name,
-        src,
-        str(stop),
-    ]
+    env = launch_env()
+    cmd = launch_command(
+        __file__, str(shard_dir), str(work), name, src, str(stop), processes=processes, port=_free_port()
+    )
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
     except subprocess.TimeoutExpired as exc:

@@ -3,44 +3,24 @@ finish (no DDP hang), write one RNG/loader file per rank, gather validation from
 once, and resume with the same number of processes."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from accelerate_cpu import ACCELERATE, launch_command, launch_env
 
 from launch import checkpoint as ckpt
 from launch.config import MODULE_GROUPS
 from launch.logging_utils import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
-ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 
 def launch(config: Path, *overrides, timeout=240):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [
-        str(ACCELERATE),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-        str(ROOT / "tests" / "train_fakes.py"),
-        "--config",
-        str(config),
-        *overrides,
-    ]
+    env = launch_env()
+    cmd = launch_command(str(ROOT / "tests" / "train_fakes.py"), "--config", str(config), *overrides)
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("SUMMARY ")]

@@ -4,18 +4,16 @@ exactly its own gradient averaged over ranks, replicas stay equal, training runs
 ``train.find_unused_parameters=true`` is refused with the reason."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from accelerate_cpu import ACCELERATE, launch_command, launch_env
 
 from launch.config import ConfigError, validate
 from launch.logging_utils import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
-ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 
 def test_find_unused_parameters_is_refused_with_the_reason():
@@ -30,26 +28,8 @@ def test_find_unused_parameters_is_refused_with_the_reason():
 @pytest.mark.slow
 @pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate CLI not installed in this environment")
 def test_real_models_under_two_process_ddp(tmp_path):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [
-        str(ACCELERATE),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-        str(ROOT / "tests" / "ddp_real_models.py"),
-        str(tmp_path),
-        "aicanet",
-        "bianet",
-    ]
+    env = launch_env()
+    cmd = launch_command(str(ROOT / "tests" / "ddp_real_models.py"), str(tmp_path), "aicanet", "bianet")
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate_cpu import launch_command, launch_env
 from train_fakes import fake_config, run_fake
 
 from launch import checkpoint as ckpt
@@ -185,7 +186,6 @@ def test_killing_accelerate_launch_stops_both_ranks_with_a_checkpoint(tmp_path):
 
     from launch.config import MODULE_GROUPS
 
-    accelerate = Path(sys.executable).with_name("accelerate")
     cfg = {
         "data": {"k": 2, "batch_size": 8, "batches_per_epoch": 5, "identities": 20, "direction": "v2f"},
         "model": {"name": "fake"},
@@ -202,25 +202,8 @@ def test_killing_accelerate_launch_stops_both_ranks_with_a_checkpoint(tmp_path):
         },
     }
     (tmp_path / "fake.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [
-        str(accelerate),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-        str(ROOT / "tests" / "train_fakes.py"),
-        "--config",
-        str(tmp_path / "fake.yaml"),
-    ]
-    env = {**ENV, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = launch_command(str(ROOT / "tests" / "train_fakes.py"), "--config", str(tmp_path / "fake.yaml"))
+    env = launch_env()
     launcher = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = tmp_path / "run" / "train_log.jsonl"
     deadline = time.time() + 180
