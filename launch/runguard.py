@@ -16,7 +16,6 @@ agree on a step, write a checkpoint and exit.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import json
@@ -27,8 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.executors import die_with_parent
+
 LOCK_FILE = "run.lock"
-_PR_SET_PDEATHSIG = 1
 
 
 class RunLockError(RuntimeError):
@@ -111,10 +111,4 @@ def stop_with_launcher(sig: int = signal.SIGTERM) -> bool:
     that started it exits (nohup, tmux). Linux only; elsewhere a no-op returning False."""
     if not launched_by_a_launcher() or not sys.platform.startswith("linux"):
         return False
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
-        return False
-    if os.getppid() != parent:  # the launcher died before the request was in place
-        os.kill(os.getpid(), sig)
-    return True
+    return die_with_parent(os.getppid(), sig)

@@ -35,18 +35,24 @@ WORKER_DEATH_NAMES = {
 }
 
 
-def die_with_parent(expected_parent: int | None) -> None:
-    """Ask the kernel to SIGKILL this process when its parent exits (Linux PR_SET_PDEATHSIG),
-    then exit now if the parent is already gone (the request only covers a parent alive at the
-    time of the call)."""
+def die_with_parent(expected_parent: int | None, sig: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send `sig` to this process when its parent exits (Linux PR_SET_PDEATHSIG),
+    then act now if the parent is already gone (the request only covers a parent alive at the
+    time of the call): exit for SIGKILL, else raise `sig` here. True when the request is in place.
+
+    Ingest workers use SIGKILL; training ranks (`launch.runguard`) SIGTERM, their preemption signal."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return False
     except (OSError, AttributeError):
-        return
+        return False
     if expected_parent is not None and os.getppid() != expected_parent:
-        os._exit(1)
+        if sig == signal.SIGKILL:
+            os._exit(1)
+        os.kill(os.getpid(), sig)
+    return True
 
 
 class _DyingSpawnProcess(multiprocessing.context.SpawnProcess):
