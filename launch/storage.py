@@ -8,42 +8,9 @@ flag) when the exception does not say.
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
-_CAUSES = {
-    errno.ENOSPC: "disk full",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-}
-#: Below this much free space a failed write is put down to a full disk.
-_NEARLY_FULL = 64 << 20
-
-
-def _existing(path: Path) -> Path:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return Path("/")
-
-
-def cause(exc: BaseException, path: str | Path) -> str | None:
-    """The storage cause of ``exc`` at ``path`` ("disk full", "read-only file system", ...), or None."""
-    code = getattr(exc, "errno", None)
-    if code in _CAUSES:
-        return _CAUSES[code]
-    try:
-        stats = os.statvfs(_existing(Path(path)))
-    except OSError:
-        return None
-    if stats.f_flag & os.ST_RDONLY:
-        return "read-only file system"
-    if stats.f_bavail * stats.f_frsize < _NEARLY_FULL:
-        return "disk full"
-    return None
+from pipeline.storage import cause
 
 
 def describe(exc: BaseException, path: str | Path, doing: str) -> str:

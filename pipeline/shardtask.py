@@ -17,7 +17,6 @@ are ignored: the parent's death is not the clip's fault.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import resource
@@ -30,19 +29,11 @@ from shards.format import ShardWriter
 from .extract import ClipError, ExtractSettings, extract_clip
 from .shardset import SplitDir, write_json_atomic
 from .sources import ClipRecord
+from .storage import STORAGE_CAUSES
 
 #: Test hook only (tests/test_ingest_distributed.py): a marker-file path; the first shard task that
 #: can create it kills its own worker process mid-task, as an OOM kill or node loss would.
 _KILL_ONCE_ENV = "VOXFACE_TEST_KILL_WORKER_ONCE"
-
-_STORAGE_CAUSES = {
-    errno.ENOSPC: "disk full",
-    errno.EROFS: "read-only file system",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EIO: "I/O error",
-}
 
 
 class StorageError(RuntimeError):
@@ -59,7 +50,7 @@ class StorageError(RuntimeError):
 
 def storage_error(err: OSError, path) -> StorageError | None:
     """The StorageError for an OSError that is a storage fault, else None (a real bug)."""
-    cause = _STORAGE_CAUSES.get(err.errno)
+    cause = STORAGE_CAUSES.get(err.errno)
     if cause is None:
         return None
     return StorageError(err.filename or path, f"{cause} ({os.strerror(err.errno)})")
