@@ -317,53 +317,58 @@ def run_training(
     max_steps = 1 if dry_run else cfg["train"]["max_steps"]
     log_every = cfg["train"]["log_every"]
     bar = progress_bar(run, cfg["train"]["progress"])
-    window, preemption, t_start = LogWindow(), PreemptionFlag(), time.perf_counter()
-    try:
-        run.step.core.train()
-        while state.batches_done < schedule.total_batches and not state.stop:
-            epoch = schedule.epoch_of(state.batches_done)
-            if state.batches_done % schedule.steps_per_epoch == 0:
-                loader.set_epoch(epoch)
-            batches = iter(loader)
-            while state.batches_done < schedule.epoch_end(epoch):
-                batch = next_batch(window, batches, epoch, state, schedule)
-                group = schedule.group(state.batches_done)
-                terms = run.step.accumulate(batch, state.progress(schedule), group)
-                state.tuples_seen += window.add(terms, batch)
-                state.batches_done += 1
-                bar.update(1)
-                if not group.closes:
-                    continue
-                run.step.update()
-                state.step += 1
+    window, t_start = LogWindow(), time.perf_counter()
+    # The signals stay caught until the run's last write: a second SIGTERM (a launcher forwarding
+    # the scheduler's, a repeated parent-death signal) must not kill a rank while it writes the
+    # checkpoint or the log's end.
+    with PreemptionFlag() as preemption:
+        try:
+            run.step.core.train()
+            while state.batches_done < schedule.total_batches and not state.stop:
+                epoch = schedule.epoch_of(state.batches_done)
+                if state.batches_done % schedule.steps_per_epoch == 0:
+                    loader.set_epoch(epoch)
+                batches = iter(loader)
+                while state.batches_done < schedule.epoch_end(epoch):
+                    batch = next_batch(window, batches, epoch, state, schedule)
+                    group = schedule.group(state.batches_done)
+                    terms = run.step.accumulate(batch, state.progress(schedule), group)
+                    state.tuples_seen += window.add(terms, batch)
+                    state.batches_done += 1
+                    bar.update(1)
+                    if not group.closes:
+                        continue
+                    run.step.update()
+                    state.step += 1
 
-                log_now = state.step % log_every == 0 or state.batches_done == schedule.total_batches
-                if log_now:
-                    row = window.row(accelerator, state.step, state.progress(schedule), run.step.optimizers, loader)
-                    run.logger.log(row)
-                    raise_if_diverged(row, state.step, lambda: ckpt.read_latest(run.ckpt_root))
-                    bar.set_postfix(loss=f"{row.get('loss/total', float('nan')):.4f}", tps=f"{row['tuples_per_s']:.0f}")
-                    window = LogWindow()
-                if max_steps is not None and state.step >= max_steps:
-                    state.stop = True
-                    break
-                # Asked only where every rank asks (log steps), so the reduce cannot hang.
-                if (log_now or accelerator.num_processes == 1) and preemption.agreed(accelerator):
-                    state.stop = state.preempted = True
-                    break
-                run.checkpoints.after_step(state)
+                    log_now = state.step % log_every == 0 or state.batches_done == schedule.total_batches
+                    if log_now:
+                        row = window.row(accelerator, state.step, state.progress(schedule), run.step.optimizers, loader)
+                        run.logger.log(row)
+                        raise_if_diverged(row, state.step, lambda: ckpt.read_latest(run.ckpt_root))
+                        bar.set_postfix(
+                            loss=f"{row.get('loss/total', float('nan')):.4f}", tps=f"{row['tuples_per_s']:.0f}"
+                        )
+                        window = LogWindow()
+                    if max_steps is not None and state.step >= max_steps:
+                        state.stop = True
+                        break
+                    # Asked only where every rank asks (log steps), so the reduce cannot hang.
+                    if (log_now or accelerator.num_processes == 1) and preemption.agreed(accelerator):
+                        state.stop = state.preempted = True
+                        break
+                    run.checkpoints.after_step(state)
 
-            if run.validation.due(state):
-                result = run.validation.run(state, run.step.core)
-                name = run.validation.validator.name
-                bar.write(f"epoch {state.progress(schedule):.2f}: {name} = {result[name]:.4f}")
-            run.checkpoints.after_epoch(state)
-    finally:
-        preemption.restore()
-        if hasattr(loader, "close"):
-            loader.close()  # decode workers and open shard files, also when training fails
-    bar.close()
-    return finish(run, time.perf_counter() - t_start, dry_run)
+                if run.validation.due(state):
+                    result = run.validation.run(state, run.step.core)
+                    name = run.validation.validator.name
+                    bar.write(f"epoch {state.progress(schedule):.2f}: {name} = {result[name]:.4f}")
+                run.checkpoints.after_epoch(state)
+        finally:
+            if hasattr(loader, "close"):
+                loader.close()  # decode workers and open shard files, also when training fails
+        bar.close()
+        return finish(run, time.perf_counter() - t_start, dry_run)
 
 
 def finish(run: Run, elapsed: float, dry_run: bool) -> dict:

@@ -204,7 +204,8 @@ def test_killing_accelerate_launch_stops_both_ranks_with_a_checkpoint(tmp_path):
     (tmp_path / "fake.yaml").write_text(yaml.safe_dump(cfg))
     cmd = launch_command(str(ROOT / "tests" / "train_fakes.py"), "--config", str(tmp_path / "fake.yaml"))
     env = launch_env()
-    launcher = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = (tmp_path / "output.txt").open("w")  # the launcher's and the ranks' output, shown on failure
+    launcher = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
     log = tmp_path / "run" / "train_log.jsonl"
     deadline = time.time() + 180
     while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
@@ -215,9 +216,11 @@ def test_killing_accelerate_launch_stops_both_ranks_with_a_checkpoint(tmp_path):
     launcher.kill()
     launcher.wait()
     gone, alive = psutil.wait_procs(ranks, timeout=90)
-    assert not alive, f"ranks outlived their launcher: {[p.pid for p in alive]}"
+    output.close()
+    said = (tmp_path / "output.txt").read_text()[-3000:]
+    assert not alive, f"ranks outlived their launcher: {[p.pid for p in alive]}\n{said}"
     rows = log.read_text()
-    assert '"event": "preempted"' in rows
+    assert '"event": "preempted"' in rows, f"no preempted row; the ranks said:\n{said}"
     latest = ckpt.read_latest(tmp_path / "run" / "checkpoints")
     assert latest is not None and not ckpt.unreadable_files(latest)
     RunLock(tmp_path / "run").acquire().release()  # the folder is free again

@@ -188,6 +188,41 @@ def test_sigterm_checkpoints_and_stops_then_resume_continues_exactly(tmp_path):
     assert losses_by_step(tmp_path / "a" / "run") == losses_by_step(tmp_path / "b" / "run")
 
 
+def test_a_second_sigterm_while_the_run_wraps_up_does_not_cut_its_last_writes(tmp_path):
+    """A launcher that forwards the scheduler's SIGTERM sends a second one while the ranks write
+    their checkpoint and the log's end; it must reach the run's flag, not the default handler
+    (which kills the rank). A recorder stands in for the default so an escape is seen, not fatal."""
+    import os
+    import signal
+
+    escaped = []
+
+    class TwiceSignalled(FakeLoader):
+        def _make(self, epoch, index):
+            if epoch == 1 and index == 2 and not getattr(TwiceSignalled, "sent", False):
+                TwiceSignalled.sent = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super()._make(epoch, index)
+
+        def close(self):  # called as the run wraps up, after the preemption checkpoint
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, lambda *a: escaped.append(a[0]))
+    try:
+        summary = train(
+            fake_config(tmp_path),
+            model_builder=FakeModel,
+            loader_builder=TwiceSignalled,
+            validator_builder=FakeValidator,
+        )
+    finally:
+        handler = signal.signal(signal.SIGTERM, previous)
+    assert escaped == [] and summary["preempted"]
+    events = [row["event"] for row in read_log(tmp_path / "run" / "train_log.jsonl", event=None)]
+    assert events[-2:] == ["preempted", "end"]
+    assert handler is not signal.SIG_DFL and handler.__name__ == "<lambda>"  # the caller's handler is back
+
+
 def test_divergence_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path):
     class Exploding(FakeModel):
         def loss(self, out, batch, epoch):

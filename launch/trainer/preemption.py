@@ -37,3 +37,10 @@ class PreemptionFlag:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        self._previous = {}
+
+    def __enter__(self) -> PreemptionFlag:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
