@@ -21,7 +21,8 @@ shared filesystem (as every multi-node checkpointing scheme does).
 
 Why per-rank files: each process owns a different slice of the tuple stream and its own RNG
 streams; restoring them per rank is what makes the loss curve after a resume equal the
-uninterrupted one.
+uninterrupted one. A run on another number of processes reads every old rank's file instead (an
+elastic resume, ``launch/trainer/elastic.py``).
 """
 
 from __future__ import annotations

@@ -85,6 +85,7 @@ def test_moved_scheduler_continues_the_lr_curve_over_epochs():
 
 # ----------------------------------------------------------------------------- real processes
 
+
 @pytest.fixture(scope="module")
 def shard_dir(tmp_path_factory):
     spec = SyntheticSpec(num_identities=8, videos_per_identity=3, clips_per_video=2, shard_sizes=[20, 3, 9, 12, 4])
@@ -103,8 +104,13 @@ def _config(shard_dir: Path, out: Path, **train_overrides) -> dict:
             "decode_workers": "threads",
             "direction": "both",
         },
-        "model": {"name": "baseline", "face_backbone": "tiny", "voice_backbone": "tiny", "embed_dim": 16,
-                  "generator_hidden": 32},  # fmt: skip
+        "model": {
+            "name": "baseline",
+            "face_backbone": "tiny",
+            "voice_backbone": "tiny",
+            "embed_dim": 16,
+            "generator_hidden": 32,
+        },
         "optim": {"lr": {g: 1e-3 for g in MODULE_GROUPS}, "milestones": [1], "gamma": 0.1},
         "train": {
             "epochs": 2,
@@ -166,17 +172,25 @@ def test_training_resumes_1_to_2_to_1_processes_to_the_planned_end(shard_dir, tm
     assert (trainer["world_size"], trainer["batches_done"], trainer["steps_per_epoch"]) == (2, 6, 4)
     # both ranks' loaders stand where the trainer's counter says: epoch 1, batch 2 (6 - 4)
     assert _loader_positions(latest) == [(1, 2, True), (1, 2, True)]
+    rng = [torch.load(latest / f"rank-0000{r}.pt", weights_only=True)["rng"]["torch"] for r in (0, 1)]
+    assert not torch.equal(*rng)  # rank 1, new at the switch, got its own fresh stream
 
     # a batch-size change cannot be mapped: refused in one line, nothing written
     with pytest.raises(ckpt.CheckpointError, match=r"data.batch_size 3 -> 4") as err:
         train(_checked(_config(shard_dir, out, resume="auto"), batch_size=4))
+    assert "\n" not in str(err.value) and ckpt.read_latest(out / "checkpoints") == latest
+    # ... and another loader seed is what the loader itself refuses, in one line too
+    with pytest.raises(ckpt.CheckpointError, match=r"the loader cannot continue .*'seed'") as err:
+        train(_checked(_config(shard_dir, out, resume="auto"), seed=3))
     assert "\n" not in str(err.value) and ckpt.read_latest(out / "checkpoints") == latest
 
     # back to 1 process, now with 2 micro-batches per update (the 2-process global batch): 2
     # batches of 2 ranks = 4 of one, in epoch 1: 8 + 4; on to the planned end
     capsys.readouterr()
     final = _train_here(shard_dir, out, resume="auto", grad_accum_steps=2)
-    assert "elastic resume: 2 -> 1 processes; batches per process 6 -> 12 of 4 -> 8 per epoch" in capsys.readouterr().out
+    assert (
+        "elastic resume: 2 -> 1 processes; batches per process 6 -> 12 of 4 -> 8 per epoch" in capsys.readouterr().out
+    )
     assert final["epochs"] == 2.0 and final["steps"] == 8 + (16 - 12) // 2
     assert _loader_positions(ckpt.read_latest(out / "checkpoints")) == [(1, 8, True)]
 
@@ -195,4 +209,3 @@ def test_training_resumes_1_to_2_to_1_processes_to_the_planned_end(shard_dir, tm
     for r in train_rows:
         assert r["lr/face_encoder"] == pytest.approx(1e-3 * (0.1 if r["epoch"] >= 1 else 1.0)), r
     assert [r["epoch"] for r in train_rows] == [0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
-
