@@ -21,7 +21,8 @@ shared filesystem (as every multi-node checkpointing scheme does).
 
 Why per-rank files: each process owns a different slice of the tuple stream and its own RNG
 streams; restoring them per rank is what makes the loss curve after a resume equal the
-uninterrupted one.
+uninterrupted one. A run on another number of processes reads every old rank's file instead (an
+elastic resume, ``launch/trainer/elastic.py``).
 """
 
 from __future__ import annotations
@@ -328,18 +329,23 @@ def _load(path: Path, mmap: bool = False) -> dict:
 
 
 def load_trainer_state(ckpt_dir: Path, rank: int, world_size: int) -> tuple[dict, dict, dict]:
-    """``(model_payload, trainer_state, rank_state)`` of a checkpoint for this process."""
+    """``(model_payload, trainer_state, rank_state)`` of a checkpoint for this process.
+
+    With the checkpoint's own number of processes, ``rank_state`` is this rank's file. With another
+    (an elastic resume, ``launch/trainer/elastic.py``) it is ``{"rng": old rank ``rank``'s RNG
+    states, or None where there was no such rank, "loader": [every old rank's loader state]}``:
+    the loader regroups the rest of the epoch from all of them."""
     ckpt_dir = Path(ckpt_dir)
     trainer = _load(ckpt_dir / TRAINER_FILE)
     saved_world = trainer.get("world_size")
-    if saved_world != world_size:
-        raise CheckpointError(
-            f"{ckpt_dir} was written by {saved_world} processes but this run has {world_size}. "
-            f"The loader's per-rank stream position cannot be re-split exactly; resume with "
-            f"--num_processes {saved_world}, or start a new run from its weights "
-            f"(model.pt) with a fresh output_dir."
-        )
-    return _load(ckpt_dir / MODEL_FILE), trainer, _load(ckpt_dir / f"rank-{rank:05d}.pt")
+    if not isinstance(saved_world, int) or saved_world < 1:
+        raise CheckpointError(f"{ckpt_dir}/{TRAINER_FILE} records no valid world_size ({saved_world!r})")
+    model = _load(ckpt_dir / MODEL_FILE)
+    if saved_world == world_size:
+        return model, trainer, _load(ckpt_dir / f"rank-{rank:05d}.pt")
+    ranks = [_load(ckpt_dir / f"rank-{r:05d}.pt") for r in range(saved_world)]
+    rng = ranks[rank]["rng"] if rank < saved_world else None
+    return model, trainer, {"rng": rng, "loader": [r["loader"] for r in ranks]}
 
 
 def read_model_file(path: str | Path, mmap: bool = False) -> dict:

@@ -129,3 +129,25 @@ def current_lrs(optimizers) -> dict[str, float]:
         for group in opt.param_groups:
             out[f"lr/{group.get('group_name', 'group')}"] = float(group["lr"])
     return out
+
+
+def move_schedulers(schedulers, step: int, optimizer_steps_per_epoch: float) -> None:
+    """Put every scheduler at optimiser step ``step`` of a schedule with ``optimizer_steps_per_epoch``
+    steps per epoch, and set the optimisers' current rates to what that step gives.
+
+    Why: a checkpoint's schedulers count steps of the run that wrote it. After an elastic resume on
+    another number of processes an epoch has another number of steps, so the saved count (and the
+    steps per epoch the saved ``MilestoneDecay`` divides by) would put the milestones at the wrong
+    epochs. Moved to the step that marks the same epoch position, the rate curve over epochs goes on
+    as if the run had always had this many processes (``launch/trainer/elastic.py``).
+    """
+    for sched in schedulers:
+        for decay in sched.lr_lambdas:
+            if not isinstance(decay, MilestoneDecay):
+                raise TypeError(f"cannot move a schedule of {type(decay).__name__}: expected MilestoneDecay")
+            decay.steps_per_epoch = float(optimizer_steps_per_epoch)
+        sched.last_epoch = int(step)
+        rates = [base * decay(step) for base, decay in zip(sched.base_lrs, sched.lr_lambdas)]
+        for group, rate in zip(sched.optimizer.param_groups, rates):
+            group["lr"] = rate
+        sched._last_lr = rates

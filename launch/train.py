@@ -41,10 +41,11 @@ import torch
 from launch import checkpoint as ckpt
 from launch.config import ConfigError, check_owned_sections, describe_trainer_keys, dump_config, load_config
 from launch.logging_utils import RunLogger
-from launch.optim import build_optimizers, build_schedulers, split_param_groups
+from launch.optim import build_optimizers, build_schedulers, move_schedulers, split_param_groups
 from launch.runguard import RunLock, RunLockError, stop_with_launcher
 from launch.storage import describe as describe_storage_fault
 from launch.trainer.device import announce_device, build_accelerator
+from launch.trainer.elastic import ElasticSwitch, fresh_rank_seed, load_loader_states, plan_switch
 from launch.trainer.policies import Checkpoints, ValidationPolicy
 from launch.trainer.preemption import PreemptionFlag
 from launch.trainer.state import Schedule, TrainState
@@ -161,8 +162,7 @@ def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validat
         check_separation=dry_run,
     )
     state = TrainState()
-    if resume_dir is not None:
-        restore(resume_dir, step, loader, schedule, state, rank, world)
+    switch = restore(resume_dir, step, loader, schedule, state, rank, world, cfg) if resume_dir is not None else None
 
     writer = (
         None
@@ -181,8 +181,10 @@ def prepare_run(cfg: dict, dry_run: bool, model_builder, loader_builder, validat
     )
     logger.log({"event": "start", "step": state.step, "processes": world, **device_info})
     if resume_dir is not None:
-        logger.log({"event": "resume", "step": state.step, "from": str(resume_dir)})
+        logger.log({"event": "resume", "step": state.step, "from": str(resume_dir), **(switch.row() if switch else {})})
         accelerator.print(f"resumed from {resume_dir} at step {state.step} (epoch {state.progress(schedule):.3f})")
+        if switch is not None:
+            accelerator.print(switch.line())
     checkpoints = Checkpoints(
         writer, settings["checkpoint_every"], schedule, step, loader, cfg["model"], cfg["data"], world
     )
@@ -211,10 +213,25 @@ def build_validator(cfg: dict, model, accelerator, validator_builder):
 
 
 def restore(
-    resume_dir: Path, step: TrainStep, loader, schedule: Schedule, state: TrainState, rank: int, world: int
-) -> None:
-    """Load weights, optimisers, schedulers, counters, this rank's loader cursor and RNG."""
+    resume_dir: Path, step: TrainStep, loader, schedule: Schedule, state: TrainState, rank: int, world: int, cfg: dict
+) -> ElasticSwitch | None:
+    """Load weights, optimisers, schedulers, counters, this rank's loader cursor and RNG.
+
+    A checkpoint of another number of processes continues elastically (``launch/trainer/elastic.py``):
+    the loader regroups every old rank's state, ``batches_done`` and the schedulers move to the same
+    epoch position on this run's schedule; the returned :class:`ElasticSwitch` says how."""
     model_state, trainer_state, rank_state = ckpt.load_trainer_state(resume_dir, rank, world)
+    switch = None
+    if trainer_state["world_size"] != world:
+        switch = plan_switch(
+            resume_dir, trainer_state, model_state.get("data_config") or {}, cfg["data"], loader, schedule, world
+        )
+    elif trainer_state["steps_per_epoch"] != schedule.steps_per_epoch:
+        raise ckpt.CheckpointError(
+            f"{resume_dir} was written with {trainer_state['steps_per_epoch']} batches per epoch, "
+            f"this run has {schedule.steps_per_epoch}: the data or batch settings changed; resume with "
+            f"the original config"
+        )
     step.core.load_state_dict(model_state["state_dict"])
     for opt, saved in zip(step.optimizers, trainer_state["optimizers"]):
         opt.load_state_dict(saved)
@@ -226,14 +243,18 @@ def restore(
         trainer_state["best"],
     )
     state.last_saved_step = state.step
-    if trainer_state["steps_per_epoch"] != schedule.steps_per_epoch:
-        raise ckpt.CheckpointError(
-            f"{resume_dir} was written with {trainer_state['steps_per_epoch']} batches per epoch, "
-            f"this run has {schedule.steps_per_epoch}: the data or batch settings changed; resume with "
-            f"the original config"
-        )
-    loader.load_state_dict(rank_state["loader"])
-    ckpt.restore_rng_state(rank_state["rng"])
+    if switch is None:
+        loader.load_state_dict(rank_state["loader"])
+        ckpt.restore_rng_state(rank_state["rng"])
+        return None
+    state.batches_done = switch.new_batches_done
+    move_schedulers(step.schedulers, switch.new_lr_step, schedule.optimizer_steps_per_epoch)
+    load_loader_states(loader, rank_state["loader"], resume_dir)
+    if rank_state["rng"] is not None:
+        ckpt.restore_rng_state(rank_state["rng"])
+    else:
+        seed_everything(fresh_rank_seed(cfg["train"]["seed"], rank, state.step))
+    return switch
 
 
 class _NoBar:

@@ -155,10 +155,15 @@ class TupleLoader:
     @property
     def steps_per_epoch(self) -> int:
         """Batches every rank yields per epoch: all samples once, split over ranks, unless set."""
+        return self.steps_per_epoch_at(self.world_size)
+
+    def steps_per_epoch_at(self, world_size: int) -> int:
+        """`steps_per_epoch` of this data and batch settings on `world_size` ranks (what an elastic
+        resume compares with the saved run's, to tell a world-size change from a batch change)."""
         if self.cfg.steps_per_epoch is not None:
             return self.cfg.steps_per_epoch
         per_batch = samples_per_batch(self.cfg.batch_size, self.cfg.positive)
-        return max(1, self.catalog.total_samples // (self.world_size * per_batch))
+        return max(1, self.catalog.total_samples // (world_size * per_batch))
 
     def __len__(self) -> int:
         return self.steps_per_epoch
@@ -542,13 +547,7 @@ class TupleLoader:
 
     def _load_elastic(self, states: list[dict[str, Any]]) -> None:
         """Continue the saved run's epoch on this run's layout (see `shards/elastic.py`)."""
-        old_world = states[0]["world_size"]
-        if self.cfg.steps_per_epoch is not None:
-            old_spe = self.cfg.steps_per_epoch
-        else:
-            old_spe = max(
-                1, self.catalog.total_samples // (old_world * samples_per_batch(self.cfg.batch_size, self.cfg.positive))
-            )
+        old_spe = self.steps_per_epoch_at(int(states[0]["world_size"]))
         start = regroup(
             states,
             self.catalog,

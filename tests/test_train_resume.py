@@ -3,6 +3,7 @@ clear errors. (The real model + loader path is covered by test_train_real.py and
 end-to-end test.)"""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -128,8 +129,11 @@ def test_clear_errors_for_bad_resume_and_reused_folder(tmp_path):
     latest = ckpt.read_latest(tmp_path / "run" / "checkpoints")
     state = torch.load(latest / "trainer.pt", weights_only=True)
     torch.save({**state, "world_size": 2}, latest / "trainer.pt")
-    with pytest.raises(ckpt.CheckpointError, match="written by 2 processes but this run has 1"):
+    with pytest.raises(ckpt.CheckpointError, match="missing checkpoint file .*rank-00001.pt"):
         run_fake(fake_config(tmp_path, resume=str(latest)))
+    shutil.copy(latest / "rank-00000.pt", latest / "rank-00001.pt")
+    with pytest.raises(ckpt.CheckpointError, match="written by 2 processes but this run has 1, and this loader"):
+        run_fake(fake_config(tmp_path, resume=str(latest)))  # the fake loader cannot regroup its stream
     (latest / "model.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ckpt.CheckpointError, match="cannot read checkpoint file"):
         ckpt.read_model_file(latest)

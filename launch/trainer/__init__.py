@@ -6,6 +6,7 @@
 - :mod:`.window`     the logging window: loss terms summed on the device, reduced once per row
 - :mod:`.policies`   when to validate, when to checkpoint, what a checkpoint holds
 - :mod:`.preemption` SIGTERM / SIGUSR1 stop requests agreed across ranks
+- :mod:`.elastic`    resuming a checkpoint on another number of processes (counters, LR schedule)
 
 Each piece is small enough to read alone; together they are the loop docs/TRAINING.md describes.
 """
