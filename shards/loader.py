@@ -130,11 +130,14 @@ class TupleLoader:
             k=self.cfg.k,
             gender_matched=self.cfg.gender_matched_negatives,
             log_mel=tuple(sorted(self.cfg.log_mel.items())),
+            float_faces=self.device.type == "cpu",
         )
         log_mel = log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
-        # bytes a worker's arrays take per item, to size shared-memory slots (uint8 face crops
-        # at the shards' size; float32 log-mel of one crop)
-        out_bytes = (3 * self.catalog.face_size**2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
+        # bytes a worker's arrays take per item, to size shared-memory slots (float32 faces at
+        # the output size for a CPU loader, else uint8 crops at the shards' size; float32 log-mel
+        # of one crop)
+        face_bytes = 12 * self.face_size**2 if self._spec.float_faces else 3 * self.catalog.face_size**2
+        out_bytes = (face_bytes, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
         self._workers = DecodeWorkers(
             self.decode_workers,
             self.cfg.num_workers,

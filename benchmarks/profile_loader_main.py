@@ -1,0 +1,172 @@
+"""Where the loader's consuming (main) process spends its CPU, per batch and per stage.
+
+Why: the consuming process is serial and caps a rank's tuples/s once there are enough decode
+workers (docs/LOADER.md, "Decode workers"), so its CPU per batch is the number to cut. This
+wraps the loader's stages with CPU clocks and streams batches from FLAC (or WAV) shards with 2
+decode worker processes:
+
+  * `read`: `PieceStream.next` without the parser (tar headers, member payload copies);
+  * `parse`: `SampleParser.__call__` (json, frame choice, crop-window cut when `crop`);
+  * `plan`: `plan_batch` (tuple sampling over the identity buffer);
+  * `submit`: `DecodeWorkers.submit` (lean plan, copying item bytes into the shared-memory slot,
+    handing the job to the pool);
+  * `snapshot`: the resume state taken per planned batch;
+  * `receive`: `_receive` (arrays out of the slot, `finish_batch`: face normalisation, index
+    tensors);
+  * `other`: the rest of the main thread (iteration glue, buffer bookkeeping);
+  * `helper threads`: process CPU outside the main thread (the pool's queue feeder and result
+    threads, torch's intra-op threads).
+
+Stage times are `time.thread_time` of the main thread (the stages are not nested except read >
+parse, which is subtracted); the process total is `time.process_time`. Optionally `--cprofile N`
+prints the top N functions by internal CPU time (`time.process_time` as the profiler's clock).
+
+    python benchmarks/profile_loader_main.py [--shards DIR] [--audio flac|wav] [--buffer-audio crop|clip]
+        [--torch-threads N] [--batches 20] [--cprofile 25] [--json out.json]
+
+Without `--shards` it builds a synthetic set like `bench_loader_scale.py`'s (60 identities x 3
+videos x 2 clips of 7-9 s, 4 face frames of 112 px, as ingest writes). With `--shards` give an
+ingested shard split (e.g. of `python -m pipeline.synth --realistic`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+import shards.loader as loader_mod
+from shards.loader import TupleLoader
+from shards.stream import PieceStream, SampleParser
+from shards.testing import SyntheticSpec, make_shard_set
+from shards.workers import DecodeWorkers
+
+WARMUP = 6
+
+
+class StageClock:
+    """Accumulates main-thread CPU per stage; `wrap` replaces a function or method by a timed one."""
+
+    def __init__(self) -> None:
+        self.cpu: Counter[str] = Counter()
+        self.on = False
+
+    def wrap(self, owner, name: str, stage: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            if not self.on:
+                return fn(*args, **kwargs)
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.cpu[stage] += time.thread_time() - t0
+
+        setattr(owner, name, timed)
+
+
+def _synthetic(work: Path, fmt: str) -> str:
+    spec = SyntheticSpec(
+        num_identities=60,
+        videos_per_identity=3,
+        clips_per_video=2,
+        num_faces=4,
+        face_size=112,
+        seconds=(7.0, 9.0),
+        shard_samples=60,
+        audio_format=fmt,
+    )
+    out = work / f"profile_{fmt}"
+    if not (out / "index.json").exists():
+        make_shard_set(out, spec)
+    return str(out)
+
+
+def profile(shards: str, buffer_audio: str, batches: int, cprofile_top: int) -> dict:
+    clock = StageClock()
+    clock.wrap(PieceStream, "next", "read")
+    clock.wrap(SampleParser, "__call__", "parse")
+    clock.wrap(loader_mod, "plan_batch", "plan")
+    clock.wrap(DecodeWorkers, "submit", "submit")
+    clock.wrap(TupleLoader, "_snapshot", "snapshot")
+    clock.wrap(TupleLoader, "_receive", "receive")
+    cfg = dict(
+        shards=[shards],
+        batch_size=50,
+        k=2,
+        buffer_size=300,
+        crop_seconds=2.0,
+        num_workers=2,
+        prefetch=2,
+        seed=0,
+        decode_workers="processes",
+        steps_per_epoch=100_000,
+        buffer_audio=buffer_audio,
+    )
+    prof = cProfile.Profile(time.process_time) if cprofile_top else None
+    with TupleLoader(cfg) as loader:
+        it = iter(loader)
+        for _ in range(WARMUP):
+            next(it)
+        clock.on = True
+        p0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
+        if prof:
+            prof.enable()
+        tuples = sum(len(next(it)["label"]) for _ in range(batches))
+        if prof:
+            prof.disable()
+        proc, main, wall = time.process_time() - p0, time.thread_time() - t0, time.perf_counter() - w0
+        clock.on = False
+    stages = dict(clock.cpu)
+    stages["read"] -= stages.get("parse", 0.0)  # parse runs inside read
+    stages["other"] = main - sum(stages.values())
+    stages["helper threads"] = proc - main
+    ms = {k: round(1000 * v / batches, 2) for k, v in stages.items()}
+    out = {
+        "shards": shards,
+        "buffer_audio": buffer_audio,
+        "torch_threads": torch.get_num_threads(),
+        "batches": batches,
+        "tuples_per_batch": tuples / batches,
+        "process_cpu_ms_per_batch": round(1000 * proc / batches, 2),
+        "main_thread_cpu_ms_per_batch": round(1000 * main / batches, 2),
+        "wall_ms_per_batch": round(1000 * wall / batches, 2),
+        "stage_cpu_ms_per_batch": ms,
+        "load_avg": os.getloadavg(),
+    }
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(cprofile_top)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shards", default=None, help="a shard split folder (default: build a synthetic one)")
+    ap.add_argument("--audio", choices=("flac", "wav"), default="flac", help="synthetic set's audio member")
+    ap.add_argument("--buffer-audio", choices=("crop", "clip"), default="crop")
+    ap.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads here (default: torch's)")
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--cprofile", type=int, default=0, help="print the top N functions (0: none)")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "voxface_profile_loader")
+    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    args = ap.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    shards = args.shards or _synthetic(args.work, args.audio)
+    result = profile(shards, args.buffer_audio, args.batches, args.cprofile)
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
