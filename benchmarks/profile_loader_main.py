@@ -23,6 +23,12 @@ prints the top N functions by internal CPU time (`time.process_time` as the prof
 
     python benchmarks/profile_loader_main.py [--shards DIR] [--audio flac|wav] [--buffer-audio crop|clip]
         [--torch-threads N] [--batches 20] [--cprofile 25] [--json out.json]
+        [--baseline-src DIR --repeats 3]
+
+`--baseline-src DIR` (a checkout of an older commit, e.g. `git archive <commit> shards | tar -x
+-C DIR`) runs the profile `--repeats` times for that code and for this tree, alternating, each
+in a fresh process, and reports the medians side by side with their ratios (this tree / the
+baseline), so load changes on a shared box hit both alike.
 
 Without `--shards` it builds a synthetic set like `bench_loader_scale.py`'s (60 identities x 3
 videos x 2 clips of 7-9 s, 4 face frames of 112 px, as ingest writes). With `--shards` give an
@@ -36,6 +42,9 @@ import cProfile
 import json
 import os
 import pstats
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -148,6 +157,43 @@ def profile(shards: str, buffer_audio: str, batches: int, cprofile_top: int) -> 
     return out
 
 
+def _run_in(src: Path, args: list[str]) -> dict:
+    """One profile in a fresh process that imports `shards` from `src`."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(Path(__file__).parent)])}
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([sys.executable, __file__, *args, "--json", out.name], env=env, check=True, capture_output=True)
+        return json.loads(Path(out.name).read_text())
+
+
+def _medians(runs: list[dict]) -> dict:
+    stages = {
+        k: round(statistics.median(r["stage_cpu_ms_per_batch"].get(k, 0.0) for r in runs), 2)
+        for k in runs[0]["stage_cpu_ms_per_batch"]
+    }
+    keys = ("process_cpu_ms_per_batch", "main_thread_cpu_ms_per_batch", "wall_ms_per_batch")
+    return {
+        **{k: round(statistics.median(r[k] for r in runs), 2) for k in keys},
+        "process_cpu_ms_per_batch_runs": [r["process_cpu_ms_per_batch"] for r in runs],
+        "stage_cpu_ms_per_batch": stages,
+        "torch_threads": runs[0]["torch_threads"],
+    }
+
+
+def compare(baseline: Path, args: list[str], repeats: int) -> dict:
+    """This tree vs `baseline`, alternating fresh processes, medians and ratios."""
+    here = Path(__file__).resolve().parents[1]
+    runs: dict[str, list[dict]] = {"baseline": [], "this tree": []}
+    for _ in range(repeats):
+        runs["baseline"].append(_run_in(baseline, args))
+        runs["this tree"].append(_run_in(here, args))
+    out = {name: _medians(r) for name, r in runs.items()}
+    base, new = out["baseline"], out["this tree"]
+    out["ratio_this_over_baseline"] = {
+        k: round(new[k] / base[k], 3) for k in ("process_cpu_ms_per_batch", "main_thread_cpu_ms_per_batch")
+    }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", default=None, help="a shard split folder (default: build a synthetic one)")
@@ -158,7 +204,30 @@ def main() -> None:
     ap.add_argument("--cprofile", type=int, default=0, help="print the top N functions (0: none)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "voxface_profile_loader")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument("--baseline-src", type=Path, default=None, help="compare with the `shards` package in this folder")
+    ap.add_argument("--repeats", type=int, default=3, help="with --baseline-src: alternating runs per side")
     args = ap.parse_args()
+    if args.baseline_src:
+        shards = args.shards or _synthetic(args.work, args.audio)
+        passed = ["--shards", shards, "--buffer-audio", args.buffer_audio, "--batches", str(args.batches)]
+        if args.torch_threads:
+            passed += ["--torch-threads", str(args.torch_threads)]
+        result = {
+            "meaning": "CPU of the loader's consuming process per batch of 50 tuples (K = 2, 2 decode worker "
+            "processes, 2 s crops), by stage, this tree vs a baseline checkout, alternating runs, medians",
+            "shards": shards,
+            "buffer_audio": args.buffer_audio,
+            "batches": args.batches,
+            "repeats": args.repeats,
+            "load_avg_start": os.getloadavg(),
+            **compare(args.baseline_src, passed, args.repeats),
+            "load_avg_end": os.getloadavg(),
+            "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        print(json.dumps(result, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+        return
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     shards = args.shards or _synthetic(args.work, args.audio)
