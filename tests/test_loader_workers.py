@@ -175,6 +175,59 @@ def test_mixed_crop_sizes_decode_alike_in_a_worker_and_in_threads():
     check_tuple_batch(worker, k=2)
 
 
+def test_cpu_loader_workers_send_normalised_faces_equal_to_the_uint8_path():
+    """For a CPU loader the workers normalise faces (`float_faces`), through a shared-memory slot;
+    the consuming process then only copies them out. Same values and the same memory layout as
+    normalising the uint8 pixels in the consuming process (what a CUDA loader does, on the GPU)."""
+    import dataclasses
+
+    import numpy as np
+
+    from shards.assemble import (
+        AssembleSpec,
+        assemble_batch,
+        assemble_in_slot,
+        finish_batch,
+        pack_into_slot,
+        take_from_slot,
+    )
+    from shards.shm import BatchSlots
+    from shards.stream import Sample
+    from shards.testing import face_jpeg, voice_wav
+    from shards.tuples import BatchPlan
+
+    rng = np.random.default_rng(1)
+    items = [
+        Sample(f"k{i}", f"id{i}", "v", "c", None, face_jpeg(i, 0, 40, rng), voice_wav(i, 0.5, 16000, rng), (0, 0, 0))
+        for i in range(3)
+    ]
+    plan = BatchPlan(
+        "v2f", faces=items, voices=items, voice_crop=[0.1, 0.2, 0.3], anchor_index=[0, 1, 2],
+        candidate_index=[[0, 1], [2, 1], [0, 2]], label=[0, 1, 1],
+    )  # fmt: skip
+    uint8_spec = AssembleSpec(crop_samples=4000, sample_rate=16000, face_size=32, k=2, gender_matched=False, log_mel=())
+    float_spec = dataclasses.replace(uint8_spec, float_faces=True)
+    cpu = torch.device("cpu")
+    sent_uint8 = assemble_batch(plan, uint8_spec).batch
+    assert sent_uint8["faces"].dtype == np.uint8
+    reference = finish_batch(sent_uint8, cpu, 32)
+    slots = BatchSlots(1)
+    slot = slots.acquire(4 << 20)
+    try:
+        bare, face_spans, voice_spans, out_offset = pack_into_slot(plan, slots.buf(slot))
+        done = assemble_in_slot(bare, float_spec, slots.ref(slot), face_spans, voice_spans, out_offset)
+        batch = finish_batch(take_from_slot(done.batch, slots.buf(slot)), cpu, 32)
+        slots.buf(slot)[:] = bytes(slots.size(slot))  # the slot is reused: the batch must not depend on it
+    finally:
+        slots.release(slot)
+        slots.close()
+    assert batch["faces"].dtype == torch.float32 and batch["faces"].shape == (3, 3, 32, 32)
+    assert torch.equal(batch["faces"], reference["faces"])
+    assert batch["faces"].stride() == reference["faces"].stride()  # channels-last memory, as before
+    assert set(batch) == set(reference)  # no transport marker left in the batch
+    _assert_same_batches([batch], [reference])
+
+
 _KILLED_OWNER = """
 import os, signal, sys
 from shards.loader import TupleLoader
