@@ -17,11 +17,13 @@ decode worker processes:
   * `helper threads`: process CPU outside the main thread (the pool's queue feeder and result
     threads, torch's intra-op threads).
 
+The decode workers' CPU per batch (`benchmarks/cputime.py`, from /proc) is reported next to it.
+
 Stage times are `time.thread_time` of the main thread (the stages are not nested except read >
 parse, which is subtracted); the process total is `time.process_time`. Optionally `--cprofile N`
 prints the top N functions by internal CPU time (`time.process_time` as the profiler's clock).
 
-    python benchmarks/profile_loader_main.py [--shards DIR] [--audio flac|wav] [--buffer-audio crop|clip]
+    python benchmarks/profile_loader_main.py [--shards DIR [DIR ...]] [--audio flac|wav] [--buffer-audio crop|clip]
         [--torch-threads N] [--batches 20] [--cprofile 25] [--json out.json]
         [--baseline-src DIR --repeats 3]
 
@@ -51,6 +53,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from cputime import tree_cpu_seconds  # benchmarks/cputime.py
 
 import shards.loader as loader_mod
 from shards.loader import TupleLoader
@@ -100,7 +103,7 @@ def _synthetic(work: Path, fmt: str) -> str:
     return str(out)
 
 
-def profile(shards: str, buffer_audio: str, batches: int, cprofile_top: int) -> dict:
+def profile(shards: list[str], buffer_audio: str, batches: int, cprofile_top: int) -> dict:
     clock = StageClock()
     clock.wrap(PieceStream, "next", "read")
     clock.wrap(SampleParser, "__call__", "parse")
@@ -109,7 +112,7 @@ def profile(shards: str, buffer_audio: str, batches: int, cprofile_top: int) -> 
     clock.wrap(TupleLoader, "_snapshot", "snapshot")
     clock.wrap(TupleLoader, "_receive", "receive")
     cfg = dict(
-        shards=[shards],
+        shards=shards,
         batch_size=50,
         k=2,
         buffer_size=300,
@@ -127,13 +130,14 @@ def profile(shards: str, buffer_audio: str, batches: int, cprofile_top: int) -> 
         for _ in range(WARMUP):
             next(it)
         clock.on = True
-        p0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
+        p0, t0, w0, tree0 = time.process_time(), time.thread_time(), time.perf_counter(), tree_cpu_seconds()
         if prof:
             prof.enable()
         tuples = sum(len(next(it)["label"]) for _ in range(batches))
         if prof:
             prof.disable()
         proc, main, wall = time.process_time() - p0, time.thread_time() - t0, time.perf_counter() - w0
+        workers = tree_cpu_seconds() - tree0 - proc
         clock.on = False
     stages = dict(clock.cpu)
     stages["read"] -= stages.get("parse", 0.0)  # parse runs inside read
@@ -149,6 +153,7 @@ def profile(shards: str, buffer_audio: str, batches: int, cprofile_top: int) -> 
         "process_cpu_ms_per_batch": round(1000 * proc / batches, 2),
         "main_thread_cpu_ms_per_batch": round(1000 * main / batches, 2),
         "wall_ms_per_batch": round(1000 * wall / batches, 2),
+        "decode_workers_cpu_ms_per_batch": round(1000 * workers / batches, 2),
         "stage_cpu_ms_per_batch": ms,
         "load_avg": os.getloadavg(),
     }
@@ -170,7 +175,12 @@ def _medians(runs: list[dict]) -> dict:
         k: round(statistics.median(r["stage_cpu_ms_per_batch"].get(k, 0.0) for r in runs), 2)
         for k in runs[0]["stage_cpu_ms_per_batch"]
     }
-    keys = ("process_cpu_ms_per_batch", "main_thread_cpu_ms_per_batch", "wall_ms_per_batch")
+    keys = (
+        "process_cpu_ms_per_batch",
+        "main_thread_cpu_ms_per_batch",
+        "decode_workers_cpu_ms_per_batch",
+        "wall_ms_per_batch",
+    )
     return {
         **{k: round(statistics.median(r[k] for r in runs), 2) for k in keys},
         "process_cpu_ms_per_batch_runs": [r["process_cpu_ms_per_batch"] for r in runs],
@@ -189,14 +199,17 @@ def compare(baseline: Path, args: list[str], repeats: int) -> dict:
     out = {name: _medians(r) for name, r in runs.items()}
     base, new = out["baseline"], out["this tree"]
     out["ratio_this_over_baseline"] = {
-        k: round(new[k] / base[k], 3) for k in ("process_cpu_ms_per_batch", "main_thread_cpu_ms_per_batch")
+        k: round(new[k] / base[k], 3)
+        for k in ("process_cpu_ms_per_batch", "main_thread_cpu_ms_per_batch", "decode_workers_cpu_ms_per_batch")
     }
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shards", default=None, help="a shard split folder (default: build a synthetic one)")
+    ap.add_argument(
+        "--shards", nargs="+", default=None, help="shard split folder(s), merged (default: build a synthetic one)"
+    )
     ap.add_argument("--audio", choices=("flac", "wav"), default="flac", help="synthetic set's audio member")
     ap.add_argument("--buffer-audio", choices=("crop", "clip"), default="crop")
     ap.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads here (default: torch's)")
@@ -208,8 +221,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="with --baseline-src: alternating runs per side")
     args = ap.parse_args()
     if args.baseline_src:
-        shards = args.shards or _synthetic(args.work, args.audio)
-        passed = ["--shards", shards, "--buffer-audio", args.buffer_audio, "--batches", str(args.batches)]
+        shards = args.shards or [_synthetic(args.work, args.audio)]
+        passed = ["--shards", *shards, "--buffer-audio", args.buffer_audio, "--batches", str(args.batches)]
         if args.torch_threads:
             passed += ["--torch-threads", str(args.torch_threads)]
         result = {
@@ -230,7 +243,7 @@ def main() -> None:
         return
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    shards = args.shards or _synthetic(args.work, args.audio)
+    shards = args.shards or [_synthetic(args.work, args.audio)]
     result = profile(shards, args.buffer_audio, args.batches, args.cprofile)
     print(json.dumps(result, indent=1))
     if args.json:
