@@ -8,9 +8,10 @@ docs/LOADER.md ("Decode workers") have the measurements.
 
 A worker receives a *lean* plan (only the encoded bytes it decodes: face JPEGs of face items,
 the crop window of WAV voice items, whole FLACs), normally as offsets into a shared-memory slot
-(`pack_into_slot`, `shards/shm.py`), and leaves numpy arrays there (uint8 faces, 4x smaller than
-float ones, and log-mel features); `finish_batch` in the consuming process normalises the faces
-and builds the index tensors. Bad items are repaired here
+(`pack_into_slot`, `shards/shm.py`), and leaves numpy arrays there: log-mel features, and faces
+normalised here for a CPU loader (`AssembleSpec.float_faces`: off the consuming process, which is
+serial) or uint8 for a CUDA loader (4x smaller; `finish_batch` normalises them on the GPU).
+`finish_batch` in the consuming process builds the index tensors. Bad items are repaired here
 (`repair_plan`) and returned as `(reason, message)` pairs; the loader counts them (or raises with
 `strict`) in the consuming thread, in batch order, so counts and messages stay deterministic.
 """

@@ -9,9 +9,9 @@ Data path per rank:
 Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `num_workers + prefetch`
 batches ahead. Each planned batch goes whole to the next of `num_workers` decode worker
 *processes* in turn (`shards/workers.py`: started once from a fork server, kept across epochs),
-which leave uint8 faces and log-mel arrays in a shared-memory slot; this process normalises the
-faces, builds the index tensors and moves
-everything to `device` (`finish_batch`). Batches are handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
+which leave faces (normalised float32 for a CPU loader, uint8 for a CUDA one) and log-mel arrays
+in a shared-memory slot; this process copies them out (normalising uint8 faces on the GPU),
+builds the index tensors and moves everything to `device` (`finish_batch`). Batches are handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
 decoded by a thread pool in this process instead, features on `device`. Every random choice comes
 from an RNG seeded by (seed, epoch, rank, plan number), and decoding is a pure function of a plan,
 so worker timing never changes a batch.
