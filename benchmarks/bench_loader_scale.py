@@ -8,7 +8,8 @@ Part `audio` (-> benchmarks/results/loader_audio.json):
     `buffer_audio: clip` (whole clips) vs `crop` (the seeded window), WAV vs FLAC, at 2 s and at
     the paper presets' 4 s crops; x 4,200 samples (VoxCeleb2's recommended buffer) in GB;
   * loader cost: tuples/s and CPU per tuple (consuming process / decode workers) for WAV-clip
-    (the loader before this change), WAV-crop, FLAC-crop and FLAC-clip (older FLAC shards).
+    (the loader before compact audio), WAV-crop, FLAC-crop and FLAC-clip (`buffer_audio: clip`, the
+    default buffer; also what FLAC shards without a seek table get).
 Part `workers` (-> benchmarks/results/loader_workers.json):
   * the loader at num_workers 1 and 2 (reader streams fixed at 2, so the batches are the same):
     tuples/s, each worker's batches, CPU per batch of the consuming process and of the workers,
@@ -223,10 +224,12 @@ def _base_cfg(shards: str, **kw) -> dict:
 def loader_audio(work: Path, repeats: int, batches: int) -> dict:
     sets = {fmt: _shards(work, fmt, 60) for fmt in ("wav", "flac")}
     configs = {
+        # buffer_audio named every time: the default changed (crop, then clip again), and a
+        # configuration must not silently measure the other buffer
         "wav_clip (before)": _base_cfg(sets["wav"], buffer_audio="clip"),
-        "wav_crop": _base_cfg(sets["wav"]),
-        "flac_crop (new default)": _base_cfg(sets["flac"]),
-        "flac_clip (older FLAC shards)": _base_cfg(sets["flac"], buffer_audio="clip"),
+        "wav_crop": _base_cfg(sets["wav"], buffer_audio="crop"),
+        "flac_crop": _base_cfg(sets["flac"], buffer_audio="crop"),
+        "flac_clip (the default buffer)": _base_cfg(sets["flac"], buffer_audio="clip"),
     }
     runs = {name: [] for name in configs}
     for _ in range(repeats):  # interleaved, so load changes hit every configuration alike
@@ -257,10 +260,10 @@ def _projection(r: dict, workers: int, batch: int, prefetch: int = 2) -> dict:
 
 def workers(work: Path, repeats: int, batches: int) -> dict:
     """1 vs 2 decode workers on the default sizes (112 px faces, 2 s crops) and on the paper
-    presets' (224 px faces, 4 s crops), FLAC shards, crop-window buffer."""
+    presets' (224 px faces, 4 s crops), FLAC shards, the default whole-clip buffer."""
     setups = {"112px_2s": (_shards(work, "flac", 60), 2.0), "224px_4s (paper)": (_shards(work, "flac", 60, 224), 4.0)}
     configs = {
-        (name, n): _base_cfg(shards, num_workers=n, read_streams=2, crop_seconds=crop)
+        (name, n): _base_cfg(shards, num_workers=n, read_streams=2, crop_seconds=crop, buffer_audio="clip")
         for name, (shards, crop) in setups.items()
         for n in (1, 2)
     }

@@ -8,9 +8,10 @@ docs/LOADER.md ("Decode workers") have the measurements.
 
 A worker receives a *lean* plan (only the encoded bytes it decodes: face JPEGs of face items,
 the crop window of WAV voice items, whole FLACs), normally as offsets into a shared-memory slot
-(`pack_into_slot`, `shards/shm.py`), and leaves numpy arrays there (uint8 faces, 4x smaller than
-float ones, and log-mel features); `finish_batch` in the consuming process normalises the faces
-and builds the index tensors. Bad items are repaired here
+(`pack_into_slot`, `shards/shm.py`), and leaves numpy arrays there: log-mel features, and faces
+normalised here for a CPU loader (`AssembleSpec.float_faces`: off the consuming process, which is
+serial) or uint8 for a CUDA loader (4x smaller; `finish_batch` normalises them on the GPU).
+`finish_batch` in the consuming process builds the index tensors. Bad items are repaired here
 (`repair_plan`) and returned as `(reason, message)` pairs; the loader counts them (or raises with
 `strict`) in the consuming thread, in batch order, so counts and messages stay deterministic.
 """
@@ -61,6 +62,12 @@ class AssembleSpec:
     k: int
     gender_matched: bool
     log_mel: tuple[tuple[str, Any], ...]  # LogMel kwargs as sorted items (hashable: cache key)
+    # a decode worker normalises faces itself (float32, `faces_to_tensor`) instead of leaving
+    # uint8 pixels for `finish_batch`: set when the loader's device is the CPU, where the
+    # consuming process would otherwise do it serially (~9 ms CPU per 100 faces of 112 px with
+    # one torch thread, ~34 ms with two on a busy 2-core box); on CUDA the uint8 pixels go to the
+    # GPU (4x fewer bytes to copy) and are normalised there
+    float_faces: bool = False
 
 
 @dataclass
@@ -76,6 +83,10 @@ class Assembled:
 
 
 _LOG_MEL_CACHE: dict[tuple, LogMel] = {}
+
+# batch key set by a worker whose float faces are an NHWC array (the channels-last memory of the
+# NCHW tensor); `finish_batch` turns them back into the NCHW tensor and drops the key
+FACES_NHWC = "_faces_nhwc"
 
 
 def log_mel_for(spec: AssembleSpec, device: torch.device) -> LogMel:
@@ -222,7 +233,8 @@ def assemble_in_slot(
 
 def take_from_slot(batch: dict[str, Any], buf: memoryview) -> dict[str, Any]:
     """Main side: the arrays a worker left in the slot, copied out so the slot can be reused
-    (uint8 faces stay views: `finish_batch` turns them into new float tensors right away)."""
+    (uint8 faces stay views: `finish_batch` turns them into new float tensors right away; float
+    arrays are copied in their memory order, one memcpy each)."""
     out = dict(batch)
     for name in ("faces", "voices"):
         ref = batch[name]
@@ -294,16 +306,22 @@ def assemble_batch(
         with torch.no_grad():
             voices = log_mel_for(spec, device)(to_device(wave, device))
         return Assembled(collate(plan, normalized_faces(face_res, spec.face_size, device), voices), skips, dropped)
-    # in a worker process: numpy arrays go through the pipe with one copy each side, and uint8
-    # pixels are 4x smaller than float faces, so same-size crops are normalised by `finish_batch`
-    # in the consuming process (same function, same result)
+    # in a worker process: arrays go back through a shared-memory slot (or the pipe). For a CUDA
+    # loader same-size crops stay uint8 (4x smaller to copy to the GPU, normalised there by
+    # `finish_batch`); for a CPU loader (`float_faces`) the worker normalises them, off the
+    # consuming process's serial path (same function, same values)
     with torch.no_grad():
         voices = log_mel_for(spec, torch.device("cpu"))(wave).numpy()
-    if len({p.shape for p in face_res}) == 1:
-        faces = np.stack(face_res)
-    else:
-        faces = normalized_faces(face_res, spec.face_size, torch.device("cpu")).numpy()
-    return Assembled(collate(plan, faces, voices), skips, dropped)
+    if not spec.float_faces and len({p.shape for p in face_res}) == 1:
+        return Assembled(collate(plan, np.stack(face_res), voices), skips, dropped)
+    faces = normalized_faces(face_res, spec.face_size, torch.device("cpu"))
+    batch = collate(plan, faces.numpy(), voices)
+    if faces.is_contiguous(memory_format=torch.channels_last):
+        # `faces_to_tensor` leaves the NCHW result in channels-last memory: send that memory as it
+        # is (an NHWC array, copied once into the slot and once out of it) and let `finish_batch`
+        # permute it back, instead of a strided copy to NCHW here
+        batch["faces"], batch[FACES_NHWC] = faces.permute(0, 2, 3, 1).numpy(), True
+    return Assembled(batch, skips, dropped)
 
 
 def normalized_faces(face_px: list, face_size: int, device: torch.device) -> torch.Tensor:
@@ -343,7 +361,10 @@ def finish_batch(batch: dict[str, Any], device: torch.device, face_size: int) ->
     become int64 tensors, every tensor goes to `device` (to CUDA: from pinned memory, without
     blocking the host; `shards/device_stage.py`)."""
     faces = batch["faces"]
-    if isinstance(faces, np.ndarray) and faces.dtype == np.uint8:
+    if batch.get(FACES_NHWC):  # float faces a worker sent in their channels-last memory
+        batch = {k: v for k, v in batch.items() if k != FACES_NHWC}
+        batch["faces"] = to_device(torch.from_numpy(faces).permute(0, 3, 1, 2), device)
+    elif isinstance(faces, np.ndarray) and faces.dtype == np.uint8:
         batch = {**batch, "faces": faces_to_tensor(to_device(torch.from_numpy(faces), device), face_size)}
     out = {
         k: to_device(torch.from_numpy(v), device)

@@ -9,9 +9,9 @@ Data path per rank:
 Sampling (cheap: tar reads and bookkeeping) runs in the consuming thread, `num_workers + prefetch`
 batches ahead. Each planned batch goes whole to the next of `num_workers` decode worker
 *processes* in turn (`shards/workers.py`: started once from a fork server, kept across epochs),
-which leave uint8 faces and log-mel arrays in a shared-memory slot; this process normalises the
-faces, builds the index tensors and moves
-everything to `device` (`finish_batch`). Batches are handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
+which leave faces (normalised float32 for a CPU loader, uint8 for a CUDA one) and log-mel arrays
+in a shared-memory slot; this process copies them out (normalising uint8 faces on the GPU),
+builds the index tensors and moves everything to `device` (`finish_batch`). Batches are handed out in plan order. With DALI face decoding (or `decode_workers: threads`) the batch is
 decoded by a thread pool in this process instead, features on `device`. Every random choice comes
 from an RNG seeded by (seed, epoch, rank, plan number), and decoding is a pure function of a plan,
 so worker timing never changes a batch.
@@ -130,11 +130,14 @@ class TupleLoader:
             k=self.cfg.k,
             gender_matched=self.cfg.gender_matched_negatives,
             log_mel=tuple(sorted(self.cfg.log_mel.items())),
+            float_faces=self.device.type == "cpu",
         )
         log_mel = log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
-        # bytes a worker's arrays take per item, to size shared-memory slots (uint8 face crops
-        # at the shards' size; float32 log-mel of one crop)
-        out_bytes = (3 * self.catalog.face_size**2, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
+        # bytes a worker's arrays take per item, to size shared-memory slots (float32 faces at
+        # the output size for a CPU loader, else uint8 crops at the shards' size; float32 log-mel
+        # of one crop)
+        face_bytes = 12 * self.face_size**2 if self._spec.float_faces else 3 * self.catalog.face_size**2
+        out_bytes = (face_bytes, 4 * log_mel.n_mels * log_mel.num_frames(self.crop_samples))
         self._workers = DecodeWorkers(
             self.decode_workers,
             self.cfg.num_workers,

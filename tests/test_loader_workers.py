@@ -175,6 +175,59 @@ def test_mixed_crop_sizes_decode_alike_in_a_worker_and_in_threads():
     check_tuple_batch(worker, k=2)
 
 
+def test_cpu_loader_workers_send_normalised_faces_equal_to_the_uint8_path():
+    """For a CPU loader the workers normalise faces (`float_faces`), through a shared-memory slot;
+    the consuming process then only copies them out. Same values and the same memory layout as
+    normalising the uint8 pixels in the consuming process (what a CUDA loader does, on the GPU)."""
+    import dataclasses
+
+    import numpy as np
+
+    from shards.assemble import (
+        AssembleSpec,
+        assemble_batch,
+        assemble_in_slot,
+        finish_batch,
+        pack_into_slot,
+        take_from_slot,
+    )
+    from shards.shm import BatchSlots
+    from shards.stream import Sample
+    from shards.testing import face_jpeg, voice_wav
+    from shards.tuples import BatchPlan
+
+    rng = np.random.default_rng(1)
+    items = [
+        Sample(f"k{i}", f"id{i}", "v", "c", None, face_jpeg(i, 0, 40, rng), voice_wav(i, 0.5, 16000, rng), (0, 0, 0))
+        for i in range(3)
+    ]
+    plan = BatchPlan(
+        "v2f", faces=items, voices=items, voice_crop=[0.1, 0.2, 0.3], anchor_index=[0, 1, 2],
+        candidate_index=[[0, 1], [2, 1], [0, 2]], label=[0, 1, 1],
+    )  # fmt: skip
+    uint8_spec = AssembleSpec(crop_samples=4000, sample_rate=16000, face_size=32, k=2, gender_matched=False, log_mel=())
+    float_spec = dataclasses.replace(uint8_spec, float_faces=True)
+    cpu = torch.device("cpu")
+    sent_uint8 = assemble_batch(plan, uint8_spec).batch
+    assert sent_uint8["faces"].dtype == np.uint8
+    reference = finish_batch(sent_uint8, cpu, 32)
+    slots = BatchSlots(1)
+    slot = slots.acquire(4 << 20)
+    try:
+        bare, face_spans, voice_spans, out_offset = pack_into_slot(plan, slots.buf(slot))
+        done = assemble_in_slot(bare, float_spec, slots.ref(slot), face_spans, voice_spans, out_offset)
+        batch = finish_batch(take_from_slot(done.batch, slots.buf(slot)), cpu, 32)
+        slots.buf(slot)[:] = bytes(slots.size(slot))  # the slot is reused: the batch must not depend on it
+    finally:
+        slots.release(slot)
+        slots.close()
+    assert batch["faces"].dtype == torch.float32 and batch["faces"].shape == (3, 3, 32, 32)
+    assert torch.equal(batch["faces"], reference["faces"])
+    assert batch["faces"].stride() == reference["faces"].stride()  # channels-last memory, as before
+    assert set(batch) == set(reference)  # no transport marker left in the batch
+    _assert_same_batches([batch], [reference])
+
+
 _KILLED_OWNER = """
 import os, signal, sys
 from shards.loader import TupleLoader
@@ -319,9 +372,11 @@ def test_items_sent_to_workers_keep_every_sample_field():
         assert getattr(out, f.name) == expected, f.name
 
 
-def test_slots_grow_when_faces_are_larger_than_the_index_says(tmp_path):
-    """Slots are sized from index.json's face_size; if the JPEGs are larger, that batch's arrays
-    come back through the pipe and later slots are sized from what the worker needed."""
+def test_slots_grow_when_a_workers_arrays_are_larger_than_estimated(tmp_path):
+    """Slots are sized from an estimate of the workers' arrays (uint8 crops at index.json's
+    face_size for a CUDA loader, float faces at the output size on CPU); if the arrays are larger
+    (e.g. JPEGs larger than the index says), that batch's arrays come back through the pipe, later
+    slots are sized from what the worker needed, and the batches are the same."""
     from shards.testing import SyntheticSpec, make_shard_set
 
     spec = SyntheticSpec(num_identities=12, videos_per_identity=2, clips_per_video=2, face_size=192, num_faces=1)
@@ -337,11 +392,9 @@ def test_slots_grow_when_faces_are_larger_than_the_index_says(tmp_path):
         decode_workers="processes",
         face_size=192,
     )
-    reference, _ = _epoch(cfg)  # 12 faces of 192 px: 1.3 MB of pixels per batch, more than a 1 MB slot
-    index = json.loads((d / "index.json").read_text())
-    index["face_size"] = 16  # what the slots are sized from
-    (d / "index.json").write_text(json.dumps(index))
+    reference, _ = _epoch(cfg)  # 12 faces of 192 px: 5.3 MB of float pixels per batch, more than a 1 MB slot
     with TupleLoader(cfg) as loader:
+        loader._workers._out_bytes = (16, 16)  # an estimate far too small, as from a wrong index.json
         lied = list(loader)
         assert loader._workers._slot_floor > 1 << 20
     _assert_same_batches(lied, reference)
