@@ -9,6 +9,11 @@ Part `audio` (-> benchmarks/results/loader_audio.json):
     the paper presets' 4 s crops; x 4,200 samples (VoxCeleb2's recommended buffer) in GB;
   * loader cost: tuples/s and CPU per tuple (consuming process / decode workers) for WAV-clip
     (the loader before this change), WAV-crop, FLAC-crop and FLAC-clip (older FLAC shards).
+Part `learning` (-> benchmarks/results/loader_audio_learning.json):
+  * the end-to-end test's training (tests/test_end_to_end.py: its synthetic corpus of 2-3 s clips,
+    demo preset, 40 epochs, 2 s crops), uninterrupted, once per `--learn` buffer mode and
+    `--seeds` entry: the last and best validation 1:2 accuracy. Results merge into the JSON by
+    mode and seed, so modes can be run in several invocations (the corpus is kept in `--work`).
 Part `workers` (-> benchmarks/results/loader_workers.json):
   * the loader at num_workers 1 and 2 (reader streams fixed at 2, so the batches are the same):
     tuples/s, each worker's batches, CPU per batch of the consuming process and of the workers,
@@ -19,6 +24,7 @@ The box is a shared 2-core machine: configurations alternate, each is run `--rep
 the median kept, and CPU per tuple (robust to other load) is reported next to wall time.
 
     python benchmarks/bench_loader_scale.py [--part audio|workers|all] [--repeats 3]
+    python benchmarks/bench_loader_scale.py --part learning --work DIR --learn clip crop window:3 --seeds 0 1
 """
 
 from __future__ import annotations
@@ -158,6 +164,111 @@ def storage(work: Path) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------ learning
+# train.seed per `--seeds` entry (the tuple stream's data.seed follows it); entry 0 is exactly the
+# end-to-end test's run (demo.yaml's seed)
+LEARN_SEEDS = {0: 25, 1: 26, 2: 27}
+
+
+def _learn_mode(mode: str) -> list[str]:
+    """`clip`, `crop` or `window:SECONDS` -> data overrides for train.py."""
+    if mode in ("clip", "crop"):
+        return [f"data.buffer_audio={mode}"]
+    if mode.startswith("window:"):
+        return ["data.buffer_audio=window", f"data.buffer_window_seconds={float(mode.split(':', 1)[1])}"]
+    raise SystemExit(f"--learn takes clip, crop or window:SECONDS, got {mode!r}")
+
+
+def _learn_data(work: Path) -> Path:
+    """The end-to-end test's corpus and shards (same make_corpus and ingest arguments), built once."""
+    import subprocess
+    import sys
+
+    from pipeline.synth import make_corpus
+
+    corpus, shards = work / "e2e_corpus", work / "e2e_shards"
+    if (shards / "done").exists():
+        return shards
+    shutil.rmtree(corpus, ignore_errors=True)
+    shutil.rmtree(shards, ignore_errors=True)
+    make_corpus(
+        corpus, identities=40, videos_per_identity=2, clips_per_video=2, min_seconds=2.0, max_seconds=3.0,
+        workers=2, progress=False,
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    for dataset in ("voxceleb1", "voxceleb2"):
+        args = ["--dataset", dataset, "--root", str(corpus / dataset), "--out", str(shards), "--face-size", "64"]
+        args += ["--frames-per-clip", "2", "--workers", "2", "--shard-samples", "24", "--no-progress"]
+        subprocess.run([sys.executable, "-m", "pipeline.ingest", *args], cwd=ROOT, env=env, check=True)
+    (shards / "done").write_text("")
+    return shards
+
+
+def learning(work: Path, modes: list[str], seeds: list[int], out_path: Path) -> dict:
+    """Train the end-to-end test's configuration once per mode and seed; merge into `out_path`."""
+    import subprocess
+    import sys
+
+    from launch.logging_utils import read_log
+
+    shards = _learn_data(work)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {"runs": {}}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    for seed in seeds:
+        train_seed = LEARN_SEEDS[seed]
+        for mode in modes:
+            run_dir = work / "runs" / f"{mode.replace(':', '')}_s{seed}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            cmd = [
+                sys.executable,
+                str(ROOT / "launch" / "train.py"),
+                "--config",
+                str(ROOT / "launch/configs/demo.yaml"),
+            ]
+            cmd += [
+                f"data.shards=[{shards}/voxceleb1/train,{shards}/voxceleb2/train]",
+                f"train.val_data={shards}/voxceleb1/val",
+                f"train.output_dir={run_dir}",
+                "train.val_min_trials=300",
+                "data.batch_size=20",
+                "data.buffer_size=200",
+                "train.epochs=40",
+                "optim.milestones=[30,36]",
+                "train.val_every=10",
+                "train.progress=false",
+                "train.log_with=[]",
+                f"train.seed={train_seed}",
+                *_learn_mode(mode),
+            ]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"training {mode} seed {seed} failed:\n{proc.stderr[-3000:]}")
+            rows = read_log(run_dir / "train_log.jsonl", event=None)
+            vals = [r["val/acc_1:2"] for r in rows if r["event"] == "val"]
+            result["runs"][f"{mode}/seed{seed}"] = {
+                "mode": mode,
+                "seed": seed,
+                "train_seed": train_seed,
+                "last_val_acc_1:2": round(vals[-1], 4),
+                "best_val_acc_1:2": round(max(vals), 4),
+                "val_acc_1:2": [round(v, 4) for v in vals],
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "load_avg_end": os.getloadavg(),
+            }
+            print(json.dumps(result["runs"][f"{mode}/seed{seed}"]), flush=True)
+            out_path.write_text(json.dumps(result, indent=1) + "\n")  # after every run: nothing lost
+    by_mode: dict[str, list[float]] = {}
+    for r in result["runs"].values():
+        by_mode.setdefault(r["mode"], []).append(r["last_val_acc_1:2"])
+    result["summary_last_val"] = {
+        m: {"runs": len(v), "mean": round(statistics.mean(v), 4), "min": min(v), "max": max(v)}
+        for m, v in sorted(by_mode.items())
+    }
+    out_path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
 # ------------------------------------------------------------------------------ loader timing
 def _time_loader(cfg: dict, batches: int) -> dict:
     """Tuples/s and CPU per batch of the consuming process and of its decode workers (timed after
@@ -288,7 +399,9 @@ def workers(work: Path, repeats: int, batches: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("audio", "workers", "all"), default="all")
+    p.add_argument("--part", choices=("audio", "workers", "learning", "all"), default="all")
+    p.add_argument("--learn", nargs="+", default=["clip", "crop", "window:3"], help="learning: buffer modes")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], choices=sorted(LEARN_SEEDS), help="learning")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batches", type=int, default=20, help="timed batches of 50 tuples per run")
     p.add_argument("--work", type=Path, default=None)
@@ -317,6 +430,9 @@ def main() -> None:
         result["machine"]["load_avg_end"] = os.getloadavg()
         (ROOT / "benchmarks" / "results" / "loader_audio.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result, indent=1))
+    if args.part == "learning":  # not in `all`: it trains for minutes per run
+        out = ROOT / "benchmarks" / "results" / "loader_audio_learning.json"
+        print(json.dumps(learning(work, args.learn, args.seeds, out)["summary_last_val"], indent=1))
     if args.part in ("workers", "all"):
         result = {
             "machine": {**machine, "load_avg_start": os.getloadavg()},
