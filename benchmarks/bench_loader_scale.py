@@ -98,27 +98,51 @@ def _source_bytes(corpus: Path) -> int:
     return sum(p.stat().st_size for p in (corpus / "voxceleb2").rglob("*") if p.suffix in (".mp4", ".m4a"))
 
 
+WINDOW_FACTORS = (1.25, 1.5, 2.0)  # buffer_audio: window widths measured, x crop_seconds
+GOAL_GB = 0.4  # issue 12: identity buffer per rank at VoxCeleb2's 4,200 samples
+
+
+def _cut_audio(member: bytes, fmt: str, samples: int, fraction: float) -> int:
+    """Bytes the buffer keeps of one audio member cut to `samples` at `fraction` (what
+    `SampleParser.audio_window` keeps: a WAV byte slice, the FLAC frames covering the window)."""
+    if fmt == "wav":
+        return len(crop_pcm16_wav(member, samples, fraction))
+    window = crop_flac_window(member, samples, fraction)
+    return len(window[0]) if window else len(member)
+
+
 def _buffer_bytes(members: list[dict], fmt: str, crop_s: float) -> dict:
-    """Mean bytes a buffered sample holds: one face JPEG + the whole audio member or its window."""
-    crop = int(crop_s * SR)
+    """Mean bytes a buffered sample holds: one face JPEG + the whole audio member (`clip`), its
+    crop (`crop`) or a window of `WINDOW_FACTORS` x the crop (`window`); x 4,200 samples in GB, and
+    the widest window (0.25 s steps) that keeps 4,200 samples within `GOAL_GB`."""
     face = statistics.mean(len(m["f0.jpg"]) for m in members)
     whole = statistics.mean(len(m[fmt]) for m in members)
-    cut = []
-    for i, m in enumerate(members):
-        fraction = (i * 0.618) % 1.0
-        if fmt == "wav":
-            cut.append(len(crop_pcm16_wav(m["wav"], crop, fraction)))
-        else:
-            window = crop_flac_window(m["flac"], crop, fraction)
-            cut.append(len(window[0]) if window else len(m["flac"]))
-    window = statistics.mean(cut)
-    return {
+
+    def audio(seconds: float) -> float:
+        return statistics.mean(
+            _cut_audio(m[fmt], fmt, int(seconds * SR), (i * 0.618) % 1.0) for i, m in enumerate(members)
+        )
+
+    def gb(audio_bytes: float) -> float:
+        return round(VOX2_BUFFER * (face + audio_bytes) / 1e9, 3)
+
+    crop = audio(crop_s)
+    out = {
         "face_jpeg": round(face),
         "audio_clip": round(whole),
-        "audio_crop": round(window),
-        "clip_gb_at_4200": round(VOX2_BUFFER * (face + whole) / 1e9, 3),
-        "crop_gb_at_4200": round(VOX2_BUFFER * (face + window) / 1e9, 3),
+        "audio_crop": round(crop),
+        "clip_gb_at_4200": gb(whole),
+        "crop_gb_at_4200": gb(crop),
     }
+    for f in WINDOW_FACTORS:
+        w = audio(f * crop_s)
+        out[f"audio_window_{f}x"] = round(w)
+        out[f"window_{f}x_gb_at_4200"] = gb(w)
+    widest, seconds = None, crop_s
+    while seconds <= 9.0 and gb(audio(seconds)) <= GOAL_GB:
+        widest, seconds = seconds, seconds + 0.25
+    out[f"widest_window_s_within_{GOAL_GB}gb"] = widest  # None: not even the crop fits
+    return out
 
 
 def storage(work: Path) -> dict:
@@ -204,6 +228,28 @@ def _learn_data(work: Path) -> Path:
     return shards
 
 
+def _voice_uses(shards: Path, epochs: int = 3) -> dict:
+    """How often one sample's voice is decoded per epoch in the end-to-end configuration (v2f:
+    voices are the anchors). A fresh crop per use (`clip`, `window`) only differs from one crop per
+    sample and epoch (`crop`) for samples used more than once in an epoch."""
+    from collections import Counter
+
+    cfg = dict(
+        shards=[f"{shards}/voxceleb1/train", f"{shards}/voxceleb2/train"],
+        direction="v2f", k=2, batch_size=20, face_size=64, crop_seconds=2.0, buffer_size=200,
+        num_workers=2, seed=LEARN_SEEDS[0], decode_workers="threads",
+    )  # fmt: skip
+    out = []
+    with TupleLoader(cfg) as loader:
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
+            uses: Counter[str] = Counter()
+            for batch in loader:
+                uses.update(batch["anchor_key"])
+            out.append({"voice_uses": sum(uses.values()), "samples": len(uses), "max_uses": max(uses.values())})
+    return {"epochs": out, "samples_in_the_training_shards": loader.catalog.total_samples}
+
+
 def learning(work: Path, modes: list[str], seeds: list[int], out_path: Path) -> dict:
     """Train the end-to-end test's configuration once per mode and seed; merge into `out_path`."""
     import subprocess
@@ -213,6 +259,7 @@ def learning(work: Path, modes: list[str], seeds: list[int], out_path: Path) -> 
 
     shards = _learn_data(work)
     result = json.loads(out_path.read_text()) if out_path.exists() else {"runs": {}}
+    result["voice_uses_per_sample_and_epoch"] = _voice_uses(shards)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
     for seed in seeds:
         train_seed = LEARN_SEEDS[seed]
@@ -335,9 +382,11 @@ def loader_audio(work: Path, repeats: int, batches: int) -> dict:
     sets = {fmt: _shards(work, fmt, 60) for fmt in ("wav", "flac")}
     configs = {
         "wav_clip (before)": _base_cfg(sets["wav"], buffer_audio="clip"),
-        "wav_crop": _base_cfg(sets["wav"]),
-        "flac_crop (new default)": _base_cfg(sets["flac"]),
-        "flac_clip (older FLAC shards)": _base_cfg(sets["flac"], buffer_audio="clip"),
+        "wav_crop": _base_cfg(sets["wav"], buffer_audio="crop"),
+        "wav_window": _base_cfg(sets["wav"], buffer_audio="window"),  # default width, 1.5 x crop
+        "flac_clip": _base_cfg(sets["flac"], buffer_audio="clip"),
+        "flac_crop": _base_cfg(sets["flac"], buffer_audio="crop"),
+        "flac_window": _base_cfg(sets["flac"], buffer_audio="window"),
     }
     runs = {name: [] for name in configs}
     for _ in range(repeats):  # interleaved, so load changes hit every configuration alike
@@ -350,6 +399,10 @@ def loader_audio(work: Path, repeats: int, batches: int) -> dict:
         r["cpu_per_tuple_vs_before"] = round(r["cpu_ms_per_tuple"] / before["cpu_ms_per_tuple"], 3)
         r["main_cpu_vs_before"] = round(r["main_cpu_ms_per_batch"] / before["main_cpu_ms_per_batch"], 3)
         r.update(_projection(r, 8, 50))
+    for name, r in out.items():  # against `clip` on the same members: what the buffer mode alone costs
+        clip = out["wav_clip (before)" if name.startswith("wav") else "flac_clip"]
+        r["tuples_per_s_vs_clip"] = round(r["tuples_per_s"] / clip["tuples_per_s"], 3)
+        r["cpu_per_tuple_vs_clip"] = round(r["cpu_ms_per_tuple"] / clip["cpu_ms_per_tuple"], 3)
     return out
 
 
