@@ -383,10 +383,10 @@ def loader_audio(work: Path, repeats: int, batches: int) -> dict:
     configs = {
         "wav_clip (before)": _base_cfg(sets["wav"], buffer_audio="clip"),
         "wav_crop": _base_cfg(sets["wav"], buffer_audio="crop"),
-        "wav_window": _base_cfg(sets["wav"], buffer_audio="window"),  # default width, 1.5 x crop
+        "wav_window": _base_cfg(sets["wav"], buffer_audio="window", buffer_window_seconds=3.0),  # 1.5 x crop
         "flac_clip": _base_cfg(sets["flac"], buffer_audio="clip"),
         "flac_crop": _base_cfg(sets["flac"], buffer_audio="crop"),
-        "flac_window": _base_cfg(sets["flac"], buffer_audio="window"),
+        "flac_window": _base_cfg(sets["flac"], buffer_audio="window", buffer_window_seconds=3.0),
     }
     runs = {name: [] for name in configs}
     for _ in range(repeats):  # interleaved, so load changes hit every configuration alike
