@@ -115,8 +115,8 @@ def _soundfile_window(
         with sf.SoundFile(io.BytesIO(data)) as f:
             _check_rate(f.samplerate, f.frames, sample_rate, key)
             first, want = _place(f.frames, crop_samples, fraction, start, span)
-            # all of it: the window is the crop plus under two frames, and a partial read makes
-            # libsndfile seek, which fails in a stream that does not start at sample 0
+            # all of it: the buffered window (crop or wider) plus under two frames, and a partial
+            # read makes libsndfile seek, which fails in a stream that does not start at sample 0
             wave = f.read(dtype="float32", always_2d=True)[first : first + want]
     except BadSample:
         raise
