@@ -24,7 +24,7 @@ The box is a shared 2-core machine: configurations alternate, each is run `--rep
 the median kept, and CPU per tuple (robust to other load) is reported next to wall time.
 
     python benchmarks/bench_loader_scale.py [--part audio|workers|all] [--repeats 3]
-    python benchmarks/bench_loader_scale.py --part learning --work DIR --learn clip crop window:3 --seeds 0 1
+    python benchmarks/bench_loader_scale.py --part learning --work DIR --learn clip crop window:2.5 --seeds 0 1
 """
 
 from __future__ import annotations
@@ -453,7 +453,7 @@ def workers(work: Path, repeats: int, batches: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=("audio", "workers", "learning", "all"), default="all")
-    p.add_argument("--learn", nargs="+", default=["clip", "crop", "window:3"], help="learning: buffer modes")
+    p.add_argument("--learn", nargs="+", default=["clip", "crop", "window:2.5"], help="learning: buffer modes")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], choices=sorted(LEARN_SEEDS), help="learning")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batches", type=int, default=20, help="timed batches of 50 tuples per run")
