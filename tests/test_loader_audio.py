@@ -67,8 +67,8 @@ def test_features_do_not_depend_on_the_audio_member(sets, mode):
     """Same samples as WAV, FLAC with a seek table (cut to windows) and, with `crop`, FLAC without
     one (kept whole, cut at decode time at the same seeded place): the same keys and the same
     features. With `window` this also checks that a FLAC window's crop lands on the same samples
-    as the WAV window's, whose crop the consuming process cuts (`lean_plan`)."""
-    extra = {"buffer_window_seconds": WINDOW_S, "decode_workers": "processes"} if mode == "window" else {}
+    as the WAV window's (in decode processes the WAV crop is cut by `lean_plan`: tested below)."""
+    extra = {"buffer_window_seconds": WINDOW_S} if mode == "window" else {}
     names = ("wav", "flac", "flac_old") if mode == "crop" else ("wav", "flac")
     runs = {name: _epoch(_cfg(sets[name], buffer_audio=mode, **extra))[0] for name in names}
     ref = runs["wav"]
