@@ -8,8 +8,12 @@ Part `audio` (-> benchmarks/results/loader_audio.json):
     `buffer_audio: clip` (whole clips) vs `crop` (the seeded window), WAV vs FLAC, at 2 s and at
     the paper presets' 4 s crops; x 4,200 samples (VoxCeleb2's recommended buffer) in GB;
   * loader cost: tuples/s and CPU per tuple (consuming process / decode workers) for WAV-clip
-    (the loader before compact audio), WAV-crop, FLAC-crop and FLAC-clip (`buffer_audio: clip`, the
-    default buffer; also what FLAC shards without a seek table get).
+    (the loader before this change), WAV-crop, FLAC-crop and FLAC-clip (older FLAC shards).
+Part `learning` (-> benchmarks/results/loader_audio_learning.json):
+  * the end-to-end test's training (tests/test_end_to_end.py: its synthetic corpus of 2-3 s clips,
+    demo preset, 40 epochs, 2 s crops), uninterrupted, once per `--learn` buffer mode and
+    `--seeds` entry: the last and best validation 1:2 accuracy. Results merge into the JSON by
+    mode and seed, so modes can be run in several invocations (the corpus is kept in `--work`).
 Part `workers` (-> benchmarks/results/loader_workers.json):
   * the loader at num_workers 1 and 2 (reader streams fixed at 2, so the batches are the same):
     tuples/s, each worker's batches, CPU per batch of the consuming process and of the workers,
@@ -20,6 +24,7 @@ The box is a shared 2-core machine: configurations alternate, each is run `--rep
 the median kept, and CPU per tuple (robust to other load) is reported next to wall time.
 
     python benchmarks/bench_loader_scale.py [--part audio|workers|all] [--repeats 3]
+    python benchmarks/bench_loader_scale.py --part learning --work DIR --learn clip crop window:2.5 --seeds 0 1
 """
 
 from __future__ import annotations
@@ -93,27 +98,51 @@ def _source_bytes(corpus: Path) -> int:
     return sum(p.stat().st_size for p in (corpus / "voxceleb2").rglob("*") if p.suffix in (".mp4", ".m4a"))
 
 
+WINDOW_FACTORS = (1.25, 1.5, 2.0)  # buffer_audio: window widths measured, x crop_seconds
+GOAL_GB = 0.4  # issue 12: identity buffer per rank at VoxCeleb2's 4,200 samples
+
+
+def _cut_audio(member: bytes, fmt: str, samples: int, fraction: float) -> int:
+    """Bytes the buffer keeps of one audio member cut to `samples` at `fraction` (what
+    `SampleParser.audio_window` keeps: a WAV byte slice, the FLAC frames covering the window)."""
+    if fmt == "wav":
+        return len(crop_pcm16_wav(member, samples, fraction))
+    window = crop_flac_window(member, samples, fraction)
+    return len(window[0]) if window else len(member)
+
+
 def _buffer_bytes(members: list[dict], fmt: str, crop_s: float) -> dict:
-    """Mean bytes a buffered sample holds: one face JPEG + the whole audio member or its window."""
-    crop = int(crop_s * SR)
+    """Mean bytes a buffered sample holds: one face JPEG + the whole audio member (`clip`), its
+    crop (`crop`) or a window of `WINDOW_FACTORS` x the crop (`window`); x 4,200 samples in GB, and
+    the widest window (0.25 s steps) that keeps 4,200 samples within `GOAL_GB`."""
     face = statistics.mean(len(m["f0.jpg"]) for m in members)
     whole = statistics.mean(len(m[fmt]) for m in members)
-    cut = []
-    for i, m in enumerate(members):
-        fraction = (i * 0.618) % 1.0
-        if fmt == "wav":
-            cut.append(len(crop_pcm16_wav(m["wav"], crop, fraction)))
-        else:
-            window = crop_flac_window(m["flac"], crop, fraction)
-            cut.append(len(window[0]) if window else len(m["flac"]))
-    window = statistics.mean(cut)
-    return {
+
+    def audio(seconds: float) -> float:
+        return statistics.mean(
+            _cut_audio(m[fmt], fmt, int(seconds * SR), (i * 0.618) % 1.0) for i, m in enumerate(members)
+        )
+
+    def gb(audio_bytes: float) -> float:
+        return round(VOX2_BUFFER * (face + audio_bytes) / 1e9, 3)
+
+    crop = audio(crop_s)
+    out = {
         "face_jpeg": round(face),
         "audio_clip": round(whole),
-        "audio_crop": round(window),
-        "clip_gb_at_4200": round(VOX2_BUFFER * (face + whole) / 1e9, 3),
-        "crop_gb_at_4200": round(VOX2_BUFFER * (face + window) / 1e9, 3),
+        "audio_crop": round(crop),
+        "clip_gb_at_4200": gb(whole),
+        "crop_gb_at_4200": gb(crop),
     }
+    for f in WINDOW_FACTORS:
+        w = audio(f * crop_s)
+        out[f"audio_window_{f}x"] = round(w)
+        out[f"window_{f}x_gb_at_4200"] = gb(w)
+    widest, seconds = None, crop_s
+    while seconds <= 9.0 and gb(audio(seconds)) <= GOAL_GB:
+        widest, seconds = seconds, seconds + 0.25
+    out[f"widest_window_s_within_{GOAL_GB}gb"] = widest  # None: not even the crop fits
+    return out
 
 
 def storage(work: Path) -> dict:
@@ -157,6 +186,134 @@ def storage(work: Path) -> dict:
         for crop in (2.0, 4.0)
     }
     return out
+
+
+# ------------------------------------------------------------------------------ learning
+# train.seed per `--seeds` entry (the tuple stream's data.seed follows it); entry 0 is exactly the
+# end-to-end test's run (demo.yaml's seed)
+LEARN_SEEDS = {0: 25, 1: 26, 2: 27}
+
+
+def _learn_mode(mode: str) -> list[str]:
+    """`clip`, `crop` or `window:SECONDS` -> data overrides for train.py."""
+    if mode in ("clip", "crop"):
+        return [f"data.buffer_audio={mode}"]
+    if mode.startswith("window:"):
+        return ["data.buffer_audio=window", f"data.buffer_window_seconds={float(mode.split(':', 1)[1])}"]
+    raise SystemExit(f"--learn takes clip, crop or window:SECONDS, got {mode!r}")
+
+
+def _learn_data(work: Path) -> Path:
+    """The end-to-end test's corpus and shards (same make_corpus and ingest arguments), built once."""
+    import subprocess
+    import sys
+
+    from pipeline.synth import make_corpus
+
+    corpus, shards = work / "e2e_corpus", work / "e2e_shards"
+    if (shards / "done").exists():
+        return shards
+    shutil.rmtree(corpus, ignore_errors=True)
+    shutil.rmtree(shards, ignore_errors=True)
+    make_corpus(
+        corpus, identities=40, videos_per_identity=2, clips_per_video=2, min_seconds=2.0, max_seconds=3.0,
+        workers=2, progress=False,
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    for dataset in ("voxceleb1", "voxceleb2"):
+        args = ["--dataset", dataset, "--root", str(corpus / dataset), "--out", str(shards), "--face-size", "64"]
+        args += ["--frames-per-clip", "2", "--workers", "2", "--shard-samples", "24", "--no-progress"]
+        subprocess.run([sys.executable, "-m", "pipeline.ingest", *args], cwd=ROOT, env=env, check=True)
+    (shards / "done").write_text("")
+    return shards
+
+
+def _voice_uses(shards: Path, epochs: int = 3) -> dict:
+    """How often one sample's voice is decoded per epoch in the end-to-end configuration (v2f:
+    voices are the anchors). A fresh crop per use (`clip`, `window`) only differs from one crop per
+    sample and epoch (`crop`) for samples used more than once in an epoch."""
+    from collections import Counter
+
+    cfg = dict(
+        shards=[f"{shards}/voxceleb1/train", f"{shards}/voxceleb2/train"],
+        direction="v2f", k=2, batch_size=20, face_size=64, crop_seconds=2.0, buffer_size=200,
+        num_workers=2, seed=LEARN_SEEDS[0], decode_workers="threads",
+    )  # fmt: skip
+    out = []
+    with TupleLoader(cfg) as loader:
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
+            uses: Counter[str] = Counter()
+            for batch in loader:
+                uses.update(batch["anchor_key"])
+            out.append({"voice_uses": sum(uses.values()), "samples": len(uses), "max_uses": max(uses.values())})
+    return {"epochs": out, "samples_in_the_training_shards": loader.catalog.total_samples}
+
+
+def learning(work: Path, modes: list[str], seeds: list[int], out_path: Path) -> dict:
+    """Train the end-to-end test's configuration once per mode and seed; merge into `out_path`."""
+    import subprocess
+    import sys
+
+    from launch.logging_utils import read_log
+
+    shards = _learn_data(work)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {"runs": {}}
+    result["voice_uses_per_sample_and_epoch"] = _voice_uses(shards)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    for seed in seeds:
+        train_seed = LEARN_SEEDS[seed]
+        for mode in modes:
+            run_dir = work / "runs" / f"{mode.replace(':', '')}_s{seed}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            cmd = [
+                sys.executable,
+                str(ROOT / "launch" / "train.py"),
+                "--config",
+                str(ROOT / "launch/configs/demo.yaml"),
+            ]
+            cmd += [
+                f"data.shards=[{shards}/voxceleb1/train,{shards}/voxceleb2/train]",
+                f"train.val_data={shards}/voxceleb1/val",
+                f"train.output_dir={run_dir}",
+                "train.val_min_trials=300",
+                "data.batch_size=20",
+                "data.buffer_size=200",
+                "train.epochs=40",
+                "optim.milestones=[30,36]",
+                "train.val_every=10",
+                "train.progress=false",
+                "train.log_with=[]",
+                f"train.seed={train_seed}",
+                *_learn_mode(mode),
+            ]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"training {mode} seed {seed} failed:\n{proc.stderr[-3000:]}")
+            rows = read_log(run_dir / "train_log.jsonl", event=None)
+            vals = [r["val/acc_1:2"] for r in rows if r["event"] == "val"]
+            result["runs"][f"{mode}/seed{seed}"] = {
+                "mode": mode,
+                "seed": seed,
+                "train_seed": train_seed,
+                "last_val_acc_1:2": round(vals[-1], 4),
+                "best_val_acc_1:2": round(max(vals), 4),
+                "val_acc_1:2": [round(v, 4) for v in vals],
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "load_avg_end": os.getloadavg(),
+            }
+            print(json.dumps(result["runs"][f"{mode}/seed{seed}"]), flush=True)
+            out_path.write_text(json.dumps(result, indent=1) + "\n")  # after every run: nothing lost
+    by_mode: dict[str, list[float]] = {}
+    for r in result["runs"].values():
+        by_mode.setdefault(r["mode"], []).append(r["last_val_acc_1:2"])
+    result["summary_last_val"] = {
+        m: {"runs": len(v), "mean": round(statistics.mean(v), 4), "min": min(v), "max": max(v)}
+        for m, v in sorted(by_mode.items())
+    }
+    out_path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 # ------------------------------------------------------------------------------ loader timing
@@ -228,8 +385,10 @@ def loader_audio(work: Path, repeats: int, batches: int) -> dict:
         # configuration must not silently measure the other buffer
         "wav_clip (before)": _base_cfg(sets["wav"], buffer_audio="clip"),
         "wav_crop": _base_cfg(sets["wav"], buffer_audio="crop"),
+        "wav_window": _base_cfg(sets["wav"], buffer_audio="window", buffer_window_seconds=3.0),  # 1.5 x crop
+        "flac_clip": _base_cfg(sets["flac"], buffer_audio="clip"),
         "flac_crop": _base_cfg(sets["flac"], buffer_audio="crop"),
-        "flac_clip (the default buffer)": _base_cfg(sets["flac"], buffer_audio="clip"),
+        "flac_window": _base_cfg(sets["flac"], buffer_audio="window", buffer_window_seconds=3.0),
     }
     runs = {name: [] for name in configs}
     for _ in range(repeats):  # interleaved, so load changes hit every configuration alike
@@ -242,6 +401,10 @@ def loader_audio(work: Path, repeats: int, batches: int) -> dict:
         r["cpu_per_tuple_vs_before"] = round(r["cpu_ms_per_tuple"] / before["cpu_ms_per_tuple"], 3)
         r["main_cpu_vs_before"] = round(r["main_cpu_ms_per_batch"] / before["main_cpu_ms_per_batch"], 3)
         r.update(_projection(r, 8, 50))
+    for name, r in out.items():  # against `clip` on the same members: what the buffer mode alone costs
+        clip = out["wav_clip (before)" if name.startswith("wav") else "flac_clip"]
+        r["tuples_per_s_vs_clip"] = round(r["tuples_per_s"] / clip["tuples_per_s"], 3)
+        r["cpu_per_tuple_vs_clip"] = round(r["cpu_ms_per_tuple"] / clip["cpu_ms_per_tuple"], 3)
     return out
 
 
@@ -291,7 +454,9 @@ def workers(work: Path, repeats: int, batches: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("audio", "workers", "all"), default="all")
+    p.add_argument("--part", choices=("audio", "workers", "learning", "all"), default="all")
+    p.add_argument("--learn", nargs="+", default=["clip", "crop", "window:2.5"], help="learning: buffer modes")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], choices=sorted(LEARN_SEEDS), help="learning")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batches", type=int, default=20, help="timed batches of 50 tuples per run")
     p.add_argument("--work", type=Path, default=None)
@@ -320,6 +485,9 @@ def main() -> None:
         result["machine"]["load_avg_end"] = os.getloadavg()
         (ROOT / "benchmarks" / "results" / "loader_audio.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result, indent=1))
+    if args.part == "learning":  # not in `all`: it trains for minutes per run
+        out = ROOT / "benchmarks" / "results" / "loader_audio_learning.json"
+        print(json.dumps(learning(work, args.learn, args.seeds, out)["summary_last_val"], indent=1))
     if args.part in ("workers", "all"):
         result = {
             "machine": {**machine, "load_avg_start": os.getloadavg()},

@@ -143,29 +143,45 @@ def _with_bytes(s: Sample, face: bytes, audio: bytes) -> Sample:
     """`s` carrying other encoded bytes. Direct construction: `dataclasses.replace` costs ~4x as
     much, and the loader does this for every item of every batch."""
     return Sample(
-        s.key, s.identity, s.video, s.clip, s.gender, face, audio, s.loc, s.seq, s.audio_start, s.crop_fraction
+        s.key,
+        s.identity,
+        s.video,
+        s.clip,
+        s.gender,
+        face,
+        audio,
+        s.loc,
+        s.seq,
+        s.audio_start,
+        s.audio_span,
+        s.crop_fraction,
     )
 
 
 def lean_plan(plan: BatchPlan, crop_samples: int) -> BatchPlan:
     """A copy of `plan` carrying only the bytes a worker decodes: for a face item its JPEG, for a
-    voice item its audio, and for a PCM WAV voice only its crop window (`crop_pcm16_wav`, the
-    same samples the worker would cut). With 2 s crops of ~8 s clips that sends a quarter of the
-    audio bytes; FLAC (or a WAV we cannot parse) goes whole and the worker decodes or rejects it."""
+    voice item its audio, and for a PCM WAV voice only its crop (`crop_pcm16_wav`, the same samples
+    the worker would cut, from the whole clip or from the buffered window). With 2 s crops of ~8 s
+    clips that sends a quarter of the audio bytes; FLAC (or a WAV we cannot parse) goes whole
+    (a FLAC window: only its frames) and the worker decodes or rejects it."""
     face_ids = {id(s) for s in plan.faces}
     crop_of = {id(s): u for s, u in zip(plan.voices, crop_fractions(plan))}
     lean: dict[int, Sample] = {}
 
     def slim(s: Sample) -> Sample:
         if id(s) not in lean:
-            audio = b""
-            if id(s) in crop_of:  # a window cut when the sample entered the buffer goes as it is
-                audio = (
-                    s.audio
-                    if s.audio_start is not None
-                    else (crop_pcm16_wav(s.audio, crop_samples, crop_of[id(s)]) or s.audio)
-                )
-            lean[id(s)] = _with_bytes(s, s.face if id(s) in face_ids else b"", audio)
+            face = s.face if id(s) in face_ids else b""
+            if id(s) not in crop_of:
+                lean[id(s)] = _with_bytes(s, face, b"")
+            elif s.audio_start is not None and (s.audio_span is None or s.audio_span <= crop_samples):
+                lean[id(s)] = _with_bytes(s, face, s.audio)  # the buffered window is the crop: as it is
+            elif s.audio_start is not None and s.audio[:4] != b"RIFF":
+                lean[id(s)] = _with_bytes(s, face, s.audio)  # a FLAC window: the worker decodes it
+            else:
+                # a WAV clip, or a WAV window (which starts at its first sample and is the window):
+                # cut the crop here, so the worker gets exactly the samples it would take
+                cut = crop_pcm16_wav(s.audio, crop_samples, crop_of[id(s)])
+                lean[id(s)] = _with_bytes(s, face, s.audio) if cut is None else _as_clip(s, face, cut)
         return lean[id(s)]
 
     return dataclasses.replace(plan, faces=[slim(s) for s in plan.faces], voices=[slim(s) for s in plan.voices])
@@ -244,9 +260,14 @@ def take_from_slot(batch: dict[str, Any], buf: memoryview) -> dict[str, Any]:
     return out
 
 
+def _as_clip(s: Sample, face: bytes, audio: bytes) -> Sample:
+    """`s` carrying `audio` as a whole clip of its own (no window): a crop cut by `lean_plan`."""
+    return Sample(s.key, s.identity, s.video, s.clip, s.gender, face, audio, s.loc, s.seq, None, None, s.crop_fraction)
+
+
 def crop_fractions(plan: BatchPlan) -> list[float]:
-    """Where each voice item's crop goes: the sample's own seeded placement (`buffer_audio: crop`)
-    or the plan's draw."""
+    """Where each voice item's crop goes (in its clip, or in its buffered window): the sample's
+    own fixed placement (`buffer_audio: crop`) or the plan's seeded draw, a new one per use."""
     return [u if s.crop_fraction is None else s.crop_fraction for s, u in zip(plan.voices, plan.voice_crop)]
 
 
@@ -281,6 +302,7 @@ def assemble_batch(
         [spec.sample_rate] * n,
         [s.key for s in plan.voices],
         [s.audio_start for s in plan.voices],
+        [s.audio_span for s in plan.voices],
     )
     face_it = (
         faces

@@ -14,7 +14,9 @@ POSITIVES = ("same_clip", "same_video", "different_video")
 FRAMES = ("random", "first", "middle")
 FACE_DECODERS = ("auto", "pil", "dali")
 DECODE_WORKERS = ("auto", "processes", "threads")
-BUFFER_AUDIO = ("crop", "clip")
+BUFFER_AUDIO = ("clip", "window", "crop")
+DEFAULT_WINDOW_FACTOR = 1.25  # buffer_window_seconds when unset: this x crop_seconds (docs/LOADER.md, "Compact audio":
+# the widest window that keeps 4,200 samples of 2 s crops within 0.4 GB with WAV as well as FLAC members)
 
 # LogMel kwargs a config may set; the sample rate is not one of them: it comes from the shards' index.json
 _LOGMEL_KEYS = {"n_fft", "win_length", "hop_length", "n_mels", "window", "f_min", "f_max", "eps"}
@@ -37,9 +39,12 @@ class LoaderConfig:
     face_size: int | None = None  # None: the shards' native crop size
     frame: str = "random"  # which of the F stored face frames: random | first | middle
     crop_seconds: float = 2.0  # audio crop; shorter clips are loop-padded
-    # clip: whole clips buffered, a fresh crop per use | crop: the buffer holds one seeded crop window per
-    # sample and epoch (less memory, less crop variety: see docs/LOADER.md, "Compact audio")
+    # clip: whole clips buffered, a fresh crop per use | window: the buffer holds one seeded window of
+    # buffer_window_seconds per sample and epoch, a fresh crop inside it per use | crop: the window is
+    # the crop, the same crop for every use in an epoch (memory vs crop variety: docs/LOADER.md,
+    # "Compact audio")
     buffer_audio: str = "clip"
+    buffer_window_seconds: float | None = None  # buffer_audio: window; None: DEFAULT_WINDOW_FACTOR x crop_seconds
     log_mel: dict[str, Any] = field(default_factory=dict)  # LogMel kwargs (n_mels, hop_length, ...)
     face_decoder: str = "auto"  # auto (DALI mixed on CUDA, else PIL) | pil | dali
     decode_workers: str = "auto"  # auto (processes with PIL, threads with DALI) | processes | threads
@@ -63,6 +68,17 @@ class LoaderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def window_seconds(self) -> float | None:
+        """Audio seconds the buffer keeps per sample: the window (`window`), the crop (`crop`), or
+        None for whole clips (`clip`)."""
+        if self.buffer_audio == "clip":
+            return None
+        if self.buffer_audio == "crop":
+            return float(self.crop_seconds)
+        if self.buffer_window_seconds is not None:
+            return float(self.buffer_window_seconds)
+        return DEFAULT_WINDOW_FACTOR * self.crop_seconds
 
     def validate(self) -> None:
         if isinstance(self.shards, str):
@@ -89,6 +105,18 @@ class LoaderConfig:
             _int("steps_per_epoch", self.steps_per_epoch, 1)
         if not isinstance(self.crop_seconds, (int, float)) or not 0.05 <= self.crop_seconds <= 60:
             raise ValueError(f"data.crop_seconds must be a number in [0.05, 60], got {self.crop_seconds!r}")
+        if self.buffer_window_seconds is not None:
+            w = self.buffer_window_seconds
+            if self.buffer_audio != "window":
+                raise ValueError(
+                    f"data.buffer_window_seconds only applies with data.buffer_audio: window "
+                    f"(buffer_audio is {self.buffer_audio!r}); remove it or set buffer_audio: window"
+                )
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not self.crop_seconds <= w <= 600:
+                raise ValueError(
+                    f"data.buffer_window_seconds must be a number in [crop_seconds ({self.crop_seconds}), 600], "
+                    f"got {w!r}"
+                )
         for name in ("gender_matched_negatives", "strict"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"data.{name} must be true or false, got {getattr(self, name)!r}")

@@ -60,30 +60,45 @@ def _decode_face_pil(data: bytes, key: str) -> np.ndarray:
 
 
 def decode_voice_crop(
-    data: bytes, crop_samples: int, start_fraction: float, sample_rate: int, key: str = "?", start: int | None = None
+    data: bytes,
+    crop_samples: int,
+    start_fraction: float,
+    sample_rate: int,
+    key: str = "?",
+    start: int | None = None,
+    span: int | None = None,
 ) -> np.ndarray:
     """WAV or FLAC bytes -> float32 `[crop_samples]` in [-1, 1], starting at `start_fraction` of the
     free range. 16-bit PCM WAV is sliced directly (`shards.wav`); other formats go to soundfile.
 
-    `start` (instead of the fraction): `data` is a crop window cut when the sample entered the
-    buffer (`Sample.audio_start`) and the crop starts at that sample of it; a FLAC window is read
-    whole, without seeking (it starts mid-stream, so libsndfile cannot seek in it)."""
+    `start` (and `span`): `data` is a window cut when the sample entered the buffer
+    (`Sample.audio_start` / `audio_span`): it starts at sample `start` of `data` and runs for `span`
+    samples (None: to the end; a shorter clip's window ends with the clip), and the crop is placed
+    at `start_fraction` of the free range *inside the window*. A FLAC window is read whole, without
+    seeking (it starts mid-stream, so libsndfile cannot seek in it)."""
     if start is not None and data[:4] == b"fLaC":
-        return _pad(_soundfile_window(data, crop_samples, start, sample_rate, key), crop_samples)
-    if start is not None:
-        start_fraction = 0.0  # a WAV window holds exactly the crop (or the whole, shorter clip)
+        return _pad(_soundfile_window(data, crop_samples, start_fraction, start, span, sample_rate, key), crop_samples)
     try:
         wav = parse_pcm16_wav(data)
     except WavError as exc:
         raise BadSample("undecodable_audio", f"sample {key!r}: WAV does not decode ({exc})") from exc
     if wav is not None:
         _check_rate(wav.sample_rate, wav.frames, sample_rate, key)
-        frames = min(crop_samples, wav.frames)
-        pcm = read_pcm16(data, wav, crop_start(wav.frames, crop_samples, start_fraction), frames)
+        first, frames = _place(wav.frames, crop_samples, start_fraction, start, span)
+        pcm = read_pcm16(data, wav, first, frames)
         mono = pcm.mean(axis=1, dtype=np.float32) / 32768.0 if wav.channels > 1 else pcm[:, 0] / np.float32(32768.0)
     else:
         mono = _soundfile_crop(data, crop_samples, start_fraction, sample_rate, key)
     return _pad(mono, crop_samples)
+
+
+def _place(total: int, crop: int, fraction: float, start: int | None, span: int | None) -> tuple[int, int]:
+    """First sample and length of the crop in a `total`-sample member: anywhere in it (`start`
+    None) or inside the window `[start, start + span)` clipped to the member (`crop_start` within
+    the window, so a crop never leaves it)."""
+    lo = 0 if start is None else min(max(0, start), total)
+    size = total - lo if span is None else min(span, total - lo)
+    return lo + crop_start(size, crop, fraction), min(crop, size)
 
 
 def _pad(mono: np.ndarray, crop_samples: int) -> np.ndarray:
@@ -92,15 +107,17 @@ def _pad(mono: np.ndarray, crop_samples: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _soundfile_window(data: bytes, crop_samples: int, start: int, sample_rate: int, key: str) -> np.ndarray:
-    """A FLAC crop window (`shards.flac.crop_flac_window`): decode from its first frame, keep the crop."""
+def _soundfile_window(
+    data: bytes, crop_samples: int, fraction: float, start: int, span: int | None, sample_rate: int, key: str
+) -> np.ndarray:
+    """A FLAC window (`shards.flac.crop_flac_window`): decode from its first frame, keep the crop."""
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             _check_rate(f.samplerate, f.frames, sample_rate, key)
-            want = min(crop_samples, f.frames - start)
-            # all of it: the window is the crop plus under two frames, and a partial read makes
-            # libsndfile seek, which fails in a stream that does not start at sample 0
-            wave = f.read(dtype="float32", always_2d=True)[start : start + want]
+            first, want = _place(f.frames, crop_samples, fraction, start, span)
+            # all of it: the buffered window (crop or wider) plus under two frames, and a partial
+            # read makes libsndfile seek, which fails in a stream that does not start at sample 0
+            wave = f.read(dtype="float32", always_2d=True)[first : first + want]
     except BadSample:
         raise
     except Exception as exc:

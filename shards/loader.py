@@ -115,7 +115,8 @@ class TupleLoader:
             self.cfg.frame,
             self.cfg.seed,
             self.catalog.genders,
-            crop_samples=self.crop_samples if self.cfg.buffer_audio == "crop" else None,
+            window_samples=self._window_samples(),
+            fixed_crop=self.cfg.buffer_audio == "crop",
         )
         self.buffer = IdentityBuffer(self.cfg.buffer_size)
         self.streams_per_rank = self.cfg.read_streams or self.cfg.num_workers
@@ -317,6 +318,13 @@ class TupleLoader:
         }
 
     # ----------------------------------------------------------------------------- decoding
+    def _window_samples(self) -> int | None:
+        """Audio samples the buffer keeps per sample (`data.buffer_audio`), None for whole clips."""
+        seconds = self.cfg.window_seconds()
+        if seconds is None:
+            return None
+        return max(self.crop_samples, int(round(seconds * self.sample_rate)))
+
     def _choose_face_decoder(self) -> str:
         want = self.cfg.face_decoder
         if want == "pil":

@@ -60,10 +60,13 @@ class Sample:
     audio: bytes
     loc: tuple[int, int, int]  # (shard index, byte offset, byte size): enough to re-read it
     seq: int = -1  # insertion order in the buffer
-    # set when `audio` is already cut to the sample's crop window (SampleParser, `window`): where
-    # the crop starts in it; None: `audio` is the whole clip and the batch plan places the crop
+    # set when `audio` is already cut to the sample's seeded window (SampleParser,
+    # `buffer_audio: window` or `crop`): where the window starts in `audio` and its nominal length
+    # (a shorter clip's window ends with the clip); each use places its crop inside it. None:
+    # `audio` is the whole clip and the crop may go anywhere in it
     audio_start: int | None = None
-    crop_fraction: float | None = None  # the sample's own seeded crop placement (buffer_audio: crop)
+    audio_span: int | None = None
+    crop_fraction: float | None = None  # the sample's own fixed crop placement (buffer_audio: crop)
 
 
 class SkipLog:
@@ -103,11 +106,14 @@ class SampleParser:
     The frame is a function of `(seed, epoch, key)` so a sample re-read on resume gets the same
     frame without storing it, and only that frame's bytes are buffered (F times less memory).
 
-    With `crop_samples` (the loader's `buffer_audio: crop`), the audio is cut to the sample's crop
-    window here, when it enters the buffer, at a start that is also a function of
-    `(seed, epoch, key)`: a PCM WAV to exactly the crop, a FLAC with a per-frame seek table to the
-    frames covering it (`shards.flac`). The buffer then holds ~a crop instead of a whole clip
-    (docs/LOADER.md, "Compact audio"); FLACs without a seek table stay whole.
+    With `window_samples` (the loader's `buffer_audio: window` or `crop`), the audio is cut to a
+    window of that many samples here, when it enters the buffer, at a start that is also a
+    function of `(seed, epoch, key)`: a PCM WAV to exactly the window, a FLAC with a per-frame seek
+    table to the frames covering it (`shards.flac`). The buffer then holds ~a window instead of a
+    whole clip (docs/LOADER.md, "Compact audio"); FLACs without a seek table stay whole. Each use
+    of the sample draws its crop inside the window (`Sample.audio_start` / `audio_span`) from the
+    batch plan's RNG, unless `fixed_crop` (`buffer_audio: crop`, window = crop): then every use in
+    the epoch gets the same crop, also for a FLAC kept whole (`Sample.crop_fraction`).
     """
 
     def __init__(
@@ -116,11 +122,15 @@ class SampleParser:
         frame: str,
         seed: int,
         genders: dict[str, str | None] | None = None,
-        crop_samples: int | None = None,
+        window_samples: int | None = None,
+        fixed_crop: bool = False,
     ):
+        if window_samples is not None and window_samples < 1:
+            raise ValueError(f"window_samples must be >= 1, got {window_samples}")
         self.num_faces, self.frame, self.seed = num_faces, frame, seed
         self.genders = genders or {}  # index.json's identity genders, used when a json lacks one
-        self.crop_samples = crop_samples
+        self.window_samples = window_samples
+        self.fixed_crop = fixed_crop
         self.epoch = 0
 
     def frame_index(self, key: str) -> int:
@@ -131,18 +141,19 @@ class SampleParser:
         return zlib.crc32(f"{self.seed}:{self.epoch}:{key}".encode()) % self.num_faces
 
     def crop_fraction(self, key: str) -> float:
-        """Where the sample's audio crop starts this epoch, as a fraction of the free range."""
+        """Where the sample's audio window starts this epoch, as a fraction of the free range."""
         return zlib.crc32(f"{self.seed}:{self.epoch}:{key}:crop".encode()) / 2**32
 
     def audio_window(self, audio: bytes, fraction: float) -> tuple[bytes, int | None]:
-        """`audio` cut to the crop window at `fraction` and where the crop starts in it, or
-        unchanged with None when it cannot be cut without decoding (cut at decode time then, at
-        the same place)."""
+        """`audio` cut to the window at `fraction` and where the window starts in it (it runs for
+        `window_samples`, or to the end of a shorter clip), or unchanged with None when it cannot
+        be cut without decoding."""
+        assert self.window_samples is not None
         if audio[:4] == b"RIFF":
-            window = crop_pcm16_wav(audio, self.crop_samples, fraction)
+            window = crop_pcm16_wav(audio, self.window_samples, fraction)
             return (window, 0) if window is not None else (audio, None)
         if audio[:4] == b"fLaC":
-            cut = crop_flac_window(audio, self.crop_samples, fraction)
+            cut = crop_flac_window(audio, self.window_samples, fraction)
             if cut is not None:
                 return cut
         return audio, None
@@ -168,12 +179,24 @@ class SampleParser:
                 "missing_member", f"{where} has no (or an empty) audio member ({' or '.join(AUDIO_MEMBERS)})"
             )
         gender = meta.get("gender") or self.genders.get(identity)
-        start = fraction = None
-        if self.crop_samples is not None:
-            fraction = self.crop_fraction(key)
-            audio, start = self.audio_window(audio, fraction)
+        start = span = fixed = None
+        if self.window_samples is not None:
+            where_window = self.crop_fraction(key)
+            audio, start = self.audio_window(audio, where_window)
+            span = None if start is None else self.window_samples
+            fixed = where_window if self.fixed_crop else None
         return Sample(
-            key, identity, video, clip, gender, members[frame], audio, loc, audio_start=start, crop_fraction=fraction
+            key,
+            identity,
+            video,
+            clip,
+            gender,
+            members[frame],
+            audio,
+            loc,
+            audio_start=start,
+            audio_span=span,
+            crop_fraction=fixed,
         )
 
 

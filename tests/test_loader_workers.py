@@ -365,7 +365,12 @@ def test_items_sent_to_workers_keep_every_sample_field():
     from shards.assemble import _with_bytes
     from shards.stream import Sample
 
-    s = Sample("k", "id1", "v", "c", "f", b"jpg", b"wav", (1, 2, 3), seq=7)
+    s = Sample(
+        "k", "id1", "v", "c", "f", b"jpg", b"wav", (1, 2, 3), seq=7, audio_start=3, audio_span=5, crop_fraction=0.25
+    )
+    assert all(
+        getattr(s, f.name) != f.default for f in dataclasses.fields(Sample)
+    )  # every field set, none left default
     out = _with_bytes(s, b"J", b"A")
     for f in dataclasses.fields(Sample):
         expected = {"face": b"J", "audio": b"A"}.get(f.name, getattr(s, f.name))
