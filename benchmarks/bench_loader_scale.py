@@ -41,6 +41,7 @@ from pathlib import Path
 
 from cputime import tree_cpu_seconds  # benchmarks/cputime.py
 
+from launch import e2e_config
 from shards.flac import crop_flac_window
 from shards.format import iter_tar_samples
 from shards.loader import TupleLoader
@@ -215,15 +216,11 @@ def _learn_data(work: Path) -> Path:
         return shards
     shutil.rmtree(corpus, ignore_errors=True)
     shutil.rmtree(shards, ignore_errors=True)
-    make_corpus(
-        corpus, identities=40, videos_per_identity=2, clips_per_video=2, min_seconds=2.0, max_seconds=3.0,
-        workers=2, progress=False,
-    )  # fmt: skip
+    make_corpus(corpus, **e2e_config.CORPUS, workers=2, progress=False)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
     for dataset in ("voxceleb1", "voxceleb2"):
-        args = ["--dataset", dataset, "--root", str(corpus / dataset), "--out", str(shards), "--face-size", "64"]
-        args += ["--frames-per-clip", "2", "--workers", "2", "--shard-samples", "24", "--no-progress"]
-        subprocess.run([sys.executable, "-m", "pipeline.ingest", *args], cwd=ROOT, env=env, check=True)
+        ingest = e2e_config.ingest_args(corpus, shards, dataset)
+        subprocess.run([sys.executable, *ingest], cwd=ROOT, env=env, check=True)
     (shards / "done").write_text("")
     return shards
 
@@ -268,22 +265,7 @@ def learning(work: Path, modes: list[str], seeds: list[int], out_path: Path) -> 
             shutil.rmtree(run_dir, ignore_errors=True)
             cmd = [
                 sys.executable,
-                str(ROOT / "launch" / "train.py"),
-                "--config",
-                str(ROOT / "launch/configs/demo.yaml"),
-            ]
-            cmd += [
-                f"data.shards=[{shards}/voxceleb1/train,{shards}/voxceleb2/train]",
-                f"train.val_data={shards}/voxceleb1/val",
-                f"train.output_dir={run_dir}",
-                "train.val_min_trials=300",
-                "data.batch_size=20",
-                "data.buffer_size=200",
-                "train.epochs=40",
-                "optim.milestones=[30,36]",
-                "train.val_every=10",
-                "train.progress=false",
-                "train.log_with=[]",
+                *e2e_config.train_args(shards, run_dir),
                 f"train.seed={train_seed}",
                 *_learn_mode(mode),
             ]

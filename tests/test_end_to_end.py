@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from launch import checkpoint as ckpt
+from launch import e2e_config
 from launch.logging_utils import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,55 +34,13 @@ def test_synth_ingest_train_kill_resume_beats_chance(tmp_path):
     from pipeline.synth import make_corpus
 
     corpus, shards, run_dir = tmp_path / "corpus", tmp_path / "shards", tmp_path / "run"
-    make_corpus(
-        corpus,
-        identities=40,
-        videos_per_identity=2,
-        clips_per_video=2,
-        min_seconds=2.0,
-        max_seconds=3.0,
-        workers=2,
-        progress=False,
-    )
+    make_corpus(corpus, **e2e_config.CORPUS, workers=2, progress=False)
     for dataset in ("voxceleb1", "voxceleb2"):
-        run(
-            "-m",
-            "pipeline.ingest",
-            "--dataset",
-            dataset,
-            "--root",
-            str(corpus / dataset),
-            "--out",
-            str(shards),
-            "--face-size",
-            "64",
-            "--frames-per-clip",
-            "2",
-            "--workers",
-            "2",
-            "--shard-samples",
-            "24",
-            "--no-progress",
-        )
+        run(*e2e_config.ingest_args(corpus, shards, dataset))
     val_ids = len(json.loads((shards / "voxceleb1" / "val" / "index.json").read_text())["identities"])
     assert val_ids >= 3 and (shards / "voxceleb1" / "val" / "eval.zarr").exists()
 
-    train_cmd = [
-        str(ROOT / "launch" / "train.py"),
-        "--config",
-        str(ROOT / "launch" / "configs" / "demo.yaml"),
-        f"data.shards=[{shards}/voxceleb1/train,{shards}/voxceleb2/train]",
-        f"train.val_data={shards}/voxceleb1/val",
-        f"train.output_dir={run_dir}",
-        "train.val_min_trials=300",
-        "data.batch_size=20",
-        "data.buffer_size=200",
-        "train.epochs=40",
-        "optim.milestones=[30,36]",
-        "train.val_every=10",
-        "train.progress=false",
-        "train.log_with=[]",
-    ]
+    train_cmd = e2e_config.train_args(shards, run_dir)
 
     # First run: kill -9 once a few end-of-epoch checkpoints exist (mid-training, no clean exit).
     first = subprocess.Popen(
