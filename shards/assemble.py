@@ -32,8 +32,9 @@ import torch
 from shards.decode import decode_face, decode_voice_crop
 from shards.device_stage import to_device
 from shards.features import LogMel, faces_to_tensor
+from shards.format import MemberSpan, ShardFormatError, read_member
 from shards.shm import ShmArray, SlotRef, attach, put_array, take_array
-from shards.stream import BadSample, Sample
+from shards.stream import BadSample, Sample, cut_audio_window
 from shards.tuples import BatchPlan, repair_plan
 from shards.wav import crop_pcm16_wav
 
@@ -42,12 +43,14 @@ __all__ = [
     "Assembled",
     "assemble_batch",
     "assemble_in_slot",
+    "face_bytes",
     "finish_batch",
     "lean_plan",
     "log_mel_for",
     "pack_into_slot",
     "slot_bytes",
     "take_from_slot",
+    "voice_source",
     "worker_init",
 ]
 
@@ -68,6 +71,9 @@ class AssembleSpec:
     # one torch thread, ~34 ms with two on a busy 2-core box); on CUDA the uint8 pixels go to the
     # GPU (4x fewer bytes to copy) and are normalised there
     float_faces: bool = False
+    # samples read by reference (`data.member_reads: workers`): the audio window to cut when the
+    # audio member is read (`buffer_audio: window` / `crop`), as `SampleParser` cuts bytes it holds
+    window_samples: int | None = None
 
 
 @dataclass
@@ -155,7 +161,48 @@ def _with_bytes(s: Sample, face: bytes, audio: bytes) -> Sample:
         s.audio_start,
         s.audio_span,
         s.crop_fraction,
+        s.refs,
+        s.window_fraction,
     )
+
+
+def face_bytes(s: Sample) -> bytes:
+    """The sample's face JPEG: held, or read from its shard (`member_reads: workers`)."""
+    if s.refs is None:
+        return s.face
+    return _read(s.key, s.refs.path, s.refs.face, "face frame")
+
+
+def voice_source(s: Sample, window_samples: int | None) -> tuple[bytes, int | None, int | None]:
+    """`(audio, window start, window span)` as `decode_voice_crop` takes them: held, or read from
+    the shard and cut to the sample's window exactly as `SampleParser` would have cut it."""
+    if s.refs is None:
+        return s.audio, s.audio_start, s.audio_span
+    audio = _read(s.key, s.refs.path, s.refs.audio, "audio member")
+    if s.window_fraction is None or window_samples is None:
+        return audio, None, None
+    audio, start = cut_audio_window(audio, window_samples, s.window_fraction)
+    return audio, start, None if start is None else window_samples
+
+
+def _read(key: str, path: str, span: MemberSpan, what: str) -> bytes:
+    try:
+        return read_member(path, span)
+    except (OSError, ShardFormatError) as exc:
+        raise BadSample(
+            "unreadable_member",
+            f"sample {key!r}: its {what} cannot be read back from {path} ({exc}); "
+            "the shard changed or went away after the stream read it",
+        ) from exc
+
+
+def _face_item(s: Sample) -> np.ndarray:
+    return decode_face(face_bytes(s), s.key)
+
+
+def _voice_item(s: Sample, spec: AssembleSpec, fraction: float) -> np.ndarray:
+    audio, start, span = voice_source(s, spec.window_samples)
+    return decode_voice_crop(audio, spec.crop_samples, fraction, spec.sample_rate, s.key, start, span)
 
 
 def lean_plan(plan: BatchPlan, crop_samples: int) -> BatchPlan:
@@ -171,7 +218,9 @@ def lean_plan(plan: BatchPlan, crop_samples: int) -> BatchPlan:
     def slim(s: Sample) -> Sample:
         if id(s) not in lean:
             face = s.face if id(s) in face_ids else b""
-            if id(s) not in crop_of:
+            if s.refs is not None:
+                lean[id(s)] = s  # holds no bytes: the worker reads what it decodes
+            elif id(s) not in crop_of:
                 lean[id(s)] = _with_bytes(s, face, b"")
             elif s.audio_start is not None and (s.audio_span is None or s.audio_span <= crop_samples):
                 lean[id(s)] = _with_bytes(s, face, s.audio)  # the buffered window is the crop: as it is
@@ -263,6 +312,7 @@ def take_from_slot(batch: dict[str, Any], buf: memoryview) -> dict[str, Any]:
 def _as_clip(s: Sample, face: bytes, audio: bytes) -> Sample:
     """`s` carrying `audio` as a whole clip of its own (no window): a crop cut by `lean_plan`."""
     return Sample(s.key, s.identity, s.video, s.clip, s.gender, face, audio, s.loc, s.seq, None, None, s.crop_fraction)
+    # (never a sample read by reference: `lean_plan` only cuts bytes it holds)
 
 
 def crop_fractions(plan: BatchPlan) -> list[float]:
@@ -293,22 +343,8 @@ def assemble_batch(
     depends only on the plan and the spec, never on timing.
     """
     n = len(plan.voices)
-    voice_it = item_map(
-        _try,
-        [decode_voice_crop] * n,
-        [s.audio for s in plan.voices],
-        [spec.crop_samples] * n,
-        crop_fractions(plan),
-        [spec.sample_rate] * n,
-        [s.key for s in plan.voices],
-        [s.audio_start for s in plan.voices],
-        [s.audio_span for s in plan.voices],
-    )
-    face_it = (
-        faces
-        if faces is not None
-        else item_map(_try, [decode_face] * len(plan.faces), [s.face for s in plan.faces], [s.key for s in plan.faces])
-    )
+    voice_it = item_map(_try, [_voice_item] * n, plan.voices, [spec] * n, crop_fractions(plan))
+    face_it = faces if faces is not None else item_map(_try, [_face_item] * len(plan.faces), plan.faces)
     voice_res, face_res = list(voice_it), list(face_it)  # a pool's map has submitted both already
     bad_faces = {i: r for i, r in enumerate(face_res) if isinstance(r, BadSample)}
     bad_voices = {i: r for i, r in enumerate(voice_res) if isinstance(r, BadSample)}

@@ -15,6 +15,7 @@ FRAMES = ("random", "first", "middle")
 FACE_DECODERS = ("auto", "pil", "dali")
 DECODE_WORKERS = ("auto", "processes", "threads")
 BUFFER_AUDIO = ("clip", "window", "crop")
+MEMBER_READS = ("stream", "workers")
 DEFAULT_WINDOW_FACTOR = 1.25  # buffer_window_seconds when unset: this x crop_seconds (docs/LOADER.md, "Compact audio":
 # the widest window that keeps 4,200 samples of 2 s crops within 0.4 GB with WAV as well as FLAC members)
 
@@ -45,6 +46,10 @@ class LoaderConfig:
     # "Compact audio")
     buffer_audio: str = "clip"
     buffer_window_seconds: float | None = None  # buffer_audio: window; None: DEFAULT_WINDOW_FACTOR x crop_seconds
+    # stream: the reader streams read every member and the buffer holds the face and audio bytes |
+    # workers: the streams read headers and json only, the buffer holds where the members lie, and
+    # the decode workers read them from the shards (docs/LOADER.md, "Member reads")
+    member_reads: str = "workers"
     log_mel: dict[str, Any] = field(default_factory=dict)  # LogMel kwargs (n_mels, hop_length, ...)
     face_decoder: str = "auto"  # auto (DALI mixed on CUDA, else PIL) | pil | dali
     decode_workers: str = "auto"  # auto (processes with PIL, threads with DALI) | processes | threads
@@ -91,6 +96,7 @@ class LoaderConfig:
         _choice("face_decoder", self.face_decoder, FACE_DECODERS)
         _choice("decode_workers", self.decode_workers, DECODE_WORKERS)
         _choice("buffer_audio", self.buffer_audio, BUFFER_AUDIO)
+        _choice("member_reads", self.member_reads, MEMBER_READS)
         _int("k", self.k, 1, 10)
         _int("batch_size", self.batch_size, 1)
         _int("buffer_size", self.buffer_size, 2)

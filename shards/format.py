@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 BLOCK = 512
 DALI_INDEX_VERSION = "v1.2"
@@ -50,8 +50,9 @@ class CorruptShardError(ShardFormatError):
 AUDIO_MEMBERS = ("wav", "flac")  # the audio member a sample may carry: 16 kHz PCM_16 WAV or FLAC
 
 
-def audio_member(members: dict[str, bytes]) -> bytes | None:
-    """The sample's (non-empty) audio payload, whichever of `AUDIO_MEMBERS` it has."""
+def audio_member(members: dict[str, Any]) -> Any:
+    """The sample's (non-empty) audio payload, whichever of `AUDIO_MEMBERS` it has (or its
+    `MemberSpan`, for a sample read by `iter_tar_sample_refs`)."""
     return next((members[ext] for ext in AUDIO_MEMBERS if members.get(ext)), None)
 
 
@@ -292,6 +293,28 @@ def _refill(
     return buf, view, n, True
 
 
+def _parse_header(hdr: bytes | bytearray, at: int) -> tuple[str, int, int] | None:
+    """`(name, payload size, type flag)` of the 512-byte header `hdr` read at byte `at`, or None
+    for an end-of-archive (all-zero) block; a bad checksum raises `CorruptShardError`."""
+    zeros = hdr.count(0)
+    if zeros == BLOCK:
+        return None
+    # The header's byte sum, its checksum field counted as spaces. adler32's low half is
+    # 1 + sum mod 65521, exact when at most 256 bytes are non-zero (always for our headers);
+    # it is one C call where sum() walks 512 Python ints.
+    total = (zlib.adler32(hdr) & 0xFFFF) - 1 if zeros >= 256 else sum(hdr)
+    stored = hdr[148:156]
+    if _parse_octal(stored) != total - sum(stored) + 256:
+        raise CorruptShardError(f"bad tar header checksum at byte {at}")
+    size = _parse_octal(hdr[124:136])
+    cut = hdr.find(0, 0, 100)
+    name = hdr[: cut if cut >= 0 else 100].decode("utf-8")
+    if hdr[345] and hdr[257:262] == b"ustar":
+        prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8")
+        name = f"{prefix}/{name}"
+    return name, size, hdr[156]
+
+
 def _iter_records(fh: BinaryIO, start: int, chunk: int = _CHUNK) -> Iterator[tuple[str, bytes, int, int]]:
     """Yield `(name, payload, offset, end)` per regular file: `offset` is where the member's first
     record starts (its PAX / GNU long-name header when it has one, so seeking there re-reads the
@@ -313,24 +336,10 @@ def _iter_records(fh: BinaryIO, start: int, chunk: int = _CHUNK) -> Iterator[tup
                 if not n:
                     raise TruncatedShardError(f"tar ends at byte {base} without end-of-archive blocks")
                 raise TruncatedShardError(f"tar ends inside a header at byte {base}")
-        hdr = buf[p : p + BLOCK]
-        zeros = hdr.count(0)
-        if zeros == BLOCK:
+        header = _parse_header(buf[p : p + BLOCK], base + p)
+        if header is None:
             return
-        # The header's byte sum, its checksum field counted as spaces. adler32's low half is
-        # 1 + sum mod 65521, exact when at most 256 bytes are non-zero (always for our headers);
-        # it is one C call where sum() walks 512 Python ints.
-        total = (zlib.adler32(hdr) & 0xFFFF) - 1 if zeros >= 256 else sum(hdr)
-        stored = hdr[148:156]
-        if _parse_octal(stored) != total - sum(stored) + 256:
-            raise CorruptShardError(f"bad tar header checksum at byte {base + p}")
-        size = _parse_octal(hdr[124:136])
-        kind = hdr[156]
-        cut = hdr.find(0, 0, 100)
-        name = hdr[: cut if cut >= 0 else 100].decode("utf-8")
-        if hdr[345] and hdr[257:262] == b"ustar":
-            prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8")
-            name = f"{prefix}/{name}"
+        name, size, kind = header
         padded = size + (-size % BLOCK)
         if n - p < BLOCK + padded:
             base += p
@@ -396,10 +405,15 @@ def iter_tar_sample_spans(
 
 
 def _sample_spans(fh: BinaryIO, start: int, chunk: int) -> Iterator[tuple[str, dict[str, bytes], int, int]]:
+    return _group_samples(_iter_records(fh, start, chunk), start)
+
+
+def _group_samples(records: Iterator[tuple[str, Any, int, int]], start: int) -> Iterator[tuple[str, dict, int, int]]:
+    """Consecutive records with the same key -> `(key, {ext: payload}, offset, end)`."""
     key: str | None = None
-    members: dict[str, bytes] = {}
+    members: dict[str, Any] = {}
     first_offset = last_end = start
-    for name, payload, offset, end in _iter_records(fh, start, chunk):
+    for name, payload, offset, end in records:
         base, ext = split_member_name(name)
         if base != key:
             if key is not None:
@@ -417,6 +431,125 @@ def iter_tar_samples(
     """`iter_tar_sample_spans` without the end offsets: yield `(key, {ext: bytes}, offset)`."""
     for key, members, offset, _ in iter_tar_sample_spans(source, start):
         yield key, members, offset
+
+
+class MemberSpan(NamedTuple):
+    """Where a member's payload lies in its shard: what a sample holds instead of the bytes when
+    they are read later, by whoever decodes them (`iter_tar_sample_refs`, `read_member`)."""
+
+    offset: int
+    size: int
+
+    def __bool__(self) -> bool:  # true when it holds bytes, like a payload (`audio_member`)
+        return self.size > 0
+
+
+# A reference reader reads this much at each header: the header plus a small payload (a
+# sample's json, ~0.5 KB) in one call.
+_HEAD_READ = 4096
+# ... and asks the kernel to load the shard this far ahead of it (`posix_fadvise(WILLNEED)`:
+# read asynchronously into the page cache, nothing copied into the process), so the disk still
+# sees one sequential read per shard although the reader itself only touches headers.
+_READ_AHEAD = 8 << 20
+
+
+def _iter_record_refs(fd: int, start: int, keep: frozenset[str]) -> Iterator[tuple[str, Any, int, int]]:
+    """`_iter_records` that reads only headers and the payloads of members whose extension is in
+    `keep`; every other member is yielded as its `MemberSpan`. Same names, offsets, ends and
+    errors as `_iter_records` (a member running past the end of the file is truncation, found
+    from the file size without reading it)."""
+    file_size = os.fstat(fd).st_size
+    pos = advised = start
+    advise = getattr(os, "posix_fadvise", None)
+    long_name: str | None = None
+    record_start: int | None = None
+    while True:
+        if advise is not None and pos + _READ_AHEAD // 2 > advised:
+            advised = max(advised, pos)
+            advise(fd, advised, _READ_AHEAD, os.POSIX_FADV_WILLNEED)
+            advised += _READ_AHEAD
+        head = os.pread(fd, _HEAD_READ, pos)
+        if len(head) < BLOCK:
+            if not head:
+                raise TruncatedShardError(f"tar ends at byte {pos} without end-of-archive blocks")
+            raise TruncatedShardError(f"tar ends inside a header at byte {pos}")
+        header = _parse_header(head[:BLOCK], pos)
+        if header is None:
+            return
+        name, size, kind = header
+        end = pos + BLOCK + size + (-size % BLOCK)
+        if end > file_size:
+            raise TruncatedShardError(f"tar ends inside member {name!r} (header at byte {pos}, {size} bytes expected)")
+        regular = kind in (48, 0, 55)  # b"0", b"\0", b"7"
+        if regular and long_name is not None:
+            name, long_name = long_name, None
+        payload: Any
+        if not regular or split_member_name(name)[1] in keep:
+            payload = head[BLOCK : BLOCK + size] if BLOCK + size <= len(head) else os.pread(fd, size, pos + BLOCK)
+            if len(payload) != size:
+                raise TruncatedShardError(f"tar ends inside member {name!r} (header at byte {pos})")
+        else:
+            payload = MemberSpan(pos + BLOCK, size)
+        header_offset, pos = pos, end
+        if kind == 76:  # GNU long name of the next member
+            long_name = payload.rstrip(b"\0").decode("utf-8")
+            record_start = header_offset if record_start is None else record_start
+            continue
+        if kind == 120:  # PAX extended header
+            for line in payload.decode("utf-8").splitlines():
+                _, _, kv = line.partition(" ")
+                k, _, v = kv.partition("=")
+                if k == "path":
+                    long_name = v
+            record_start = header_offset if record_start is None else record_start
+            continue
+        if not regular:
+            long_name = record_start = None
+            continue
+        if record_start is not None:
+            header_offset, record_start = record_start, None
+        yield name, payload, header_offset, end
+
+
+def iter_tar_sample_refs(
+    path: str | os.PathLike, start: int = 0, keep: frozenset[str] = frozenset({"json"})
+) -> Iterator[tuple[str, dict[str, bytes | MemberSpan], int, int]]:
+    """`iter_tar_sample_spans` that reads the payloads of `keep` members only: every other
+    member comes as its `MemberSpan`, to be read with `read_member` when (and by whom) it is
+    needed. For the loader's `member_reads: workers`: the consuming process reads a sample's
+    headers and json (~2 KB of ~220 KB) and the decode workers read the face and audio bytes."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield from _group_samples(_iter_record_refs(fd, start, keep), start)
+    finally:
+        os.close(fd)
+
+
+def read_sample_refs_at(
+    path: str | os.PathLike, offset: int, size: int, keep: frozenset[str] = frozenset({"json"})
+) -> tuple[str, dict[str, bytes | MemberSpan]]:
+    """`read_sample_at` for `iter_tar_sample_refs`: the sample at `offset`, `keep` members read."""
+    for key, members, _, end in iter_tar_sample_refs(path, offset, keep):
+        if end - offset != size:
+            raise CorruptShardError(
+                f"{path}: the sample at offset {offset} spans {end - offset} bytes, expected {size}"
+            )
+        return key, members
+    raise CorruptShardError(f"{path}: no sample at offset {offset}")
+
+
+def read_member(path: str | os.PathLike, span: MemberSpan | tuple[int, int]) -> bytes:
+    """The payload at `span` of the shard at `path` (one `pread`); `TruncatedShardError` when the
+    file no longer holds it."""
+    offset, size = span
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+    if len(data) != size:
+        raise TruncatedShardError(f"{path}: member at byte {offset} needs {size} bytes, the file holds {len(data)}")
+    return data
 
 
 def read_sample_at(path: str | os.PathLike, offset: int, size: int) -> tuple[str, dict[str, bytes]]:

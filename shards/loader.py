@@ -36,14 +36,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from shards.assemble import Assembled, AssembleSpec, assemble_batch, finish_batch, log_mel_for, take_from_slot
+from shards.assemble import (
+    Assembled,
+    AssembleSpec,
+    assemble_batch,
+    face_bytes,
+    finish_batch,
+    log_mel_for,
+    take_from_slot,
+)
 from shards.batch import DIRECTIONS
 from shards.buffer import IdentityBuffer
 from shards.config import LoaderConfig
 from shards.decode import decode_face
 from shards.device_stage import DeviceStage
 from shards.elastic import check_states, pieces_from_state, pieces_to_state, regroup, saved_streams_per_rank
-from shards.format import ShardFormatError, read_sample_at
+from shards.format import ShardFormatError, read_sample_at, read_sample_refs_at
 from shards.partition import Piece, ShardCatalog, partition_pieces
 from shards.stream import BadSample, PieceStream, Sample, SampleParser, SkipLog
 from shards.tuples import BatchPlan, plan_batch, samples_per_batch
@@ -55,10 +63,17 @@ STATE_FORMAT = "voxface-loader-state/2"  # /2 added `streams_per_rank`, `pieces`
 STATE_FORMATS = ("voxface-loader-state/1", STATE_FORMAT)  # what load_state_dict reads
 
 
-def _decode_face_or_bad(sample: Sample):
+def _decode_face_or_bad(jpeg: bytes, key: str):
     """PIL pixels of one face, or the BadSample saying why not (counted by the caller)."""
     try:
-        return decode_face(sample.face, sample.key)
+        return decode_face(jpeg, key)
+    except BadSample as exc:
+        return exc
+
+
+def _face_bytes_or_bad(sample: Sample):
+    try:
+        return face_bytes(sample)
     except BadSample as exc:
         return exc
 
@@ -110,6 +125,7 @@ class TupleLoader:
         self.crop_samples = int(round(self.cfg.crop_seconds * self.sample_rate))
         self.log = SkipLog(self.cfg.strict)
         self.stats: Counter[str] = Counter()
+        self._by_reference = self.cfg.member_reads == "workers"
         self.parser = SampleParser(
             self.catalog.num_faces,
             self.cfg.frame,
@@ -117,6 +133,7 @@ class TupleLoader:
             self.catalog.genders,
             window_samples=self._window_samples(),
             fixed_crop=self.cfg.buffer_audio == "crop",
+            shard_paths=[str(sh.path) for sh in self.catalog.shards] if self._by_reference else None,
         )
         self.buffer = IdentityBuffer(self.cfg.buffer_size)
         self.streams_per_rank = self.cfg.read_streams or self.cfg.num_workers
@@ -132,6 +149,7 @@ class TupleLoader:
             gender_matched=self.cfg.gender_matched_negatives,
             log_mel=tuple(sorted(self.cfg.log_mel.items())),
             float_faces=self.device.type == "cpu",
+            window_samples=self._window_samples(),
         )
         log_mel = log_mel_for(self._spec, self.device)  # bad data.log_mel values fail here, not in a decode worker
         # bytes a worker's arrays take per item, to size shared-memory slots (float32 faces at
@@ -198,7 +216,10 @@ class TupleLoader:
         else:
             mine = pieces
             self._regrouped = pieces_to_state(pieces, wrap)
-        self._streams = [PieceStream(self.catalog, ps, self.parser, self.log, cycle) for ps, cycle in zip(mine, wrap)]
+        self._streams = [
+            PieceStream(self.catalog, ps, self.parser, self.log, cycle, by_reference=self._by_reference)
+            for ps, cycle in zip(mine, wrap)
+        ]
         self._rank_samples = sum(p.num_samples for ps in mine for p in ps)  # read once this epoch (coverage)
         # what the streams cycle when re-reading: bounds the reads spent looking for a batch
         self._cycle_samples = sum(p.num_samples for ps, cycle in zip(mine, wrap) for p in (cycle or ps))
@@ -223,7 +244,7 @@ class TupleLoader:
         shard, offset, size = map(int, loc)
         path = self.catalog.shards[shard].path
         try:
-            key, members = read_sample_at(path, offset, size)
+            key, members = (read_sample_refs_at if self._by_reference else read_sample_at)(path, offset, size)
             return self.parser(key, members, (shard, offset, size))
         except (OSError, ShardFormatError) as exc:
             self.log.skip("restore_failed", f"cannot re-read buffered sample at {path}:{offset} ({exc!r})")
@@ -377,12 +398,21 @@ class TupleLoader:
         if guard is None or guard.kind == "pil":
             return None
 
+        pool = self._workers.item_pool
+        # samples read by reference: read the JPEGs first; one that cannot be read is that face's
+        # result (a data error, never DALI's: DALI only sees what was read)
+        jpegs = list(pool.map(_face_bytes_or_bad, samples)) if self._by_reference else [s.face for s in samples]
+        ok = [i for i, j in enumerate(jpegs) if not isinstance(j, BadSample)]
+
         def cpu_decode() -> list:
-            return list(self._workers.item_pool.map(_decode_face_or_bad, samples))
+            return list(pool.map(_decode_face_or_bad, [jpegs[i] for i in ok], [samples[i].key for i in ok]))
 
         before = guard.fallback_batches
-        faces, _ = guard.decode([s.face for s in samples], cpu_decode)
+        decoded, _ = guard.decode([jpegs[i] for i in ok], cpu_decode)
         self.stats["dali_fallback_batches"] += guard.fallback_batches - before
+        faces = list(jpegs)
+        for i, px in zip(ok, decoded):
+            faces[i] = px
         return faces
 
     def _assemble_in_threads(self, plan: BatchPlan) -> Assembled:
@@ -598,6 +628,7 @@ class TupleLoader:
             "decoded_items_per_tuple": self.stats["decoded_items"] / tuples if tuples else None,
             "buffer_samples": len(self.buffer),
             "buffer_encoded_bytes": self.buffer.encoded_bytes(),
+            "member_reads": self.cfg.member_reads,
             "face_decoder": self._face_decoder_kind,
             "decode_workers": self.decode_workers,
             **(self._face_decoder.report() if self._face_decoder is not None else {}),

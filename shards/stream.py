@@ -18,20 +18,33 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from shards.flac import crop_flac_window
 from shards.format import (
     AUDIO_MEMBERS,
     CorruptShardError,
+    MemberSpan,
     ShardFormatError,
     TruncatedShardError,
     audio_member,
+    iter_tar_sample_refs,
     iter_tar_sample_spans,
 )
 from shards.partition import Piece, ShardCatalog, sample_offset
 from shards.wav import crop_pcm16_wav
 
-__all__ = ["Sample", "BadSample", "unsafe_key_reason", "ShardReadError", "SkipLog", "SampleParser", "PieceStream"]
+__all__ = [
+    "Sample",
+    "MemberRefs",
+    "cut_audio_window",
+    "BadSample",
+    "unsafe_key_reason",
+    "ShardReadError",
+    "SkipLog",
+    "SampleParser",
+    "PieceStream",
+]
 
 
 class BadSample(Exception):
@@ -44,6 +57,15 @@ class BadSample(Exception):
 
 class ShardReadError(RuntimeError):
     """Raised instead of skipping when the loader runs with `strict: true`."""
+
+
+class MemberRefs(NamedTuple):
+    """Where a buffered sample's face frame and audio member lie (`data.member_reads: workers`):
+    the decode worker reads them from `path` when a batch uses the sample."""
+
+    path: str
+    face: MemberSpan
+    audio: MemberSpan
 
 
 @dataclass
@@ -67,6 +89,12 @@ class Sample:
     audio_start: int | None = None
     audio_span: int | None = None
     crop_fraction: float | None = None  # the sample's own fixed crop placement (buffer_audio: crop)
+    # `data.member_reads: workers`: `face` and `audio` stay empty, the buffer holds where they lie,
+    # and whoever decodes reads them (`shards.assemble.read_members`), cutting the audio to the
+    # window starting at `window_fraction` (`buffer_audio: window` / `crop`) exactly as
+    # `SampleParser` cuts bytes it holds
+    refs: MemberRefs | None = None
+    window_fraction: float | None = None
 
 
 class SkipLog:
@@ -124,6 +152,7 @@ class SampleParser:
         genders: dict[str, str | None] | None = None,
         window_samples: int | None = None,
         fixed_crop: bool = False,
+        shard_paths: list[str] | None = None,
     ):
         if window_samples is not None and window_samples < 1:
             raise ValueError(f"window_samples must be >= 1, got {window_samples}")
@@ -131,6 +160,7 @@ class SampleParser:
         self.genders = genders or {}  # index.json's identity genders, used when a json lacks one
         self.window_samples = window_samples
         self.fixed_crop = fixed_crop
+        self.shard_paths = shard_paths  # catalog order: samples read by reference name their shard's path
         self.epoch = 0
 
     def frame_index(self, key: str) -> int:
@@ -144,21 +174,7 @@ class SampleParser:
         """Where the sample's audio window starts this epoch, as a fraction of the free range."""
         return zlib.crc32(f"{self.seed}:{self.epoch}:{key}:crop".encode()) / 2**32
 
-    def audio_window(self, audio: bytes, fraction: float) -> tuple[bytes, int | None]:
-        """`audio` cut to the window at `fraction` and where the window starts in it (it runs for
-        `window_samples`, or to the end of a shorter clip), or unchanged with None when it cannot
-        be cut without decoding."""
-        assert self.window_samples is not None
-        if audio[:4] == b"RIFF":
-            window = crop_pcm16_wav(audio, self.window_samples, fraction)
-            return (window, 0) if window is not None else (audio, None)
-        if audio[:4] == b"fLaC":
-            cut = crop_flac_window(audio, self.window_samples, fraction)
-            if cut is not None:
-                return cut
-        return audio, None
-
-    def __call__(self, key: str, members: dict[str, bytes], loc: tuple[int, int, int]) -> Sample:
+    def __call__(self, key: str, members: dict[str, Any], loc: tuple[int, int, int]) -> Sample:
         where = f"sample {key!r} (shard #{loc[0]}, byte {loc[1]})"
         unsafe = unsafe_key_reason(key)
         if unsafe:
@@ -179,25 +195,49 @@ class SampleParser:
                 "missing_member", f"{where} has no (or an empty) audio member ({' or '.join(AUDIO_MEMBERS)})"
             )
         gender = meta.get("gender") or self.genders.get(identity)
-        start = span = fixed = None
+        face = members[frame]
+        where_window = fixed = None
         if self.window_samples is not None:
             where_window = self.crop_fraction(key)
-            audio, start = self.audio_window(audio, where_window)
-            span = None if start is None else self.window_samples
             fixed = where_window if self.fixed_crop else None
+        if isinstance(face, MemberSpan) or isinstance(audio, MemberSpan):  # read by reference
+            if self.shard_paths is None:
+                raise ValueError("SampleParser needs shard_paths to parse a sample read by reference")
+            refs = MemberRefs(self.shard_paths[loc[0]], face, audio)
+            return Sample(key, identity, video, clip, gender, b"", b"", loc, crop_fraction=fixed, refs=refs,
+                          window_fraction=where_window)  # fmt: skip
+        start = span = None
+        if where_window is not None:
+            audio, start = cut_audio_window(audio, self.window_samples, where_window)
+            span = None if start is None else self.window_samples
         return Sample(
             key,
             identity,
             video,
             clip,
             gender,
-            members[frame],
+            face,
             audio,
             loc,
             audio_start=start,
             audio_span=span,
             crop_fraction=fixed,
         )
+
+
+def cut_audio_window(audio: bytes, window_samples: int, fraction: float) -> tuple[bytes, int | None]:
+    """`audio` cut to the window of `window_samples` at `fraction` of the free range and where the
+    window starts in the result (it runs for `window_samples`, or to the end of a shorter clip),
+    or unchanged with None when it cannot be cut without decoding (a FLAC without a seek table,
+    an unknown format)."""
+    if audio[:4] == b"RIFF":
+        window = crop_pcm16_wav(audio, window_samples, fraction)
+        return (window, 0) if window is not None else (audio, None)
+    if audio[:4] == b"fLaC":
+        cut = crop_flac_window(audio, window_samples, fraction)
+        if cut is not None:
+            return cut
+    return audio, None
 
 
 class PieceStream:
@@ -210,11 +250,14 @@ class PieceStream:
         parse: Callable[..., Sample],
         log: SkipLog,
         wrap_pieces: list[Piece] | None = None,
+        by_reference: bool = False,
     ):
         """`wrap_pieces` (an elastic resume, `shards/elastic.py`): the first pass reads `pieces` (the
         epoch's unread rest, possibly nothing), later passes cycle `wrap_pieces` (the stream's
         share of the whole epoch), so re-reads at the end of an epoch draw from as many
-        identities as without the switch."""
+        identities as without the switch. `by_reference` (`data.member_reads: workers`): read
+        only headers and json, hand the parser each other member's `MemberSpan`."""
+        self._open = iter_tar_sample_refs if by_reference else iter_tar_sample_spans
         if not pieces and not wrap_pieces:
             raise ValueError("a stream needs at least one piece")
         self.catalog, self.parse, self.log = catalog, parse, log
@@ -323,7 +366,7 @@ class PieceStream:
                         if piece.offset is not None
                         else sample_offset(shard, piece.start)
                     )
-                    self._it = iter_tar_sample_spans(shard.path, start=start)
+                    self._it = self._open(shard.path, start=start)
                 except (OSError, ValueError, IndexError, ShardFormatError) as exc:
                     self.log.skip("missing_shard", f"cannot open {shard.path} ({exc!r})")
                     if self._advance_piece() and not wrap:

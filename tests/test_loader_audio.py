@@ -82,7 +82,10 @@ def test_features_do_not_depend_on_the_audio_member(sets, mode):
 def test_the_buffer_holds_crop_windows_not_whole_clips(sets):
     crop_bytes = 2 * int(CROP_S * 16000)
     for name, d in sets.items():
-        with TupleLoader(_cfg(d)) as crop, TupleLoader(_cfg(d, buffer_audio="clip")) as clip:
+        with (
+            TupleLoader(_cfg(d, member_reads="stream")) as crop,  # the buffer holds the bytes
+            TupleLoader(_cfg(d, buffer_audio="clip", member_reads="stream")) as clip,
+        ):
             next(iter(crop)), next(iter(clip))
             samples = list(crop.buffer.fifo())
             audio = sum(len(s.audio) for s in samples) / len(samples)
@@ -214,10 +217,10 @@ def test_the_buffer_holds_windows_between_crops_and_clips(sets):
     as with `clip` (the buffer mode changes crops, never the tuples)."""
     window_bytes = 2 * int(WINDOW_S * 16000)
     for name in ("wav", "flac"):
-        modes = {
-            "clip": _cfg(sets[name], buffer_audio="clip"),
-            "crop": _cfg(sets[name]),
-            "window": _cfg(sets[name], buffer_audio="window", buffer_window_seconds=WINDOW_S),
+        modes = {  # `member_reads: stream`: the buffer holds the bytes whose size this is about
+            "clip": _cfg(sets[name], buffer_audio="clip", member_reads="stream"),
+            "crop": _cfg(sets[name], member_reads="stream"),
+            "window": _cfg(sets[name], buffer_audio="window", buffer_window_seconds=WINDOW_S, member_reads="stream"),
         }
         used, held = {}, {}
         for mode, cfg in modes.items():

@@ -363,11 +363,13 @@ def test_items_sent_to_workers_keep_every_sample_field():
     import dataclasses
 
     from shards.assemble import _with_bytes
-    from shards.stream import Sample
+    from shards.format import MemberSpan
+    from shards.stream import MemberRefs, Sample
 
     s = Sample(
-        "k", "id1", "v", "c", "f", b"jpg", b"wav", (1, 2, 3), seq=7, audio_start=3, audio_span=5, crop_fraction=0.25
-    )
+        "k", "id1", "v", "c", "f", b"jpg", b"wav", (1, 2, 3), seq=7, audio_start=3, audio_span=5, crop_fraction=0.25,
+        refs=MemberRefs("shard.tar", MemberSpan(512, 9), MemberSpan(1536, 44)), window_fraction=0.5,
+    )  # fmt: skip
     assert all(
         getattr(s, f.name) != f.default for f in dataclasses.fields(Sample)
     )  # every field set, none left default
