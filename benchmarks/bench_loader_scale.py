@@ -35,6 +35,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -311,14 +312,34 @@ def _time_loader(cfg: dict, batches: int) -> dict:
         wall, main = time.perf_counter() - t0, time.process_time() - main0
         tree = tree_cpu_seconds() - tree0
         report = loader.report()
+        held = [_held_bytes(s) for s in loader.buffer.fifo()]
     return {
         "tuples_per_s": tuples / wall,
         "main_cpu_ms_per_batch": 1000 * main / batches,
         "worker_cpu_ms_per_batch": 1000 * (tree - main) / batches,
         "cpu_ms_per_tuple": 1000 * tree / tuples,
         "worker_batches": report["decode_worker_batches"],
-        "buffer_bytes_per_sample": report["buffer_encoded_bytes"] / max(1, report["buffer_samples"]),
+        "buffer_bytes_per_sample": statistics.mean(held),
+        "buffer_member_bytes_per_sample": report["buffer_encoded_bytes"] / max(1, report["buffer_samples"]),
     }
+
+
+def _held_bytes(sample) -> int:
+    """What one buffered sample holds in the consuming process: the `Sample` object, its field
+    values (keys, identity strings, member bytes, location tuples) and, read by reference, its
+    `MemberRefs` (the shard path string counted in full although samples share it)."""
+    seen: set[int] = set()
+
+    def size(obj) -> int:
+        if obj is None or id(obj) in seen:
+            return 0
+        seen.add(id(obj))
+        n = sys.getsizeof(obj)
+        if isinstance(obj, tuple):
+            n += sum(size(x) for x in obj)
+        return n
+
+    return size(sample) + size(sample.__dict__) + sum(size(v) for v in vars(sample).values())
 
 
 def _median(runs: list[dict]) -> dict:
@@ -343,8 +364,13 @@ def _shards(work: Path, fmt: str, n_ids: int, face_size: int = 112) -> str:
     return str(make_shard_set(work / f"loader_{fmt}_{face_size}", spec))
 
 
-def _base_cfg(shards: str, **kw) -> dict:
+def _base_cfg(shards: str, *, buffer_audio: str, member_reads: str, **kw) -> dict:
+    """The loader configuration every timing shares. `buffer_audio` and `member_reads` are named
+    by every caller: their defaults changed over time, and a configuration must never silently
+    measure another buffer or another reader."""
     cfg = dict(
+        buffer_audio=buffer_audio,
+        member_reads=member_reads,
         shards=[shards],
         batch_size=50,
         k=2,
@@ -362,15 +388,17 @@ def _base_cfg(shards: str, **kw) -> dict:
 
 def loader_audio(work: Path, repeats: int, batches: int) -> dict:
     sets = {fmt: _shards(work, fmt, 60) for fmt in ("wav", "flac")}
+    stream = dict(member_reads="stream")  # the buffer holds the bytes: what the buffer modes change
     configs = {
-        # buffer_audio named every time: the default changed (crop, then clip again), and a
-        # configuration must not silently measure the other buffer
-        "wav_clip (before)": _base_cfg(sets["wav"], buffer_audio="clip"),
-        "wav_crop": _base_cfg(sets["wav"], buffer_audio="crop"),
-        "wav_window": _base_cfg(sets["wav"], buffer_audio="window", buffer_window_seconds=3.0),  # 1.5 x crop
-        "flac_clip": _base_cfg(sets["flac"], buffer_audio="clip"),
-        "flac_crop": _base_cfg(sets["flac"], buffer_audio="crop"),
-        "flac_window": _base_cfg(sets["flac"], buffer_audio="window", buffer_window_seconds=3.0),
+        "wav_clip (before)": _base_cfg(sets["wav"], buffer_audio="clip", **stream),
+        "wav_crop": _base_cfg(sets["wav"], buffer_audio="crop", **stream),
+        "wav_window": _base_cfg(sets["wav"], buffer_audio="window", buffer_window_seconds=3.0, **stream),  # 1.5 x
+        "flac_clip": _base_cfg(sets["flac"], buffer_audio="clip", **stream),
+        "flac_crop": _base_cfg(sets["flac"], buffer_audio="crop", **stream),
+        "flac_window": _base_cfg(sets["flac"], buffer_audio="window", buffer_window_seconds=3.0, **stream),
+        # the default since: the buffer holds locations, the decode workers read the members
+        "wav_clip_member_reads_workers": _base_cfg(sets["wav"], buffer_audio="clip", member_reads="workers"),
+        "flac_clip_member_reads_workers": _base_cfg(sets["flac"], buffer_audio="clip", member_reads="workers"),
     }
     runs = {name: [] for name in configs}
     for _ in range(repeats):  # interleaved, so load changes hit every configuration alike
@@ -383,10 +411,11 @@ def loader_audio(work: Path, repeats: int, batches: int) -> dict:
         r["cpu_per_tuple_vs_before"] = round(r["cpu_ms_per_tuple"] / before["cpu_ms_per_tuple"], 3)
         r["main_cpu_vs_before"] = round(r["main_cpu_ms_per_batch"] / before["main_cpu_ms_per_batch"], 3)
         r.update(_projection(r, 8, 50))
-    for name, r in out.items():  # against `clip` on the same members: what the buffer mode alone costs
+    for name, r in out.items():  # against `clip` (stream reads) on the same members: what the mode alone costs
         clip = out["wav_clip (before)" if name.startswith("wav") else "flac_clip"]
         r["tuples_per_s_vs_clip"] = round(r["tuples_per_s"] / clip["tuples_per_s"], 3)
         r["cpu_per_tuple_vs_clip"] = round(r["cpu_ms_per_tuple"] / clip["cpu_ms_per_tuple"], 3)
+        r["main_cpu_vs_clip"] = round(r["main_cpu_ms_per_batch"] / clip["main_cpu_ms_per_batch"], 3)
     return out
 
 
@@ -405,11 +434,19 @@ def _projection(r: dict, workers: int, batch: int, prefetch: int = 2) -> dict:
 
 def workers(work: Path, repeats: int, batches: int) -> dict:
     """1 vs 2 decode workers on the default sizes (112 px faces, 2 s crops) and on the paper
-    presets' (224 px faces, 4 s crops), FLAC shards, the default whole-clip buffer."""
-    setups = {"112px_2s": (_shards(work, "flac", 60), 2.0), "224px_4s (paper)": (_shards(work, "flac", 60, 224), 4.0)}
+    presets' (224 px faces, 4 s crops), FLAC shards, the default whole-clip buffer, with the
+    default `member_reads: workers` (setup names as before) and with `stream` (suffixed)."""
+    sets = {"112px_2s": (_shards(work, "flac", 60), 2.0), "224px_4s (paper)": (_shards(work, "flac", 60, 224), 4.0)}
+    setups = {
+        (f"{name}{'' if reads == 'workers' else STREAM_SUFFIX}"): (shards, crop, reads)
+        for name, (shards, crop) in sets.items()
+        for reads in ("workers", "stream")
+    }
     configs = {
-        (name, n): _base_cfg(shards, num_workers=n, read_streams=2, crop_seconds=crop, buffer_audio="clip")
-        for name, (shards, crop) in setups.items()
+        (name, n): _base_cfg(
+            shards, num_workers=n, read_streams=2, crop_seconds=crop, buffer_audio="clip", member_reads=reads
+        )
+        for name, (shards, crop, reads) in setups.items()
         for n in (1, 2)
     }
     runs = {key: [] for key in configs}
@@ -431,7 +468,16 @@ def workers(work: Path, repeats: int, batches: int) -> dict:
             "speedup_2_over_1": round(two["tuples_per_s"] / one["tuples_per_s"], 3),
             "projection": {"inputs": per, **_projection(per, 8, 50)},
         }
+    for name in sets:  # what reading the members in the workers changes, per setup
+        new, old = out[name]["workers_2"], out[name + STREAM_SUFFIX]["workers_2"]
+        out[name]["member_reads_workers_over_stream"] = {
+            k: round(new[k] / old[k], 3)
+            for k in ("main_cpu_ms_per_batch", "worker_cpu_ms_per_batch", "cpu_ms_per_tuple", "buffer_bytes_per_sample")
+        }
     return out
+
+
+STREAM_SUFFIX = " (member_reads: stream)"
 
 
 def main() -> None:

@@ -25,12 +25,13 @@ prints the top N functions by internal CPU time (`time.process_time` as the prof
 
     python benchmarks/profile_loader_main.py [--shards DIR [DIR ...]] [--audio flac|wav] [--buffer-audio crop|clip]
         [--torch-threads N] [--batches 20] [--cprofile 25] [--json out.json]
-        [--baseline-src DIR --repeats 3]
+        [--member-reads stream|workers] [--baseline-src DIR | --compare-member-reads] [--repeats 3]
 
 `--baseline-src DIR` (a checkout of an older commit, e.g. `git archive <commit> shards | tar -x
 -C DIR`) runs the profile `--repeats` times for that code and for this tree, alternating, each
 in a fresh process, and reports the medians side by side with their ratios (this tree / the
-baseline), so load changes on a shared box hit both alike.
+baseline), so load changes on a shared box hit both alike. `--compare-member-reads` does the same
+for this tree with `data.member_reads: stream` and `workers` (docs/LOADER.md, "Member reads").
 
 Without `--shards` it builds a synthetic set like `bench_loader_scale.py`'s (60 identities x 3
 videos x 2 clips of 7-9 s, 4 face frames of 112 px, as ingest writes). With `--shards` give an
@@ -103,7 +104,7 @@ def _synthetic(work: Path, fmt: str) -> str:
     return str(out)
 
 
-def profile(shards: list[str], buffer_audio: str, batches: int, cprofile_top: int) -> dict:
+def profile(shards: list[str], buffer_audio: str, batches: int, cprofile_top: int, member_reads: str | None) -> dict:
     clock = StageClock()
     clock.wrap(PieceStream, "next", "read")
     clock.wrap(SampleParser, "__call__", "parse")
@@ -124,6 +125,8 @@ def profile(shards: list[str], buffer_audio: str, batches: int, cprofile_top: in
         steps_per_epoch=100_000,
         buffer_audio=buffer_audio,
     )
+    if member_reads is not None:  # None: the loader's default (checkouts older than the key lack it)
+        cfg["member_reads"] = member_reads
     prof = cProfile.Profile(time.process_time) if cprofile_top else None
     with TupleLoader(cfg) as loader:
         it = iter(loader)
@@ -139,6 +142,8 @@ def profile(shards: list[str], buffer_audio: str, batches: int, cprofile_top: in
         proc, main, wall = time.process_time() - p0, time.thread_time() - t0, time.perf_counter() - w0
         workers = tree_cpu_seconds() - tree0 - proc
         clock.on = False
+        held = loader.report()["buffer_encoded_bytes"]
+        member_reads = getattr(loader.cfg, "member_reads", "stream")
     stages = dict(clock.cpu)
     stages["read"] -= stages.get("parse", 0.0)  # parse runs inside read
     stages["other"] = main - sum(stages.values())
@@ -147,6 +152,9 @@ def profile(shards: list[str], buffer_audio: str, batches: int, cprofile_top: in
     out = {
         "shards": shards,
         "buffer_audio": buffer_audio,
+        "member_reads": member_reads,
+        "buffer_samples": cfg["buffer_size"],
+        "buffer_encoded_bytes": held,
         "torch_threads": torch.get_num_threads(),
         "batches": batches,
         "tuples_per_batch": tuples / batches,
@@ -183,24 +191,30 @@ def _medians(runs: list[dict]) -> dict:
     )
     return {
         **{k: round(statistics.median(r[k] for r in runs), 2) for k in keys},
+        "buffer_encoded_bytes": runs[0].get("buffer_encoded_bytes"),
         "process_cpu_ms_per_batch_runs": [r["process_cpu_ms_per_batch"] for r in runs],
         "stage_cpu_ms_per_batch": stages,
         "torch_threads": runs[0]["torch_threads"],
     }
 
 
-def compare(baseline: Path, args: list[str], repeats: int) -> dict:
-    """This tree vs `baseline`, alternating fresh processes, medians and ratios."""
-    here = Path(__file__).resolve().parents[1]
-    runs: dict[str, list[dict]] = {"baseline": [], "this tree": []}
+def compare(sides: dict[str, tuple[Path, list[str]]], repeats: int) -> dict:
+    """Two sides (a `shards` source folder and profile arguments each), run alternately in fresh
+    processes, `repeats` times each: medians, and the ratios second / first."""
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
     for _ in range(repeats):
-        runs["baseline"].append(_run_in(baseline, args))
-        runs["this tree"].append(_run_in(here, args))
+        for name, (src, args) in sides.items():
+            runs[name].append(_run_in(src, args))
     out = {name: _medians(r) for name, r in runs.items()}
-    base, new = out["baseline"], out["this tree"]
-    out["ratio_this_over_baseline"] = {
+    (first, base), (second, new) = out.items()
+    out[f"ratio_{second.replace(' ', '_')}_over_{first.replace(' ', '_')}"] = {
         k: round(new[k] / base[k], 3)
-        for k in ("process_cpu_ms_per_batch", "main_thread_cpu_ms_per_batch", "decode_workers_cpu_ms_per_batch")
+        for k in (
+            "process_cpu_ms_per_batch",
+            "main_thread_cpu_ms_per_batch",
+            "decode_workers_cpu_ms_per_batch",
+            "wall_ms_per_batch",
+        )
     }
     return out
 
@@ -211,29 +225,42 @@ def main() -> None:
         "--shards", nargs="+", default=None, help="shard split folder(s), merged (default: build a synthetic one)"
     )
     ap.add_argument("--audio", choices=("flac", "wav"), default="flac", help="synthetic set's audio member")
-    ap.add_argument("--buffer-audio", choices=("crop", "clip"), default="crop")
+    ap.add_argument("--buffer-audio", choices=("crop", "window", "clip"), default="crop")
     ap.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads here (default: torch's)")
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--cprofile", type=int, default=0, help="print the top N functions (0: none)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "voxface_profile_loader")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     ap.add_argument("--baseline-src", type=Path, default=None, help="compare with the `shards` package in this folder")
-    ap.add_argument("--repeats", type=int, default=3, help="with --baseline-src: alternating runs per side")
+    ap.add_argument(
+        "--member-reads", choices=("stream", "workers"), default=None, help="data.member_reads (default: the loader's)"
+    )
+    ap.add_argument(
+        "--compare-member-reads", action="store_true", help="member_reads stream vs workers, this tree, alternating"
+    )
+    ap.add_argument("--repeats", type=int, default=3, help="with a comparison: alternating runs per side")
     args = ap.parse_args()
-    if args.baseline_src:
+    if args.baseline_src or args.compare_member_reads:
         shards = args.shards or [_synthetic(args.work, args.audio)]
         passed = ["--shards", *shards, "--buffer-audio", args.buffer_audio, "--batches", str(args.batches)]
         if args.torch_threads:
             passed += ["--torch-threads", str(args.torch_threads)]
+        here = Path(__file__).resolve().parents[1]
+        if args.compare_member_reads:
+            sides = {name: (here, [*passed, "--member-reads", name]) for name in ("stream", "workers")}
+            what = "data.member_reads stream (the reader streams read every member) vs workers (headers and json only)"
+        else:
+            sides = {"baseline": (args.baseline_src, passed), "this tree": (here, passed)}
+            what = "this tree vs a baseline checkout"
         result = {
             "meaning": "CPU of the loader's consuming process per batch of 50 tuples (K = 2, 2 decode worker "
-            "processes, 2 s crops), by stage, this tree vs a baseline checkout, alternating runs, medians",
+            f"processes, 2 s crops), by stage, {what}, alternating runs, medians",
             "shards": shards,
             "buffer_audio": args.buffer_audio,
             "batches": args.batches,
             "repeats": args.repeats,
             "load_avg_start": os.getloadavg(),
-            **compare(args.baseline_src, passed, args.repeats),
+            **compare(sides, args.repeats),
             "load_avg_end": os.getloadavg(),
             "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -244,7 +271,7 @@ def main() -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     shards = args.shards or [_synthetic(args.work, args.audio)]
-    result = profile(shards, args.buffer_audio, args.batches, args.cprofile)
+    result = profile(shards, args.buffer_audio, args.batches, args.cprofile, args.member_reads)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -17,7 +17,9 @@ The model (stated in the output, so a reader can redo it):
   so nothing serial is left but the final merge); plus the disk rates that wall time implies;
 * training node: 8 ranks x 8 decode workers, one core each; a rank delivers
   min(workers x B / worker CPU per batch, B / consuming-process CPU per batch) tuples/s;
-  memory = ranks x (buffer_size x buffer bytes per sample + decode workers' RSS).
+  memory = ranks x (buffer_size x buffer bytes per sample + decode workers' RSS), plus, with
+  the default `member_reads: workers`, the buffered samples' shard bytes in the page cache;
+  the same for `member_reads: stream` for comparison.
 
 These are projections from a shared 2-core box: they assume the per-clip and per-batch CPU stay
 what was measured (same clips, same codecs) and that disks and memory bandwidth keep up.
@@ -42,6 +44,9 @@ RANKS, WORKERS_PER_RANK = 8, 8
 #: docs/LOADER.md: buffer_size >= 0.7 x identities (VoxCeleb2 dev: ~4,200)
 BUFFER_SAMPLES = 4_200
 PAPER_CONFIG = "224px_4s (paper)"
+# the same configuration with `data.member_reads: stream` (the reader streams read every member and
+# the buffer holds the bytes: the loader before member reads), for comparison
+PAPER_CONFIG_STREAM = PAPER_CONFIG + " (member_reads: stream)"
 
 
 class MissingResult(Exception):
@@ -71,6 +76,7 @@ def read_inputs(results: Path) -> dict:
     loader = _load(results, "loader.json")
     corpus = _get(ingest, "ingest.json", "corpus")
     paper = _get(workers, "loader_workers.json", PAPER_CONFIG)
+    stream = _get(workers, "loader_workers.json", PAPER_CONFIG_STREAM)
     worker_rss_kib = _get(loader, "loader.json", "rss", "1M", "decode_workers_maxrss_kib")
     inputs = {
         # every marginal run of both worker counts: per clip they cost the same within the noise
@@ -118,6 +124,18 @@ def read_inputs(results: Path) -> dict:
             _get(paper, "loader_workers.json", "workers_2", "buffer_bytes_per_sample"),
             f"loader_workers.json {PAPER_CONFIG}.workers_2.buffer_bytes_per_sample",
         ),
+        "stream_loader_main_cpu_ms_per_batch": (
+            _get(stream, "loader_workers.json", "workers_2", "main_cpu_ms_per_batch"),
+            f"loader_workers.json {PAPER_CONFIG_STREAM}.workers_2.main_cpu_ms_per_batch",
+        ),
+        "stream_loader_worker_cpu_ms_per_batch": (
+            _get(stream, "loader_workers.json", "workers_1", "worker_cpu_ms_per_batch"),
+            f"loader_workers.json {PAPER_CONFIG_STREAM}.workers_1.worker_cpu_ms_per_batch",
+        ),
+        "stream_buffer_bytes_per_sample": (
+            _get(stream, "loader_workers.json", "workers_2", "buffer_bytes_per_sample"),
+            f"loader_workers.json {PAPER_CONFIG_STREAM}.workers_2.buffer_bytes_per_sample",
+        ),
         "decode_worker_rss_mb": (
             statistics.median(worker_rss_kib) / 1024,
             "loader.json rss.1M.decode_workers_maxrss_kib (median)",
@@ -158,8 +176,15 @@ def project(inputs: dict) -> dict:
     rank_workers_tps = WORKERS_PER_RANK * b * 1000 / v["loader_worker_cpu_ms_per_batch"]
     rank_main_tps = b * 1000 / v["loader_main_cpu_ms_per_batch"]
     rank_tps = min(rank_workers_tps, rank_main_tps)
+    stream_tps = min(
+        WORKERS_PER_RANK * b * 1000 / v["stream_loader_worker_cpu_ms_per_batch"],
+        b * 1000 / v["stream_loader_main_cpu_ms_per_batch"],
+    )
     tuples_per_epoch = clips / 2  # default positive (another video): 2 buffered samples per tuple
     buffer_gb = BUFFER_SAMPLES * v["buffer_bytes_per_sample"] / 1e9
+    # with member reads the buffered samples' bytes stay in the kernel's page cache (reclaimable)
+    # until a decode worker reads them: about the buffer's samples x a sample's shard bytes
+    page_cache_gb = BUFFER_SAMPLES * v["source_bytes_per_clip"] * v["shard_over_source_bytes"] / 1e9
     node = {
         "ranks": RANKS,
         "decode_workers_per_rank": WORKERS_PER_RANK,
@@ -172,6 +197,11 @@ def project(inputs: dict) -> dict:
         "epoch_minutes": round(tuples_per_epoch / (RANKS * rank_tps) / 60, 1),
         "buffer_gb_per_rank": round(buffer_gb, 3),
         "buffer_gb_per_node": round(RANKS * buffer_gb, 2),
+        "page_cache_gb_per_rank_behind_the_buffer": round(page_cache_gb, 2),
+        "member_reads_stream": {
+            "rank_tuples_per_s": round(stream_tps),
+            "buffer_gb_per_rank": round(BUFFER_SAMPLES * v["stream_buffer_bytes_per_sample"] / 1e9, 3),
+        },
         "decode_workers_rss_gb_per_node": round(RANKS * WORKERS_PER_RANK * v["decode_worker_rss_mb"] / 1024, 1),
         "node_loader_cpu_core_seconds_per_epoch": round(tuples_per_epoch * v["loader_cpu_ms_per_tuple"] / 1000),
     }
@@ -220,6 +250,10 @@ def markdown(inputs: dict, proj: dict) -> str:
         f"| cores the loaders use | {node['cores_used']} |",
         f"| identity buffer at {node['buffer_samples_per_rank']:,} samples: per rank / per node | "
         f"{node['buffer_gb_per_rank']} GB / {node['buffer_gb_per_node']} GB |",
+        "| shard data behind the buffer, in the page cache (reclaimable; read by the decode workers) | "
+        f"~{node['page_cache_gb_per_rank_behind_the_buffer']} GB per rank |",
+        f"| with `member_reads: stream` instead (the loader before): tuples/s per rank; buffer per rank | "
+        f"{node['member_reads_stream']['rank_tuples_per_s']:,}; {node['member_reads_stream']['buffer_gb_per_rank']} GB |",
         f"| decode workers' peak RSS per node (sum; mostly torch pages shared between them) | "
         f"{node['decode_workers_rss_gb_per_node']} GB |",
         f"| loader CPU per epoch | {node['node_loader_cpu_core_seconds_per_epoch'] / 3600:.1f} core-hours |",

@@ -2,9 +2,10 @@
 
 Positives for a tuple (another clip of the anchor's identity, from the same or a different video)
 must come from somewhere without random access: the stream fills this buffer, the tuple planner
-takes pairs out of it. It holds *encoded* bytes (one JPEG + the sample's audio crop window, see
-`SampleParser`), never decoded tensors, so its memory is `capacity x encoded sample size`, fixed
-by config (WebDataset #439).
+takes pairs out of it. It holds where each sample's face and audio members lie in their shard
+(`data.member_reads: workers`, ~1 KB per sample: the decode workers read the bytes) or their
+*encoded* bytes (`stream`: one JPEG + the audio clip, window or crop, see `SampleParser`), never
+decoded tensors, so its memory is `capacity x` that, fixed by config (WebDataset #439).
 
 For checkpoints only the samples' locations `(shard, offset, size)` and insertion order are saved;
 `load_state_dict` in the loader re-reads them with `read_sample_at` (Megatron-Energon's

@@ -70,8 +70,9 @@ class MemberRefs(NamedTuple):
 
 @dataclass
 class Sample:
-    """One buffered clip: only the encoded bytes a tuple can use (one face frame + the audio member,
-    `wav` PCM or `flac`, see `shards.format.AUDIO_MEMBERS`)."""
+    """One buffered clip: what a tuple can use of it (one face frame + the audio member, `wav` PCM
+    or `flac`, see `shards.format.AUDIO_MEMBERS`), as bytes or, read by reference, as where they
+    lie in the shard (`refs`)."""
 
     key: str
     identity: str
@@ -90,7 +91,7 @@ class Sample:
     audio_span: int | None = None
     crop_fraction: float | None = None  # the sample's own fixed crop placement (buffer_audio: crop)
     # `data.member_reads: workers`: `face` and `audio` stay empty, the buffer holds where they lie,
-    # and whoever decodes reads them (`shards.assemble.read_members`), cutting the audio to the
+    # and whoever decodes reads them (`shards.assemble.face_bytes` / `voice_source`), cutting the audio to the
     # window starting at `window_fraction` (`buffer_audio: window` / `crop`) exactly as
     # `SampleParser` cuts bytes it holds
     refs: MemberRefs | None = None
@@ -142,6 +143,10 @@ class SampleParser:
     of the sample draws its crop inside the window (`Sample.audio_start` / `audio_span`) from the
     batch plan's RNG, unless `fixed_crop` (`buffer_audio: crop`, window = crop): then every use in
     the epoch gets the same crop, also for a FLAC kept whole (`Sample.crop_fraction`).
+
+    Members read by reference (`iter_tar_sample_refs`, `data.member_reads: workers`) arrive as
+    `MemberSpan`s: the sample then holds its shard's path and the two spans (`Sample.refs`) and
+    the window's start fraction, and the window is cut when the decode worker reads the audio.
     """
 
     def __init__(
