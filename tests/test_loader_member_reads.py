@@ -174,10 +174,12 @@ def test_reference_reader_matches_the_byte_reader_and_reads_a_fraction(sets, mon
     assert read_by_the_stream < 0.3 * os.path.getsize(path)  # headers and json, not the members
 
 
-def test_reference_reader_handles_foreign_tars_and_reports_truncation(tmp_path):
-    deep = "d" * 60 + "/" + "e" * 60  # > 100 bytes: PAX records
-    path = tmp_path / "pax.tar"
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+@pytest.mark.parametrize("tar_format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_reference_reader_handles_foreign_tars_and_reports_truncation(tmp_path, tar_format):
+    # > 100 bytes: PAX or GNU long-name records, a ustar prefix
+    deep = "d" * 60 + "/" + "e" * 60 if tar_format != tarfile.USTAR_FORMAT else "p" * 120
+    path = tmp_path / "foreign.tar"
+    with tarfile.open(path, "w", format=tar_format) as tf:
         for i in range(3):
             for ext, payload in (("json", b'{"i": %d}' % i), ("f0.jpg", bytes([i]) * 9000), ("wav", b"w" * 700)):
                 info = tarfile.TarInfo(f"{deep}/k{i}.{ext}")
