@@ -433,12 +433,21 @@ def iter_tar_samples(
         yield key, members, offset
 
 
+class ShardChangedError(ShardFormatError):
+    """A shard is no longer the file a member's location was taken from (replaced or rewritten)."""
+
+
 class MemberSpan(NamedTuple):
     """Where a member's payload lies in its shard: what a sample holds instead of the bytes when
-    they are read later, by whoever decodes them (`iter_tar_sample_refs`, `read_member`)."""
+    they are read later, by whoever decodes them (`iter_tar_sample_refs`, `read_member`).
+
+    `stamp` identifies the file the span was read from (`(st_ino, st_size, st_mtime_ns)` when the
+    reader opened it): a shard replaced or rewritten since then is refused instead of read at
+    offsets that now hold other bytes."""
 
     offset: int
     size: int
+    stamp: tuple[int, int, int] | None = None
 
     def __bool__(self) -> bool:  # true when it holds bytes, like a payload (`audio_member`)
         return self.size > 0
@@ -453,20 +462,34 @@ _HEAD_READ = 4096
 _READ_AHEAD = 8 << 20
 
 
-def _iter_record_refs(fd: int, start: int, keep: frozenset[str]) -> Iterator[tuple[str, Any, int, int]]:
+def _file_stamp(fd: int) -> tuple[int, int, int]:
+    st = os.fstat(fd)
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _iter_record_refs(
+    fd: int, start: int, keep: frozenset[str], stop: int | None = None
+) -> Iterator[tuple[str, Any, int, int]]:
     """`_iter_records` that reads only headers and the payloads of members whose extension is in
     `keep`; every other member is yielded as its `MemberSpan`. Same names, offsets, ends and
     errors as `_iter_records` (a member running past the end of the file is truncation, found
-    from the file size without reading it)."""
-    file_size = os.fstat(fd).st_size
+    from the file size without reading it). `stop`: a byte offset to treat as the end of the
+    archive (one sample's span: nothing after it is read)."""
+    stamp = _file_stamp(fd)
+    file_size = stamp[1]
     pos = advised = start
     advise = getattr(os, "posix_fadvise", None)
     long_name: str | None = None
     record_start: int | None = None
     while True:
+        if pos == stop:
+            return
         if advise is not None and pos + _READ_AHEAD // 2 > advised:
             advised = max(advised, pos)
-            advise(fd, advised, _READ_AHEAD, os.POSIX_FADV_WILLNEED)
+            try:
+                advise(fd, advised, _READ_AHEAD, os.POSIX_FADV_WILLNEED)
+            except OSError:  # only a hint: a file system that refuses it is read without
+                advise = None
             advised += _READ_AHEAD
         head = os.pread(fd, _HEAD_READ, pos)
         if len(head) < BLOCK:
@@ -478,7 +501,7 @@ def _iter_record_refs(fd: int, start: int, keep: frozenset[str]) -> Iterator[tup
             return
         name, size, kind = header
         end = pos + BLOCK + size + (-size % BLOCK)
-        if end > file_size:
+        if end > file_size:  # (a published shard never grows: one that did is not the file opened)
             raise TruncatedShardError(f"tar ends inside member {name!r} (header at byte {pos}, {size} bytes expected)")
         regular = kind in (48, 0, 55)  # b"0", b"\0", b"7"
         if regular and long_name is not None:
@@ -489,7 +512,7 @@ def _iter_record_refs(fd: int, start: int, keep: frozenset[str]) -> Iterator[tup
             if len(payload) != size:
                 raise TruncatedShardError(f"tar ends inside member {name!r} (header at byte {pos})")
         else:
-            payload = MemberSpan(pos + BLOCK, size)
+            payload = MemberSpan(pos + BLOCK, size, stamp)
         header_offset, pos = pos, end
         if kind == 76:  # GNU long name of the next member
             long_name = payload.rstrip(b"\0").decode("utf-8")
@@ -528,22 +551,31 @@ def iter_tar_sample_refs(
 def read_sample_refs_at(
     path: str | os.PathLike, offset: int, size: int, keep: frozenset[str] = frozenset({"json"})
 ) -> tuple[str, dict[str, bytes | MemberSpan]]:
-    """`read_sample_at` for `iter_tar_sample_refs`: the sample at `offset`, `keep` members read."""
-    for key, members, _, end in iter_tar_sample_refs(path, offset, keep):
-        if end - offset != size:
-            raise CorruptShardError(
-                f"{path}: the sample at offset {offset} spans {end - offset} bytes, expected {size}"
-            )
-        return key, members
-    raise CorruptShardError(f"{path}: no sample at offset {offset}")
-
-
-def read_member(path: str | os.PathLike, span: MemberSpan | tuple[int, int]) -> bytes:
-    """The payload at `span` of the shard at `path` (one `pread`); `TruncatedShardError` when the
-    file no longer holds it."""
-    offset, size = span
+    """`read_sample_at` for `iter_tar_sample_refs`: the sample at `offset`, `keep` members read.
+    Like `read_sample_at` it reads nothing past `offset + size` (damage after the sample does not
+    make restoring it fail)."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        samples = list(_group_samples(_iter_record_refs(fd, offset, keep, stop=offset + size), offset))
+    finally:
+        os.close(fd)
+    if len(samples) != 1 or samples[0][3] - offset != size:
+        raise CorruptShardError(f"{path}: {len(samples)} samples found at offset {offset} in {size} bytes, expected 1")
+    key, members, _, _ = samples[0]
+    return key, members
+
+
+def read_member(path: str | os.PathLike, span: MemberSpan) -> bytes:
+    """The payload at `span` of the shard at `path` (one `pread`); `ShardChangedError` when the
+    file is not the one the span was read from (its stamp), `TruncatedShardError` when it no
+    longer holds the bytes."""
+    offset, size, stamp = span
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if stamp is not None and _file_stamp(fd) != stamp:
+            raise ShardChangedError(
+                f"{path} was replaced or rewritten after its headers were read (inode, size or mtime differ)"
+            )
         data = os.pread(fd, size, offset)
     finally:
         os.close(fd)

@@ -408,7 +408,8 @@ class TupleLoader:
             return list(pool.map(_decode_face_or_bad, [jpegs[i] for i in ok], [samples[i].key for i in ok]))
 
         before = guard.fallback_batches
-        decoded, _ = guard.decode([jpegs[i] for i in ok], cpu_decode)
+        # nothing readable: nothing for DALI (an empty batch would count as a DALI failure)
+        decoded = guard.decode([jpegs[i] for i in ok], cpu_decode)[0] if ok else []
         self.stats["dali_fallback_batches"] += guard.fallback_batches - before
         faces = list(jpegs)
         for i, px in zip(ok, decoded):

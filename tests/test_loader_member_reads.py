@@ -198,3 +198,72 @@ def test_reference_reader_handles_foreign_tars_and_reports_truncation(tmp_path, 
 def test_member_reads_is_validated(sets):
     with pytest.raises(ValueError, match=r"data.member_reads must be one of \['stream', 'workers'\]"):
         TupleLoader(_cfg(sets["wav"], member_reads="disk"))
+
+
+def test_a_replaced_or_rewritten_shard_is_refused_not_read(sets, tmp_path):
+    """A location is only valid in the file it was read from: after `os.replace` (another inode)
+    or an in-place rewrite (another mtime), reading it raises instead of returning the bytes that
+    now sit at that offset, and the loader counts the item as `unreadable_member`."""
+    import shutil
+
+    src = sorted(p.path for p in os.scandir(sets["wav"]) if p.name.endswith(".tar"))
+    path = tmp_path / "s.tar"
+    shutil.copy(src[0], path)
+    _, members, _, _ = next(iter_tar_sample_refs(path))
+    face = members["f0.jpg"]
+    assert read_member(path, face)[:2] == b"\xff\xd8"
+    other = tmp_path / "other.tar"
+    shutil.copy(src[1], other)
+    os.replace(other, path)  # a re-ingest publishing a new shard under the same name
+    with pytest.raises(fmt.ShardChangedError, match="replaced or rewritten"):
+        read_member(path, face)
+    _, members, _, _ = next(iter_tar_sample_refs(path))
+    face = members["f0.jpg"]
+    data = path.read_bytes()
+    path.write_bytes(data)  # the same size, rewritten in place
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(fmt.ShardChangedError):
+        read_member(path, face)
+
+
+def test_restoring_a_sample_reads_nothing_after_it(sets, tmp_path):
+    """`read_sample_refs_at` (resume, elastic resume) reads only the sample's own span, like
+    `read_sample_at`: damage in the next sample's header does not make the restore fail."""
+    path = tmp_path / "s.tar"
+    path.write_bytes(open(sorted(p.path for p in os.scandir(sets["flac"]) if p.name.endswith(".tar"))[0], "rb").read())
+    spans = list(iter_tar_sample_spans(path))
+    (key, _, offset, end), nxt = spans[0], spans[1][2]
+    data = bytearray(path.read_bytes())
+    data[nxt + 10] ^= 0xFF  # the next sample's first header checksum no longer matches
+    path.write_bytes(bytes(data))
+    assert read_sample_refs_at(path, offset, end - offset)[0] == key
+    with pytest.raises(fmt.CorruptShardError):
+        read_sample_refs_at(path, nxt, spans[1][3] - nxt)
+
+
+def test_unreadable_faces_never_count_as_dali_failures(sets):
+    """DALI faces (thread mode) read by reference: faces that cannot be read are that item's
+    `unreadable_member`, and a batch whose faces are all unreadable must not reach DALI (an
+    empty batch fails there and three such failures would switch DALI off)."""
+    pytest.importorskip("nvidia.dali")
+    import dataclasses
+
+    from shards.format import MemberSpan
+    from shards.stream import BadSample, MemberRefs
+
+    with TupleLoader(_cfg(sets["wav"], face_decoder="dali", member_reads="workers")) as loader:
+        next(iter(loader))
+        held = list(loader.buffer.fifo())[:4]
+        gone = [
+            dataclasses.replace(s, refs=MemberRefs("/nonexistent/shard.tar", MemberSpan(512, 9), MemberSpan(0, 9)))
+            for s in held
+        ]
+        guard = loader._face_decoder
+        before = (guard.kind, guard.fallback_batches)
+        for _ in range(4):  # more than the three failures in a row that give DALI up
+            faces = loader._decode_faces_dali(gone)
+            assert all(isinstance(f, BadSample) and f.reason == "unreadable_member" for f in faces)
+        mixed = loader._decode_faces_dali([held[0], gone[1], held[2]])
+        assert (guard.kind, guard.fallback_batches) == before
+    assert isinstance(mixed[1], BadSample) and mixed[0].shape == mixed[2].shape == (*mixed[0].shape[:2], 3)
