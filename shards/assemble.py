@@ -6,11 +6,13 @@ matmul, ~35% of the CPU), the FLAC crops (~38%) and the JPEGs (~12%) are many sm
 batch's feature step wait for its decodes and vice versa. `benchmarks/bench_loader.py` and
 docs/LOADER.md ("Decode workers") have the measurements.
 
-A worker receives a *lean* plan (only the encoded bytes it decodes: face JPEGs of face items,
-the crop window of WAV voice items, whole FLACs), normally as offsets into a shared-memory slot
-(`pack_into_slot`, `shards/shm.py`), and leaves numpy arrays there: log-mel features, and faces
-normalised here for a CPU loader (`AssembleSpec.float_faces`: off the consuming process, which is
-serial) or uint8 for a CUDA loader (4x smaller; `finish_batch` normalises them on the GPU).
+A worker receives a *lean* plan: by default (`data.member_reads: workers`) the items' locations
+in their shards, which it reads itself (`face_bytes`, `voice_source`); with `stream` only the
+encoded bytes it decodes (face JPEGs of face items, the crop window of WAV voice items, whole
+FLACs), normally as offsets into a shared-memory slot (`pack_into_slot`, `shards/shm.py`). It
+leaves numpy arrays in that slot: log-mel features, and faces normalised here for a CPU loader
+(`AssembleSpec.float_faces`: off the consuming process, which is serial) or uint8 for a CUDA
+loader (4x smaller; `finish_batch` normalises them on the GPU).
 `finish_batch` in the consuming process builds the index tensors. Bad items are repaired here
 (`repair_plan`) and returned as `(reason, message)` pairs; the loader counts them (or raises with
 `strict`) in the consuming thread, in batch order, so counts and messages stay deterministic.
@@ -310,9 +312,9 @@ def take_from_slot(batch: dict[str, Any], buf: memoryview) -> dict[str, Any]:
 
 
 def _as_clip(s: Sample, face: bytes, audio: bytes) -> Sample:
-    """`s` carrying `audio` as a whole clip of its own (no window): a crop cut by `lean_plan`."""
+    """`s` carrying `audio` as a whole clip of its own (no window): a crop cut by `lean_plan`
+    (never a sample read by reference: `lean_plan` only cuts bytes it holds)."""
     return Sample(s.key, s.identity, s.video, s.clip, s.gender, face, audio, s.loc, s.seq, None, None, s.crop_fraction)
-    # (never a sample read by reference: `lean_plan` only cuts bytes it holds)
 
 
 def crop_fractions(plan: BatchPlan) -> list[float]:

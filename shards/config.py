@@ -17,7 +17,8 @@ DECODE_WORKERS = ("auto", "processes", "threads")
 BUFFER_AUDIO = ("clip", "window", "crop")
 MEMBER_READS = ("stream", "workers")
 DEFAULT_WINDOW_FACTOR = 1.25  # buffer_window_seconds when unset: this x crop_seconds (docs/LOADER.md, "Compact audio":
-# the widest window that keeps 4,200 samples of 2 s crops within 0.4 GB with WAV as well as FLAC members)
+# the widest window that keeps 4,200 samples of 2 s crops within 0.4 GB with WAV as well as FLAC members, when the
+# buffer holds the bytes: member_reads: stream)
 
 # LogMel kwargs a config may set; the sample rate is not one of them: it comes from the shards' index.json
 _LOGMEL_KEYS = {"n_fft", "win_length", "hop_length", "n_mels", "window", "f_min", "f_max", "eps"}
