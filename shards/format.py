@@ -315,6 +315,22 @@ def _parse_header(hdr: bytes | bytearray, at: int) -> tuple[str, int, int] | Non
     return name, size, hdr[156]
 
 
+_NAME_RECORDS = (76, 120)  # b"L": GNU long name of the next member; b"x": PAX extended header
+
+
+def _extended_name(kind: int, payload: bytes, current: str | None) -> str | None:
+    """The next member's name as a GNU long-name (`L`) or PAX (`x`) record gives it (`current`
+    when a PAX record sets no path): shared by both tar readers."""
+    if kind == 76:
+        return payload.rstrip(b"\0").decode("utf-8")
+    for line in payload.decode("utf-8").splitlines():
+        _, _, kv = line.partition(" ")
+        k, _, v = kv.partition("=")
+        if k == "path":
+            current = v
+    return current
+
+
 def _iter_records(fh: BinaryIO, start: int, chunk: int = _CHUNK) -> Iterator[tuple[str, bytes, int, int]]:
     """Yield `(name, payload, offset, end)` per regular file: `offset` is where the member's first
     record starts (its PAX / GNU long-name header when it has one, so seeking there re-reads the
@@ -352,16 +368,8 @@ def _iter_records(fh: BinaryIO, start: int, chunk: int = _CHUNK) -> Iterator[tup
         header_offset = base + p
         payload = bytes(view[p + BLOCK : p + BLOCK + size])
         p += BLOCK + padded
-        if kind == 76:  # b"L": GNU long name of the next member
-            long_name = payload.rstrip(b"\0").decode("utf-8")
-            record_start = header_offset if record_start is None else record_start
-            continue
-        if kind == 120:  # b"x": PAX extended header
-            for line in payload.decode("utf-8").splitlines():
-                _, _, kv = line.partition(" ")
-                k, _, v = kv.partition("=")
-                if k == "path":
-                    long_name = v
+        if kind in _NAME_RECORDS:
+            long_name = _extended_name(kind, payload, long_name)
             record_start = header_offset if record_start is None else record_start
             continue
         if kind not in (48, 0, 55):  # regular files: b"0", b"\0", b"7"
@@ -514,16 +522,8 @@ def _iter_record_refs(
         else:
             payload = MemberSpan(pos + BLOCK, size, stamp)
         header_offset, pos = pos, end
-        if kind == 76:  # GNU long name of the next member
-            long_name = payload.rstrip(b"\0").decode("utf-8")
-            record_start = header_offset if record_start is None else record_start
-            continue
-        if kind == 120:  # PAX extended header
-            for line in payload.decode("utf-8").splitlines():
-                _, _, kv = line.partition(" ")
-                k, _, v = kv.partition("=")
-                if k == "path":
-                    long_name = v
+        if kind in _NAME_RECORDS:
+            long_name = _extended_name(kind, payload, long_name)
             record_start = header_offset if record_start is None else record_start
             continue
         if not regular:
