@@ -14,29 +14,13 @@ from shards.decode import decode_voice_crop
 from shards.flac import encode_flac_seekable
 from shards.loader import TupleLoader
 from shards.stream import Sample, SampleParser
-from shards.testing import SyntheticSpec, make_shard_set, voice_int16
+from shards.testing import voice_int16
 from shards.tuples import BatchPlan
 from shards.wav import encode_pcm16_wav
 
 CROP_S = 1.0
 WINDOW_S = 1.5
 SR = 16000
-
-
-def _spec(**kw):
-    return SyntheticSpec(
-        num_identities=8, videos_per_identity=3, clips_per_video=2, seconds=(3.0, 4.0), shard_sizes=[16, 16, 16], **kw
-    )
-
-
-@pytest.fixture(scope="module")
-def sets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("audio")
-    return {
-        "wav": str(make_shard_set(root / "wav", _spec())),
-        "flac": str(make_shard_set(root / "flac", _spec(audio_format="flac"))),
-        "flac_old": str(make_shard_set(root / "flac_old", _spec(audio_format="flac", flac_seektable=False))),
-    }
 
 
 def _cfg(d, **kw):
@@ -63,14 +47,14 @@ def _epoch(cfg, max_batches=None):
 
 
 @pytest.mark.parametrize("mode", ["crop", "window"])
-def test_features_do_not_depend_on_the_audio_member(sets, mode):
+def test_features_do_not_depend_on_the_audio_member(audio_member_sets, mode):
     """Same samples as WAV, FLAC with a seek table (cut to windows) and, with `crop`, FLAC without
     one (kept whole, cut at decode time at the same seeded place): the same keys and the same
     features. With `window` this also checks that a FLAC window's crop lands on the same samples
     as the WAV window's (in decode processes the WAV crop is cut by `lean_plan`: tested below)."""
     extra = {"buffer_window_seconds": WINDOW_S} if mode == "window" else {}
     names = ("wav", "flac", "flac_old") if mode == "crop" else ("wav", "flac")
-    runs = {name: _epoch(_cfg(sets[name], buffer_audio=mode, **extra))[0] for name in names}
+    runs = {name: _epoch(_cfg(audio_member_sets[name], buffer_audio=mode, **extra))[0] for name in names}
     ref = runs["wav"]
     for name in names[1:]:
         assert len(runs[name]) == len(ref)
@@ -79,9 +63,9 @@ def test_features_do_not_depend_on_the_audio_member(sets, mode):
             assert torch.equal(a["voices"], b["voices"]), name
 
 
-def test_the_buffer_holds_crop_windows_not_whole_clips(sets):
+def test_the_buffer_holds_crop_windows_not_whole_clips(audio_member_sets):
     crop_bytes = 2 * int(CROP_S * 16000)
-    for name, d in sets.items():
+    for name, d in audio_member_sets.items():
         with (
             TupleLoader(_cfg(d, member_reads="stream")) as crop,  # the buffer holds the bytes
             TupleLoader(_cfg(d, buffer_audio="clip", member_reads="stream")) as clip,
@@ -102,8 +86,8 @@ def test_the_buffer_holds_crop_windows_not_whole_clips(sets):
 
 
 @pytest.mark.parametrize("buffer_audio", ["crop", "window"])
-def test_buffered_window_resume_is_bit_exact_with_flac(sets, buffer_audio):
-    cfg = _cfg(sets["flac"], buffer_audio=buffer_audio, decode_workers="processes", num_workers=2)
+def test_buffered_window_resume_is_bit_exact_with_flac(audio_member_sets, buffer_audio):
+    cfg = _cfg(audio_member_sets["flac"], buffer_audio=buffer_audio, decode_workers="processes", num_workers=2)
     reference, _ = _epoch(cfg)
     first = TupleLoader(cfg)
     head = list(itertools.islice(iter(first), 3))
@@ -118,13 +102,13 @@ def test_buffered_window_resume_is_bit_exact_with_flac(sets, buffer_audio):
         assert a["anchor_key"] == b["anchor_key"] and torch.equal(a["voices"], b["voices"])
 
 
-def test_buffer_audio_and_window_are_validated(sets):
+def test_buffer_audio_and_window_are_validated(audio_member_sets):
     with pytest.raises(ValueError, match="buffer_audio"):
-        TupleLoader(_cfg(sets["wav"], buffer_audio="segment"))
+        TupleLoader(_cfg(audio_member_sets["wav"], buffer_audio="segment"))
     with pytest.raises(ValueError, match=r"buffer_window_seconds must be .*crop_seconds"):
-        TupleLoader(_cfg(sets["wav"], buffer_audio="window", buffer_window_seconds=0.5))  # below the crop
+        TupleLoader(_cfg(audio_member_sets["wav"], buffer_audio="window", buffer_window_seconds=0.5))  # below the crop
     with pytest.raises(ValueError, match="buffer_window_seconds only applies with data.buffer_audio: window"):
-        TupleLoader(_cfg(sets["wav"], buffer_audio="clip", buffer_window_seconds=3.0))
+        TupleLoader(_cfg(audio_member_sets["wav"], buffer_audio="clip", buffer_window_seconds=3.0))
 
 
 # ------------------------------------------------------------------ buffer_audio: window
@@ -212,15 +196,17 @@ def test_lean_plan_cuts_the_same_crop_from_a_wav_window_as_the_decoder():
         assert np.array_equal(got, want)
 
 
-def test_the_buffer_holds_windows_between_crops_and_clips(sets):
+def test_the_buffer_holds_windows_between_crops_and_clips(audio_member_sets):
     """`window` keeps more than `crop` and less than `clip` per sample, and the same keys come out
     as with `clip` (the buffer mode changes crops, never the tuples)."""
     window_bytes = 2 * int(WINDOW_S * 16000)
     for name in ("wav", "flac"):
         modes = {  # `member_reads: stream`: the buffer holds the bytes whose size this is about
-            "clip": _cfg(sets[name], buffer_audio="clip", member_reads="stream"),
-            "crop": _cfg(sets[name], member_reads="stream"),
-            "window": _cfg(sets[name], buffer_audio="window", buffer_window_seconds=WINDOW_S, member_reads="stream"),
+            "clip": _cfg(audio_member_sets[name], buffer_audio="clip", member_reads="stream"),
+            "crop": _cfg(audio_member_sets[name], member_reads="stream"),
+            "window": _cfg(
+                audio_member_sets[name], buffer_audio="window", buffer_window_seconds=WINDOW_S, member_reads="stream"
+            ),
         }
         used, held = {}, {}
         for mode, cfg in modes.items():
@@ -234,10 +220,10 @@ def test_the_buffer_holds_windows_between_crops_and_clips(sets):
         assert held["crop"] < held["window"] < held["clip"], (name, held)
 
 
-def test_window_elastic_resume_is_deterministic_in_the_features(sets):
+def test_window_elastic_resume_is_deterministic_in_the_features(audio_member_sets):
     """2 ranks -> 1 rank twice from the same states: the same batches, crops included; a state
     saved after the switch resumes bit-exact."""
-    cfg = _cfg(sets["wav"], buffer_audio="window", buffer_window_seconds=WINDOW_S)
+    cfg = _cfg(audio_member_sets["wav"], buffer_audio="window", buffer_window_seconds=WINDOW_S)
     states = []
     for rank in range(2):
         with TupleLoader(cfg, rank=rank, world_size=2) as loader:

@@ -24,23 +24,6 @@ from shards.format import (
 )
 from shards.loader import TupleLoader
 from shards.stream import ShardReadError
-from shards.testing import SyntheticSpec, make_shard_set
-
-
-def _spec(**kw):
-    return SyntheticSpec(
-        num_identities=8, videos_per_identity=3, clips_per_video=2, seconds=(3.0, 4.0), shard_sizes=[16, 16, 16], **kw
-    )
-
-
-@pytest.fixture(scope="module")
-def sets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("member_reads")
-    return {
-        "wav": str(make_shard_set(root / "wav", _spec())),
-        "flac": str(make_shard_set(root / "flac", _spec(audio_format="flac"))),
-        "flac_old": str(make_shard_set(root / "flac_old", _spec(audio_format="flac", flac_seektable=False))),
-    }
 
 
 def _cfg(d, **kw):
@@ -73,9 +56,9 @@ def _assert_same(a, b):
 
 @pytest.mark.parametrize("member", ["wav", "flac", "flac_old"])
 @pytest.mark.parametrize("buffer_audio", ["clip", "window", "crop"])
-def test_workers_read_the_same_batches_as_the_stream(sets, member, buffer_audio):
+def test_workers_read_the_same_batches_as_the_stream(audio_member_sets, member, buffer_audio):
     extra = {"buffer_window_seconds": 1.5} if buffer_audio == "window" else {}
-    cfg = _cfg(sets[member], buffer_audio=buffer_audio, **extra)
+    cfg = _cfg(audio_member_sets[member], buffer_audio=buffer_audio, **extra)
     stream, held = _epochs({**cfg, "member_reads": "stream"})
     by_ref, refs = _epochs({**cfg, "member_reads": "workers"})
     _assert_same(stream, by_ref)
@@ -83,15 +66,15 @@ def test_workers_read_the_same_batches_as_the_stream(sets, member, buffer_audio)
     assert refs["member_reads"] == "workers" and refs["buffer_encoded_bytes"] == 0
 
 
-def test_decode_processes_read_the_same_batches_as_the_stream(sets):
-    cfg = _cfg(sets["flac"], decode_workers="processes", buffer_audio="window")
+def test_decode_processes_read_the_same_batches_as_the_stream(audio_member_sets):
+    cfg = _cfg(audio_member_sets["flac"], decode_workers="processes", buffer_audio="window")
     stream, _ = _epochs({**cfg, "member_reads": "stream"}, epochs=1)
     by_ref, _ = _epochs({**cfg, "member_reads": "workers"}, epochs=1)
     _assert_same(stream, by_ref)
 
 
-def test_the_buffer_holds_locations_not_bytes(sets):
-    with TupleLoader(_cfg(sets["wav"], member_reads="workers")) as loader:
+def test_the_buffer_holds_locations_not_bytes(audio_member_sets):
+    with TupleLoader(_cfg(audio_member_sets["wav"], member_reads="workers")) as loader:
         next(iter(loader))
         held = list(loader.buffer.fifo())
     assert held and all(s.face == b"" and s.audio == b"" and s.refs is not None for s in held)
@@ -100,8 +83,8 @@ def test_the_buffer_holds_locations_not_bytes(sets):
         assert read_member(s.refs.path, s.refs.audio)[:4] == b"RIFF"
 
 
-def test_resume_and_elastic_resume_match_the_stream(sets):
-    cfg = _cfg(sets["flac"], buffer_audio="crop")
+def test_resume_and_elastic_resume_match_the_stream(audio_member_sets):
+    cfg = _cfg(audio_member_sets["flac"], buffer_audio="crop")
     for member_reads in ("stream", "workers"):
         with TupleLoader({**cfg, "member_reads": member_reads}) as loader:
             list(itertools.islice(iter(loader), 3))
@@ -125,18 +108,18 @@ def test_resume_and_elastic_resume_match_the_stream(sets):
     _assert_same(elastic["stream"], elastic["workers"])
 
 
-def test_a_member_that_cannot_be_read_back_is_a_counted_skip(sets, tmp_path):
+def test_a_member_that_cannot_be_read_back_is_a_counted_skip(audio_member_sets, tmp_path):
     """A shard that goes away after its headers were read: the buffered samples from it are
     dropped from their tuples and counted (`unreadable_member`), the stream counts the missing
     shard, and the batches stay valid; with `strict` the first one stops the run naming it."""
     import shutil
 
     d = tmp_path / "set"
-    shutil.copytree(sets["wav"], d)
+    shutil.copytree(audio_member_sets["wav"], d)
     for strict in (False, True):
         if strict:
             shutil.rmtree(d)
-            shutil.copytree(sets["wav"], d)
+            shutil.copytree(audio_member_sets["wav"], d)
         with TupleLoader(_cfg(str(d), member_reads="workers", strict=strict, num_workers=1)) as loader:
             it = iter(loader)
             next(it)
@@ -155,8 +138,8 @@ def test_a_member_that_cannot_be_read_back_is_a_counted_skip(sets, tmp_path):
             assert any("cannot be read back" in m for m in loader.report()["skip_messages"])
 
 
-def test_reference_reader_matches_the_byte_reader_and_reads_a_fraction(sets, monkeypatch):
-    path = sorted(p.path for p in os.scandir(sets["flac"]) if p.name.endswith(".tar"))[0]
+def test_reference_reader_matches_the_byte_reader_and_reads_a_fraction(audio_member_sets, monkeypatch):
+    path = sorted(p.path for p in os.scandir(audio_member_sets["flac"]) if p.name.endswith(".tar"))[0]
     read = []
     real_pread = os.pread
     monkeypatch.setattr(fmt.os, "pread", lambda fd, n, off: read.append(n) or real_pread(fd, n, off))
@@ -195,18 +178,18 @@ def test_reference_reader_handles_foreign_tars_and_reports_truncation(tmp_path, 
         list(iter_tar_sample_refs(cut))
 
 
-def test_member_reads_is_validated(sets):
+def test_member_reads_is_validated(audio_member_sets):
     with pytest.raises(ValueError, match=r"data.member_reads must be one of \['stream', 'workers'\]"):
-        TupleLoader(_cfg(sets["wav"], member_reads="disk"))
+        TupleLoader(_cfg(audio_member_sets["wav"], member_reads="disk"))
 
 
-def test_a_replaced_or_rewritten_shard_is_refused_not_read(sets, tmp_path):
+def test_a_replaced_or_rewritten_shard_is_refused_not_read(audio_member_sets, tmp_path):
     """A location is only valid in the file it was read from: after `os.replace` (another inode)
     or an in-place rewrite (another mtime), reading it raises instead of returning the bytes that
     now sit at that offset, and the loader counts the item as `unreadable_member`."""
     import shutil
 
-    src = sorted(p.path for p in os.scandir(sets["wav"]) if p.name.endswith(".tar"))
+    src = sorted(p.path for p in os.scandir(audio_member_sets["wav"]) if p.name.endswith(".tar"))
     path = tmp_path / "s.tar"
     shutil.copy(src[0], path)
     _, members, _, _ = next(iter_tar_sample_refs(path))
@@ -227,11 +210,13 @@ def test_a_replaced_or_rewritten_shard_is_refused_not_read(sets, tmp_path):
         read_member(path, face)
 
 
-def test_restoring_a_sample_reads_nothing_after_it(sets, tmp_path):
+def test_restoring_a_sample_reads_nothing_after_it(audio_member_sets, tmp_path):
     """`read_sample_refs_at` (resume, elastic resume) reads only the sample's own span, like
     `read_sample_at`: damage in the next sample's header does not make the restore fail."""
     path = tmp_path / "s.tar"
-    path.write_bytes(open(sorted(p.path for p in os.scandir(sets["flac"]) if p.name.endswith(".tar"))[0], "rb").read())
+    path.write_bytes(
+        open(sorted(p.path for p in os.scandir(audio_member_sets["flac"]) if p.name.endswith(".tar"))[0], "rb").read()
+    )
     spans = list(iter_tar_sample_spans(path))
     (key, _, offset, end), nxt = spans[0], spans[1][2]
     data = bytearray(path.read_bytes())
@@ -242,7 +227,7 @@ def test_restoring_a_sample_reads_nothing_after_it(sets, tmp_path):
         read_sample_refs_at(path, nxt, spans[1][3] - nxt)
 
 
-def test_unreadable_faces_never_count_as_dali_failures(sets):
+def test_unreadable_faces_never_count_as_dali_failures(audio_member_sets):
     """DALI faces (thread mode) read by reference: faces that cannot be read are that item's
     `unreadable_member`, and a batch whose faces are all unreadable must not reach DALI (an
     empty batch fails there and three such failures would switch DALI off)."""
@@ -252,7 +237,7 @@ def test_unreadable_faces_never_count_as_dali_failures(sets):
     from shards.format import MemberSpan
     from shards.stream import BadSample, MemberRefs
 
-    with TupleLoader(_cfg(sets["wav"], face_decoder="dali", member_reads="workers")) as loader:
+    with TupleLoader(_cfg(audio_member_sets["wav"], face_decoder="dali", member_reads="workers")) as loader:
         next(iter(loader))
         held = list(loader.buffer.fifo())[:4]
         gone = [
